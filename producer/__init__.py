@@ -1,0 +1,1 @@
+"""cliq-webhooks producer: the contract (events, endpoints, Redis layout) and publishing."""

@@ -1,0 +1,51 @@
+"""The producer's parts wired together, with one Redis connection set and a clean close."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from producer.deliveries import DeliveryLog
+from producer.endpoints import EndpointRegistry
+from producer.events import Catalogue
+from producer.jobs import JobDispatcher, QueueOptions, redis_client
+from producer.keys import Keys
+from producer.publisher import Publisher
+from producer.settings import ProducerSettings
+
+
+class Producer:
+    """Registry, publisher and delivery log over one Redis.
+
+    Use as ``async with Producer(settings) as producer: ...``; nothing connects
+    before the first command.
+    """
+
+    def __init__(
+        self, settings: ProducerSettings, queue_options: QueueOptions | None = None
+    ) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.catalogue = Catalogue.with_extras(settings.event_types_extra)
+        self.redis = redis_client(settings.effective_redis_url)
+        self.dispatcher = JobDispatcher(
+            self.redis, self.keys, settings.effective_redis_url, queue_options
+        )
+        self.endpoints = EndpointRegistry(self.redis, self.keys, self.catalogue)
+        self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
+        self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
+
+    async def close(self) -> None:
+        """Close every connection this producer opened."""
+        await self.dispatcher.close()
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> Producer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

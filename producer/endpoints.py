@@ -1,0 +1,353 @@
+"""Endpoints (subscriptions) and the registry that stores them in Redis."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import cast
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
+
+from producer.events import ID_PATTERN, Catalogue
+from producer.keys import Keys
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+MAX_URL_LENGTH = 2048
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ROTATION_GRACE_S = 24 * 3600
+
+
+class EndpointStatus(StrEnum):
+    """``failing`` endpoints still receive deliveries; ``disabled`` ones do not."""
+
+    ACTIVE = "active"
+    FAILING = "failing"
+    DISABLED = "disabled"
+
+
+class EndpointError(ValueError):
+    """Invalid endpoint input; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class EndpointNotFound(LookupError):
+    """No endpoint has this id."""
+
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"no endpoint with id {endpoint_id!r}")
+        self.endpoint_id = endpoint_id
+
+
+def new_secret() -> str:
+    """A signing secret: ``whsec_`` + base64 of 32 random bytes (Standard Webhooks form)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def mask_secret(secret: str) -> str:
+    """The secret as shown after creation: enough to recognise it, not to use it."""
+    return secret[: len(SECRET_PREFIX) + 4] + "…" if secret else ""
+
+
+def validate_url(url: str) -> str:
+    """An absolute http(s) URL with a host and no credentials."""
+    if not isinstance(url, str) or not url:
+        raise EndpointError("url", "is required")
+    if len(url) > MAX_URL_LENGTH:
+        raise EndpointError("url", f"is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise EndpointError("url", f"{url!r} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise EndpointError("url", f"must use http or https, not {parts.scheme or 'nothing'!r}")
+    if not parts.hostname:
+        raise EndpointError("url", f"{url!r} has no host")
+    if parts.username or parts.password:
+        raise EndpointError("url", "must not carry credentials; authenticate with the signature")
+    del port
+    return url
+
+
+def validate_filter(patterns: Iterable[str], catalogue: Catalogue) -> tuple[str, ...]:
+    """Event-type patterns: exact catalogue types, ``prefix.*`` wildcards, or ``*``."""
+    result: list[str] = []
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern:
+            continue
+        if pattern == "*":
+            pass
+        elif pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if not any(name.startswith(prefix) for name in catalogue.types):
+                raise EndpointError("events", f"{pattern!r} matches no known event type")
+        elif pattern not in catalogue:
+            raise EndpointError("events", f"unknown event type {pattern!r}")
+        if pattern not in result:
+            result.append(pattern)
+    if not result:
+        raise EndpointError("events", "select at least one event type (or '*')")
+    return tuple(result)
+
+
+def validate_email(email: str) -> str:
+    """A plausible email address for failure notifications."""
+    if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
+        raise EndpointError("email", f"{email!r} is not an email address")
+    return email
+
+
+def filter_matches(patterns: Sequence[str], event_type: str) -> bool:
+    """Whether an endpoint subscribed with ``patterns`` receives ``event_type``."""
+    for pattern in patterns:
+        if pattern == "*" or pattern == event_type:
+            return True
+        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A subscriber: where to deliver which events of one workspace, and who to tell."""
+
+    id: str
+    workspace_id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    owner_email: str
+    description: str
+    status: EndpointStatus
+    created_ms: int
+    updated_ms: int
+    previous_secret: str = ""
+    previous_secret_until_ms: int = 0
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this endpoint receives events of ``event_type`` right now."""
+        return self.status != EndpointStatus.DISABLED and filter_matches(self.events, event_type)
+
+    def signing_secrets(self, now_ms: int) -> tuple[str, ...]:
+        """The current secret, plus the previous one during a rotation's grace period."""
+        if self.previous_secret and now_ms < self.previous_secret_until_ms:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+    def to_hash(self) -> dict[FieldT, EncodableT]:
+        """The Redis hash fields (the Lua scripts read ``status`` and ``email``)."""
+        fields: dict[FieldT, EncodableT] = {
+            "id": self.id,
+            "workspace": self.workspace_id,
+            "url": self.url,
+            "secret": self.secret,
+            "events": ",".join(self.events),
+            "email": self.owner_email,
+            "description": self.description,
+            "status": self.status.value,
+            "created": str(self.created_ms),
+            "updated": str(self.updated_ms),
+            "prev_secret": self.previous_secret,
+            "prev_until": str(self.previous_secret_until_ms),
+        }
+        return fields
+
+    @classmethod
+    def from_hash(cls, fields: Mapping[str, str]) -> Endpoint:
+        """Parse the Redis hash written by :meth:`to_hash`."""
+        return cls(
+            id=fields["id"],
+            workspace_id=fields["workspace"],
+            url=fields["url"],
+            secret=fields["secret"],
+            events=tuple(p for p in fields["events"].split(",") if p),
+            owner_email=fields["email"],
+            description=fields.get("description", ""),
+            status=EndpointStatus(fields["status"]),
+            created_ms=int(fields["created"]),
+            updated_ms=int(fields["updated"]),
+            previous_secret=fields.get("prev_secret", ""),
+            previous_secret_until_ms=int(fields.get("prev_until") or 0),
+        )
+
+    def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
+        """The endpoint as shown to users; the secret is masked unless just created."""
+        return {
+            "id": self.id,
+            "workspace_id": self.workspace_id,
+            "url": self.url,
+            "events": list(self.events),
+            "owner_email": self.owner_email,
+            "description": self.description,
+            "status": self.status.value,
+            "secret": self.secret if reveal_secret else mask_secret(self.secret),
+            "created_ms": self.created_ms,
+            "updated_ms": self.updated_ms,
+        }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EndpointRegistry:
+    """Create, read, change and delete endpoints; find an event's subscribers."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, catalogue: Catalogue) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._catalogue = catalogue
+
+    async def create(
+        self,
+        *,
+        workspace_id: str,
+        url: str,
+        events: Iterable[str],
+        owner_email: str,
+        description: str = "",
+    ) -> Endpoint:
+        """Register an endpoint; the returned object carries the secret (shown once)."""
+        if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
+            raise EndpointError("workspace", "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-'")
+        now = _now_ms()
+        endpoint = Endpoint(
+            id="ep_" + secrets.token_hex(8),
+            workspace_id=workspace_id,
+            url=validate_url(url),
+            secret=new_secret(),
+            events=validate_filter(events, self._catalogue),
+            owner_email=validate_email(owner_email),
+            description=description,
+            status=EndpointStatus.ACTIVE,
+            created_ms=now,
+            updated_ms=now,
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash())
+            pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
+            pipe.zadd(self._keys.endpoints, {endpoint.id: now})
+            await pipe.execute()
+        return endpoint
+
+    async def get(self, endpoint_id: str) -> Endpoint:
+        """The endpoint with this id, or :class:`EndpointNotFound`."""
+        fields = cast(dict[str, str], await self._redis.hgetall(self._keys.endpoint(endpoint_id)))
+        if not fields:
+            raise EndpointNotFound(endpoint_id)
+        return Endpoint.from_hash(fields)
+
+    async def all(
+        self, *, workspace_id: str | None = None, status: EndpointStatus | None = None
+    ) -> list[Endpoint]:
+        """Endpoints, oldest first, optionally of one workspace and/or status."""
+        if workspace_id is not None:
+            members = await self._redis.smembers(self._keys.workspace_endpoints(workspace_id))
+            ids = sorted(cast(set[str], members))
+        else:
+            ids = cast(list[str], await self._redis.zrange(self._keys.endpoints, 0, -1))
+        endpoints = await self._load(ids)
+        if status is not None:
+            endpoints = [e for e in endpoints if e.status == status]
+        return sorted(endpoints, key=lambda e: (e.created_ms, e.id))
+
+    async def workspace_endpoints(self, workspace_ids: Iterable[str]) -> dict[str, list[Endpoint]]:
+        """Every endpoint of each workspace, in two round trips whatever their number."""
+        ws_list = sorted(set(workspace_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ws in ws_list:
+                pipe.smembers(self._keys.workspace_endpoints(ws))
+            members: list[set[str]] = await pipe.execute()
+        loaded = {e.id: e for e in await self._load(sorted(set().union(*members)))}
+        return {
+            ws: [loaded[i] for i in sorted(ids) if i in loaded]
+            for ws, ids in zip(ws_list, members, strict=True)
+        }
+
+    async def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Iterable[str] | None = None,
+        owner_email: str | None = None,
+        description: str | None = None,
+    ) -> Endpoint:
+        """Change the given fields; the others stay as they are."""
+        endpoint = await self.get(endpoint_id)
+        changed = replace(
+            endpoint,
+            url=validate_url(url) if url is not None else endpoint.url,
+            events=validate_filter(events, self._catalogue)
+            if events is not None
+            else endpoint.events,
+            owner_email=validate_email(owner_email)
+            if owner_email is not None
+            else endpoint.owner_email,
+            description=description if description is not None else endpoint.description,
+            updated_ms=_now_ms(),
+        )
+        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash())
+        return changed
+
+    async def set_status(self, endpoint_id: str, status: EndpointStatus) -> Endpoint:
+        """Enable (``active``) or disable an endpoint; enabling clears ``failing``."""
+        endpoint = await self.get(endpoint_id)
+        changed = replace(endpoint, status=status, updated_ms=_now_ms())
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._keys.endpoint(endpoint_id),
+                mapping=changed.to_hash(),
+            )
+            if status == EndpointStatus.FAILING:
+                pipe.sadd(self._keys.failing, endpoint_id)
+            else:
+                pipe.srem(self._keys.failing, endpoint_id)
+            await pipe.execute()
+        return changed
+
+    async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
+        """A new secret; the old one keeps signing (Standard Webhooks) for ``grace_s``."""
+        endpoint = await self.get(endpoint_id)
+        now = _now_ms()
+        changed = replace(
+            endpoint,
+            secret=new_secret(),
+            previous_secret=endpoint.secret,
+            previous_secret_until_ms=now + grace_s * 1000,
+            updated_ms=now,
+        )
+        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash())
+        return changed
+
+    async def delete(self, endpoint_id: str) -> None:
+        """Remove the endpoint; its queued deliveries end as dead ("endpoint deleted")."""
+        endpoint = await self.get(endpoint_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.endpoint(endpoint_id))
+            pipe.srem(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint_id)
+            pipe.zrem(self._keys.endpoints, endpoint_id)
+            pipe.srem(self._keys.failing, endpoint_id)
+            await pipe.execute()
+
+    async def _load(self, ids: Sequence[str]) -> list[Endpoint]:
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in ids:
+                pipe.hgetall(self._keys.endpoint(endpoint_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return [Endpoint.from_hash(row) for row in rows if row]

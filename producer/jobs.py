@@ -1,0 +1,201 @@
+"""What goes into the queues: job specs, the outbox they pass through, and bullmq options.
+
+A job is first written to the outbox sorted set *in the same Lua script* as the
+state change that causes it (a publish, a failed attempt, a failing endpoint).
+:meth:`JobDispatcher.dispatch` then adds it to bullmq and removes it from the
+outbox. A process that dies in between leaves the spec behind, and
+:meth:`JobDispatcher.sweep` (run by every worker) adds it later: the job is never
+lost, and its deterministic id makes bullmq ignore a second add while it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from bullmq import Queue
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+
+DELIVERY_JOB = "deliver"
+NOTIFICATION_JOB = "notify"
+WEEK_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    """One delivery to attempt: its id and the attempt number the job is for.
+
+    The attempt number makes a job idempotent: a worker skips an item whose
+    delivery already has that many attempts recorded (a re-run after a crash).
+    """
+
+    delivery_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeliveryBatch:
+    """The data of one delivery job: up to ``BATCH_SIZE`` items."""
+
+    items: tuple[DeliveryItem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job data stored in bullmq."""
+        return {"items": [[item.delivery_id, item.attempt] for item in self.items]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DeliveryBatch:
+        """Parse job data; raises ``ValueError`` on anything malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise ValueError("delivery job data must be an object with an 'items' list")
+        items = []
+        for entry in data["items"]:
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or not isinstance(entry[0], str)
+                or not isinstance(entry[1], int)
+                or isinstance(entry[1], bool)
+                or entry[1] < 1
+            ):
+                raise ValueError(f"malformed delivery item {entry!r}")
+            items.append(DeliveryItem(entry[0], entry[1]))
+        return cls(tuple(items))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job on its way to bullmq (the outbox member is its JSON form)."""
+
+    queue: str
+    job_id: str
+    data: dict[str, Any]
+    delay_ms: int = 0
+
+    def to_json(self) -> str:
+        """The outbox member."""
+        return json.dumps(
+            {"q": self.queue, "id": self.job_id, "data": self.data, "delay": self.delay_ms},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        """Parse an outbox member (written by Python or by a Lua script's cjson)."""
+        raw = json.loads(text)
+        return cls(raw["q"], raw["id"], raw["data"], int(raw.get("delay") or 0))
+
+
+def bullmq_connection(redis_url: str) -> dict[str, Any]:
+    """Connection options for bullmq built from a URL.
+
+    ``socket_timeout=None``: redis-py 8 defaults to 5 s, as long as bullmq's blocking
+    wait, which made idle workers time out, reconnect and notice new jobs 16-30 s late.
+    """
+    options = dict(parse_url(redis_url))
+    options["socket_timeout"] = None
+    options["socket_keepalive"] = True
+    return options
+
+
+def redis_client(redis_url: str) -> aioredis.Redis:
+    """The project's own Redis client (text replies, no read timeout, retries on reconnect)."""
+    return aioredis.Redis(
+        **parse_url(redis_url),  # type: ignore[misc]  # connection_class is a valid kwarg
+        decode_responses=True,
+        socket_timeout=None,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=2, base=0.05), 5),
+        retry_on_error=[BusyLoadingError, ConnectionError, TimeoutError],
+    )
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """How bullmq treats our jobs; the delivery schedule itself is ours, not bullmq's."""
+
+    # A batch job fails only when Redis or the worker itself broke mid-batch:
+    # retry it soon; its finished items are skipped on the next run.
+    delivery_job_attempts: int = 20
+    notification_attempts: int = 12
+    notification_backoff_ms: int = 30_000
+
+    def job_options(self, spec: JobSpec) -> dict[str, Any]:
+        """bullmq options for ``spec``."""
+        options: dict[str, Any] = {
+            "jobId": spec.job_id,
+            "removeOnComplete": True,
+            "removeOnFail": {"age": WEEK_S},
+        }
+        if spec.delay_ms > 0:
+            options["delay"] = spec.delay_ms
+        if spec.queue == NOTIFICATION_QUEUE:
+            options["attempts"] = self.notification_attempts
+            options["backoff"] = {"type": "exponential", "delay": self.notification_backoff_ms}
+        else:
+            options["attempts"] = self.delivery_job_attempts
+            options["backoff"] = {"type": "exponential", "delay": 1000}
+        return options
+
+
+class JobDispatcher:
+    """Moves job specs from the outbox into bullmq."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        redis_url: str,
+        options: QueueOptions | None = None,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._options = options or QueueOptions()
+        connection = bullmq_connection(redis_url)
+        self.queues: dict[str, Queue] = {
+            name: Queue(name, {"connection": connection, "prefix": keys.prefix})
+            for name in (DELIVERY_QUEUE, NOTIFICATION_QUEUE)
+        }
+
+    async def dispatch(self, members: Sequence[str]) -> None:
+        """Add the jobs of these outbox members to bullmq, then drop them from the outbox."""
+        if not members:
+            return
+        by_queue: dict[str, list[dict[str, Any]]] = {}
+        for member in members:
+            spec = JobSpec.from_json(member)
+            by_queue.setdefault(spec.queue, []).append(
+                {
+                    "name": NOTIFICATION_JOB if spec.queue == NOTIFICATION_QUEUE else DELIVERY_JOB,
+                    "data": spec.data,
+                    "opts": self._options.job_options(spec),
+                }
+            )
+        for queue, jobs in by_queue.items():
+            await self.queues[queue].addBulk(jobs)
+        await self._redis.zrem(self._keys.outbox, *members)
+
+    async def sweep(self, older_than_s: float, limit: int = 500) -> int:
+        """Dispatch outbox members older than ``older_than_s`` (left by a crashed process)."""
+        cutoff = int((time.time() - older_than_s) * 1000)
+        members = cast(
+            list[str], await self._redis.zrangebyscore(self._keys.outbox, "-inf", cutoff, 0, limit)
+        )
+        await self.dispatch(members)
+        return len(members)
+
+    async def close(self) -> None:
+        """Close the bullmq connections."""
+        for queue in self.queues.values():
+            await queue.close()

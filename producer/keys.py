@@ -1,0 +1,124 @@
+"""The Redis key layout: every key this project writes is named here, and only here.
+
+Python code calls the :class:`Keys` methods; the Lua scripts get the same names
+from :func:`lua_prelude`, generated from the same table, so the layout cannot
+drift between the two. With a hash-tag prefix such as ``{cliq}`` every key lands
+in one Redis Cluster slot, which the scripts (they touch many keys) require.
+bullmq's own keys are ``{prefix}:{queue}:*`` (e.g. ``cliq:deliveries:wait``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DELIVERY_QUEUE = "deliveries"
+NOTIFICATION_QUEUE = "notifications"
+
+# name -> key after "{prefix}:"; "{}" is the id. The comments are the reference.
+LAYOUT: dict[str, str] = {
+    # Hash: the delivered body (b, stored once), type (t), workspace (w), created ms (c),
+    # deliveries still open (o).
+    "event": "evt:{}",
+    # List: the delivery ids an event fanned out to.
+    "event_deliveries": "evt:{}:dlv",
+    # Hash: event (e), endpoint (p), state (s), attempts made (n), attempts before the
+    # current round (r), created (c), updated (u), next due (x), attempt k as JSON (ak).
+    "delivery": "dlv:{}",
+    # Hash: one endpoint (fields: producer.endpoints.Endpoint.to_hash).
+    "endpoint": "ep:{}",
+    # Sorted set: an endpoint's deliveries by creation time (ms).
+    "endpoint_deliveries": "ep:{}:dlv",
+    # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
+    "endpoint_dead": "ep:{}:dead",
+    # Set: a workspace's endpoint ids, read on every publish.
+    "workspace_endpoints": "ws:{}:eps",
+    # Sorted set: every endpoint id by creation time (ms).
+    "endpoints": "eps",
+    # Set: ids of endpoints whose status is failing.
+    "failing": "failing",
+    # Sorted set: JSON job specs written with their cause, not yet added to bullmq
+    # (score: ms written). See producer.jobs.
+    "outbox": "outbox",
+    # Counter: source of unique batch job ids.
+    "sequence": "seq",
+    # Hash: deliveries now queued / scheduled (gauges), delivered / dead (totals).
+    "stats": "stats",
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "cliq"
+
+    def _key(self, name: str, ident: str = "") -> str:
+        return f"{self.prefix}:{LAYOUT[name].format(ident)}"
+
+    def event(self, event_id: str) -> str:
+        """See ``LAYOUT["event"]``."""
+        return self._key("event", event_id)
+
+    def event_deliveries(self, event_id: str) -> str:
+        """See ``LAYOUT["event_deliveries"]``."""
+        return self._key("event_deliveries", event_id)
+
+    def delivery(self, delivery_id: str) -> str:
+        """See ``LAYOUT["delivery"]``."""
+        return self._key("delivery", delivery_id)
+
+    def endpoint(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint"]``."""
+        return self._key("endpoint", endpoint_id)
+
+    def endpoint_deliveries(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_deliveries"]``."""
+        return self._key("endpoint_deliveries", endpoint_id)
+
+    def endpoint_dead(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_dead"]``."""
+        return self._key("endpoint_dead", endpoint_id)
+
+    def workspace_endpoints(self, workspace_id: str) -> str:
+        """See ``LAYOUT["workspace_endpoints"]``."""
+        return self._key("workspace_endpoints", workspace_id)
+
+    @property
+    def endpoints(self) -> str:
+        """See ``LAYOUT["endpoints"]``."""
+        return self._key("endpoints")
+
+    @property
+    def failing(self) -> str:
+        """See ``LAYOUT["failing"]``."""
+        return self._key("failing")
+
+    @property
+    def outbox(self) -> str:
+        """See ``LAYOUT["outbox"]``."""
+        return self._key("outbox")
+
+    @property
+    def stats(self) -> str:
+        """See ``LAYOUT["stats"]``."""
+        return self._key("stats")
+
+    def queue_key(self, queue: str, suffix: str) -> str:
+        """A key of bullmq's layout, e.g. ``queue_key("deliveries", "wait")``."""
+        return f"{self.prefix}:{queue}:{suffix}"
+
+
+def lua_prelude() -> str:
+    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`.
+
+    Scripts receive the prefix as ``ARGV[1]``.
+    """
+    lines = ["local K = {}", "local PREFIX = ARGV[1]"]
+    for name, template in LAYOUT.items():
+        head, _, tail = template.partition("{}")
+        if _:
+            suffix = f" .. '{tail}'" if tail else ""
+            lines.append(f"K.{name} = function(id) return PREFIX .. ':{head}' .. id{suffix} end")
+        else:
+            lines.append(f"K.{name} = function() return PREFIX .. ':{head}' end")
+    return "\n".join(lines) + "\n"

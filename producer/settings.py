@@ -1,0 +1,185 @@
+"""Configuration: every setting is an environment variable and a CLI flag.
+
+Each setting is declared once as an :class:`Option`; ``from_env`` reads the
+environment (or an explicit mapping, for tests) and the CLI builds its flags
+from the same declarations, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_REDIS_URL = ""  # empty: the demo starts a private Redis; other commands use localhost.
+FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its environment variable, CLI flag, default and parser."""
+
+    env: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def flag(self) -> str:
+        """The CLI flag, derived from the variable name (``REDIS_URL`` -> ``--redis-url``)."""
+        return "--" + self.env.lower().replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The attribute name on the settings object."""
+        return self.env.lower()
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        """Parse this option's value from ``env``, falling back to the default."""
+        raw = env.get(self.env, self.default)
+        try:
+            return self.parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{self.env}={raw!r}: {exc}") from exc
+
+
+def parse_positive_float(raw: str) -> float:
+    """A number of seconds that must be greater than zero."""
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def parse_positive_int(raw: str) -> int:
+    """A count that must be at least 1."""
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def parse_port(raw: str) -> int:
+    """A TCP port, 0 meaning "off"."""
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number between 0 and 65535")
+    return value
+
+
+def parse_bool(raw: str) -> bool:
+    """Common spellings of yes and no."""
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"", "0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be 1/0, true/false, yes/no or on/off")
+
+
+def parse_list(raw: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks are ignored."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_prefix(raw: str) -> str:
+    """A Redis key prefix; ``{name}`` hash tags keep every key in one cluster slot."""
+    if not raw or any(ch in raw for ch in " :\n"):
+        raise ValueError("must be non-empty, without spaces or ':'")
+    return raw
+
+
+PRODUCER_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "REDIS_URL",
+        DEFAULT_REDIS_URL,
+        "Redis to use (redis://, rediss:// for TLS). Empty: 127.0.0.1:6379, or a private "
+        "Redis started by `demo`.",
+    ),
+    Option(
+        "KEY_PREFIX",
+        "cliq",
+        "Prefix of every Redis key; use a hash tag such as {cliq} on Redis Cluster.",
+        parse_prefix,
+    ),
+    Option(
+        "EVENT_TYPES_EXTRA",
+        "",
+        "Comma-separated event types accepted in addition to the built-in catalogue.",
+        parse_list,
+    ),
+    Option(
+        "MAX_PAYLOAD_BYTES",
+        str(256 * 1024),
+        "Largest accepted event, measured as the JSON body that is delivered.",
+        parse_positive_int,
+    ),
+    Option(
+        "BATCH_SIZE",
+        "50",
+        "Deliveries carried by one queue job: the queue's cost is paid once per batch.",
+        parse_positive_int,
+    ),
+    Option(
+        "DELIVERY_RETENTION",
+        str(7 * 24 * 3600),
+        "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
+        parse_positive_int,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    """Settings that the producer side (publishing, registry) needs."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = "cliq"
+    event_types_extra: tuple[str, ...] = ()
+    max_payload_bytes: int = 256 * 1024
+    batch_size: int = 50
+    delivery_retention: int = 7 * 24 * 3600
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The URL to connect to: ``REDIS_URL``, or the local default when it is empty."""
+        return self.redis_url or FALLBACK_REDIS_URL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProducerSettings:
+        """Read the settings from ``env`` (default: ``os.environ``)."""
+        return cls(**read_options(PRODUCER_OPTIONS, os.environ if env is None else env))
+
+
+def read_options(options: Sequence[Option], env: Mapping[str, str]) -> dict[str, Any]:
+    """Parse every option of ``options`` from ``env`` into a ``dest -> value`` mapping."""
+    return {option.dest: option.read(env) for option in options}
+
+
+def add_flags(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Add one flag per option; a flag given on the command line overrides the variable."""
+    group = parser.add_argument_group("settings (each also read from its environment variable)")
+    for option in options:
+        group.add_argument(
+            option.flag,
+            dest=f"setting_{option.dest}",
+            metavar=option.env,
+            default=None,
+            help=f"{option.help} [env {option.env}, default {option.default!r}]",
+        )
+
+
+def env_with_flags(namespace: argparse.Namespace, options: Sequence[Option]) -> dict[str, str]:
+    """The environment overlaid with the flags given on the command line."""
+    merged = dict(os.environ)
+    for option in options:
+        value = getattr(namespace, f"setting_{option.dest}", None)
+        if value is not None:
+            merged[option.env] = value
+    return merged

@@ -1,0 +1,334 @@
+"""Processing a delivery job: load the batch, sign, POST, record each outcome.
+
+A job carries a batch of (delivery, attempt) items, so bullmq's cost is paid once
+per batch. Each item lives on its own: it is skipped if its attempt is already
+recorded (a re-run after a crash), its failure schedules only itself (grouped
+with others due at the same time), and its outcome is written as soon as it is
+known, through a group commit shared by every job of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
+from producer.endpoints import Endpoint, EndpointStatus
+from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
+from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+from producer.scripts import load_script
+from worker.metrics import Metrics, status_class
+from worker.recorder import GroupCommit
+from worker.schedule import RetrySchedule
+from worker.sender import Response, Sender
+from worker.signing import signature_headers
+
+log = structlog.get_logger("cliq.delivery")
+
+RECORD_MAX_OUTCOMES = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    """One item with everything needed to attempt it."""
+
+    item: DeliveryItem
+    attempt_in_round: int
+    event_id: str
+    event_type: str
+    event_created_ms: int
+    body: bytes
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An attempt's result, ready to be recorded."""
+
+    item: DeliveryItem
+    kind: AttemptOutcome
+    attempt: Attempt
+    event_id: str
+    endpoint_id: str
+    delay_s: float | None = None
+
+
+class DeliveryProcessor:
+    """The bullmq processor of the delivery queue."""
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        keys: Keys,
+        schedule: RetrySchedule,
+        retention_s: int,
+        concurrency: int,
+        sender: Sender,
+        dispatcher: JobDispatcher,
+        metrics: Metrics,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._schedule = schedule
+        self._retention_s = retention_s
+        self._sender = sender
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(concurrency)
+        self._load = load_script(redis, "worker", "load.lua")
+        self._record = load_script(redis, "worker", "record.lua")
+        self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
+
+    async def process(self, job: Any, _token: str) -> int:
+        """Attempt every item of the job; returns how many were attempted.
+
+        Bad job data is logged and counted, and the job completes: a worker never
+        crashes on it. Redis errors propagate, so bullmq retries the job later.
+        """
+        try:
+            batch = DeliveryBatch.from_dict(job.data)
+        except ValueError as exc:
+            self._metrics.bad_jobs.inc()
+            log.error("bad_job", queue=DELIVERY_QUEUE, job_id=job.id, error=str(exc))
+            return 0
+        targets = await self._targets(batch.items)
+        await asyncio.gather(*(self._deliver(target) for target in targets))
+        return len(targets)
+
+    async def _targets(self, items: Sequence[DeliveryItem]) -> list[Target]:
+        """Load the batch; items that need no HTTP request are settled here."""
+        if not items:
+            return []
+        rows, flat_events, endpoint_rows = await self._load(
+            args=[self._keys.prefix, *(item.delivery_id for item in items)]
+        )
+        events = {
+            flat_events[k]: (flat_events[k + 1], flat_events[k + 2], int(flat_events[k + 3]))
+            for k in range(0, len(flat_events), 4)
+        }
+        endpoints: dict[str, Endpoint | None] = {}
+        for row in endpoint_rows:
+            fields = dict(zip(row[1::2], row[2::2], strict=True))
+            endpoints[row[0]] = Endpoint.from_hash(fields) if fields else None
+
+        targets: list[Target] = []
+        settled: list[Outcome] = []
+        for item, row in zip(items, rows, strict=True):
+            if not row:
+                log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
+                continue
+            state, made, base, event_id, endpoint_id = (
+                row[0],
+                int(row[1]),
+                int(row[2]),
+                row[3],
+                row[4],
+            )
+            if state in (DeliveryState.DELIVERED, DeliveryState.DEAD) or made >= item.attempt:
+                self._metrics.deliveries.labels("duplicate").inc()
+                continue
+            endpoint = endpoints.get(endpoint_id)
+            event = events.get(event_id)
+            reason = None
+            if endpoint is None:
+                reason = "endpoint deleted"
+            elif endpoint.status == EndpointStatus.DISABLED:
+                reason = "endpoint disabled"
+            elif event is None:
+                reason = "event expired"
+            if reason is not None or endpoint is None or event is None:
+                settled.append(self._settle(item, event_id, endpoint_id, reason or ""))
+                continue
+            body, event_type, created_ms = event
+            targets.append(
+                Target(
+                    item,
+                    item.attempt - base,
+                    event_id,
+                    event_type,
+                    created_ms,
+                    body.encode(),
+                    endpoint,
+                )
+            )
+        await asyncio.gather(*(self._commit(outcome) for outcome in settled))
+        return targets
+
+    def _settle(self, item: DeliveryItem, event_id: str, endpoint_id: str, reason: str) -> Outcome:
+        """A delivery that cannot be attempted ends dead, kept for replay, with the reason."""
+        attempt = Attempt(
+            number=item.attempt,
+            at_ms=int(time.time() * 1000),
+            status=None,
+            error=f"not sent: {reason}",
+            latency_ms=0.0,
+            response="",
+            outcome=AttemptOutcome.DEAD,
+        )
+        return Outcome(item, AttemptOutcome.DEAD, attempt, event_id, endpoint_id)
+
+    async def _deliver(self, target: Target) -> None:
+        endpoint = target.endpoint
+        now = time.time()
+        headers = request_headers(
+            endpoint, target.event_id, target.event_type, target.item, target.body, now
+        )
+        async with self._slots:
+            self._metrics.in_flight.inc()
+            try:
+                response = await self._sender.post(endpoint.url, target.body, headers)
+            finally:
+                self._metrics.in_flight.dec()
+        self._metrics.attempts.labels(status_class(response.status)).inc()
+        self._metrics.attempt_duration.observe(response.duration_s)
+        outcome = self._outcome(target, response, now)
+        code = await self._commit(outcome)
+        log.info(
+            "delivery_attempt",
+            event_id=target.event_id,
+            endpoint_id=endpoint.id,
+            delivery_id=target.item.delivery_id,
+            attempt=target.item.attempt,
+            status=response.status,
+            error=response.error,
+            duration_ms=round(response.duration_s * 1000, 2),
+            outcome=code,
+            next_in_s=outcome.delay_s,
+        )
+        if outcome.kind == AttemptOutcome.DELIVERED and code != "dup":
+            self._metrics.end_to_end.observe(max(0.0, time.time() - target.event_created_ms / 1000))
+
+    def _outcome(self, target: Target, response: Response, started_s: float) -> Outcome:
+        at_ms = int(started_s * 1000)
+        delay: float | None = None
+        if response.ok:
+            kind = AttemptOutcome.DELIVERED
+        else:
+            delay = self._schedule.delay_after_failure(target.attempt_in_round)
+            kind = AttemptOutcome.DEAD if delay is None else AttemptOutcome.RETRY
+        attempt = Attempt(
+            number=target.item.attempt,
+            at_ms=at_ms,
+            status=response.status,
+            error=response.error,
+            latency_ms=round(response.duration_s * 1000, 3),
+            response=response.excerpt,
+            outcome=kind,
+            next_attempt_ms=None if delay is None else int((time.time() + delay) * 1000),
+        )
+        return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay)
+
+    async def _commit(self, outcome: Outcome) -> str:
+        code = await self._recorder.submit(outcome)
+        self._count(outcome, code)
+        return code
+
+    def _count(self, outcome: Outcome, code: str) -> None:
+        if code == "dup":
+            self._metrics.deliveries.labels("duplicate").inc()
+            return
+        if code == "gone":
+            return
+        self._metrics.deliveries.labels(outcome.kind.value).inc()
+        if outcome.kind == AttemptOutcome.RETRY:
+            self._metrics.retries.inc()
+        elif code == "failing":
+            self._metrics.endpoint_transitions.labels("failing").inc()
+            log.warning(
+                "endpoint_failing",
+                endpoint_id=outcome.endpoint_id,
+                delivery_id=outcome.item.delivery_id,
+                event_id=outcome.event_id,
+            )
+        elif code == "recovered":
+            self._metrics.endpoint_transitions.labels("active").inc()
+            log.info("endpoint_recovered", endpoint_id=outcome.endpoint_id)
+
+    async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
+        now_ms = int(time.time() * 1000)
+        args: list[str | int] = [self._keys.prefix, now_ms, self._retention_s, len(outcomes)]
+        retries: dict[int, list[DeliveryItem]] = defaultdict(list)
+        for outcome in outcomes:
+            notify = ""
+            due: int | str = ""
+            if outcome.kind == AttemptOutcome.RETRY and outcome.delay_s is not None:
+                delay_ms = int(outcome.delay_s * 1000)
+                due = now_ms + delay_ms
+                retries[delay_ms].append(
+                    DeliveryItem(outcome.item.delivery_id, outcome.item.attempt + 1)
+                )
+            elif outcome.kind == AttemptOutcome.DEAD:
+                notify = notification_spec(outcome).to_json()
+            args += [
+                outcome.item.delivery_id,
+                outcome.item.attempt,
+                outcome.kind.value,
+                outcome.attempt.to_json(),
+                due,
+                notify,
+            ]
+        for delay_ms, items in retries.items():
+            spec = JobSpec(
+                DELIVERY_QUEUE,
+                "r" + secrets.token_hex(8),
+                DeliveryBatch(tuple(items)).to_dict(),
+                delay_ms,
+            )
+            args.append(spec.to_json())
+        codes, members = await self._record(args=args)
+        await self._dispatcher.dispatch(members)
+        return list(codes)
+
+    async def close(self) -> None:
+        """Wait for outcomes still being written."""
+        await self._recorder.close()
+
+
+def request_headers(
+    endpoint: Endpoint,
+    event_id: str,
+    event_type: str,
+    item: DeliveryItem,
+    body: bytes,
+    now_s: float,
+) -> dict[str, str]:
+    """Every header of a delivery request except ``User-Agent`` (set on the session).
+
+    ``webhook-id`` is the event id: stable across retries and replays, so receivers
+    can deduplicate on it as the seed advises.
+    """
+    headers = signature_headers(
+        endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body
+    )
+    headers["Content-Type"] = "application/json"
+    headers["X-Cliq-Event"] = event_type
+    headers["X-Cliq-Delivery"] = item.delivery_id
+    headers["X-Cliq-Attempt"] = str(item.attempt)
+    return headers
+
+
+def notification_spec(outcome: Outcome) -> JobSpec:
+    """The email job for an endpoint that this dead delivery turns failing."""
+    return JobSpec(
+        NOTIFICATION_QUEUE,
+        f"n-{outcome.endpoint_id}-{outcome.item.delivery_id}",
+        {
+            "endpoint_id": outcome.endpoint_id,
+            "delivery_id": outcome.item.delivery_id,
+            "event_id": outcome.event_id,
+            "attempts": outcome.item.attempt,
+            "last_error": outcome.attempt.error
+            or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
+            "failed_at_ms": outcome.attempt.at_ms,
+        },
+    )

@@ -1,0 +1,213 @@
+"""``cliq-webhooks demo``: the whole pipeline on one machine, in about half a minute.
+
+It uses ``REDIS_URL`` when set and otherwise starts a private Redis; runs a worker
+in-process with a compressed retry schedule; starts two receivers on 127.0.0.1
+(one checks every signature as the seed's Express example does, one always
+answers 500); publishes events; and shows the failing endpoint going through
+every attempt to ``failing`` and the one email its owner gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from producer import jsonwire
+from producer.context import Producer
+from producer.endpoints import Endpoint, EndpointStatus
+from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
+from worker.localredis import LocalRedis
+from worker.schedule import RetrySchedule
+from worker.service import WorkerService
+from worker.settings import WorkerSettings
+
+DEMO_SCHEDULE = "0,1,1,2,2"
+DEMO_TIMEOUT_S = 120.0
+
+
+def say(text: str = "") -> None:
+    """Narration on stdout (the worker's own logs go to stderr)."""
+    print(text, flush=True)
+
+
+@dataclasses.dataclass
+class SeedReceiver:
+    """A receiver that verifies like the seed: HMAC of ``JSON.stringify(req.body)``."""
+
+    secret: str = ""
+    valid: int = 0
+    invalid: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        # express.json() then JSON.stringify(req.body): parse, then re-serialize as JS does.
+        restringified = jsonwire.encode(jsonwire.normalize(json.loads(raw)))
+        expected = hmac.new(self.secret.encode(), restringified, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(request.headers.get("X-Cliq-Signature", ""), expected):
+            self.valid += 1
+            return web.Response(text="OK")
+        self.invalid += 1
+        return web.Response(status=401, text="Invalid signature")
+
+
+@contextlib.asynccontextmanager
+async def receivers(good: SeedReceiver) -> AsyncIterator[int]:
+    """Serve ``/good`` (the seed receiver) and ``/broken`` (always 500) on a loopback port."""
+
+    async def broken(_request: web.Request) -> web.Response:
+        return web.Response(status=500, text="database unavailable")
+
+    app = web.Application()
+    app.router.add_post("/good", good.handle)
+    app.router.add_post("/broken", broken)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        server = site._server
+        assert server is not None
+        yield server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    finally:
+        await runner.cleanup()
+
+
+async def run_demo(settings: WorkerSettings, *, events: int) -> int:
+    """Run the demo; exit status 0 when everything behaved as documented."""
+    local: LocalRedis | None = None
+    if not settings.producer.redis_url:
+        local = LocalRedis()
+        await local.start()
+        say(f"Started a private Redis on {local.url} (set REDIS_URL to use yours).")
+    redis_url = local.url if local else settings.producer.redis_url
+    outbox = Path(tempfile.mkdtemp(prefix="cliq-outbox-")) if not settings.smtp_url else None
+    schedule = (
+        RetrySchedule.parse(DEMO_SCHEDULE)
+        if settings.retry_schedule == RetrySchedule()
+        else settings.retry_schedule
+    )
+    settings = dataclasses.replace(
+        settings,
+        producer=dataclasses.replace(settings.producer, redis_url=redis_url),
+        retry_schedule=schedule,
+        allow_private_destinations=True,
+        metrics_port=0,
+        notify_outbox=str(outbox) if outbox else settings.notify_outbox,
+        log_level="warning" if settings.log_level == "info" else settings.log_level,
+    )
+    try:
+        return await _demo(settings, events, outbox)
+    finally:
+        if local is not None:
+            await local.stop()
+
+
+async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> int:
+    good = SeedReceiver()
+    async with receivers(good) as port, Producer(settings.producer) as producer:
+        workspace = f"ws_demo_{int(time.time())}"
+        healthy = await producer.endpoints.create(
+            workspace_id=workspace,
+            url=f"http://127.0.0.1:{port}/good",
+            events=["issue.*", "comment.created"],
+            owner_email="alice@example.com",
+            description="verifies signatures like the seed's Express example",
+        )
+        good.secret = healthy.secret
+        broken = await producer.endpoints.create(
+            workspace_id=workspace,
+            url=f"http://127.0.0.1:{port}/broken",
+            events=["*"],
+            owner_email="bob@example.com",
+            description="always answers 500",
+        )
+        say(f"Registered {healthy.id} (issue.*, comment.created) and {broken.id} (*, always 500).")
+        say(
+            f"Retry schedule for the demo: {settings.retry_schedule} seconds "
+            "(the real one: 0,60,300,1800,7200)."
+        )
+
+        service = WorkerService(settings)
+        worker = asyncio.create_task(service.run())
+        types = sorted(BUILTIN_EVENT_TYPES)
+        batch = [
+            parse_event(
+                {
+                    "type": types[i % len(types)],
+                    "workspace_id": workspace,
+                    "data": {**example_data(types[i % len(types)]), "n": i, "note": "héllo ✓"},
+                },
+                producer.catalogue,
+                max_payload_bytes=settings.producer.max_payload_bytes,
+            )
+            for i in range(count)
+        ]
+        results = await producer.publisher.publish_many(batch)
+        again = await producer.publisher.publish(batch[0])
+        expected_good = sum(1 for e in batch if healthy.wants(e.type))
+        say(
+            f"Published {len(batch)} events -> {sum(r.deliveries for r in results)} deliveries; "
+            f"publishing {batch[0].id} again created {again.deliveries} (idempotent)."
+        )
+
+        started = time.monotonic()
+        deadline = started + DEMO_TIMEOUT_S
+        failing_at: float | None = None
+        while time.monotonic() < deadline:
+            current: Endpoint = await producer.endpoints.get(broken.id)
+            if failing_at is None and current.status == EndpointStatus.FAILING:
+                failing_at = time.monotonic() - started
+                say(
+                    f"{broken.id} is now FAILING after {failing_at:.1f}s "
+                    "(every attempt of a delivery failed)."
+                )
+            emails = list(outbox.glob("*.eml")) if outbox else []
+            if (
+                good.valid >= expected_good
+                and failing_at is not None
+                and (outbox is None or emails)
+            ):
+                break
+            await asyncio.sleep(0.25)
+
+        service.stop()
+        exit_code = await worker
+        say(
+            f"\nReceiver checks: {good.valid} deliveries with a valid seed signature, "
+            f"{good.invalid} invalid."
+        )
+        first = (await producer.deliveries.for_endpoint(broken.id, limit=count))[-1]
+        say(f"\nAttempts of one delivery to the broken endpoint ({first.id}):")
+        for attempt in first.attempts:
+            say(
+                f"  #{attempt.number} status={attempt.status} {attempt.outcome.value:9} "
+                f"latency={attempt.latency_ms:.1f}ms response={attempt.response!r}"
+            )
+        if outbox is not None:
+            emails = sorted(outbox.glob("*.eml"))
+            say(f"\nEmails written (no SMTP_URL set): {len(emails)} in {outbox}")
+            if emails:
+                say("-" * 60 + "\n" + emails[0].read_text().strip() + "\n" + "-" * 60)
+        ok = (
+            exit_code == 0
+            and good.valid >= expected_good
+            and good.invalid == 0
+            and failing_at is not None
+            and len(first.attempts) == settings.retry_schedule.attempts
+            and (outbox is None or len(list(outbox.glob("*.eml"))) == 1)
+        )
+        say(
+            "\nDemo "
+            + ("finished: everything behaved as documented." if ok else "FAILED: see above.")
+        )
+        return 0 if ok else 1

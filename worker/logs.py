@@ -1,0 +1,50 @@
+"""Logging setup: structlog, JSON lines when not a terminal, readable console otherwise.
+
+Configured once, by the entry point. Secrets are never passed to a logger; the
+``redact`` processor is a second line of defence for anything shaped like one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+SECRET_SHAPE = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
+
+
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace anything that looks like a signing secret."""
+    for key, value in event.items():
+        if isinstance(value, str) and "whsec_" in value:
+            event[key] = SECRET_SHAPE.sub("whsec_[redacted]", value)
+    return event
+
+
+def configure(log_format: str = "auto", level: str = "info") -> None:
+    """Route structlog (and the stdlib loggers of aiohttp and bullmq) to stderr."""
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    numeric = logging.getLevelName(level.upper())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info if as_json else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)

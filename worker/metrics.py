@@ -1,0 +1,95 @@
+"""Prometheus metrics of a worker process. Labels stay low-cardinality: no ids, no URLs."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ATTEMPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+END_TO_END_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 14400,
+)  # fmt: skip
+
+
+def status_class(status: int | None) -> str:
+    """``2xx`` .. ``5xx``, or ``error`` when no HTTP status came back."""
+    return f"{status // 100}xx" if status is not None else "error"
+
+
+class Metrics:
+    """Every metric a worker exports, registered in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.deliveries = Counter(
+            "cliq_deliveries_total",
+            "Deliveries that reached a final or intermediate outcome, by outcome "
+            "(delivered, retry, dead, duplicate: a re-run attempt that was already recorded).",
+            ["outcome"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "cliq_delivery_attempts_total",
+            "HTTP attempts by status class (2xx..5xx, or error: timeout, refused, TLS, DNS).",
+            ["status_class"],
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "cliq_delivery_attempt_duration_seconds",
+            "Duration of one HTTP attempt.",
+            buckets=ATTEMPT_BUCKETS_S,
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "cliq_delivery_latency_seconds",
+            "From the event's created_at to its successful delivery.",
+            buckets=END_TO_END_BUCKETS_S,
+            registry=r,
+        )
+        self.retries = Counter(
+            "cliq_retries_scheduled_total", "Attempts scheduled after a failure.", registry=r
+        )
+        self.in_flight = Gauge(
+            "cliq_deliveries_in_flight", "HTTP attempts in progress in this process.", registry=r
+        )
+        self.queue_depth = Gauge(
+            "cliq_queue_deliveries",
+            "Deliveries waiting, by state: queued (due now) or scheduled (waiting for a retry).",
+            ["state"],
+            registry=r,
+        )
+        self.queue_jobs = Gauge(
+            "cliq_queue_jobs",
+            "bullmq jobs by queue and state (a delivery job carries a batch of deliveries).",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.oldest_waiting = Gauge(
+            "cliq_queue_oldest_waiting_seconds",
+            "Age of the oldest delivery job waiting to be taken (0 when none waits).",
+            registry=r,
+        )
+        self.endpoints_failing = Gauge(
+            "cliq_endpoints_failing", "Endpoints whose status is failing.", registry=r
+        )
+        self.endpoint_transitions = Counter(
+            "cliq_endpoint_transitions_total",
+            "Endpoint status changes made by deliveries (to failing, back to active).",
+            ["to"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "cliq_notifications_total",
+            "Failure notifications by result "
+            "(sent, outbox: written to a folder, failed: will be retried).",
+            ["result"],
+            registry=r,
+        )
+        self.bad_jobs = Counter(
+            "cliq_bad_jobs_total",
+            "Jobs whose data could not be processed (recorded, skipped).",
+            registry=r,
+        )
+        self.worker_up = Gauge(
+            "cliq_worker_up", "1 while this worker's queue loops are running.", registry=r
+        )

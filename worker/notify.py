@@ -1,0 +1,136 @@
+"""Failure notifications: one email to an endpoint's owner when it turns failing.
+
+Notifications are jobs on their own bullmq queue, so an SMTP outage delays the
+emails (bullmq retries them with backoff) but never the deliveries. Without
+``SMTP_URL`` the email is written to a local folder and logged: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+import structlog
+
+from producer.endpoints import EndpointNotFound, EndpointRegistry
+from producer.events import format_timestamp
+from producer.keys import NOTIFICATION_QUEUE
+from worker.metrics import Metrics
+
+log = structlog.get_logger("cliq.notify")
+
+
+class NotificationError(RuntimeError):
+    """The email could not be handed over; the job is retried."""
+
+
+def build_email(data: dict[str, Any], endpoint_url: str, owner: str, sender: str) -> EmailMessage:
+    """The failure email: which endpoint, which event, the last error, how to replay."""
+    failed_at = format_timestamp(datetime.fromtimestamp(data["failed_at_ms"] / 1000, UTC))
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = owner
+    message["Subject"] = f"[cliq-webhooks] Webhook endpoint {data['endpoint_id']} is failing"
+    message.set_content(
+        f"""Your webhook endpoint is now marked as failing.
+
+Endpoint:   {data["endpoint_id"]}
+URL:        {endpoint_url}
+Event:      {data["event_id"]}
+Delivery:   {data["delivery_id"]}
+Attempts:   {data["attempts"]} (the last one at {failed_at})
+Last error: {data["last_error"]}
+
+Deliveries keep being attempted; the endpoint returns to active after its next
+successful delivery. Deliveries that failed every attempt are kept; once the
+endpoint answers 2xx again, send them again with:
+
+    cliq-webhooks replay --endpoint {data["endpoint_id"]}
+
+You get this email once each time the endpoint turns failing.
+"""
+    )
+    return message
+
+
+class Notifier:
+    """The processor of the notification queue."""
+
+    def __init__(
+        self,
+        *,
+        registry: EndpointRegistry,
+        smtp_url: str,
+        sender: str,
+        outbox_dir: str,
+        metrics: Metrics,
+    ) -> None:
+        self._registry = registry
+        self._smtp_url = smtp_url
+        self._sender = sender
+        self._outbox_dir = Path(outbox_dir)
+        self._metrics = metrics
+
+    async def process(self, job: Any, _token: str) -> str:
+        """Send one notification; raise to have bullmq retry it later."""
+        data = job.data
+        if not isinstance(data, dict) or "endpoint_id" not in data:
+            self._metrics.bad_jobs.inc()
+            log.error("bad_job", queue=NOTIFICATION_QUEUE, job_id=job.id)
+            return "bad job"
+        bound = log.bind(
+            endpoint_id=data["endpoint_id"],
+            delivery_id=data["delivery_id"],
+            event_id=data["event_id"],
+        )
+        try:
+            endpoint = await self._registry.get(data["endpoint_id"])
+        except EndpointNotFound:
+            bound.info("notification_skipped", reason="endpoint deleted")
+            return "endpoint deleted"
+        message = build_email(data, endpoint.url, endpoint.owner_email, self._sender)
+        if not self._smtp_url:
+            path = self._write_outbox(message, job.id)
+            self._metrics.notifications.labels("outbox").inc()
+            bound.warning("notification_written", path=str(path), to=endpoint.owner_email)
+            return str(path)
+        try:
+            await self._send(message)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self._metrics.notifications.labels("failed").inc()
+            bound.warning("notification_failed", error=str(exc), attempt=job.attemptsMade + 1)
+            raise NotificationError(str(exc)) from exc
+        self._metrics.notifications.labels("sent").inc()
+        bound.info("notification_sent", to=endpoint.owner_email)
+        return "sent"
+
+    async def _send(self, message: EmailMessage) -> None:
+        parts = urlsplit(self._smtp_url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise NotificationError(f"SMTP_URL must be smtp:// or smtps://, not {parts.scheme!r}")
+        await aiosmtplib.send(
+            message,
+            hostname=parts.hostname or "localhost",
+            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=parts.scheme == "smtps",
+            start_tls=None if parts.scheme == "smtp" else False,
+            timeout=30,
+        )
+
+    def _write_outbox(self, message: EmailMessage, job_id: str) -> Path:
+        """Write atomically (temp file, then rename) so a reader never sees half an email."""
+        self._outbox_dir.mkdir(parents=True, exist_ok=True)
+        target = self._outbox_dir / f"{job_id}.eml"
+        fd, tmp = tempfile.mkstemp(dir=self._outbox_dir, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(message.as_bytes())
+        os.replace(tmp, target)
+        return target

@@ -1,0 +1,78 @@
+-- Record attempt outcomes, move deliveries and endpoints to their next state,
+-- and write the jobs those changes cause to the outbox: all at once.
+-- ARGV: prefix, now_ms, retention_s, outcome_count, then per outcome:
+--   delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
+--   attempt_json, due_ms (retry, else ''), notify_member (dead, else '')
+-- then any number of retry job members, written to the outbox as they are.
+-- Returns {per-outcome codes, outbox members written}. Codes:
+--   'dup'       this attempt was already recorded (a re-run job): nothing changed
+--   'gone'      the delivery no longer exists
+--   'delivered' / 'retry' / 'dead'
+--   'recovered' delivered, and the endpoint went from failing back to active
+--   'failing'   dead, and the endpoint went from active to failing (email queued)
+local now = tonumber(ARGV[2])
+local retention = tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
+local outbox, stats = K.outbox(), K.stats()
+local codes, members = {}, {}
+
+local function finish(key, event_id)
+  redis.call('EXPIRE', key, retention)
+  local event_key = K.event(event_id)
+  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, 'o', -1) <= 0 then
+    redis.call('EXPIRE', event_key, retention)
+    redis.call('EXPIRE', K.event_deliveries(event_id), retention)
+  end
+end
+
+local i = 5
+for k = 1, count do
+  local delivery_id, number, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local attempt, due, notify = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
+  local key = K.delivery(delivery_id)
+  local row = redis.call('HMGET', key, 's', 'n', 'e', 'p')
+  if not row[1] then
+    codes[k] = 'gone'
+  elseif tonumber(row[2]) >= number or row[1] == 'delivered' or row[1] == 'dead' then
+    codes[k] = 'dup'
+  else
+    local previous, event_id, endpoint_id = row[1], row[3], row[4]
+    local endpoint_key = K.endpoint(endpoint_id)
+    local state = kind
+    if kind == 'retry' then state = 'scheduled' end
+    redis.call('HSET', key, 'n', number, 'a' .. number, attempt, 'u', now, 's', state)
+    redis.call('HINCRBY', stats, previous, -1)
+    codes[k] = kind
+    if kind == 'retry' then
+      redis.call('HSET', key, 'x', due)
+      redis.call('HINCRBY', stats, 'scheduled', 1)
+    elseif kind == 'delivered' then
+      finish(key, event_id)
+      redis.call('HINCRBY', stats, 'delivered', 1)
+      if redis.call('HGET', endpoint_key, 'status') == 'failing' then
+        redis.call('HSET', endpoint_key, 'status', 'active', 'updated', now)
+        redis.call('SREM', K.failing(), endpoint_id)
+        codes[k] = 'recovered'
+      end
+    else
+      finish(key, event_id)
+      redis.call('HINCRBY', stats, 'dead', 1)
+      redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
+      if redis.call('HGET', endpoint_key, 'status') == 'active' then
+        redis.call('HSET', endpoint_key, 'status', 'failing', 'updated', now)
+        redis.call('SADD', K.failing(), endpoint_id)
+        if notify ~= '' then
+          redis.call('ZADD', outbox, now, notify)
+          members[#members + 1] = notify
+        end
+        codes[k] = 'failing'
+      end
+    end
+  end
+end
+for m = i, #ARGV do
+  redis.call('ZADD', outbox, now, ARGV[m])
+  members[#members + 1] = ARGV[m]
+end
+return {codes, members}

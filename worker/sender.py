@@ -1,0 +1,129 @@
+"""The HTTP side of a delivery: one shared aiohttp session, one POST per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from producer.deliveries import RESPONSE_EXCERPT_BYTES
+from worker.destinations import DestinationRefused, GuardedResolver, check_literal
+
+# Small bodies are read to the end so the connection can be reused; a larger
+# one is cut off here and its connection closed.
+DRAIN_LIMIT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one attempt got back: a status, or the error that prevented one."""
+
+    status: int | None
+    error: str | None
+    duration_s: float
+    excerpt: str
+
+    @property
+    def ok(self) -> bool:
+        """Only a 2xx answer is a success (redirects are not followed)."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+def describe_error(exc: BaseException, timeout_s: float) -> str:
+    """A short, log- and email-friendly reason for a failed request."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return f"timeout: no complete answer within {timeout_s:g}s"
+    if isinstance(exc, DestinationRefused):
+        return f"refused: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"tls: certificate error: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"tls: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"dns: cannot resolve {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, DestinationRefused):
+            return f"refused: {cause}"
+        return f"connect: {cause.strerror or cause}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "disconnected: the server closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        return f"connection: {exc}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid url: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Sender:
+    """POSTs bodies with one keep-alive session per worker process."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_connections: int,
+        allow_private: bool,
+        user_agent: str,
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._allow_private = allow_private
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the session (inside the running event loop)."""
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=30,
+            resolver=None if self._allow_private else GuardedResolver(),
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            headers={"User-Agent": self._user_agent},
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        """One attempt. Never raises for network or HTTP trouble: it is in the response."""
+        assert self._session is not None, "Sender.start() first"
+        started = time.perf_counter()
+        try:
+            if not self._allow_private:
+                check_literal(urlsplit(url).hostname or "")
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                excerpt = await self._read_excerpt(response)
+                return Response(response.status, None, time.perf_counter() - started, excerpt)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            error = describe_error(exc, self._timeout_s)
+            return Response(None, error, time.perf_counter() - started, "")
+
+    @staticmethod
+    async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
+        head = bytearray()
+        drained = 0
+        while drained < DRAIN_LIMIT_BYTES:
+            chunk = await response.content.read(DRAIN_LIMIT_BYTES - drained)
+            if not chunk:
+                break
+            head += chunk[: RESPONSE_EXCERPT_BYTES - len(head)]
+            drained += len(chunk)
+        else:
+            response.close()  # too much to drain: drop the connection instead
+        return head.decode("utf-8", errors="replace")

@@ -1,0 +1,252 @@
+"""A worker process: queue loops, HTTP sender, metrics server, housekeeping, shutdown.
+
+Lifecycle: everything is created in :meth:`WorkerService.run`, inside the event
+loop, and closed there. SIGTERM or SIGINT stops intake, gives in-flight attempts
+``SHUTDOWN_GRACE`` seconds, then cancels what is left (a cancelled attempt is not
+recorded, so another worker makes it again: nothing is lost) and exits 0. If a
+queue loop dies, ``/healthz`` turns 503 and the process exits 1 so that its
+supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from bullmq import Worker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from producer.endpoints import EndpointRegistry
+from producer.events import Catalogue
+from producer.jobs import JobDispatcher, QueueOptions, bullmq_connection, redis_client
+from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+from worker import __version__
+from worker.delivery import DeliveryProcessor
+from worker.metrics import Metrics
+from worker.notify import Notifier
+from worker.sender import Sender
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger("cliq.worker")
+
+HOUSEKEEPING_INTERVAL_S = 2.0
+# Outbox members younger than this are still being dispatched by whoever wrote them.
+OUTBOX_GRACE_S = 5.0
+NOTIFICATION_CONCURRENCY = 4
+
+
+class WorkerService:
+    """One worker process. ``await WorkerService(settings).run()`` returns its exit code."""
+
+    def __init__(self, settings: WorkerSettings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.keys = Keys(settings.producer.key_prefix)
+        self._stop = asyncio.Event()
+        self._exit_code = 0
+        self._queue_workers: list[Worker] = []
+
+    def stop(self) -> None:
+        """Ask the worker to drain and exit (what SIGTERM does)."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
+        s = self.settings
+        redis_url = s.producer.effective_redis_url
+        redis = redis_client(redis_url)
+        dispatcher = JobDispatcher(
+            redis,
+            self.keys,
+            redis_url,
+            QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000)),
+        )
+        registry = EndpointRegistry(
+            redis, self.keys, Catalogue.with_extras(s.producer.event_types_extra)
+        )
+        sender = Sender(
+            timeout_s=s.delivery_timeout,
+            max_connections=s.worker_concurrency,
+            allow_private=s.allow_private_destinations,
+            user_agent=f"cliq-webhooks/{__version__}",
+        )
+        await sender.start()
+        processor = DeliveryProcessor(
+            redis=redis,
+            keys=self.keys,
+            schedule=s.retry_schedule,
+            retention_s=s.producer.delivery_retention,
+            concurrency=s.worker_concurrency,
+            sender=sender,
+            dispatcher=dispatcher,
+            metrics=self.metrics,
+        )
+        notifier = Notifier(
+            registry=registry,
+            smtp_url=s.smtp_url,
+            sender=s.notify_from,
+            outbox_dir=s.notify_outbox,
+            metrics=self.metrics,
+        )
+        self._install_signal_handlers()
+        runner = await self._start_http(redis.ping)
+        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis))
+        self._queue_workers = [
+            self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
+            self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
+        ]
+        self.metrics.worker_up.set(1)
+        log.info(
+            "worker_started",
+            version=__version__,
+            concurrency=s.worker_concurrency,
+            retry_schedule=str(s.retry_schedule),
+            metrics_port=s.metrics_port,
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            self.metrics.worker_up.set(0)
+            await self._drain()
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await processor.close()
+            await sender.close()
+            await dispatcher.close()
+            await redis.aclose()
+            if runner is not None:
+                await runner.cleanup()
+            log.info("worker_stopped", exit_code=self._exit_code)
+        return self._exit_code
+
+    def _job_concurrency(self) -> int:
+        # Enough jobs to keep every HTTP slot busy with small batches, and to hide
+        # the Redis round trips of loading and recording with big ones.
+        return max(4, self.settings.worker_concurrency // 4)
+
+    def _queue_worker(
+        self, queue: str, process: Callable[[Any, str], Awaitable[Any]], concurrency: int
+    ) -> Worker:
+        lock_ms = int(self.settings.job_lock_timeout * 1000)
+        return Worker(
+            queue,
+            process,
+            {
+                "connection": bullmq_connection(self.settings.producer.effective_redis_url),
+                "prefix": self.keys.prefix,
+                "concurrency": concurrency,
+                "lockDuration": lock_ms,
+                "stalledInterval": lock_ms,
+                # bullmq's default (1) fails a job for good the second time its worker
+                # dies; a stall never costs a delivery attempt here, so allow many.
+                "maxStalledCount": 100,
+                "runRetryDelay": 1000,
+                "removeOnComplete": True,
+                "removeOnFail": {"age": 7 * 24 * 3600},
+            },
+        )
+
+    async def _drain(self) -> None:
+        """Stop taking jobs; give in-flight ones the grace period, then cancel them."""
+        started = time.monotonic()
+        closing = [asyncio.ensure_future(w.close()) for w in self._queue_workers]
+        if not closing:
+            return
+        _done, pending = await asyncio.wait(closing, timeout=self.settings.shutdown_grace)
+        if pending:
+            log.warning("drain_timeout", grace_s=self.settings.shutdown_grace)
+            await asyncio.gather(
+                *(w.close(force=True) for w in self._queue_workers), return_exceptions=True
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("drained", seconds=round(time.monotonic() - started, 3))
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("signal_received", signal=sig.name)
+        self.stop()
+
+    def _alive(self) -> bool:
+        return all(w.running for w in self._queue_workers)
+
+    async def _housekeeping(self, dispatcher: JobDispatcher, redis: Any) -> None:
+        """Sweep the outbox, refresh queue gauges, watch the queue loops."""
+        while not self._stop.is_set():
+            if self._queue_workers and not self._alive():
+                log.error("queue_loop_died", hint="the supervisor should restart this process")
+                self._exit_code = 1
+                self.stop()
+                return
+            try:
+                swept = await dispatcher.sweep(OUTBOX_GRACE_S)
+                if swept:
+                    log.warning("outbox_swept", jobs=swept)
+                await self._refresh_gauges(dispatcher, redis)
+            except Exception as exc:  # Redis down: report and keep trying
+                log.warning("housekeeping_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL_S)
+
+    async def _refresh_gauges(self, dispatcher: JobDispatcher, redis: Any) -> None:
+        stats = await redis.hgetall(self.keys.stats)
+        for state in ("queued", "scheduled"):
+            self.metrics.queue_depth.labels(state).set(int(stats.get(state, 0)))
+        self.metrics.endpoints_failing.set(await redis.scard(self.keys.failing))
+        for name, queue in dispatcher.queues.items():
+            counts = await queue.getJobCounts("wait", "active", "delayed", "failed", "prioritized")
+            for state, value in counts.items():
+                self.metrics.queue_jobs.labels(name, state).set(value)
+        oldest = await redis.lindex(self.keys.queue_key(DELIVERY_QUEUE, "wait"), -1)
+        age = 0.0
+        if oldest is not None:
+            stamp = await redis.hget(self.keys.queue_key(DELIVERY_QUEUE, oldest), "timestamp")
+            if stamp is not None:
+                age = max(0.0, time.time() - int(stamp) / 1000)
+        self.metrics.oldest_waiting.set(age)
+
+    async def _start_http(self, ping: Callable[[], Awaitable[Any]]) -> web.AppRunner | None:
+        """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable)."""
+        if self.settings.metrics_port == 0:
+            return None
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.metrics.registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+
+        async def healthz(_request: web.Request) -> web.Response:
+            ok = self._alive() and not self._stop.is_set()
+            return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+        async def readyz(_request: web.Request) -> web.Response:
+            try:
+                await asyncio.wait_for(ping(), 2)
+                redis_ok = True
+            except Exception:
+                redis_ok = False
+            ok = redis_ok and self._alive() and not self._stop.is_set()
+            return web.json_response({"ok": ok, "redis": redis_ok}, status=200 if ok else 503)
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
+        await site.start()
+        return runner
