@@ -584,3 +584,7 @@ def run_event_loop(coro: Coroutine[Any, Any, int]) -> int:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -51,6 +51,7 @@ class WorkerService:
         self._stop = asyncio.Event()
         self._exit_code = 0
         self._queue_workers: list[Worker] = []
+        self._loops: list[asyncio.Task[None]] = []
 
     def stop(self) -> None:
         """Ask the worker to drain and exit (what SIGTERM does)."""
@@ -101,6 +102,9 @@ class WorkerService:
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
         ]
+        # Our own tasks around bullmq's loops: when one ends while we are not
+        # stopping, the loop died (bullmq only prints the traceback).
+        self._loops = [asyncio.create_task(w.run()) for w in self._queue_workers]
         self.metrics.worker_up.set(1)
         log.info(
             "worker_started",
@@ -150,6 +154,7 @@ class WorkerService:
                 "runRetryDelay": 1000,
                 "removeOnComplete": True,
                 "removeOnFail": {"age": 7 * 24 * 3600},
+                "autorun": False,
             },
         )
 
@@ -168,6 +173,7 @@ class WorkerService:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self._loops, return_exceptions=True)
         log.info("drained", seconds=round(time.monotonic() - started, 3))
 
     def _install_signal_handlers(self) -> None:
@@ -180,12 +186,12 @@ class WorkerService:
         self.stop()
 
     def _alive(self) -> bool:
-        return all(w.running for w in self._queue_workers)
+        return all(not loop.done() for loop in self._loops)
 
     async def _housekeeping(self, dispatcher: JobDispatcher, redis: Any) -> None:
         """Sweep the outbox, refresh queue gauges, watch the queue loops."""
         while not self._stop.is_set():
-            if self._queue_workers and not self._alive():
+            if not self._alive():
                 log.error("queue_loop_died", hint="the supervisor should restart this process")
                 self._exit_code = 1
                 self.stop()

@@ -1,0 +1,165 @@
+"""Fixtures for the integration tests: a private Redis, real receivers, a real SMTP server.
+
+Every server here is started by the test session itself on a free 127.0.0.1 port and
+stopped by its own PID. No test ever talks to any other Redis (a system one may run on
+6379).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from harness import (
+    NodeReceiver,
+    NodeReceiverFactory,
+    NodeReceiverUnavailable,
+    Receiver,
+    ReceiverFactory,
+    RedisServer,
+    RedisServerError,
+    RedisServerFactory,
+    ScriptedResponse,
+    SmtpServer,
+)
+from harness.node_receiver import find_node
+from harness.receiver import HANG_CAP_S
+
+
+def _start_redis(
+    extra_args: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory
+) -> RedisServer:
+    try:
+        server = RedisServer(extra_args, directory=tmp_path_factory.mktemp("redis"))
+        server.start()
+    except RedisServerError as exc:
+        problem = str(exc)
+    else:
+        return server
+    pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's private ``redis-server`` (no persistence), stopped at the end."""
+    server = _start_redis((), tmp_path_factory)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServerFactory]:
+    """More private servers with extra arguments (e.g. ``"--appendonly", "yes"``).
+
+    Each one has its own port and folder; all are stopped when the test ends.
+    """
+    servers: list[RedisServer] = []
+
+    def factory(*extra_args: str) -> RedisServer:
+        server = _start_redis(extra_args, tmp_path_factory)
+        servers.append(server)
+        return server
+
+    try:
+        yield factory
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> str:
+    """The private server's URL, emptied with FLUSHALL before the test.
+
+    FLUSHALL is safe: it only ever goes to the server this session started. A server
+    that an earlier test left stopped is started again first, on the same port.
+    """
+    if not redis_server.running:
+        redis_server.restart()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the (flushed) private server: ``decode_responses=True``, no timeout."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=None)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def receiver_factory() -> AsyncIterator[ReceiverFactory]:
+    """Starts as many HTTP receivers as the test wants; all are stopped at teardown."""
+    receivers: list[Receiver] = []
+
+    async def factory(
+        default: ScriptedResponse | None = None, hang_cap_s: float = HANG_CAP_S
+    ) -> Receiver:
+        receiver = Receiver(default=default, hang_cap_s=hang_cap_s)
+        await receiver.start()
+        receivers.append(receiver)
+        return receiver
+
+    try:
+        yield factory
+    finally:
+        for receiver in receivers:
+            await receiver.stop()
+
+
+@pytest.fixture
+async def receiver(receiver_factory: ReceiverFactory) -> Receiver:
+    """One started HTTP receiver answering 200 ``ok`` unless scripted otherwise."""
+    return await receiver_factory()
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[SmtpServer]:
+    """A real SMTP server capturing every message; ``.url`` is ``smtp://127.0.0.1:PORT``."""
+    server = SmtpServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def node_receiver_factory() -> AsyncIterator[NodeReceiverFactory]:
+    """Starts ``node tests/node/receiver.js`` with the given ``CLIQ_WEBHOOK_SECRET``.
+
+    Fails (does not skip) when Node.js or the receiver's ``node_modules`` is missing.
+    """
+    problem = None
+    try:
+        find_node()
+    except NodeReceiverUnavailable as exc:
+        problem = str(exc)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
+    receivers: list[NodeReceiver] = []
+
+    async def factory(secret: str) -> NodeReceiver:
+        receiver = NodeReceiver(secret)
+        receivers.append(receiver)
+        await receiver.start()
+        return receiver
+
+    try:
+        yield factory
+    finally:
+        for receiver in receivers:
+            await receiver.stop()
+            receiver.close()

@@ -1,0 +1,124 @@
+"""Running the project's own parts in tests: producers, in-process and subprocess workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.polling import wait_until
+
+from producer.context import Producer
+from producer.settings import ProducerSettings
+from worker.localredis import free_port
+from worker.metrics import Metrics
+from worker.service import WorkerService
+from worker.settings import WorkerSettings
+
+# Compressed schedule for tests: 5 attempts, like the seed's, in a few seconds.
+# bullmq rounds delays up to whole seconds, so these fire at about 1 s, 1 s, 1 s, 2 s.
+TEST_SCHEDULE = "0,0.2,0.5,1,2"
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    """Settings for a worker under test, as environment variables."""
+    env = {
+        "REDIS_URL": redis_url,
+        "RETRY_SCHEDULE": TEST_SCHEDULE,
+        "DELIVERY_TIMEOUT": "2",
+        "ALLOW_PRIVATE_DESTINATIONS": "1",
+        "METRICS_PORT": "0",
+        "NOTIFY_RETRY_BASE": "0.2",
+        "JOB_LOCK_TIMEOUT": "2",
+        "SHUTDOWN_GRACE": "5",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+    }
+    env.update(overrides)
+    return env
+
+
+def producer_for(redis_url: str) -> Producer:
+    """A producer on the test's private Redis."""
+    return Producer(ProducerSettings.from_env({"REDIS_URL": redis_url}))
+
+
+@dataclass
+class RunningWorker:
+    """A :class:`WorkerService` running as a task of the test's event loop."""
+
+    service: WorkerService
+    task: asyncio.Task[int]
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = self.service.metrics
+
+    async def stop(self) -> int:
+        """SIGTERM-equivalent: drain and return the exit code."""
+        self.service.stop()
+        return await asyncio.wait_for(self.task, 30)
+
+
+async def start_worker(env: Mapping[str, str]) -> RunningWorker:
+    """Start an in-process worker with these settings; it is ready when this returns."""
+    service = WorkerService(WorkerSettings.from_env(env))
+    task = asyncio.create_task(service.run())
+    await wait_until(
+        lambda: task.done() or service.metrics.worker_up._value.get() == 1,
+        10,
+        message="worker did not start",
+    )
+    if task.done():
+        task.result()  # raise what killed it
+    return RunningWorker(service, task)
+
+
+class WorkerProcess:
+    """``python -m worker`` in a subprocess, signalled by its own PID."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.metrics_port = free_port()
+        self._env = {**os.environ, **env, "METRICS_PORT": str(self.metrics_port)}
+        self._env.setdefault("METRICS_HOST", "127.0.0.1")
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115  # closed in wait()/kill()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            env=self._env,
+            cwd=PROJECT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        """The subprocess's PID."""
+        return self.process.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to this worker only."""
+        os.kill(self.process.pid, sig)
+
+    async def wait(self, timeout: float) -> int:  # noqa: ASYNC109  # a deadline, not a scope
+        """Wait for the process to exit; returns its exit code."""
+        code = await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL it if it still runs (teardown)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def log_text(self) -> str:
+        """Everything the worker logged so far."""
+        return self.log_path.read_text(errors="replace")

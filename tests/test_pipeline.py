@@ -1,0 +1,387 @@
+"""End to end through a real Redis, real workers and real HTTP receivers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from harness import Receiver, ReceiverFactory, ScriptedResponse, SmtpServer
+from harness.polling import wait_until
+from standardwebhooks.webhooks import Webhook
+
+from producer.context import Producer
+from producer.deliveries import DeliveryState
+from producer.endpoints import Endpoint, EndpointStatus
+from producer.events import Event, parse_event
+from support import RunningWorker, producer_for, start_worker, worker_env
+
+StartWorker = Callable[..., Awaitable[RunningWorker]]
+
+
+@pytest.fixture
+async def producer(redis_url: str) -> AsyncIterator[Producer]:
+    async with producer_for(redis_url) as p:
+        yield p
+
+
+@pytest.fixture
+async def worker_factory(redis_url: str, tmp_path: Any) -> AsyncIterator[StartWorker]:
+    running: list[RunningWorker] = []
+
+    async def factory(**overrides: str) -> RunningWorker:
+        overrides.setdefault("NOTIFY_OUTBOX", str(tmp_path / "outbox"))
+        worker = await start_worker(worker_env(redis_url, **overrides))
+        running.append(worker)
+        return worker
+
+    yield factory
+    for worker in running:
+        if not worker.task.done():
+            await worker.stop()
+
+
+def event(producer: Producer, event_type: str, data: dict[str, Any] | None = None, **fields: Any) -> Event:
+    raw = {"type": event_type, "workspace_id": "ws_1", "data": data or {"n": 1}, **fields}
+    return parse_event(raw, producer.catalogue, max_payload_bytes=256 * 1024)
+
+
+async def endpoint(
+    producer: Producer, receiver: Receiver, events: str = "*", workspace: str = "ws_1"
+) -> Endpoint:
+    return await producer.endpoints.create(
+        workspace_id=workspace,
+        url=receiver.url(),
+        events=events.split(","),
+        owner_email="owner@example.com",
+    )
+
+
+async def test_fan_out_follows_workspace_and_filters(
+    producer: Producer, receiver_factory: ReceiverFactory, worker_factory: StartWorker
+) -> None:
+    issues, comments, everything, other_ws = [await receiver_factory() for _ in range(4)]
+    await endpoint(producer, issues, "issue.*")
+    await endpoint(producer, comments, "comment.created")
+    await endpoint(producer, everything, "*")
+    await endpoint(producer, other_ws, "*", workspace="ws_2")
+    await worker_factory()
+
+    published = [
+        event(producer, "issue.created"),
+        event(producer, "issue.assigned"),
+        event(producer, "comment.created"),
+        event(producer, "comment.deleted"),
+        event(producer, "member.joined"),
+    ]
+    results = await producer.publisher.publish_many(published)
+    assert [r.deliveries for r in results] == [2, 2, 2, 1, 1]
+
+    await everything.wait_for(5, 10)
+    await issues.wait_for(2, 10)
+    await comments.wait_for(1, 10)
+
+    def ids(receiver: Receiver) -> set[str]:
+        return {r.json()["id"] for r in receiver.received}
+
+    assert ids(issues) == {published[0].id, published[1].id}
+    assert ids(comments) == {published[2].id}
+    assert ids(everything) == {e.id for e in published}
+    assert other_ws.received == []
+
+
+async def test_publishing_an_event_id_twice_creates_no_second_delivery(
+    producer: Producer, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    await endpoint(producer, receiver)
+    first = await producer.publisher.publish(event(producer, "issue.created", id="evt_same"))
+    again = await producer.publisher.publish(event(producer, "issue.created", id="evt_same"))
+    assert (first.deliveries, first.duplicate) == (1, False)
+    assert (again.deliveries, again.duplicate) == (0, True)
+    assert await redis.llen(producer.keys.event_deliveries("evt_same")) == 1
+    assert await redis.hget(producer.keys.stats, "queued") == "1"
+
+
+async def test_deliveries_carry_both_signatures_and_the_documented_headers(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker
+) -> None:
+    ep = await endpoint(producer, receiver)
+    await worker_factory()
+    data = {"title": "Grüße 🎉", "nested": {"list": [1, 2.5, {"deep": None}]}, "big": 2**53 - 1}
+    published = event(producer, "issue.created", data)
+    await producer.publisher.publish(published)
+    (request,) = await receiver.wait_for(1, 10)
+
+    assert request.body == published.body
+    expected = hmac.new(ep.secret.encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Cliq-Signature"] == expected
+    assert Webhook(ep.secret).verify(request.body, dict(request.headers))["data"] == data
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-Cliq-Event"] == "issue.created"
+    assert request.headers["X-Cliq-Delivery"].startswith("dlv_")
+    assert request.headers["X-Cliq-Attempt"] == "1"
+    assert request.headers["webhook-id"] == published.id
+    assert request.headers["User-Agent"].startswith("cliq-webhooks/")
+
+
+async def test_success_is_recorded_with_status_latency_and_response(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker
+) -> None:
+    receiver.script(ScriptedResponse(status=202, body="accepted ✓"))
+    ep = await endpoint(producer, receiver)
+    worker = await worker_factory()
+    result = await producer.publisher.publish(event(producer, "issue.created"))
+
+    async def delivered() -> bool:
+        (d,) = await producer.deliveries.for_event(result.event_id)
+        return d.state == DeliveryState.DELIVERED
+
+    await wait_until(delivered, 10, message="delivery not recorded")
+    (delivery,) = await producer.deliveries.for_endpoint(ep.id)
+    (attempt,) = delivery.attempts
+    assert (attempt.number, attempt.status, attempt.error) == (1, 202, None)
+    assert attempt.response == "accepted ✓"
+    assert attempt.latency_ms > 0
+    assert worker.metrics.deliveries.labels("delivered")._value.get() == 1
+    assert worker.metrics.attempts.labels("2xx")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "status", "error"),
+    [
+        (ScriptedResponse(status=404, body="no such hook"), 404, None),
+        (ScriptedResponse(status=503, body="down"), 503, None),
+        (ScriptedResponse(status=302, headers={"Location": "http://127.0.0.1:1/x"}), 302, None),
+        (ScriptedResponse(hang=True), None, "timeout"),
+    ],
+    ids=["4xx", "5xx", "redirect-not-followed", "timeout"],
+)
+async def test_failed_attempts_are_recorded_and_retried(
+    producer: Producer,
+    receiver_factory: ReceiverFactory,
+    worker_factory: StartWorker,
+    response: ScriptedResponse,
+    status: int | None,
+    error: str | None,
+) -> None:
+    receiver = await receiver_factory(default=response, hang_cap_s=5)
+    ep = await endpoint(producer, receiver)
+    await worker_factory(DELIVERY_TIMEOUT="0.5", RETRY_SCHEDULE="0,30")
+    await producer.publisher.publish(event(producer, "issue.created"))
+
+    async def attempted() -> bool:
+        deliveries = await producer.deliveries.for_endpoint(ep.id)
+        return bool(deliveries and deliveries[0].attempts)
+
+    await wait_until(attempted, 10, message="no attempt recorded")
+    (delivery,) = await producer.deliveries.for_endpoint(ep.id)
+    (attempt,) = delivery.attempts
+    assert delivery.state == DeliveryState.SCHEDULED
+    assert attempt.status == status
+    assert (attempt.error or "").startswith(error or "")
+    assert attempt.outcome.value == "retry"
+    assert attempt.next_attempt_ms is not None
+    assert attempt.next_attempt_ms - attempt.at_ms >= 30_000
+
+
+async def test_refused_connection_is_a_failed_attempt(
+    producer: Producer, worker_factory: StartWorker
+) -> None:
+    from worker.localredis import free_port
+
+    ep = await producer.endpoints.create(
+        workspace_id="ws_1",
+        url=f"http://127.0.0.1:{free_port()}/nobody-listens",
+        events=["*"],
+        owner_email="owner@example.com",
+    )
+    await worker_factory(RETRY_SCHEDULE="0,30")
+    await producer.publisher.publish(event(producer, "issue.created"))
+
+    async def attempted() -> bool:
+        deliveries = await producer.deliveries.for_endpoint(ep.id)
+        return bool(deliveries and deliveries[0].attempts)
+
+    await wait_until(attempted, 10, message="no attempt recorded")
+    (delivery,) = await producer.deliveries.for_endpoint(ep.id)
+    assert delivery.attempts[0].status is None
+    assert (delivery.attempts[0].error or "").startswith("connect:")
+
+
+async def test_exact_attempts_and_delays_then_failing_with_exactly_one_email(
+    producer: Producer,
+    receiver_factory: ReceiverFactory,
+    worker_factory: StartWorker,
+    smtp_server: SmtpServer,
+) -> None:
+    receiver = await receiver_factory(default=ScriptedResponse(status=500, body="boom"))
+    ep = await endpoint(producer, receiver)
+    await worker_factory(SMTP_URL=smtp_server.url)
+    first = await producer.publisher.publish(event(producer, "issue.created"))
+
+    requests = await receiver.wait_for(5, 20)
+    assert [r.headers["X-Cliq-Attempt"] for r in requests] == ["1", "2", "3", "4", "5"]
+    # Each gap is at least the compressed schedule's delay (bullmq rounds up to ~1 s).
+    gaps = [b.received_at - a.received_at for a, b in zip(requests, requests[1:], strict=False)]
+    for gap, delay in zip(gaps, [0.2, 0.5, 1, 2], strict=True):
+        assert gap >= delay - 0.05, gaps
+    await smtp_server.wait_for(1, 10)
+
+    async def failing() -> bool:
+        return (await producer.endpoints.get(ep.id)).status == EndpointStatus.FAILING
+
+    await wait_until(failing, 5, message="endpoint not failing")
+    (delivery,) = await producer.deliveries.for_event(first.event_id)
+    assert delivery.state == DeliveryState.DEAD
+    assert len(delivery.attempts) == 5
+    message = smtp_server.messages[0]
+    assert message.rcpt_tos == ("owner@example.com",)
+    assert ep.id in message.subject
+    assert first.event_id in message.text
+    assert "HTTP 500" in message.text
+    assert f"cliq-webhooks replay --endpoint {ep.id}" in message.text
+
+    # A second delivery dying on the already-failing endpoint sends no second email.
+    second = await producer.publisher.publish(event(producer, "issue.created"))
+
+    async def second_dead() -> bool:
+        (d,) = await producer.deliveries.for_event(second.event_id)
+        return d.state == DeliveryState.DEAD
+
+    await wait_until(second_dead, 20, message="second delivery not dead")
+    notifications = producer.dispatcher.queues["notifications"]
+    counts = await notifications.getJobCounts("wait", "active", "delayed")
+    assert sum(counts.values()) == 0
+    assert len(smtp_server.messages) == 1
+    assert await producer.redis.zcard(producer.keys.outbox) == 0
+
+
+async def test_recovery_returns_a_failing_endpoint_to_active_and_replay_delivers_the_dead(
+    producer: Producer, receiver_factory: ReceiverFactory, worker_factory: StartWorker
+) -> None:
+    receiver = await receiver_factory(default=ScriptedResponse(status=500))
+    ep = await endpoint(producer, receiver)
+    await worker_factory(RETRY_SCHEDULE="0,0.1")
+    dead = await producer.publisher.publish(event(producer, "issue.created"))
+
+    async def failing() -> bool:
+        return (await producer.endpoints.get(ep.id)).status == EndpointStatus.FAILING
+
+    await wait_until(failing, 15, message="endpoint not failing")
+    receiver.default = ScriptedResponse(status=200)
+    later = await producer.publisher.publish(event(producer, "issue.updated"))
+
+    async def active() -> bool:
+        return (await producer.endpoints.get(ep.id)).status == EndpointStatus.ACTIVE
+
+    await wait_until(active, 10, message="endpoint did not recover")
+    assert later.event_id in {r.json()["id"] for r in receiver.received}
+
+    dead_ids = await producer.deliveries.dead_ids(ep.id)
+    assert len(dead_ids) == 1
+    assert await producer.deliveries.replay(dead_ids) == dead_ids
+    assert await producer.deliveries.replay(dead_ids) == []  # idempotent
+
+    async def redelivered() -> bool:
+        (d,) = await producer.deliveries.for_event(dead.event_id)
+        return d.state == DeliveryState.DELIVERED
+
+    await wait_until(redelivered, 10, message="replayed delivery not delivered")
+    (delivery,) = await producer.deliveries.for_event(dead.event_id)
+    assert [a.number for a in delivery.attempts] == [1, 2, 3]
+    assert delivery.attempts[-1].status == 200
+
+
+async def test_disabled_endpoint_gets_nothing_and_its_queued_deliveries_stay_replayable(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker
+) -> None:
+    ep = await endpoint(producer, receiver)
+    result = await producer.publisher.publish(event(producer, "issue.created"))
+    await producer.endpoints.set_status(ep.id, EndpointStatus.DISABLED)
+    await worker_factory()
+
+    async def dead() -> bool:
+        (d,) = await producer.deliveries.for_event(result.event_id)
+        return d.state == DeliveryState.DEAD
+
+    await wait_until(dead, 10, message="delivery to a disabled endpoint not settled")
+    (delivery,) = await producer.deliveries.for_event(result.event_id)
+    assert delivery.attempts[0].error == "not sent: endpoint disabled"
+    assert receiver.received == []
+    # A disabled endpoint is not "failing": no email for it.
+    assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
+    # Publishing more to a disabled endpoint creates nothing.
+    assert (await producer.publisher.publish(event(producer, "issue.created"))).deliveries == 0
+
+
+async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker
+) -> None:
+    await endpoint(producer, receiver)
+    worker = await worker_factory()
+    queue = producer.dispatcher.queues["deliveries"]
+    await queue.add("deliver", {"items": "not a list"}, {"jobId": "bad1"})
+    await queue.add("deliver", {"items": [["dlv_missing", 1], ["x", "y"]]}, {"jobId": "bad2"})
+    await queue.add("deliver", {"items": [["dlv_does_not_exist", 1]]}, {"jobId": "bad3"})
+    await wait_until(lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad jobs not seen")
+    await producer.publisher.publish(event(producer, "issue.created"))
+    await receiver.wait_for(1, 10)
+    assert not worker.task.done()
+    assert worker.service._alive()
+
+
+async def test_metrics_endpoint_serves_prometheus_text(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker
+) -> None:
+    import aiohttp
+
+    from worker.localredis import free_port
+
+    port = free_port()
+    await endpoint(producer, receiver)
+    await worker_factory(METRICS_PORT=str(port), METRICS_HOST="127.0.0.1")
+    await producer.publisher.publish(event(producer, "issue.created"))
+    await receiver.wait_for(1, 10)
+    async with aiohttp.ClientSession() as session:
+
+        async def counted() -> bool:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            return 'cliq_deliveries_total{outcome="delivered"} 1.0' in text
+
+        await wait_until(counted, 10, message="delivered count not exported")
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+            assert response.status == 200
+            assert json.loads(await response.text()) == {"ok": True, "redis": True}
+
+
+async def test_crash_between_store_and_enqueue_is_repaired_by_the_outbox_sweep(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
+) -> None:
+    """A producer that dies after its publish script but before bullmq got the job."""
+    await endpoint(producer, receiver)
+
+    async def no_dispatch(members: Any) -> None:
+        return None
+
+    producer.dispatcher.dispatch = no_dispatch  # type: ignore[method-assign]
+    result = await producer.publisher.publish(event(producer, "issue.created"))
+    assert await redis.zcard(producer.keys.outbox) == 1
+    # Make the spec look old enough for the sweep (it leaves young ones to their writer).
+    (member,) = await redis.zrange(producer.keys.outbox, 0, -1)
+    await redis.zadd(producer.keys.outbox, {member: int(time.time() * 1000) - 60_000})
+    await worker_factory()
+    (request,) = await receiver.wait_for(1, 15)
+    assert request.json()["id"] == result.event_id
+
+    async def outbox_empty() -> bool:
+        return await redis.zcard(producer.keys.outbox) == 0
+
+    await wait_until(outbox_empty, 5, message="swept spec not removed from the outbox")
