@@ -107,8 +107,9 @@ class SmtpServer:
         return "127.0.0.1"
 
     async def start(self) -> None:
+        """Start listening: on a port the OS picks, or again on the same port after stop()."""
         self._loop = asyncio.get_running_loop()
-        controller = _EphemeralPortController(_Handler(self), hostname="127.0.0.1", port=0)
+        controller = _EphemeralPortController(_Handler(self), hostname="127.0.0.1", port=self.port)
         # Controller.start() blocks while its thread binds and probes; keep our loop free.
         await asyncio.to_thread(controller.start)
         self._controller = controller
