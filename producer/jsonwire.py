@@ -64,7 +64,8 @@ def _normalize(value: object, path: str, depth: int) -> JSONValue:
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
             raise WireError(
-                path, f"integer {value} is beyond ±(2**53-1); JavaScript would change it (send a string)"
+                path,
+                f"integer {value} is beyond ±(2**53-1); JavaScript would change it (send a string)",
             )
         return int(value)
     if isinstance(value, float):
@@ -77,7 +78,9 @@ def _normalize(value: object, path: str, depth: int) -> JSONValue:
         items: list[tuple[str, JSONValue]] = []
         for key, item in value.items():
             if not isinstance(key, str):
-                raise WireError(path, f"object keys must be strings, got {type(key).__name__} {key!r}")
+                raise WireError(
+                    path, f"object keys must be strings, got {type(key).__name__} {key!r}"
+                )
             _check_text(key, path)
             items.append((key, _normalize(item, f"{path}.{key}", depth + 1)))
         if any(_ARRAY_INDEX.match(k) and int(k) <= MAX_ARRAY_INDEX for k, _ in items):

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+
 from harness import (
     NodeReceiver,
     NodeReceiverFactory,

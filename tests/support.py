@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.polling import wait_until
-
 from producer.context import Producer
 from producer.settings import ProducerSettings
 from worker.localredis import free_port
 from worker.metrics import Metrics
 from worker.service import WorkerService
 from worker.settings import WorkerSettings
+
+from harness.polling import wait_until
 
 # Compressed schedule for tests: 5 attempts, like the seed's, in a few seconds.
 # bullmq rounds delays up to whole seconds, so these fire at about 1 s, 1 s, 1 s, 2 s.

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from harness import Receiver
 
+from harness import Receiver
 from support import PROJECT, worker_env
 
 
-def cli(redis_url: str, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    redis_url: str, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``cliq-webhooks ARGS`` with the test environment."""
     return subprocess.run(
         [sys.executable, "-m", "worker.cli", *args],
@@ -37,7 +39,9 @@ async def key_count(redis: aioredis.Redis) -> int:
     return int(await redis.dbsize())
 
 
-async def test_endpoint_add_show_list_and_status_changes(redis_url: str, receiver: Receiver) -> None:
+async def test_endpoint_add_show_list_and_status_changes(
+    redis_url: str, receiver: Receiver
+) -> None:
     added = ok_json(
         cli(
             redis_url,
@@ -47,7 +51,8 @@ async def test_endpoint_add_show_list_and_status_changes(redis_url: str, receive
         )
     )  # fmt: skip
     assert added["status"] == "active"
-    assert added["secret"].startswith("whsec_") and len(added["secret"]) > 40
+    assert added["secret"].startswith("whsec_")
+    assert len(added["secret"]) > 40
     assert added["events"] == ["issue.*", "comment.created"]
 
     shown = ok_json(cli(redis_url, "endpoint", "show", added["id"], "--json"))
@@ -56,13 +61,16 @@ async def test_endpoint_add_show_list_and_status_changes(redis_url: str, receive
     assert added["secret"] not in cli(redis_url, "endpoint", "list").stdout
 
     ok_json(cli(redis_url, "endpoint", "disable", added["id"], "--json"))
-    assert ok_json(cli(redis_url, "endpoint", "show", added["id"], "--json"))["status"] == "disabled"
+    assert (
+        ok_json(cli(redis_url, "endpoint", "show", added["id"], "--json"))["status"] == "disabled"
+    )
     ok_json(cli(redis_url, "endpoint", "enable", added["id"], "--json"))
     listed = ok_json(cli(redis_url, "endpoint", "list", "--workspace", "ws_1", "--json"))
     assert [e["id"] for e in listed] == [added["id"]]
 
     rotated = ok_json(cli(redis_url, "endpoint", "rotate-secret", added["id"], "--json"))
-    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != added["secret"]
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != added["secret"]
 
     ok_json(cli(redis_url, "endpoint", "delete", added["id"], "--json"))
     missing = cli(redis_url, "endpoint", "show", added["id"])
@@ -111,9 +119,18 @@ async def test_publish_file_validates_every_line_before_publishing(
     ("args", "message"),
     [
         (["--type", "issue.created"], "publish needs --type and --workspace"),
-        (["--workspace", "ws_1", "--type", "issue.exploded"], "unknown event type 'issue.exploded'"),
-        (["--workspace", "ws_1", "--type", "issue.created", "--data", "[1, 2]"], "data: must be a JSON object"),
-        (["--workspace", "ws_1", "--type", "issue.created", "--data", "{oops"], "--data is not valid JSON"),
+        (
+            ["--workspace", "ws_1", "--type", "issue.exploded"],
+            "unknown event type 'issue.exploded'",
+        ),
+        (
+            ["--workspace", "ws_1", "--type", "issue.created", "--data", "[1, 2]"],
+            "data: must be a JSON object",
+        ),
+        (
+            ["--workspace", "ws_1", "--type", "issue.created", "--data", "{oops"],
+            "--data is not valid JSON",
+        ),
         (["--workspace", "ws 1", "--type", "issue.created"], "workspace_id: is required"),
         (["--workspace", "ws_1", "--type", "issue.created", "--id", "a:b"], "id: must be 1-128"),
         (
@@ -121,7 +138,15 @@ async def test_publish_file_validates_every_line_before_publishing(
             "created_at: 'yesterday' is not an ISO 8601 timestamp",
         ),
     ],
-    ids=["missing-workspace", "unknown-type", "non-object-data", "bad-json", "bad-workspace", "bad-id", "bad-time"],
+    ids=[
+        "missing-workspace",
+        "unknown-type",
+        "non-object-data",
+        "bad-json",
+        "bad-workspace",
+        "bad-id",
+        "bad-time",
+    ],
 )
 async def test_bad_publish_input_is_refused_and_nothing_is_enqueued(
     redis_url: str, redis: aioredis.Redis, args: list[str], message: str
@@ -134,7 +159,9 @@ async def test_bad_publish_input_is_refused_and_nothing_is_enqueued(
 
 
 async def test_an_event_over_256_kib_is_refused(redis_url: str, redis: aioredis.Redis) -> None:
-    line = json.dumps({"type": "issue.created", "workspace_id": "ws_1", "data": {"x": "y" * 263_000}})
+    line = json.dumps(
+        {"type": "issue.created", "workspace_id": "ws_1", "data": {"x": "y" * 263_000}}
+    )
     before = await key_count(redis)
     result = cli(redis_url, "publish", "--file", "-", stdin=line + "\n")
     assert result.returncode == 2
@@ -203,7 +230,20 @@ async def test_status_and_attempts_report_what_happened(redis_url: str, receiver
 
 def test_help_documents_every_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "--help"], capture_output=True, text=True, check=True, cwd=PROJECT
+        [sys.executable, "-m", "worker.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PROJECT,
     )
-    for command in ("worker", "endpoint", "publish", "send-test", "attempts", "status", "replay", "demo"):
+    for command in (
+        "worker",
+        "endpoint",
+        "publish",
+        "send-test",
+        "attempts",
+        "status",
+        "replay",
+        "demo",
+    ):
         assert command in result.stdout

@@ -14,6 +14,7 @@ import aiohttp
 import aiosmtplib
 import pytest
 import redis.asyncio as aioredis
+
 from harness import (
     NodeReceiverFactory,
     Receiver,

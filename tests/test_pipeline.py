@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
-from harness import Receiver, ReceiverFactory, ScriptedResponse, SmtpServer
-from harness.polling import wait_until
 from standardwebhooks.webhooks import Webhook
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import Event, parse_event
+
+from harness import Receiver, ReceiverFactory, ScriptedResponse, SmtpServer
+from harness.polling import wait_until
 from support import RunningWorker, producer_for, start_worker, worker_env
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
@@ -46,7 +48,9 @@ async def worker_factory(redis_url: str, tmp_path: Any) -> AsyncIterator[StartWo
             await worker.stop()
 
 
-def event(producer: Producer, event_type: str, data: dict[str, Any] | None = None, **fields: Any) -> Event:
+def event(
+    producer: Producer, event_type: str, data: dict[str, Any] | None = None, **fields: Any
+) -> Event:
     raw = {"type": event_type, "workspace_id": "ws_1", "data": data or {"n": 1}, **fields}
     return parse_event(raw, producer.catalogue, max_payload_bytes=256 * 1024)
 
@@ -227,7 +231,7 @@ async def test_exact_attempts_and_delays_then_failing_with_exactly_one_email(
     requests = await receiver.wait_for(5, 20)
     assert [r.headers["X-Cliq-Attempt"] for r in requests] == ["1", "2", "3", "4", "5"]
     # Each gap is at least the compressed schedule's delay (bullmq rounds up to ~1 s).
-    gaps = [b.received_at - a.received_at for a, b in zip(requests, requests[1:], strict=False)]
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(requests)]
     for gap, delay in zip(gaps, [0.2, 0.5, 1, 2], strict=True):
         assert gap >= delay - 0.05, gaps
     await smtp_server.wait_for(1, 10)
@@ -328,7 +332,9 @@ async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
     await queue.add("deliver", {"items": "not a list"}, {"jobId": "bad1"})
     await queue.add("deliver", {"items": [["dlv_missing", 1], ["x", "y"]]}, {"jobId": "bad2"})
     await queue.add("deliver", {"items": [["dlv_does_not_exist", 1]]}, {"jobId": "bad3"})
-    await wait_until(lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad jobs not seen")
+    await wait_until(
+        lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad jobs not seen"
+    )
     await producer.publisher.publish(event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
     assert not worker.task.done()
@@ -375,7 +381,7 @@ async def test_crash_between_store_and_enqueue_is_repaired_by_the_outbox_sweep(
     result = await producer.publisher.publish(event(producer, "issue.created"))
     assert await redis.zcard(producer.keys.outbox) == 1
     # Make the spec look old enough for the sweep (it leaves young ones to their writer).
-    (member,) = await redis.zrange(producer.keys.outbox, 0, -1)
+    (member,) = cast(list[str], await redis.zrange(producer.keys.outbox, 0, -1))
     await redis.zadd(producer.keys.outbox, {member: int(time.time() * 1000) - 60_000})
     await worker_factory()
     (request,) = await receiver.wait_for(1, 15)

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ReceiverFactory, RedisServer, ScriptedResponse, SmtpServer
-from harness.polling import wait_until
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import EndpointStatus
 from producer.events import parse_event
+
+from harness import ReceiverFactory, RedisServer, ScriptedResponse, SmtpServer
+from harness.polling import wait_until
 from support import WorkerProcess, producer_for, start_worker, worker_env
 
 SpawnWorker = Callable[..., WorkerProcess]
@@ -186,7 +187,9 @@ async def test_without_smtp_the_email_lands_in_the_outbox_folder(
         workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"
     )
     outbox = tmp_path / "mail"
-    worker = await start_worker(worker_env(redis_url, RETRY_SCHEDULE="0", NOTIFY_OUTBOX=str(outbox)))
+    worker = await start_worker(
+        worker_env(redis_url, RETRY_SCHEDULE="0", NOTIFY_OUTBOX=str(outbox))
+    )
     try:
         await publish_one(producer)
         await wait_until(lambda: len(list(outbox.glob("*.eml"))) == 1, 15, message="no email file")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import NodeReceiverFactory
-
 from producer.events import parse_event
+
+from harness import NodeReceiverFactory
 from support import producer_for, start_worker, worker_env
 
 # Values whose JSON differs between Python and JavaScript unless normalized.
@@ -18,7 +18,12 @@ TRICKY_DATA: list[dict[str, Any]] = [
     {"float": 0.1, "small": 1e-7, "tiny": 5e-324, "huge": 1e21, "big": 1.5e16, "third": 1 / 3},
     {"integral_float": 1.0, "negative_zero": -0.0, "sci": 123e-20},
     {"b": 1, "10": "ten", "2": "two", "a": 3, "-1": "not an index", "01": "not an index"},
-    {"controls": "tab\there\nnew\x01\x1f", "quotes": "\"'\\", "separators": "\u2028\u2029", "del": "\x7f"},
+    {
+        "controls": "tab\there\nnew\x01\x1f",
+        "quotes": "\"'\\",
+        "separators": "\u2028\u2029",
+        "del": "\x7f",
+    },
 ]
 
 
@@ -27,7 +32,10 @@ async def test_seed_verify_signature_accepts_every_delivery(
 ) -> None:
     async with producer_for(redis_url) as producer:
         endpoint = await producer.endpoints.create(
-            workspace_id="ws_1", url="https://placeholder.example/", events=["*"], owner_email="o@example.com"
+            workspace_id="ws_1",
+            url="https://placeholder.example/",
+            events=["*"],
+            owner_email="o@example.com",
         )
         node = await node_receiver_factory(endpoint.secret)
         await producer.endpoints.update(endpoint.id, url=node.url)
