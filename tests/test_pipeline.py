@@ -136,7 +136,7 @@ async def test_deliveries_carry_both_signatures_and_the_documented_headers(
 async def test_success_is_recorded_with_status_latency_and_response(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker
 ) -> None:
-    receiver.script(ScriptedResponse(status=202, body="accepted ✓"))
+    receiver.script(ScriptedResponse(status=202, body="accepted ✓" + "x" * 5000))
     ep = await endpoint(producer, receiver)
     worker = await worker_factory()
     result = await producer.publisher.publish(event(producer, "issue.created"))
@@ -149,7 +149,9 @@ async def test_success_is_recorded_with_status_latency_and_response(
     (delivery,) = await producer.deliveries.for_endpoint(ep.id)
     (attempt,) = delivery.attempts
     assert (attempt.number, attempt.status, attempt.error) == (1, 202, None)
-    assert attempt.response == "accepted ✓"
+    # The first 1 KiB of the answer is kept (here: 1024 bytes of UTF-8).
+    assert attempt.response.startswith("accepted ✓x")
+    assert len(attempt.response.encode()) == 1024
     assert attempt.latency_ms > 0
     assert worker.metrics.deliveries.labels("delivered")._value.get() == 1
     assert worker.metrics.attempts.labels("2xx")._value.get() == 1

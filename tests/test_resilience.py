@@ -91,7 +91,7 @@ async def test_sigterm_drains_in_flight_attempts_and_exits_zero(
 ) -> None:
     receiver = await receiver_factory()
     receiver.script(ScriptedResponse(status=200, delay_s=1.5))
-    await producer.endpoints.create(
+    endpoint = await producer.endpoints.create(
         workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"
     )
     worker = spawn_worker(SHUTDOWN_GRACE="10")
@@ -104,7 +104,11 @@ async def test_sigterm_drains_in_flight_attempts_and_exits_zero(
     # It waited for the slow answer (1.5 s) and not much longer.
     assert 0.5 < drain_s < 8, drain_s
     assert await delivery_state(producer, event_id) == DeliveryState.DELIVERED
-    assert '"event": "drained"' in worker.log_text()
+    log = worker.log_text()
+    assert '"event": "drained"' in log
+    assert '"event": "delivery_attempt"' in log
+    assert endpoint.secret not in log
+    assert endpoint.secret.removeprefix("whsec_") not in log
 
 
 async def test_sigterm_past_the_grace_period_loses_nothing(

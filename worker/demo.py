@@ -26,6 +26,7 @@ from producer import jsonwire
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
+from worker import logs
 from worker.localredis import LocalRedis
 from worker.schedule import RetrySchedule
 from worker.service import WorkerService
@@ -105,6 +106,7 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
         notify_outbox=str(outbox) if outbox else settings.notify_outbox,
         log_level="warning" if settings.log_level == "info" else settings.log_level,
     )
+    logs.configure(settings.log_format, settings.log_level)
     try:
         return await _demo(settings, events, outbox)
     finally:
