@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from producer.deliveries import RESPONSE_EXCERPT_BYTES
-from worker.destinations import DestinationRefused, GuardedResolver, check_literal
+from worker.destinations import DestinationPolicy, DestinationRefused, GuardedResolver
 
 # Small bodies are read to the end so the connection can be reused; a larger
 # one is cut off here and its connection closed.
@@ -39,6 +39,9 @@ def describe_error(exc: BaseException, timeout_s: float) -> str:
         return f"timeout: no complete answer within {timeout_s:g}s"
     if isinstance(exc, DestinationRefused):
         return f"refused: {exc}"
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, DestinationRefused):  # raised by our resolver, wrapped by aiohttp
+        return f"refused: {cause}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return f"tls: certificate error: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientSSLError):
@@ -46,10 +49,7 @@ def describe_error(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"dns: cannot resolve {exc.host}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        cause = exc.os_error
-        if isinstance(cause, DestinationRefused):
-            return f"refused: {cause}"
-        return f"connect: {cause.strerror or cause}"
+        return f"connect: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "disconnected: the server closed the connection without answering"
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
@@ -67,12 +67,13 @@ class Sender:
         *,
         timeout_s: float,
         max_connections: int,
-        allow_private: bool,
+        policy: DestinationPolicy | None,
         user_agent: str,
     ) -> None:
+        """``policy`` None allows every destination (``ALLOW_PRIVATE_DESTINATIONS=1``)."""
         self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._allow_private = allow_private
+        self._policy = policy
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
@@ -82,7 +83,7 @@ class Sender:
             limit=self._max_connections,
             limit_per_host=0,
             ttl_dns_cache=30,
-            resolver=None if self._allow_private else GuardedResolver(),
+            resolver=None if self._policy is None else GuardedResolver(self._policy),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -103,8 +104,8 @@ class Sender:
         assert self._session is not None, "Sender.start() first"
         started = time.perf_counter()
         try:
-            if not self._allow_private:
-                check_literal(urlsplit(url).hostname or "")
+            if self._policy is not None:
+                self._policy.check_literal(urlsplit(url).hostname or "")
             async with self._session.post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:

@@ -74,7 +74,7 @@ class WorkerService:
         sender = Sender(
             timeout_s=s.delivery_timeout,
             max_connections=s.worker_concurrency,
-            allow_private=s.allow_private_destinations,
+            policy=s.destination_policy,
             user_agent=f"cliq-webhooks/{__version__}",
         )
         await sender.start()

@@ -37,7 +37,7 @@ async def send_test_event(
     sender = Sender(
         timeout_s=settings.delivery_timeout,
         max_connections=1,
-        allow_private=settings.allow_private_destinations,
+        policy=settings.destination_policy,
         user_agent=f"cliq-webhooks/{__version__}",
     )
     await sender.start()

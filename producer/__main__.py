@@ -1,0 +1,118 @@
+"""``python -m producer``: the producers' HTTP API, the Procfile's ``web`` process.
+
+Every setting is an environment variable and a flag (``--help`` lists them); ``$PORT``
+is honoured as platforms such as Heroku set it. SIGTERM and SIGINT stop accepting
+connections and give in-flight requests ``SHUTDOWN_GRACE`` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from producer.api import SERVE_OPTIONS, ApiSettings, create_app
+from producer.settings import SettingsError, add_flags, env_with_flags
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one flag per setting, built from the same declarations."""
+    parser = argparse.ArgumentParser(
+        prog="python -m producer",
+        description="cliq-webhooks HTTP API for producers: POST /v1/events, "
+        "GET /v1/events/{id}, /healthz, /readyz, /metrics.",
+    )
+    add_flags(parser, SERVE_OPTIONS)
+    return parser
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """structlog to stderr: JSON lines unless stderr is a terminal (or as configured)."""
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if as_json:
+        processors.append(structlog.processors.format_exc_info)
+    structlog.configure(
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # aiohttp's and redis's own stdlib loggers: warnings and errors only.
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (as the worker uses), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the API until SIGTERM/SIGINT; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = ApiSettings.from_env(env_with_flags(args, SERVE_OPTIONS))
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    configure_logging(settings.log_format, settings.log_level)
+    log = structlog.get_logger("producer.api")
+    log.info(
+        "api_starting",
+        host=settings.api_host,
+        port=settings.port,
+        api_keys=len(settings.api_keys),
+        redis_url=_without_password(settings.producer.effective_redis_url),
+    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.api_host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_grace,
+            print=None,
+            access_log=None,  # one structured line per request comes from the app itself
+            loop=new_event_loop(),
+        )
+    except OSError as exc:
+        log.error("api_failed", error=str(exc), host=settings.api_host, port=settings.port)
+        return EXIT_FAILURE
+    log.info("api_stopped")
+    return 0
+
+
+def _without_password(url: str) -> str:
+    """A Redis URL fit for a log line."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

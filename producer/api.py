@@ -1,0 +1,679 @@
+"""The producers' HTTP API: the Procfile's ``web`` process (``python -m producer``).
+
+Routes:
+
+* ``POST /v1/events``: one event (a JSON object) or a batch (a JSON array of at most
+  :data:`MAX_BATCH_EVENTS`). A batch is validated completely before anything is
+  published: one invalid event and nothing is stored (422, one error per bad item).
+  Success is 202 with ``{"id", "deliveries", "duplicate"}`` (a list for a batch).
+* ``GET /v1/events/{id}``: the deliveries of an event.
+* ``GET /healthz`` (serving), ``GET /readyz`` (Redis answers ``PING``), ``GET /metrics``
+  (Prometheus text of this process's own registry). These three need no API key.
+
+Every error is an RFC 9457 problem (``application/problem+json``) whose ``type`` is a
+stable URI from :data:`PROBLEM_BASE`; field errors carry ``errors``. Redis clients are
+created at startup by :func:`redis_context` (an aiohttp ``cleanup_ctx``) and closed
+at shutdown; nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from producer import jsonwire
+from producer.context import Producer
+from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
+from producer.publisher import PublishResult
+from producer.settings import (
+    PRODUCER_OPTIONS,
+    Option,
+    ProducerSettings,
+    SettingsError,
+    parse_positive_float,
+    read_options,
+)
+
+log = structlog.get_logger("producer.api")
+
+MAX_BATCH_EVENTS = 1000
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+# A single event's body may exceed MAX_PAYLOAD_BYTES by this much: the delivered body is
+# compact and normalized, the request's may be indented.
+SINGLE_EVENT_SLACK_BYTES = 4 * 1024
+READY_TIMEOUT_S = 2.0
+# No request waits longer than this for Redis (the producer's client has no read timeout).
+REDIS_DEADLINE_S = 10.0
+READ_CHUNK_BYTES = 64 * 1024
+
+PROBLEM_BASE = "https://cliq-webhooks.dev/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+# Routes that answer without an API key: probes and scraping. Every other path,
+# including unknown ones and routes added later, requires a key when keys are set.
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+UNMATCHED_ROUTE = "unmatched"
+
+# Redis errors that mean "not available right now" (503), as opposed to a bug (500).
+REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+_DEADLINE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REDIS_UNAVAILABLE_ERRORS)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """Bearer tokens, kept only as SHA-256 digests; empty means authentication is off."""
+
+    digests: frozenset[bytes] = field(default=frozenset(), repr=False)
+
+    @classmethod
+    def parse(cls, raw: str) -> ApiKeys:
+        """Comma-separated keys of visible ASCII; errors never repeat a key."""
+        keys = [item.strip() for item in raw.split(",") if item.strip()]
+        for number, key in enumerate(keys, start=1):
+            if not all(33 <= ord(ch) <= 126 for ch in key):
+                raise ValueError(
+                    f"key {number} of {len(keys)} has a character other than visible ASCII"
+                )
+        return cls(frozenset(_digest(key) for key in keys))
+
+    def __bool__(self) -> bool:
+        return bool(self.digests)
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def accepts(self, token: str) -> bool:
+        """Whether ``token`` is one of the keys (constant time for each stored key)."""
+        presented = _digest(token)
+        found = False
+        for known in self.digests:
+            found |= hmac.compare_digest(presented, known)
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+
+
+def parse_api_port(raw: str) -> int:
+    """A TCP port to listen on."""
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number between 1 and 65535")
+    return value
+
+
+def parse_log_format(raw: str) -> str:
+    """``auto`` (JSON unless stderr is a terminal), ``json`` or ``console``."""
+    value = raw.strip().lower()
+    if value not in {"auto", "json", "console"}:
+        raise ValueError("must be auto, json or console")
+    return value
+
+
+def parse_log_level(raw: str) -> str:
+    """A standard logging level name."""
+    level = raw.strip().lower()
+    if level not in {"debug", "info", "warning", "error", "critical"}:
+        raise ValueError("must be debug, info, warning, error or critical")
+    return level
+
+
+API_OPTIONS: tuple[Option, ...] = (
+    Option("API_HOST", "0.0.0.0", "Address the HTTP API listens on."),
+    Option(
+        "PORT",
+        "8080",
+        "Port the HTTP API listens on (platforms such as Heroku set $PORT).",
+        parse_api_port,
+    ),
+    Option(
+        "API_KEYS",
+        "",
+        "Comma-separated bearer tokens accepted by /v1/*. Empty: no authentication "
+        "(a warning is logged at start). Prefer the variable: flags show in process lists.",
+        ApiKeys.parse,
+    ),
+    Option(
+        "SHUTDOWN_GRACE",
+        "25",
+        "Seconds in-flight requests get to finish after SIGTERM/SIGINT.",
+        parse_positive_float,
+    ),
+    Option(
+        "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
+    ),
+    Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level),
+)
+
+# Everything `python -m producer` reads: the producer's settings and the API's own.
+SERVE_OPTIONS: tuple[Option, ...] = PRODUCER_OPTIONS + API_OPTIONS
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything the API process is configured with."""
+
+    producer: ProducerSettings = field(default_factory=ProducerSettings)
+    api_host: str = "0.0.0.0"
+    port: int = 8080
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
+    shutdown_grace: float = 25.0
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        """Read every setting from ``env`` (default: ``os.environ``).
+
+        Raises :class:`SettingsError` naming the variable; the value of ``API_KEYS`` is
+        never repeated in the message.
+        """
+        source = os.environ if env is None else env
+        producer = ProducerSettings(**read_options(PRODUCER_OPTIONS, source))
+        try:
+            Catalogue.with_extras(producer.event_types_extra)
+        except EventError as exc:
+            raise SettingsError(f"EVENT_TYPES_EXTRA: {exc.message}") from None
+        values: dict[str, Any] = {}
+        for option in API_OPTIONS:
+            try:
+                values[option.dest] = option.read(source)
+            except SettingsError as exc:
+                if option.env != "API_KEYS":
+                    raise
+                raise SettingsError(f"API_KEYS: {exc.__cause__}") from None
+        return cls(producer=producer, **values)
+
+
+# ---------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class ProblemKind:
+    """One kind of error: its stable ``type`` URI, HTTP status and title."""
+
+    slug: str
+    status: int
+    title: str
+
+    @property
+    def type(self) -> str:
+        """The problem's ``type`` member."""
+        return PROBLEM_BASE + self.slug
+
+
+INVALID_JSON = ProblemKind("invalid-json", 400, "Request body is not valid JSON")
+UNAUTHORIZED = ProblemKind("unauthorized", 401, "Missing or invalid API key")
+NOT_FOUND = ProblemKind("not-found", 404, "Not found")
+METHOD_NOT_ALLOWED = ProblemKind("method-not-allowed", 405, "Method not allowed")
+PAYLOAD_TOO_LARGE = ProblemKind("payload-too-large", 413, "Request body too large")
+TOO_MANY_EVENTS = ProblemKind("too-many-events", 413, "Too many events in one batch")
+UNSUPPORTED_MEDIA_TYPE = ProblemKind(
+    "unsupported-media-type", 415, "Request body must be application/json"
+)
+INVALID_EVENT = ProblemKind("invalid-event", 422, "Invalid event")
+INTERNAL_ERROR = ProblemKind("internal-error", 500, "Internal server error")
+REDIS_UNAVAILABLE = ProblemKind("redis-unavailable", 503, "Redis unavailable")
+
+_KINDS_BY_STATUS = {
+    kind.status: kind for kind in (NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE)
+}
+
+
+class Problem(Exception):
+    """An error answered as ``application/problem+json``; raise it from a handler."""
+
+    def __init__(
+        self,
+        kind: ProblemKind,
+        detail: str,
+        *,
+        errors: Sequence[Mapping[str, object]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{kind.status} {kind.slug}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+
+    def to_dict(self) -> dict[str, object]:
+        """The problem document."""
+        body: dict[str, object] = {
+            "type": self.kind.type,
+            "title": self.kind.title,
+            "status": self.kind.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+    def response(self) -> web.Response:
+        """The HTTP response carrying this problem."""
+        return web.json_response(
+            self.to_dict(),
+            status=self.kind.status,
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers=self.headers,
+        )
+
+
+def problem_from_http(exc: web.HTTPException) -> Problem:
+    """A problem for one of aiohttp's own errors (unknown route, wrong method, too large)."""
+    kind = _KINDS_BY_STATUS.get(exc.status)
+    if kind is None:
+        kind = ProblemKind("http-error", exc.status, exc.reason)
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+    detail = {
+        404: "No route matches this path.",
+        405: f"Use one of: {headers.get('Allow', '')}.",
+    }.get(exc.status, exc.text or exc.reason)
+    return Problem(kind, detail, headers=headers)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class ApiMetrics:
+    """The API's own Prometheus registry. Labels are route templates, never raw paths."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "cliq_api_requests",
+            "HTTP requests answered, by route template and status class.",
+            ["route", "status_class"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "cliq_api_request_duration_seconds",
+            "Time from receiving a request to its response, by route template.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "cliq_api_events_published",
+            "Events stored and fanned out to their subscribers (duplicates not counted).",
+            registry=self.registry,
+        )
+        self.events_duplicate = Counter(
+            "cliq_api_events_duplicate",
+            "Events whose id was already published: acknowledged, nothing enqueued.",
+            registry=self.registry,
+        )
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(route, f"{status // 100}xx").inc()
+        self.request_duration.labels(route).observe(seconds)
+
+    def published(self, results: Sequence[PublishResult]) -> None:
+        """Count the outcome of a publish."""
+        duplicates = sum(r.duplicate for r in results)
+        self.events_published.inc(len(results) - duplicates)
+        self.events_duplicate.inc(duplicates)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+
+# ---------------------------------------------------------------- application state
+
+SETTINGS = web.AppKey("settings", ApiSettings)
+METRICS = web.AppKey("metrics", ApiMetrics)
+PRODUCER = web.AppKey("producer", Producer)
+REDIS_PROBE = web.AppKey("redis_probe", aioredis.Redis)
+
+
+def probe_client(redis_url: str) -> aioredis.Redis:
+    """A client for readiness checks: no retries, so an outage shows within the timeout."""
+    return aioredis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=READY_TIMEOUT_S,
+        socket_timeout=READY_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the producer (and the probe client) at startup; close them at shutdown."""
+    settings = app[SETTINGS]
+    if not settings.api_keys:
+        log.warning(
+            "api_auth_disabled",
+            detail="API_KEYS is empty: anyone who can reach this port can publish events",
+        )
+    producer = Producer(settings.producer)
+    probe = probe_client(settings.producer.effective_redis_url)
+    app[PRODUCER] = producer
+    app[REDIS_PROBE] = probe
+    try:
+        yield
+    finally:
+        try:
+            await probe.aclose()
+        finally:
+            await producer.close()
+
+
+# ---------------------------------------------------------------- middlewares
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route's template (``/v1/events/{id}``), or ``unmatched``."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics and one log line per request (outermost: sees the final status)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = route_label(request)
+        request.app[METRICS].observe(route, status, elapsed)
+        log.info(
+            "request",
+            method=request.method,
+            route=route,
+            path=request.path,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into a problem response; unexpected ones are logged, not shown."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_from_http(exc).response()
+    except REDIS_UNAVAILABLE_ERRORS as exc:
+        log.warning("redis_unavailable", route=route_label(request), error=repr(exc))
+        return Problem(
+            REDIS_UNAVAILABLE, "Redis is unavailable; nothing was done. Retry later."
+        ).response()
+    except Exception:
+        log.exception("request_failed", route=route_label(request))
+        return Problem(
+            INTERNAL_ERROR, "An unexpected error occurred; it has been logged."
+        ).response()
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
+    keys = request.app[SETTINGS].api_keys
+    if keys and route_label(request) not in PUBLIC_ROUTES:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(
+                UNAUTHORIZED,
+                "Send an API key as 'Authorization: Bearer <key>'.",
+                headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks"'},
+            )
+        if not keys.accepts(token):
+            raise Problem(
+                UNAUTHORIZED,
+                "The API key is not valid.",
+                headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
+            )
+    return await handler(request)
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared ``application/json`` (UTF-8, as RFC 8259 requires)."""
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in {"utf-8", "utf8"}:
+        declared = request.headers.get("Content-Type", "nothing")
+        raise Problem(
+            UNSUPPORTED_MEDIA_TYPE,
+            f"Send Content-Type: application/json (UTF-8), not {declared!r}.",
+        )
+
+
+async def read_body(request: web.Request, single_limit: int) -> bytes:
+    """The request body; 413 as soon as it exceeds its limit.
+
+    The limit is :data:`MAX_BATCH_BYTES`, and ``single_limit`` once the first
+    significant byte shows a single event (``{``).
+    """
+    declared = request.content_length
+    if declared is not None and declared > MAX_BATCH_BYTES:
+        raise _too_large(MAX_BATCH_BYTES, "a request")
+    body = bytearray()
+    limit = MAX_BATCH_BYTES
+    kind_known = False
+    async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+        body += chunk
+        if not kind_known:
+            significant = chunk.lstrip()
+            if significant:
+                kind_known = True
+                if significant.startswith(b"{"):
+                    limit = single_limit
+        if len(body) > limit:
+            raise _too_large(limit, "a single event" if limit == single_limit else "a request")
+    return bytes(body)
+
+
+def _too_large(limit: int, what: str) -> Problem:
+    hint = (
+        "MAX_PAYLOAD_BYTES plus 4 KiB"
+        if what == "a single event"
+        else f"split the batch into requests of at most {MAX_BATCH_EVENTS} events"
+    )
+    return Problem(PAYLOAD_TOO_LARGE, f"The body of {what} may be at most {limit} bytes ({hint}).")
+
+
+def decode_json(body: bytes) -> jsonwire.JSONValue:
+    """The JSON document of the body, or 400 (NaN and Infinity are not JSON)."""
+    try:
+        return jsonwire.decode(body)
+    except jsonwire.WireError as exc:
+        raise Problem(INVALID_JSON, exc.message) from None
+    except RecursionError:
+        raise Problem(INVALID_JSON, "The JSON document is nested too deeply.") from None
+
+
+def validate_events(
+    document: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int
+) -> list[Event]:
+    """Every event of a batch, or 422 listing each invalid one (all-or-nothing)."""
+    assert isinstance(document, list)
+    if not document:
+        raise Problem(INVALID_EVENT, f"The batch is empty; send 1 to {MAX_BATCH_EVENTS} events.")
+    if len(document) > MAX_BATCH_EVENTS:
+        raise Problem(
+            TOO_MANY_EVENTS,
+            f"The batch has {len(document)} events; at most {MAX_BATCH_EVENTS} are accepted "
+            "per request.",
+        )
+    events: list[Event] = []
+    errors: list[dict[str, object]] = []
+    for index, raw in enumerate(document):
+        try:
+            events.append(parse_event(raw, catalogue, max_payload_bytes=max_payload_bytes))
+        except EventError as exc:
+            errors.append({"index": index, "field": exc.field, "message": exc.message})
+    if errors:
+        raise Problem(
+            INVALID_EVENT,
+            f"{len(errors)} of {len(document)} events are invalid; nothing was published.",
+            errors=errors,
+        )
+    return events
+
+
+def validate_event(
+    document: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int
+) -> Event:
+    """One event, or 422 naming the field at fault."""
+    try:
+        return parse_event(document, catalogue, max_payload_bytes=max_payload_bytes)
+    except EventError as exc:
+        raise Problem(
+            INVALID_EVENT,
+            f"The event is invalid ({exc.field}); nothing was published.",
+            errors=[{"field": exc.field, "message": exc.message}],
+        ) from None
+
+
+@asynccontextmanager
+async def redis_deadline(detail: str) -> AsyncIterator[None]:
+    """503 with ``detail`` when Redis fails or takes longer than :data:`REDIS_DEADLINE_S`."""
+    try:
+        async with asyncio.timeout(REDIS_DEADLINE_S):
+            yield
+    except _DEADLINE_ERRORS as exc:
+        log.warning("redis_unavailable", error=repr(exc))
+        raise Problem(REDIS_UNAVAILABLE, detail) from exc
+
+
+# ---------------------------------------------------------------- handlers
+
+PUBLISH_FAILED = (
+    "Redis is unavailable or did not answer in time; the request was not accepted. "
+    "Events of a batch may have been stored before the failure: retry with the same "
+    "event ids (an id already stored is answered as a duplicate and delivered once). "
+    "Events sent without an id get a new one on every attempt."
+)
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """``POST /v1/events``: publish one event or a batch."""
+    require_json(request)
+    producer = request.app[PRODUCER]
+    max_payload = producer.settings.max_payload_bytes
+    body = await read_body(request, single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES)
+    document = decode_json(body)
+    batch = isinstance(document, list)
+    if batch:
+        events = validate_events(document, producer.catalogue, max_payload)
+    else:
+        events = [validate_event(document, producer.catalogue, max_payload)]
+    async with redis_deadline(PUBLISH_FAILED):
+        results = await producer.publisher.publish_many(events)
+    request.app[METRICS].published(results)
+    if batch:
+        return web.json_response([r.to_dict() for r in results], status=202)
+    (result,) = results
+    return web.json_response(
+        result.to_dict(),
+        status=202,
+        headers={"Location": str(request.app.router["event"].url_for(id=result.event_id))},
+    )
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """``GET /v1/events/{id}``: the event's deliveries, in fan-out order."""
+    event_id = request.match_info["id"]
+    missing = Problem(NOT_FOUND, f"No event with id {event_id!r} (or its retention ran out).")
+    if not ID_PATTERN.match(event_id):
+        raise missing
+    producer = request.app[PRODUCER]
+    async with redis_deadline("Redis is unavailable; the event could not be read."):
+        deliveries = await producer.deliveries.for_event(event_id)
+        # An event nobody subscribed to exists without deliveries: 200 with an empty list.
+        if not deliveries and not await producer.redis.exists(producer.keys.event(event_id)):
+            raise missing
+    return web.json_response({"id": event_id, "deliveries": [d.to_dict() for d in deliveries]})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """``GET /healthz``: 200 while the process serves requests."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when Redis answers ``PING`` within :data:`READY_TIMEOUT_S`."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await request.app[REDIS_PROBE].ping()
+    except (TimeoutError, redis.exceptions.RedisError) as exc:
+        log.warning("not_ready", error=repr(exc))
+        raise Problem(
+            REDIS_UNAVAILABLE, f"Redis did not answer PING within {READY_TIMEOUT_S:g} s."
+        ) from exc
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text exposition of the API's registry."""
+    return web.Response(
+        body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+# ---------------------------------------------------------------- the application
+
+
+def create_app(
+    settings: ApiSettings, metrics_registry: CollectorRegistry | None = None
+) -> web.Application:
+    """The API application; its Redis clients open at startup and close at cleanup."""
+    app = web.Application(
+        middlewares=[observe, problems, authenticate],
+        client_max_size=MAX_BATCH_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = ApiMetrics(metrics_registry)
+    app.cleanup_ctx.append(redis_context)
+    app.router.add_post("/v1/events", post_events, name="events")
+    app.router.add_get("/v1/events/{id}", get_event, name="event")
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    app.router.add_get("/metrics", metrics, name="metrics")
+    return app
