@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 from aiohttp import web
 
+from producer import logs
 from producer.api import SERVE_OPTIONS, ApiSettings, create_app
 from producer.settings import SettingsError, add_flags, env_with_flags
 
@@ -33,32 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flags(parser, SERVE_OPTIONS)
     return parser
-
-
-def configure_logging(log_format: str, level: str) -> None:
-    """structlog to stderr: JSON lines unless stderr is a terminal (or as configured)."""
-    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    numeric = logging.getLevelNamesMapping()[level.upper()]
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    if as_json:
-        processors.append(structlog.processors.format_exc_info)
-    structlog.configure(
-        processors=[*processors, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-    # aiohttp's and redis's own stdlib loggers: warnings and errors only.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -78,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    configure_logging(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level)
     log = structlog.get_logger("producer.api")
     log.info(
         "api_starting",

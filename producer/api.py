@@ -48,11 +48,11 @@ from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
 from producer.settings import (
+    PROCESS_OPTIONS,
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
     SettingsError,
-    parse_positive_float,
     read_options,
 )
 
@@ -134,22 +134,6 @@ def parse_api_port(raw: str) -> int:
     return value
 
 
-def parse_log_format(raw: str) -> str:
-    """``auto`` (JSON unless stderr is a terminal), ``json`` or ``console``."""
-    value = raw.strip().lower()
-    if value not in {"auto", "json", "console"}:
-        raise ValueError("must be auto, json or console")
-    return value
-
-
-def parse_log_level(raw: str) -> str:
-    """A standard logging level name."""
-    level = raw.strip().lower()
-    if level not in {"debug", "info", "warning", "error", "critical"}:
-        raise ValueError("must be debug, info, warning, error or critical")
-    return level
-
-
 API_OPTIONS: tuple[Option, ...] = (
     Option("API_HOST", "0.0.0.0", "Address the HTTP API listens on."),
     Option(
@@ -165,20 +149,10 @@ API_OPTIONS: tuple[Option, ...] = (
         "(a warning is logged at start). Prefer the variable: flags show in process lists.",
         ApiKeys.parse,
     ),
-    Option(
-        "SHUTDOWN_GRACE",
-        "25",
-        "Seconds in-flight requests get to finish after SIGTERM/SIGINT.",
-        parse_positive_float,
-    ),
-    Option(
-        "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
-    ),
-    Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level),
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.
-SERVE_OPTIONS: tuple[Option, ...] = PRODUCER_OPTIONS + API_OPTIONS
+SERVE_OPTIONS: tuple[Option, ...] = PRODUCER_OPTIONS + API_OPTIONS + PROCESS_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -207,7 +181,7 @@ class ApiSettings:
         except EventError as exc:
             raise SettingsError(f"EVENT_TYPES_EXTRA: {exc.message}") from None
         values: dict[str, Any] = {}
-        for option in API_OPTIONS:
+        for option in API_OPTIONS + PROCESS_OPTIONS:
             try:
                 values[option.dest] = option.read(source)
             except SettingsError as exc:
@@ -439,7 +413,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except REDIS_UNAVAILABLE_ERRORS as exc:
         log.warning("redis_unavailable", route=route_label(request), error=repr(exc))
         return Problem(
-            REDIS_UNAVAILABLE, "Redis is unavailable; nothing was done. Retry later."
+            REDIS_UNAVAILABLE,
+            "Redis is unavailable; the request could not be completed. Retry later.",
         ).response()
     except Exception:
         log.exception("request_failed", route=route_label(request))
@@ -524,8 +499,6 @@ def decode_json(body: bytes) -> jsonwire.JSONValue:
         return jsonwire.decode(body)
     except jsonwire.WireError as exc:
         raise Problem(INVALID_JSON, exc.message) from None
-    except RecursionError:
-        raise Problem(INVALID_JSON, "The JSON document is nested too deeply.") from None
 
 
 def validate_events(

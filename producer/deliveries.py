@@ -6,13 +6,13 @@ delivery hash are defined here, once, and documented in :mod:`producer.keys`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
+import orjson
 import redis.asyncio as aioredis
 
 from producer.jobs import JobDispatcher
@@ -58,12 +58,25 @@ class Attempt:
 
     def to_json(self) -> str:
         """The stored form (field ``a<number>`` of the delivery hash)."""
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(self.to_dict()).decode()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attempt as a JSON-ready dict (written out: ``asdict`` is slow on a hot path)."""
+        return {
+            "number": self.number,
+            "at_ms": self.at_ms,
+            "status": self.status,
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+            "response": self.response,
+            "outcome": self.outcome.value,
+            "next_attempt_ms": self.next_attempt_ms,
+        }
 
     @classmethod
     def from_json(cls, text: str) -> Attempt:
         """Parse the stored form."""
-        raw = json.loads(text)
+        raw = orjson.loads(text)
         raw["outcome"] = AttemptOutcome(raw["outcome"])
         return cls(**raw)
 
@@ -110,7 +123,7 @@ class Delivery:
             "state": self.state.value,
             "attempts_made": self.attempts_made,
             "created_ms": self.created_ms,
-            "attempts": [asdict(a) for a in self.attempts],
+            "attempts": [a.to_dict() for a in self.attempts],
         }
 
 

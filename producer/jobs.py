@@ -20,14 +20,15 @@ import redis.asyncio as aioredis
 from bullmq import Queue
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.backoff import NoBackoff
 
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
 
 DELIVERY_JOB = "deliver"
 NOTIFICATION_JOB = "notify"
 WEEK_S = 7 * 24 * 3600
+# No command of ours blocks: a reply slower than this means Redis is in trouble.
+REDIS_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,21 @@ def bullmq_connection(redis_url: str) -> dict[str, Any]:
 
 
 def redis_client(redis_url: str) -> aioredis.Redis:
-    """The project's own Redis client (text replies, no read timeout, retries on reconnect)."""
+    """The project's own Redis client: text replies, bounded waits, no silent retries.
+
+    Commands are not retried after a lost connection: a publish script whose reply was
+    lost must surface as an error (the caller retries with the same event ids), not
+    run again and report the events as duplicates. Workers recover through bullmq,
+    which runs a failed batch job again.
+    """
     return aioredis.Redis(
         **parse_url(redis_url),  # type: ignore[misc]  # connection_class is a valid kwarg
         decode_responses=True,
-        socket_timeout=None,
+        socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=5,
         socket_keepalive=True,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=2, base=0.05), 5),
-        retry_on_error=[BusyLoadingError, ConnectionError, TimeoutError],
+        retry=Retry(NoBackoff(), 0),
     )
 
 

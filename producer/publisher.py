@@ -16,8 +16,9 @@ from producer.keys import Keys
 from producer.scripts import load_script
 from producer.settings import ProducerSettings
 
-# Bounds the size of one script call (Redis blocks while a script runs).
-EVENTS_PER_SCRIPT = 500
+# Bounds the size of one script call (Redis blocks while a script runs). Up to this
+# many events are stored all-or-nothing: the API's batch limit is the same.
+EVENTS_PER_SCRIPT = 1000
 
 
 def new_delivery_id() -> str:

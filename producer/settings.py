@@ -88,6 +88,33 @@ def parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def parse_log_format(raw: str) -> str:
+    """``auto`` (JSON unless stderr is a terminal), ``json`` or ``console``."""
+    value = raw.strip().lower()
+    if value not in {"auto", "json", "console"}:
+        raise ValueError("must be auto, json or console")
+    return value
+
+
+def parse_log_level(raw: str) -> str:
+    """A standard logging level name."""
+    level = raw.strip().lower()
+    if level not in {"debug", "info", "warning", "error", "critical"}:
+        raise ValueError("must be debug, info, warning, error or critical")
+    return level
+
+
+def parse_event_types(raw: str) -> tuple[str, ...]:
+    """Extra event type names, each shaped like ``resource.action``."""
+    from producer.events import TYPE_PATTERN
+
+    names = parse_list(raw)
+    for name in names:
+        if not TYPE_PATTERN.match(name):
+            raise ValueError(f"{name!r} is not an event type such as 'issue.created'")
+    return names
+
+
 def parse_prefix(raw: str) -> str:
     """A Redis key prefix; ``{name}`` hash tags keep every key in one cluster slot."""
     if not raw or any(ch in raw for ch in " :\n"):
@@ -112,7 +139,7 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         "EVENT_TYPES_EXTRA",
         "",
         "Comma-separated event types accepted in addition to the built-in catalogue.",
-        parse_list,
+        parse_event_types,
     ),
     Option(
         "MAX_PAYLOAD_BYTES",
@@ -131,6 +158,21 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         str(7 * 24 * 3600),
         "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
         parse_positive_int,
+    ),
+)
+
+
+# Read by every long-running process (the API and the workers).
+PROCESS_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
+    ),
+    Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level),
+    Option(
+        "SHUTDOWN_GRACE",
+        "25",
+        "Seconds in-flight work (attempts, requests) gets to finish after SIGTERM/SIGINT.",
+        parse_positive_float,
     ),
 )
 

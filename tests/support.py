@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -122,3 +123,11 @@ class WorkerProcess:
     def log_text(self) -> str:
         """Everything the worker logged so far."""
         return self.log_path.read_text(errors="replace")
+
+    def log_events(self) -> list[str]:
+        """The ``event`` of every JSON log line so far."""
+        return [
+            json.loads(line)["event"]
+            for line in self.log_text().splitlines()
+            if line.startswith("{")
+        ]

@@ -105,8 +105,8 @@ async def test_sigterm_drains_in_flight_attempts_and_exits_zero(
     assert 0.5 < drain_s < 8, drain_s
     assert await delivery_state(producer, event_id) == DeliveryState.DELIVERED
     log = worker.log_text()
-    assert '"event": "drained"' in log
-    assert '"event": "delivery_attempt"' in log
+    assert "drained" in worker.log_events()
+    assert "delivery_attempt" in worker.log_events()
     assert endpoint.secret not in log
     assert endpoint.secret.removeprefix("whsec_") not in log
 
@@ -126,7 +126,7 @@ async def test_sigterm_past_the_grace_period_loses_nothing(
     worker.signal(signal.SIGTERM)
     assert await worker.wait(15) == 0, worker.log_text()
     assert time.monotonic() - started < 6
-    assert "drain_timeout" in worker.log_text()
+    assert "drain_timeout" in worker.log_events()
 
     spawn_worker()  # the cancelled attempt was not recorded: this worker makes it
 

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import redis.exceptions
 
+from producer import jsonwire, logs
 from producer.context import Producer
 from producer.deliveries import DeliveryNotFound
 from producer.endpoints import EndpointError, EndpointNotFound, EndpointStatus
@@ -30,7 +31,7 @@ from producer.settings import (
     add_flags,
     env_with_flags,
 )
-from worker import __version__, logs
+from worker import __version__
 from worker.settings import WORKER_OPTIONS, WorkerSettings
 
 PUBLISH_CHUNK = 1000
@@ -186,9 +187,9 @@ def read_events(source: TextIO, name: str, producer: Producer) -> list[Event]:
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{name}:{number}: not valid JSON: {exc.msg}") from exc
+            raw = jsonwire.decode(line)
+        except jsonwire.WireError as exc:
+            raise UsageError(f"{name}:{number}: {exc.message}") from exc
         try:
             events.append(
                 parse_event(raw, producer.catalogue, max_payload_bytes=settings.max_payload_bytes)
@@ -249,9 +250,9 @@ async def publish(args: argparse.Namespace) -> int:
         if not args.type or not args.workspace:
             raise UsageError("publish needs --type and --workspace (or --file)")
         try:
-            data = json.loads(args.data)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--data is not valid JSON: {exc.msg}") from exc
+            data = jsonwire.decode(args.data)
+        except jsonwire.WireError as exc:
+            raise UsageError(f"--data is {exc.message}") from exc
         raw: dict[str, Any] = {"type": args.type, "workspace_id": args.workspace, "data": data}
         if args.id:
             raw["id"] = args.id
@@ -296,8 +297,7 @@ async def attempts(args: argparse.Namespace) -> int:
             "event_id": d.event_id,
             "endpoint_id": d.endpoint_id,
             "state": d.state.value,
-            **a.__dict__,
-            "outcome": a.outcome.value,
+            **a.to_dict(),
         }
         for d in deliveries
         for a in reversed(d.attempts)

@@ -22,11 +22,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from producer import jsonwire
+from producer import jsonwire, logs
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
-from worker import logs
 from worker.localredis import LocalRedis
 from worker.schedule import RetrySchedule
 from worker.service import WorkerService

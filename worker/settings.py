@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from producer.settings import (
+    PROCESS_OPTIONS,
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
@@ -19,23 +20,8 @@ from producer.settings import (
 from worker.destinations import DestinationPolicy, IPNetwork, parse_networks
 from worker.schedule import RetrySchedule
 
-
-def parse_log_format(raw: str) -> str:
-    """``auto`` (JSON unless stderr is a terminal), ``json`` or ``console``."""
-    if raw not in {"auto", "json", "console"}:
-        raise ValueError("must be auto, json or console")
-    return raw
-
-
-def parse_log_level(raw: str) -> str:
-    """A standard logging level name."""
-    level = raw.strip().lower()
-    if level not in {"debug", "info", "warning", "error", "critical"}:
-        raise ValueError("must be debug, info, warning, error or critical")
-    return level
-
-
 WORKER_OPTIONS: tuple[Option, ...] = (
+    *PROCESS_OPTIONS,
     Option(
         "RETRY_SCHEDULE",
         "0,60,300,1800,7200",
@@ -72,10 +58,6 @@ WORKER_OPTIONS: tuple[Option, ...] = (
         parse_port,
     ),
     Option(
-        "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
-    ),
-    Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level),
-    Option(
         "ALLOW_PRIVATE_DESTINATIONS",
         "0",
         "1 allows loopback, private and link-local destinations (demo and tests only).",
@@ -93,12 +75,6 @@ WORKER_OPTIONS: tuple[Option, ...] = (
         "30",
         "Seconds after which the jobs of a worker that died (SIGKILL, lost host) are "
         "taken over by another worker.",
-        parse_positive_float,
-    ),
-    Option(
-        "SHUTDOWN_GRACE",
-        "25",
-        "Seconds in-flight attempts get to finish after SIGTERM/SIGINT.",
         parse_positive_float,
     ),
 )

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -23,8 +24,9 @@ def cliq_signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def standard_key(secret: str) -> bytes:
-    """The Standard Webhooks key: the bytes base64-encoded after ``whsec_``."""
+    """The Standard Webhooks key: the bytes base64-encoded after ``whsec_`` (cached)."""
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 

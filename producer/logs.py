@@ -12,6 +12,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 SECRET_SHAPE = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
@@ -25,12 +26,16 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def _dumps(event: Any, **_kwargs: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
     """Route structlog (and the stdlib loggers of aiohttp and bullmq) to stderr."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    numeric = logging.getLevelName(level.upper())
+    numeric = logging.getLevelNamesMapping()[level.upper()]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
