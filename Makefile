@@ -30,9 +30,11 @@ system-deps: redis node-deps
 demo: redis
 	$(BIN)/cliq-webhooks demo
 
+PY_SOURCES := producer worker tests bench
+
 lint: $(BIN)/cliq-webhooks
-	$(BIN)/ruff format --check .
-	$(BIN)/ruff check .
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/mypy
 
 test: $(BIN)/cliq-webhooks system-deps lint
