@@ -26,8 +26,8 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
-def _dumps(event: Any, **_kwargs: Any) -> str:
-    return orjson.dumps(event, default=str).decode()
+def _dumps(event: Any, **_kwargs: Any) -> bytes:
+    return orjson.dumps(event, default=str)
 
 
 def configure(log_format: str = "auto", level: str = "info") -> None:
@@ -39,6 +39,12 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    # JSON goes out as bytes, one write per line (a log line per attempt is a hot path).
+    factory: Any = (
+        structlog.BytesLoggerFactory(sys.stderr.buffer)
+        if as_json
+        else structlog.PrintLoggerFactory(sys.stderr)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -49,7 +55,7 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)

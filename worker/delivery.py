@@ -25,7 +25,7 @@ from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
 from producer.scripts import load_script
-from worker.metrics import Metrics, status_class
+from worker.metrics import Metrics
 from worker.recorder import GroupCommit
 from worker.schedule import RetrySchedule
 from worker.sender import Response, Sender
@@ -84,6 +84,8 @@ class DeliveryProcessor:
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight = 0
+        metrics.in_flight.set_function(lambda: self._in_flight)
         self._load = load_script(redis, "worker", "load.lua")
         self._record = load_script(redis, "worker", "record.lua")
         self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
@@ -111,8 +113,12 @@ class DeliveryProcessor:
         rows, flat_events, endpoint_rows = await self._load(
             args=[self._keys.prefix, *(item.delivery_id for item in items)]
         )
-        events = {
-            flat_events[k]: (flat_events[k + 1], flat_events[k + 2], int(flat_events[k + 3]))
+        events = {  # each body encoded once, whatever the fan-out within the batch
+            flat_events[k]: (
+                flat_events[k + 1].encode(),
+                flat_events[k + 2],
+                int(flat_events[k + 3]),
+            )
             for k in range(0, len(flat_events), 4)
         }
         endpoints: dict[str, Endpoint | None] = {}
@@ -156,7 +162,7 @@ class DeliveryProcessor:
                     event_id,
                     event_type,
                     created_ms,
-                    body.encode(),
+                    body,
                     endpoint,
                 )
             )
@@ -178,18 +184,18 @@ class DeliveryProcessor:
 
     async def _deliver(self, target: Target) -> None:
         endpoint = target.endpoint
-        now = time.time()
-        headers = request_headers(
-            endpoint, target.event_id, target.event_type, target.item, target.body, now
-        )
         async with self._slots:
-            self._metrics.in_flight.inc()
+            # Signed once a slot is free, so the timestamp is fresh when the request leaves.
+            now = time.time()
+            headers = request_headers(
+                endpoint, target.event_id, target.event_type, target.item, target.body, now
+            )
+            self._in_flight += 1
             try:
                 response = await self._sender.post(endpoint.url, target.body, headers)
             finally:
-                self._metrics.in_flight.dec()
-        self._metrics.attempts.labels(status_class(response.status)).inc()
-        self._metrics.attempt_duration.observe(response.duration_s)
+                self._in_flight -= 1
+        self._metrics.attempt(response.status, response.duration_s)
         outcome = self._outcome(target, response, now)
         code = await self._commit(outcome)
         log.info(

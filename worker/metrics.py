@@ -15,6 +15,9 @@ def status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status is not None else "error"
 
 
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
+
+
 class Metrics:
     """Every metric a worker exports, registered in its own registry."""
 
@@ -90,6 +93,13 @@ class Metrics:
             "Jobs whose data could not be processed (recorded, skipped).",
             registry=r,
         )
+        self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}
         self.worker_up = Gauge(
             "cliq_worker_up", "1 while this worker's queue loops are running.", registry=r
         )
+
+    def attempt(self, status: int | None, duration_s: float) -> None:
+        """Count one HTTP attempt (children looked up once: this runs per delivery)."""
+        child = self._attempts_by_class.get(status_class(status))
+        (child or self.attempts.labels(status_class(status))).inc()
+        self.attempt_duration.observe(duration_s)

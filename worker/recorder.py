@@ -33,8 +33,9 @@ class GroupCommit(Generic[T, R]):
         self._pending.append((item, future))
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
-        # Shielded: a cancelled caller must not cancel a flush shared with others.
-        return await asyncio.shield(future)
+        # Each caller has its own future: cancelling one cancels no flush, and its item
+        # is still written by the flush that took it.
+        return await future
 
     async def _run(self) -> None:
         while self._pending:

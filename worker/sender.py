@@ -117,6 +117,11 @@ class Sender:
 
     @staticmethod
     async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
+        length = response.content_length
+        if length is not None and length <= DRAIN_LIMIT_BYTES:
+            return (await response.read())[:RESPONSE_EXCERPT_BYTES].decode(
+                "utf-8", errors="replace"
+            )
         head = bytearray()
         drained = 0
         while drained < DRAIN_LIMIT_BYTES:

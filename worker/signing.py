@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -21,7 +20,7 @@ SECRET_PREFIX = "whsec_"
 
 def cliq_signature(secret: str, body: bytes) -> str:
     """The seed's signature: ``hex(HMAC-SHA256(secret, body))``."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), body, "sha256").hex()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -33,7 +32,7 @@ def standard_key(secret: str) -> bytes:
 def standard_signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` signature."""
     signed = b"%s.%d.%s" % (message_id.encode(), timestamp, body)
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    digest = hmac.digest(key, signed, "sha256")
     return "v1," + base64.b64encode(digest).decode()
 
 
