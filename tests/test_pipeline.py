@@ -393,3 +393,41 @@ async def test_crash_between_store_and_enqueue_is_repaired_by_the_outbox_sweep(
         return await redis.zcard(producer.keys.outbox) == 0
 
     await wait_until(outbox_empty, 5, message="swept spec not removed from the outbox")
+
+
+async def test_retry_after_on_429_pushes_the_next_attempt_later(
+    producer: Producer, receiver_factory: ReceiverFactory, worker_factory: StartWorker
+) -> None:
+    receiver = await receiver_factory()
+    receiver.script(ScriptedResponse(status=429, headers={"Retry-After": "3"}))
+    ep = await endpoint(producer, receiver)
+    await worker_factory(RETRY_SCHEDULE="0,0.2,10")
+    await producer.publisher.publish(event(producer, "issue.created"))
+    first, second = await receiver.wait_for(2, 15)
+    # Asked for 3 s instead of the schedule's 0.2 s (and capped at its 10 s step).
+    assert second.received_at - first.received_at >= 3 - 0.05
+    (delivery,) = await producer.deliveries.for_endpoint(ep.id)
+    assert delivery.attempts[0].status == 429
+    assert delivery.attempts[0].next_attempt_ms is not None
+    assert delivery.attempts[0].next_attempt_ms - delivery.attempts[0].at_ms >= 3000
+
+
+async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
+    producer: Producer,
+    receiver_factory: ReceiverFactory,
+    worker_factory: StartWorker,
+    smtp_server: SmtpServer,
+) -> None:
+    receiver = await receiver_factory(default=ScriptedResponse(status=410, body="gone"))
+    ep = await endpoint(producer, receiver)
+    worker = await worker_factory(SMTP_URL=smtp_server.url)
+    first = await producer.publisher.publish(event(producer, "issue.created"))
+    (message,) = await smtp_server.wait_for(1, 10)
+    assert "disabled (410 Gone)" in message.subject
+    assert f"cliq-webhooks endpoint enable {ep.id}" in message.text
+    assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
+    (delivery,) = await producer.deliveries.for_event(first.event_id)
+    assert delivery.state == DeliveryState.DEAD
+    assert len(delivery.attempts) == 1  # no retries after 410
+    assert len(receiver.received) == 1
+    assert worker.metrics.endpoint_transitions.labels("disabled")._value.get() == 1

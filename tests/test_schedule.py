@@ -52,3 +52,12 @@ def test_bad_schedules_are_rejected_with_a_clear_message(text: str, message: str
 def test_attempt_numbers_start_at_one() -> None:
     with pytest.raises(ValueError, match="numbered from 1"):
         RetrySchedule().delay_after_failure(0)
+
+
+def test_retry_after_pushes_the_next_attempt_later_but_not_past_the_longest_step() -> None:
+    schedule = RetrySchedule()
+    assert schedule.delay_after_failure(1, retry_after_s=120) == 120
+    assert schedule.delay_after_failure(1, retry_after_s=5) == 60  # never earlier than planned
+    assert schedule.delay_after_failure(2, retry_after_s=86_400) == 7200  # capped
+    assert schedule.delay_after_failure(5, retry_after_s=10) is None  # adds no attempt
+    assert schedule.next_attempt_at(1, 1000.0, retry_after_s=90) == 1090.0

@@ -34,6 +34,7 @@ from worker.signing import signature_headers
 log = structlog.get_logger("cliq.delivery")
 
 RECORD_MAX_OUTCOMES = 500
+GONE = 410
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Outcome:
     event_id: str
     endpoint_id: str
     delay_s: float | None = None
+    # 410 Gone: the receiver says the endpoint no longer exists; stop sending to it.
+    disable: bool = False
 
 
 class DeliveryProcessor:
@@ -216,10 +219,15 @@ class DeliveryProcessor:
     def _outcome(self, target: Target, response: Response, started_s: float) -> Outcome:
         at_ms = int(started_s * 1000)
         delay: float | None = None
+        gone = response.status == GONE
         if response.ok:
             kind = AttemptOutcome.DELIVERED
+        elif gone:
+            kind = AttemptOutcome.DEAD
         else:
-            delay = self._schedule.delay_after_failure(target.attempt_in_round)
+            delay = self._schedule.delay_after_failure(
+                target.attempt_in_round, response.retry_after_s
+            )
             kind = AttemptOutcome.DEAD if delay is None else AttemptOutcome.RETRY
         attempt = Attempt(
             number=target.item.attempt,
@@ -231,7 +239,7 @@ class DeliveryProcessor:
             outcome=kind,
             next_attempt_ms=None if delay is None else int((time.time() + delay) * 1000),
         )
-        return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay)
+        return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay, gone)
 
     async def _commit(self, outcome: Outcome) -> str:
         code = await self._recorder.submit(outcome)
@@ -258,6 +266,15 @@ class DeliveryProcessor:
         elif code == "recovered":
             self._metrics.endpoint_transitions.labels("active").inc()
             log.info("endpoint_recovered", endpoint_id=outcome.endpoint_id)
+        elif code == "disabled":
+            self._metrics.endpoint_transitions.labels("disabled").inc()
+            log.warning(
+                "endpoint_disabled",
+                reason="410 Gone",
+                endpoint_id=outcome.endpoint_id,
+                delivery_id=outcome.item.delivery_id,
+                event_id=outcome.event_id,
+            )
 
     async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
@@ -282,6 +299,7 @@ class DeliveryProcessor:
                 outcome.attempt.to_json(),
                 due,
                 notify,
+                1 if outcome.disable else 0,
             ]
         for delay_ms, items in retries.items():
             spec = JobSpec(
@@ -324,7 +342,7 @@ def request_headers(
 
 
 def notification_spec(outcome: Outcome) -> JobSpec:
-    """The email job for an endpoint that this dead delivery turns failing."""
+    """The email job for an endpoint this dead delivery turns failing (or disables: 410)."""
     return JobSpec(
         NOTIFICATION_QUEUE,
         f"n-{outcome.endpoint_id}-{outcome.item.delivery_id}",
@@ -336,5 +354,6 @@ def notification_spec(outcome: Outcome) -> JobSpec:
             "last_error": outcome.attempt.error
             or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
             "failed_at_ms": outcome.attempt.at_ms,
+            "reason": "gone" if outcome.disable else "failing",
         },
     )

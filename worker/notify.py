@@ -31,29 +31,47 @@ class NotificationError(RuntimeError):
 
 
 def build_email(data: dict[str, Any], endpoint_url: str, owner: str, sender: str) -> EmailMessage:
-    """The failure email: which endpoint, which event, the last error, how to replay."""
+    """The failure email: which endpoint, which event, the last error, how to recover."""
     failed_at = format_timestamp(datetime.fromtimestamp(data["failed_at_ms"] / 1000, UTC))
+    endpoint_id = data["endpoint_id"]
+    gone = data.get("reason") == "gone"
     message = EmailMessage()
     message["From"] = sender
     message["To"] = owner
-    message["Subject"] = f"[cliq-webhooks] Webhook endpoint {data['endpoint_id']} is failing"
+    message["Subject"] = (
+        f"[cliq-webhooks] Webhook endpoint {endpoint_id} was disabled (410 Gone)"
+        if gone
+        else f"[cliq-webhooks] Webhook endpoint {endpoint_id} is failing"
+    )
+    if gone:
+        what = (
+            "Your webhook endpoint answered 410 Gone, so it has been disabled: no more\n"
+            "deliveries are sent to it. If that was a mistake, enable it again with\n\n"
+            f"    cliq-webhooks endpoint enable {endpoint_id}\n\n"
+            "and send the deliveries it missed with the replay command below."
+        )
+    else:
+        what = (
+            "Your webhook endpoint is now marked as failing: a delivery failed every\n"
+            "attempt. Deliveries keep being attempted; the endpoint returns to active\n"
+            "after its next successful delivery."
+        )
     message.set_content(
-        f"""Your webhook endpoint is now marked as failing.
+        f"""{what}
 
-Endpoint:   {data["endpoint_id"]}
+Endpoint:   {endpoint_id}
 URL:        {endpoint_url}
 Event:      {data["event_id"]}
 Delivery:   {data["delivery_id"]}
 Attempts:   {data["attempts"]} (the last one at {failed_at})
 Last error: {data["last_error"]}
 
-Deliveries keep being attempted; the endpoint returns to active after its next
-successful delivery. Deliveries that failed every attempt are kept; once the
-endpoint answers 2xx again, send them again with:
+Deliveries that failed every attempt are kept. Once the endpoint answers 2xx
+again, send them again with:
 
-    cliq-webhooks replay --endpoint {data["endpoint_id"]}
+    cliq-webhooks replay --endpoint {endpoint_id}
 
-You get this email once each time the endpoint turns failing.
+You get this email once each time the endpoint changes to this state.
 """
     )
     return message

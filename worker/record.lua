@@ -2,7 +2,8 @@
 -- and write the jobs those changes cause to the outbox: all at once.
 -- ARGV: prefix, now_ms, retention_s, outcome_count, then per outcome:
 --   delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
---   attempt_json, due_ms (retry, else ''), notify_member (dead, else '')
+--   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
+--   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)
 -- then any number of retry job members, written to the outbox as they are.
 -- Returns {per-outcome codes, outbox members written}. Codes:
 --   'dup'       this attempt was already recorded (a re-run job): nothing changed
@@ -10,6 +11,7 @@
 --   'delivered' / 'retry' / 'dead'
 --   'recovered' delivered, and the endpoint went from failing back to active
 --   'failing'   dead, and the endpoint went from active to failing (email queued)
+--   'disabled'  dead with 410 Gone: the endpoint was disabled (email queued)
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local count = tonumber(ARGV[4])
@@ -28,8 +30,8 @@ end
 local i = 5
 for k = 1, count do
   local delivery_id, number, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local attempt, due, notify = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
+  local attempt, due, notify, disable = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  i = i + 7
   local key = K.delivery(delivery_id)
   local row = redis.call('HMGET', key, 's', 'n', 'e', 'p')
   if not row[1] then
@@ -59,7 +61,14 @@ for k = 1, count do
       finish(key, event_id)
       redis.call('HINCRBY', stats, 'dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
-      if redis.call('HGET', endpoint_key, 'status') == 'active' then
+      local status = redis.call('HGET', endpoint_key, 'status')
+      if disable == '1' and (status == 'active' or status == 'failing') then
+        redis.call('HSET', endpoint_key, 'status', 'disabled', 'updated', now)
+        redis.call('SREM', K.failing(), endpoint_id)
+        redis.call('ZADD', outbox, now, notify)
+        members[#members + 1] = notify
+        codes[k] = 'disabled'
+      elseif disable ~= '1' and status == 'active' then
         redis.call('HSET', endpoint_key, 'status', 'failing', 'updated', now)
         redis.call('SADD', K.failing(), endpoint_id)
         if notify ~= '' then

@@ -54,17 +54,28 @@ class RetrySchedule:
         """How many attempts a delivery gets before it is dead."""
         return len(self.delays_s)
 
-    def delay_after_failure(self, attempt_in_round: int) -> float | None:
-        """Seconds to wait after attempt ``attempt_in_round`` (1-based) failed; None: give up."""
+    def delay_after_failure(
+        self, attempt_in_round: int, retry_after_s: float | None = None
+    ) -> float | None:
+        """Seconds to wait after attempt ``attempt_in_round`` (1-based) failed; None: give up.
+
+        A receiver's ``Retry-After`` pushes the next attempt later, never past the
+        schedule's longest step, and never adds attempts.
+        """
         if attempt_in_round < 1:
             raise ValueError("attempts are numbered from 1")
         if attempt_in_round >= self.attempts:
             return None
-        return self.delays_s[attempt_in_round]
+        delay = self.delays_s[attempt_in_round]
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, max(self.delays_s)))
+        return delay
 
-    def next_attempt_at(self, attempt_in_round: int, failed_at_s: float) -> float | None:
+    def next_attempt_at(
+        self, attempt_in_round: int, failed_at_s: float, retry_after_s: float | None = None
+    ) -> float | None:
         """When the attempt after a failed ``attempt_in_round`` is due; None: give up."""
-        delay = self.delay_after_failure(attempt_in_round)
+        delay = self.delay_after_failure(attempt_in_round, retry_after_s)
         return None if delay is None else failed_at_s + delay
 
     def __str__(self) -> str:

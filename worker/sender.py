@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,26 @@ from worker.destinations import DestinationPolicy, DestinationRefused, GuardedRe
 DRAIN_LIMIT_BYTES = 64 * 1024
 
 
+# Statuses whose Retry-After header is honoured (RFC 9110: 503; RFC 6585: 429).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now_s)
+
+
 @dataclass(frozen=True)
 class Response:
     """What one attempt got back: a status, or the error that prevented one."""
@@ -26,6 +47,7 @@ class Response:
     error: str | None
     duration_s: float
     excerpt: str
+    retry_after_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -110,7 +132,14 @@ class Sender:
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 excerpt = await self._read_excerpt(response)
-                return Response(response.status, None, time.perf_counter() - started, excerpt)
+                retry_after = (
+                    parse_retry_after(response.headers.get("Retry-After"), time.time())
+                    if response.status in RETRY_AFTER_STATUSES
+                    else None
+                )
+                return Response(
+                    response.status, None, time.perf_counter() - started, excerpt, retry_after
+                )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             error = describe_error(exc, self._timeout_s)
             return Response(None, error, time.perf_counter() - started, "")
