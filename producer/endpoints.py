@@ -23,6 +23,8 @@ SECRET_BYTES = 32
 MAX_URL_LENGTH = 2048
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ROTATION_GRACE_S = 24 * 3600
+DEFAULT_MAX_IN_FLIGHT = 10
+MAX_IN_FLIGHT_LIMIT = 1000
 
 
 class EndpointStatus(StrEnum):
@@ -110,6 +112,26 @@ def validate_email(email: str) -> str:
     return email
 
 
+def validate_max_in_flight(value: int) -> int:
+    """Requests one endpoint may have in flight across all workers."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_IN_FLIGHT_LIMIT
+    ):
+        raise EndpointError("max_in_flight", f"must be an integer from 1 to {MAX_IN_FLIGHT_LIMIT}")
+    return value
+
+
+def validate_rate_limit(value: float) -> float:
+    """Requests per second sent to one endpoint at most; 0 means no limit."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100_000:
+        raise EndpointError(
+            "rate_limit", "must be a number of requests per second from 0 to 100000"
+        )
+    return float(value)
+
+
 def filter_matches(patterns: Sequence[str], event_type: str) -> bool:
     """Whether an endpoint subscribed with ``patterns`` receives ``event_type``."""
     for pattern in patterns:
@@ -136,6 +158,8 @@ class Endpoint:
     updated_ms: int
     previous_secret: str = ""
     previous_secret_until_ms: int = 0
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    rate_limit: float = 0.0
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint receives events of ``event_type`` right now."""
@@ -162,6 +186,8 @@ class Endpoint:
             "updated": str(self.updated_ms),
             "prev_secret": self.previous_secret,
             "prev_until": str(self.previous_secret_until_ms),
+            "max_in_flight": str(self.max_in_flight),
+            "rate_limit": repr(self.rate_limit),
         }
         return fields
 
@@ -181,6 +207,8 @@ class Endpoint:
             updated_ms=int(fields["updated"]),
             previous_secret=fields.get("prev_secret", ""),
             previous_secret_until_ms=int(fields.get("prev_until") or 0),
+            max_in_flight=int(fields.get("max_in_flight") or DEFAULT_MAX_IN_FLIGHT),
+            rate_limit=float(fields.get("rate_limit") or 0),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -193,6 +221,8 @@ class Endpoint:
             "owner_email": self.owner_email,
             "description": self.description,
             "status": self.status.value,
+            "max_in_flight": self.max_in_flight,
+            "rate_limit": self.rate_limit,
             "secret": self.secret if reveal_secret else mask_secret(self.secret),
             "created_ms": self.created_ms,
             "updated_ms": self.updated_ms,
@@ -219,6 +249,8 @@ class EndpointRegistry:
         events: Iterable[str],
         owner_email: str,
         description: str = "",
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        rate_limit: float = 0.0,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once)."""
         if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
@@ -235,6 +267,8 @@ class EndpointRegistry:
             status=EndpointStatus.ACTIVE,
             created_ms=now,
             updated_ms=now,
+            max_in_flight=validate_max_in_flight(max_in_flight),
+            rate_limit=validate_rate_limit(rate_limit),
         )
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash())
@@ -285,6 +319,8 @@ class EndpointRegistry:
         events: Iterable[str] | None = None,
         owner_email: str | None = None,
         description: str | None = None,
+        max_in_flight: int | None = None,
+        rate_limit: float | None = None,
     ) -> Endpoint:
         """Change the given fields; the others stay as they are."""
         endpoint = await self.get(endpoint_id)
@@ -298,6 +334,12 @@ class EndpointRegistry:
             if owner_email is not None
             else endpoint.owner_email,
             description=description if description is not None else endpoint.description,
+            max_in_flight=validate_max_in_flight(max_in_flight)
+            if max_in_flight is not None
+            else endpoint.max_in_flight,
+            rate_limit=validate_rate_limit(rate_limit)
+            if rate_limit is not None
+            else endpoint.rate_limit,
             updated_ms=_now_ms(),
         )
         await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash())

@@ -45,13 +45,21 @@ class DeliveryItem:
 
 @dataclass(frozen=True)
 class DeliveryBatch:
-    """The data of one delivery job: up to ``BATCH_SIZE`` items."""
+    """The data of one delivery job: up to ``BATCH_SIZE`` items.
+
+    ``deferrals`` counts how often these items were put back because their endpoint
+    was at its limit (no attempt spent); each time they stay out longer.
+    """
 
     items: tuple[DeliveryItem, ...]
+    deferrals: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The job data stored in bullmq."""
-        return {"items": [[item.delivery_id, item.attempt] for item in self.items]}
+        data: dict[str, Any] = {"items": [[item.delivery_id, item.attempt] for item in self.items]}
+        if self.deferrals:
+            data["deferrals"] = self.deferrals
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> DeliveryBatch:
@@ -70,7 +78,10 @@ class DeliveryBatch:
             ):
                 raise ValueError(f"malformed delivery item {entry!r}")
             items.append(DeliveryItem(entry[0], entry[1]))
-        return cls(tuple(items))
+        deferrals = data.get("deferrals", 0)
+        if not isinstance(deferrals, int) or isinstance(deferrals, bool) or deferrals < 0:
+            raise ValueError(f"malformed deferrals {deferrals!r}")
+        return cls(tuple(items), deferrals)
 
 
 @dataclass(frozen=True)
@@ -178,9 +189,13 @@ class JobDispatcher:
         """Add the jobs of these outbox members to bullmq, then drop them from the outbox."""
         if not members:
             return
+        await self.add([JobSpec.from_json(member) for member in members])
+        await self._redis.zrem(self._keys.outbox, *members)
+
+    async def add(self, specs: Sequence[JobSpec]) -> None:
+        """Add jobs to bullmq directly (for jobs whose loss a re-run would repair)."""
         by_queue: dict[str, list[dict[str, Any]]] = {}
-        for member in members:
-            spec = JobSpec.from_json(member)
+        for spec in specs:
             by_queue.setdefault(spec.queue, []).append(
                 {
                     "name": NOTIFICATION_JOB if spec.queue == NOTIFICATION_QUEUE else DELIVERY_JOB,
@@ -190,7 +205,6 @@ class JobDispatcher:
             )
         for queue, jobs in by_queue.items():
             await self.queues[queue].addBulk(jobs)
-        await self._redis.zrem(self._keys.outbox, *members)
 
     async def sweep(self, older_than_s: float, limit: int = 500) -> int:
         """Dispatch outbox members older than ``older_than_s`` (left by a crashed process)."""

@@ -30,6 +30,11 @@ LAYOUT: dict[str, str] = {
     "endpoint_deliveries": "ep:{}:dlv",
     # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
     "endpoint_dead": "ep:{}:dead",
+    # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
+    # <worker id>:exp = lease expiry (ms).
+    "endpoint_leases": "ep:{}:leases",
+    # String: the endpoint rate limiter's theoretical arrival time (ms, GCRA).
+    "endpoint_rate": "ep:{}:rate",
     # Set: a workspace's endpoint ids, read on every publish.
     "workspace_endpoints": "ws:{}:eps",
     # Sorted set: every endpoint id by creation time (ms).

@@ -105,6 +105,8 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             events=args.events.split(","),
             owner_email=args.email,
             description=args.description,
+            max_in_flight=args.max_in_flight,
+            rate_limit=args.rate_limit,
         )
     shown = endpoint.public_dict(reveal_secret=True)
     emit(
@@ -140,6 +142,22 @@ async def endpoint_list(args: argparse.Namespace) -> int:
 async def endpoint_show(args: argparse.Namespace) -> int:
     async with Producer(producer_settings(args)) as p:
         endpoint = await p.endpoints.get(args.id)
+    shown = endpoint.public_dict()
+    emit(args, shown, lambda: render_fields(shown.items()))
+    return 0
+
+
+async def endpoint_update(args: argparse.Namespace) -> int:
+    async with Producer(producer_settings(args)) as p:
+        endpoint = await p.endpoints.update(
+            args.id,
+            url=args.url,
+            events=args.events.split(",") if args.events is not None else None,
+            owner_email=args.email,
+            description=args.description,
+            max_in_flight=args.max_in_flight,
+            rate_limit=args.rate_limit,
+        )
     shown = endpoint.public_dict()
     emit(args, shown, lambda: render_fields(shown.items()))
     return 0
@@ -472,6 +490,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--email", required=True, help="owner, told when the endpoint turns failing")
     add.add_argument("--description", default="", help="free text")
+    limits = (
+        ("--max-in-flight", int, "requests in flight to it across all workers (default 10)"),
+        ("--rate-limit", float, "requests per second at most (default 0: no limit)"),
+    )
+    for flag, kind, text in limits:
+        add.add_argument(flag, type=kind, default=10 if kind is int else 0.0, help=text)
+    update = command("update", endpoint_update, "change an endpoint", parent=endpoint_commands)
+    update.add_argument("id", help="endpoint id")
+    for flag, text in (
+        ("--url", "new URL"),
+        ("--events", "new filter"),
+        ("--email", "new owner"),
+        ("--description", "new description"),
+    ):
+        update.add_argument(flag, help=text)
+    for flag, kind, text in limits:
+        update.add_argument(flag, type=kind, help=text)
     listing = command("list", endpoint_list, "list endpoints", parent=endpoint_commands)
     listing.add_argument("--workspace", help="only this workspace")
     listing.add_argument(

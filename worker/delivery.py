@@ -25,6 +25,7 @@ from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
 from producer.scripts import load_script
+from worker.limits import EndpointLimiter, deferral_delay_s
 from worker.metrics import Metrics
 from worker.recorder import GroupCommit
 from worker.schedule import RetrySchedule
@@ -78,6 +79,7 @@ class DeliveryProcessor:
         sender: Sender,
         dispatcher: JobDispatcher,
         metrics: Metrics,
+        limiter: EndpointLimiter,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -86,6 +88,7 @@ class DeliveryProcessor:
         self._sender = sender
         self._dispatcher = dispatcher
         self._metrics = metrics
+        self._limiter = limiter
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight = 0
         metrics.in_flight.set_function(lambda: self._in_flight)
@@ -106,8 +109,25 @@ class DeliveryProcessor:
             log.error("bad_job", queue=DELIVERY_QUEUE, job_id=job.id, error=str(exc))
             return 0
         targets = await self._targets(batch.items)
-        await asyncio.gather(*(self._deliver(target) for target in targets))
-        return len(targets)
+        waits = await asyncio.gather(*(self._deliver(target) for target in targets))
+        deferred = [(t.item, w) for t, w in zip(targets, waits, strict=True) if w is not None]
+        if deferred:
+            await self._defer(deferred, batch.deferrals)
+        return len(targets) - len(deferred)
+
+    async def _defer(self, deferred: list[tuple[DeliveryItem, float]], deferrals: int) -> None:
+        """Put back items whose endpoint is at its limit: same attempt, later, in a new job.
+
+        Added before this job completes: a crash in between runs this job again, and
+        the copy of an item that was meanwhile attempted is skipped as a duplicate.
+        """
+        delay_s = deferral_delay_s(deferrals, max(wait for _, wait in deferred))
+        self._metrics.deferred.inc(len(deferred))
+        batch = DeliveryBatch(tuple(item for item, _ in deferred), deferrals + 1)
+        spec = JobSpec(
+            DELIVERY_QUEUE, "d" + secrets.token_hex(8), batch.to_dict(), int(delay_s * 1000)
+        )
+        await self._dispatcher.add([spec])
 
     async def _targets(self, items: Sequence[DeliveryItem]) -> list[Target]:
         """Load the batch; items that need no HTTP request are settled here."""
@@ -185,21 +205,18 @@ class DeliveryProcessor:
         )
         return Outcome(item, AttemptOutcome.DEAD, attempt, event_id, endpoint_id)
 
-    async def _deliver(self, target: Target) -> None:
+    async def _deliver(self, target: Target) -> float | None:
+        """Attempt one delivery; a float instead means: deferred, retry in that many s."""
         endpoint = target.endpoint
-        async with self._slots:
-            # Signed once a slot is free, so the timestamp is fresh when the request leaves.
-            now = time.time()
-            headers = request_headers(
-                endpoint, target.event_id, target.event_type, target.item, target.body, now
-            )
-            self._in_flight += 1
-            try:
-                response = await self._sender.post(endpoint.url, target.body, headers)
-            finally:
-                self._in_flight -= 1
+        wait = await self._limiter.acquire(endpoint)
+        if wait is not None:
+            return wait
+        try:
+            response = await self._post(target)
+        finally:
+            self._limiter.release(endpoint.id)
         self._metrics.attempt(response.status, response.duration_s)
-        outcome = self._outcome(target, response, now)
+        outcome = self._outcome(target, response, time.time() - response.duration_s)
         code = await self._commit(outcome)
         log.info(
             "delivery_attempt",
@@ -215,6 +232,21 @@ class DeliveryProcessor:
         )
         if outcome.kind == AttemptOutcome.DELIVERED and code != "dup":
             self._metrics.end_to_end.observe(max(0.0, time.time() - target.event_created_ms / 1000))
+        return None
+
+    async def _post(self, target: Target) -> Response:
+        endpoint = target.endpoint
+        async with self._slots:
+            # Signed once a slot is free, so the timestamp is fresh when the request leaves.
+            now = time.time()
+            headers = request_headers(
+                endpoint, target.event_id, target.event_type, target.item, target.body, now
+            )
+            self._in_flight += 1
+            try:
+                return await self._sender.post(endpoint.url, target.body, headers)
+            finally:
+                self._in_flight -= 1
 
     def _outcome(self, target: Target, response: Response, started_s: float) -> Outcome:
         at_ms = int(started_s * 1000)

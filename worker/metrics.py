@@ -52,6 +52,12 @@ class Metrics:
         self.retries = Counter(
             "cliq_retries_scheduled_total", "Attempts scheduled after a failure.", registry=r
         )
+        self.deferred = Counter(
+            "cliq_deliveries_deferred_total",
+            "Deliveries put back without an attempt because their endpoint was at its "
+            "in-flight cap or rate limit.",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "cliq_deliveries_in_flight", "HTTP attempts in progress in this process.", registry=r
         )

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +31,7 @@ from producer.jobs import JobDispatcher, QueueOptions, bullmq_connection, redis_
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
 from worker import __version__
 from worker.delivery import DeliveryProcessor
+from worker.limits import EndpointLimiter
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.sender import Sender
@@ -52,6 +56,7 @@ class WorkerService:
         self._exit_code = 0
         self._queue_workers: list[Worker] = []
         self._loops: list[asyncio.Task[None]] = []
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
         """Ask the worker to drain and exit (what SIGTERM does)."""
@@ -78,6 +83,7 @@ class WorkerService:
             user_agent=f"cliq-webhooks/{__version__}",
         )
         await sender.start()
+        limiter = EndpointLimiter(redis, self.keys, worker_id=self.worker_id)
         processor = DeliveryProcessor(
             redis=redis,
             keys=self.keys,
@@ -87,6 +93,7 @@ class WorkerService:
             sender=sender,
             dispatcher=dispatcher,
             metrics=self.metrics,
+            limiter=limiter,
         )
         notifier = Notifier(
             registry=registry,
@@ -98,6 +105,7 @@ class WorkerService:
         self._install_signal_handlers()
         runner = await self._start_http(redis.ping)
         housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis))
+        lease_keeping = asyncio.create_task(limiter.maintain())
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
@@ -118,10 +126,13 @@ class WorkerService:
         finally:
             self.metrics.worker_up.set(0)
             await self._drain()
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+            for task in (housekeeping, lease_keeping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await processor.close()
+            with contextlib.suppress(Exception):  # unreturned leases expire on their own
+                await limiter.close()
             await sender.close()
             await dispatcher.close()
             await redis.aclose()

@@ -1,0 +1,175 @@
+"""Per-endpoint limits shared by workers: in-flight caps, rate limits, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from producer.context import Producer
+from producer.endpoints import Endpoint
+from producer.events import parse_event
+from producer.keys import Keys
+from worker.limits import EndpointLimiter, deferral_delay_s
+
+from harness import Receiver, ReceiverFactory, ScriptedResponse
+from harness.polling import wait_until
+from support import producer_for, start_worker, worker_env
+
+
+@pytest.fixture
+async def producer(redis_url: str) -> AsyncIterator[Producer]:
+    async with producer_for(redis_url) as p:
+        yield p
+
+
+async def an_endpoint(
+    producer: Producer, url: str = "https://hooks.example/", **limits: float
+) -> Endpoint:
+    return await producer.endpoints.create(
+        workspace_id="ws_1",
+        url=url,
+        events=["*"],
+        owner_email="o@example.com",
+        **limits,  # type: ignore[arg-type]
+    )
+
+
+async def test_the_cap_holds_across_workers_and_freed_slots_are_reused(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=3)
+    one = EndpointLimiter(redis, Keys(), "worker-one")
+    two = EndpointLimiter(redis, Keys(), "worker-two")
+    assert await one.acquire(endpoint) is None
+    assert await one.acquire(endpoint) is None
+    assert await two.acquire(endpoint) is None
+    # All three slots are taken, and none was freed recently: defer at once.
+    assert await two.acquire(endpoint) == 0.0
+    assert await one.acquire(endpoint) == 0.0
+    one.release(endpoint.id)  # worker one's slot is reused locally, no Redis round trip
+    assert await one.acquire(endpoint) is None
+    # A waiter gets the next freed slot handed over.
+    waiting = asyncio.create_task(one.acquire(endpoint))
+    await wait_until(lambda: bool(one._endpoints[endpoint.id].waiters), 2, message="no waiter")
+    one.release(endpoint.id)
+    assert await waiting is None
+
+
+async def test_idle_leases_go_back_and_a_dead_workers_leases_expire(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=1)
+    one = EndpointLimiter(redis, Keys(), "worker-one")
+    two = EndpointLimiter(redis, Keys(), "worker-two")
+    assert await one.acquire(endpoint) is None
+    one.release(endpoint.id)
+    assert await two.acquire(endpoint) == 0.0  # one still holds its (idle) lease
+    await one.close()  # hands back idle leases
+    assert await two.acquire(endpoint) is None
+
+    crashed = EndpointLimiter(redis, Keys(), "crashed", lease_ttl_s=0.3)
+    other = await an_endpoint(producer, max_in_flight=1)
+    assert await crashed.acquire(other) is None  # and it never releases nor renews
+    survivor = EndpointLimiter(redis, Keys(), "survivor")
+    assert await survivor.acquire(other) == 0.0
+
+    async def free_again() -> bool:
+        return await survivor.acquire(other) is None
+
+    await wait_until(free_again, 3, interval=0.1, message="a dead worker's lease never expired")
+
+
+async def test_rate_limit_spaces_requests(producer: Producer, redis: aioredis.Redis) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=100, rate_limit=20)
+    limiter = EndpointLimiter(redis, Keys(), "w")
+    started = time.monotonic()
+    for _ in range(6):
+        assert await limiter.acquire(endpoint) is None
+        limiter.release(endpoint.id)
+    # Six permits at 20/s: the last one comes 5 intervals (0.25 s) after the first.
+    assert time.monotonic() - started >= 0.25 - 0.02
+    slow = replace(endpoint, rate_limit=0.1)  # one per 10 s: too long to wait locally
+    assert await limiter.acquire(slow) is None
+    limiter.release(endpoint.id)
+    wait = await limiter.acquire(slow)
+    assert wait is not None
+    assert 8 < wait <= 10
+
+
+def test_deferrals_back_off() -> None:
+    assert 0.5 <= deferral_delay_s(0) <= 1
+    assert 4 <= deferral_delay_s(3) <= 8
+    assert deferral_delay_s(10) <= 30
+    assert deferral_delay_s(0, hint_s=12) == 12
+
+
+def max_concurrency(receiver: Receiver, hold_s: float) -> int:
+    """Most requests the receiver had open at once, each held ``hold_s``."""
+    arrivals = sorted(r.received_at for r in receiver.received)
+    return max(sum(1 for b in arrivals if a <= b < a + hold_s) for a in arrivals)
+
+
+async def test_a_real_worker_keeps_an_endpoint_under_its_cap(
+    producer: Producer, receiver_factory: ReceiverFactory, redis_url: str, tmp_path: Path
+) -> None:
+    receiver = await receiver_factory(default=ScriptedResponse(status=200, delay_s=0.3))
+    await an_endpoint(producer, receiver.url(), max_in_flight=2)
+    worker = await start_worker(worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path)))
+    try:
+        events = [
+            parse_event(
+                {"type": "issue.created", "workspace_id": "ws_1", "data": {"n": n}},
+                producer.catalogue,
+                max_payload_bytes=1024,
+            )
+            for n in range(8)
+        ]
+        await producer.publisher.publish_many(events)
+        await receiver.wait_for(8, 30)
+    finally:
+        await worker.stop()
+    assert max_concurrency(receiver, 0.29) <= 2
+    assert worker.metrics.deferred._value.get() > 0  # the rest waited their turn
+
+
+async def test_one_hanging_endpoint_does_not_hold_up_the_others(
+    producer: Producer, receiver_factory: ReceiverFactory, redis_url: str, tmp_path: Path
+) -> None:
+    healthy = [await receiver_factory() for _ in range(9)]
+    hanging = await receiver_factory(default=ScriptedResponse(hang=True), hang_cap_s=20)
+    for receiver in healthy:
+        await an_endpoint(producer, receiver.url())
+    await an_endpoint(producer, hanging.url())
+    worker = await start_worker(
+        worker_env(
+            redis_url, NOTIFY_OUTBOX=str(tmp_path), DELIVERY_TIMEOUT="3", WORKER_CONCURRENCY="50"
+        )
+    )
+    try:
+        events = [
+            parse_event(
+                {"type": "issue.created", "workspace_id": "ws_1", "data": {"n": n}},
+                producer.catalogue,
+                max_payload_bytes=1024,
+            )
+            for n in range(300)
+        ]
+        started = time.monotonic()
+        await producer.publisher.publish_many(events)
+        for receiver in healthy:
+            await receiver.wait_for(300, 20)
+        elapsed = time.monotonic() - started
+        # The hanging endpoint never had more than its cap (10) of the 50 slots at once
+        # (each of its requests is held until the 3 s timeout).
+        assert max_concurrency(hanging, 2.9) <= 10
+        # 2,700 healthy deliveries did not wait for the 3 s timeouts of the hanging one
+        # (drained within the 5 s grace, so the worker stops cleanly).
+        assert elapsed < 8, elapsed
+    finally:
+        await worker.stop()
