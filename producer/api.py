@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -52,7 +51,6 @@ from producer.settings import (
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
-    SettingsError,
     read_options,
 )
 
@@ -148,6 +146,7 @@ API_OPTIONS: tuple[Option, ...] = (
         "Comma-separated bearer tokens accepted by /v1/*. Empty: no authentication "
         "(a warning is logged at start). Prefer the variable: flags show in process lists.",
         ApiKeys.parse,
+        secret=True,
     ),
 )
 
@@ -176,19 +175,7 @@ class ApiSettings:
         """
         source = os.environ if env is None else env
         producer = ProducerSettings(**read_options(PRODUCER_OPTIONS, source))
-        try:
-            Catalogue.with_extras(producer.event_types_extra)
-        except EventError as exc:
-            raise SettingsError(f"EVENT_TYPES_EXTRA: {exc.message}") from None
-        values: dict[str, Any] = {}
-        for option in API_OPTIONS + PROCESS_OPTIONS:
-            try:
-                values[option.dest] = option.read(source)
-            except SettingsError as exc:
-                if option.env != "API_KEYS":
-                    raise
-                raise SettingsError(f"API_KEYS: {exc.__cause__}") from None
-        return cls(producer=producer, **values)
+        return cls(producer=producer, **read_options(API_OPTIONS + PROCESS_OPTIONS, source))
 
 
 # ---------------------------------------------------------------- problems

@@ -10,6 +10,7 @@ from producer.events import Catalogue
 from producer.jobs import JobDispatcher, QueueOptions, redis_client
 from producer.keys import Keys
 from producer.publisher import Publisher
+from producer.secretbox import SecretBox
 from producer.settings import ProducerSettings
 
 
@@ -30,7 +31,8 @@ class Producer:
         self.dispatcher = JobDispatcher(
             self.redis, self.keys, settings.effective_redis_url, queue_options
         )
-        self.endpoints = EndpointRegistry(self.redis, self.keys, self.catalogue)
+        self.secret_box = SecretBox(settings.secret_encryption_key)
+        self.endpoints = EndpointRegistry(self.redis, self.keys, self.catalogue, self.secret_box)
         self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
 

@@ -17,6 +17,7 @@ from redis.typing import EncodableT, FieldT
 
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
+from producer.secretbox import SecretBox
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -171,20 +172,20 @@ class Endpoint:
             return (self.secret, self.previous_secret)
         return (self.secret,)
 
-    def to_hash(self) -> dict[FieldT, EncodableT]:
-        """The Redis hash fields (the Lua scripts read ``status`` and ``email``)."""
+    def to_hash(self, box: SecretBox) -> dict[FieldT, EncodableT]:
+        """The Redis hash fields, secrets sealed by ``box`` (the Lua scripts read ``status``)."""
         fields: dict[FieldT, EncodableT] = {
             "id": self.id,
             "workspace": self.workspace_id,
             "url": self.url,
-            "secret": self.secret,
+            "secret": box.seal(self.secret),
             "events": ",".join(self.events),
             "email": self.owner_email,
             "description": self.description,
             "status": self.status.value,
             "created": str(self.created_ms),
             "updated": str(self.updated_ms),
-            "prev_secret": self.previous_secret,
+            "prev_secret": box.seal(self.previous_secret),
             "prev_until": str(self.previous_secret_until_ms),
             "max_in_flight": str(self.max_in_flight),
             "rate_limit": repr(self.rate_limit),
@@ -192,20 +193,20 @@ class Endpoint:
         return fields
 
     @classmethod
-    def from_hash(cls, fields: Mapping[str, str]) -> Endpoint:
+    def from_hash(cls, fields: Mapping[str, str], box: SecretBox) -> Endpoint:
         """Parse the Redis hash written by :meth:`to_hash`."""
         return cls(
             id=fields["id"],
             workspace_id=fields["workspace"],
             url=fields["url"],
-            secret=fields["secret"],
+            secret=box.open(fields["secret"]),
             events=tuple(p for p in fields["events"].split(",") if p),
             owner_email=fields["email"],
             description=fields.get("description", ""),
             status=EndpointStatus(fields["status"]),
             created_ms=int(fields["created"]),
             updated_ms=int(fields["updated"]),
-            previous_secret=fields.get("prev_secret", ""),
+            previous_secret=box.open(fields.get("prev_secret", "")),
             previous_secret_until_ms=int(fields.get("prev_until") or 0),
             max_in_flight=int(fields.get("max_in_flight") or DEFAULT_MAX_IN_FLIGHT),
             rate_limit=float(fields.get("rate_limit") or 0),
@@ -236,10 +237,13 @@ def _now_ms() -> int:
 class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, catalogue: Catalogue) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, catalogue: Catalogue, box: SecretBox
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._catalogue = catalogue
+        self._box = box
 
     async def create(
         self,
@@ -271,7 +275,7 @@ class EndpointRegistry:
             rate_limit=validate_rate_limit(rate_limit),
         )
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash())
+            pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash(self._box))
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
             await pipe.execute()
@@ -282,7 +286,7 @@ class EndpointRegistry:
         fields = cast(dict[str, str], await self._redis.hgetall(self._keys.endpoint(endpoint_id)))
         if not fields:
             raise EndpointNotFound(endpoint_id)
-        return Endpoint.from_hash(fields)
+        return Endpoint.from_hash(fields, self._box)
 
     async def all(
         self, *, workspace_id: str | None = None, status: EndpointStatus | None = None
@@ -342,7 +346,7 @@ class EndpointRegistry:
             else endpoint.rate_limit,
             updated_ms=_now_ms(),
         )
-        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash())
+        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash(self._box))
         return changed
 
     async def set_status(self, endpoint_id: str, status: EndpointStatus) -> Endpoint:
@@ -352,7 +356,7 @@ class EndpointRegistry:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._keys.endpoint(endpoint_id),
-                mapping=changed.to_hash(),
+                mapping=changed.to_hash(self._box),
             )
             if status == EndpointStatus.FAILING:
                 pipe.sadd(self._keys.failing, endpoint_id)
@@ -372,7 +376,7 @@ class EndpointRegistry:
             previous_secret_until_ms=now + grace_s * 1000,
             updated_ms=now,
         )
-        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash())
+        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash(self._box))
         return changed
 
     async def delete(self, endpoint_id: str) -> None:
@@ -392,4 +396,4 @@ class EndpointRegistry:
             for endpoint_id in ids:
                 pipe.hgetall(self._keys.endpoint(endpoint_id))
             rows: list[dict[str, str]] = await pipe.execute()
-        return [Endpoint.from_hash(row) for row in rows if row]
+        return [Endpoint.from_hash(row, self._box) for row in rows if row]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from producer.secretbox import parse_key
 
 DEFAULT_REDIS_URL = ""  # empty: the demo starts a private Redis; other commands use localhost.
 FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -29,6 +31,8 @@ class Option:
     default: str
     help: str
     parse: Callable[[str], Any] = str
+    # Never echo the value in an error message (keys, tokens).
+    secret: bool = False
 
     @property
     def flag(self) -> str:
@@ -46,7 +50,8 @@ class Option:
         try:
             return self.parse(raw)
         except (TypeError, ValueError) as exc:
-            raise SettingsError(f"{self.env}={raw!r}: {exc}") from exc
+            shown = "<hidden>" if self.secret else repr(raw)
+            raise SettingsError(f"{self.env}={shown}: {exc}") from None
 
 
 def parse_positive_float(raw: str) -> float:
@@ -154,6 +159,14 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         parse_positive_int,
     ),
     Option(
+        "SECRET_ENCRYPTION_KEY",
+        "",
+        "URL-safe base64 of 32 random bytes: endpoint secrets are stored sealed with it "
+        "(AES-256-GCM). Empty: stored as they are.",
+        parse_key,
+        secret=True,
+    ),
+    Option(
         "DELIVERY_RETENTION",
         str(7 * 24 * 3600),
         "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
@@ -187,6 +200,7 @@ class ProducerSettings:
     max_payload_bytes: int = 256 * 1024
     batch_size: int = 50
     delivery_retention: int = 7 * 24 * 3600
+    secret_encryption_key: bytes | None = field(default=None, repr=False)
 
     @property
     def effective_redis_url(self) -> str:

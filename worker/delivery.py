@@ -25,6 +25,7 @@ from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
 from producer.scripts import load_script
+from producer.secretbox import SecretBox
 from worker.limits import EndpointLimiter, deferral_delay_s
 from worker.metrics import Metrics
 from worker.recorder import GroupCommit
@@ -80,6 +81,7 @@ class DeliveryProcessor:
         dispatcher: JobDispatcher,
         metrics: Metrics,
         limiter: EndpointLimiter,
+        box: SecretBox,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -89,6 +91,7 @@ class DeliveryProcessor:
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._limiter = limiter
+        self._box = box
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight = 0
         metrics.in_flight.set_function(lambda: self._in_flight)
@@ -147,7 +150,7 @@ class DeliveryProcessor:
         endpoints: dict[str, Endpoint | None] = {}
         for row in endpoint_rows:
             fields = dict(zip(row[1::2], row[2::2], strict=True))
-            endpoints[row[0]] = Endpoint.from_hash(fields) if fields else None
+            endpoints[row[0]] = Endpoint.from_hash(fields, self._box) if fields else None
 
         targets: list[Target] = []
         settled: list[Outcome] = []

@@ -29,6 +29,7 @@ from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.jobs import JobDispatcher, QueueOptions, bullmq_connection, redis_client
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+from producer.secretbox import SecretBox
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import EndpointLimiter
@@ -73,8 +74,11 @@ class WorkerService:
             redis_url,
             QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000)),
         )
+        box = SecretBox(s.producer.secret_encryption_key)
+        if not box.encrypting:
+            log.warning("secrets_not_encrypted", hint="set SECRET_ENCRYPTION_KEY")
         registry = EndpointRegistry(
-            redis, self.keys, Catalogue.with_extras(s.producer.event_types_extra)
+            redis, self.keys, Catalogue.with_extras(s.producer.event_types_extra), box
         )
         sender = Sender(
             timeout_s=s.delivery_timeout,
@@ -94,6 +98,7 @@ class WorkerService:
             dispatcher=dispatcher,
             metrics=self.metrics,
             limiter=limiter,
+            box=box,
         )
         notifier = Notifier(
             registry=registry,
