@@ -62,3 +62,27 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period() -> None:
 def test_standard_key_strips_the_prefix() -> None:
     raw = b"0123456789abcdef0123456789abcdef"
     assert standard_key("whsec_" + base64.b64encode(raw).decode()) == raw
+
+
+def test_verify_standard_accepts_fresh_and_rejects_replayed_or_tampered_requests() -> None:
+    from worker.signing import VerificationError, verify_cliq, verify_standard
+
+    secret = new_secret()
+    sent_at = 1_700_000_000
+    headers = signature_headers([secret], "evt_1", sent_at, BODY)
+    verify_standard(secret, headers, BODY, now_s=sent_at + 10)
+    # A capture replayed ten minutes later is refused: the timestamp is signed.
+    with pytest.raises(VerificationError, match="outside the 300s tolerance"):
+        verify_standard(secret, headers, BODY, now_s=sent_at + 600)
+    # Moving the timestamp forward breaks the signature.
+    forged = {**headers, "webhook-timestamp": str(sent_at + 600)}
+    with pytest.raises(VerificationError, match="no webhook-signature matches"):
+        verify_standard(secret, forged, BODY, now_s=sent_at + 600)
+    with pytest.raises(VerificationError, match="no webhook-signature matches"):
+        verify_standard(secret, headers, BODY + b" ", now_s=sent_at)
+    with pytest.raises(VerificationError, match="missing"):
+        verify_standard(secret, {}, BODY, now_s=sent_at)
+    # The seed's scheme: body only (no replay protection), kept for compatibility.
+    verify_cliq(secret, BODY, headers["X-Cliq-Signature"])
+    with pytest.raises(VerificationError):
+        verify_cliq(secret, BODY, "0" * 64)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 SECRET_PREFIX = "whsec_"
 
@@ -48,3 +48,45 @@ def signature_headers(
             standard_signature(standard_key(s), message_id, timestamp, body) for s in secrets
         ),
     }
+
+
+class VerificationError(ValueError):
+    """A request that must not be trusted: bad signature, or a timestamp out of tolerance."""
+
+
+DEFAULT_TOLERANCE_S = 300
+
+
+def verify_standard(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now_s: float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> None:
+    """Receiver side of Standard Webhooks: check one ``v1`` signature and the timestamp.
+
+    The timestamp is signed, so rejecting one more than ``tolerance_s`` away from
+    ``now_s`` stops a captured request from being replayed later. Receivers should also
+    remember ``webhook-id`` values for that long to drop duplicates within the window.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        message_id = lowered["webhook-id"]
+        timestamp = int(lowered["webhook-timestamp"])
+        offered = lowered["webhook-signature"].split()
+    except (KeyError, ValueError) as exc:
+        raise VerificationError("missing or malformed webhook-* headers") from exc
+    if abs(now_s - timestamp) > tolerance_s:
+        raise VerificationError(f"timestamp {timestamp} is outside the {tolerance_s:g}s tolerance")
+    expected = standard_signature(standard_key(secret), message_id, timestamp, body)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
+        raise VerificationError("no webhook-signature matches")
+
+
+def verify_cliq(secret: str, body: bytes, signature: str) -> None:
+    """The seed's compatibility scheme: hex HMAC of the body. It has no timestamp, so it
+    cannot tell a replay from the original; prefer :func:`verify_standard`."""
+    if not hmac.compare_digest(cliq_signature(secret, body), signature):
+        raise VerificationError("X-Cliq-Signature does not match")
