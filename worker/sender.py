@@ -17,6 +17,7 @@ from worker.destinations import DestinationPolicy, DestinationRefused, GuardedRe
 # Small bodies are read to the end so the connection can be reused; a larger
 # one is cut off here and its connection closed.
 DRAIN_LIMIT_BYTES = 64 * 1024
+CONNECT_TIMEOUT_S = 5.0
 
 
 # Statuses whose Retry-After header is honoured (RFC 9110: 503; RFC 6585: 429).
@@ -109,7 +110,13 @@ class Sender:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            # Bounded in all (total), to connect, and between bytes of the answer
+            # (headers included): a receiver that trickles cannot hold a slot forever.
+            timeout=aiohttp.ClientTimeout(
+                total=self._timeout_s,
+                sock_connect=min(CONNECT_TIMEOUT_S, self._timeout_s),
+                sock_read=self._timeout_s,
+            ),
             headers={"User-Agent": self._user_agent},
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
