@@ -636,4 +636,9 @@ def create_app(
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics, name="metrics")
+    # Imported here: the route modules use this module's problems and app keys.
+    from producer import api_manage, api_tokens
+
+    for module in (api_manage, api_tokens):
+        module.add_routes(app)
     return app
