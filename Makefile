@@ -40,5 +40,8 @@ lint: $(BIN)/cliq-webhooks
 test: $(BIN)/cliq-webhooks system-deps lint
 	$(BIN)/pytest
 
+# nginx is the sink that is not the bottleneck (the bench falls back to aiohttp sinks).
 bench: $(BIN)/cliq-webhooks redis
+	@command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || true
 	$(BIN)/python -m bench

@@ -30,6 +30,18 @@ class Plan:
 
 FULL = Plan(
     runs=3,
+    raw_requests=40_000,
+    backlog_deliveries=40_000,
+    backlog_endpoints=10,
+    publish_events=40_000,
+    wide_fanout=100,
+    wide_events=200,
+    latency_rate=500.0,
+    latency_seconds=10.0,
+)
+
+QUICK = Plan(
+    runs=1,
     raw_requests=20_000,
     backlog_deliveries=20_000,
     backlog_endpoints=10,
@@ -38,16 +50,4 @@ FULL = Plan(
     wide_events=200,
     latency_rate=500.0,
     latency_seconds=5.0,
-)
-
-QUICK = Plan(
-    runs=1,
-    raw_requests=10_000,
-    backlog_deliveries=10_000,
-    backlog_endpoints=10,
-    publish_events=10_000,
-    wide_fanout=100,
-    wide_events=100,
-    latency_rate=500.0,
-    latency_seconds=3.0,
 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,45 +17,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import process_seconds
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(RuntimeError):
     """A run that could not be measured (a deadline passed, a process died, a check failed)."""
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a live process has used so far, from ``/proc/<pid>/stat``."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    # Then index 0 is field 3 (state), so utime (field 14) and stime (15) are 11 and 12.
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def log_tail(path: Path | None, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     """The last lines of a child's log, to explain why it failed."""
-    if path is None or not path.exists():
+    if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class Child:
-    """One process the benchmark started; its output goes to ``log`` (or nowhere)."""
+    """One process the benchmark started; its stdout and stderr go to the file ``log``."""
 
     def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        log: Path | None = None,
+        self, name: str, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None
     ) -> None:
         self.name = name
         self.log = log
-        with open(log, "wb") if log is not None else open(os.devnull, "wb") as out:
+        with open(log, "wb") as out:
             self._process = subprocess.Popen(
                 list(argv),
                 cwd=REPO_ROOT,
@@ -78,7 +64,7 @@ class Child:
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far (the process must still be running)."""
-        return cpu_seconds(self.pid)
+        return process_seconds(self.pid)
 
     def failure(self, what: str) -> BenchError:
         """An error about this child that carries the end of its log."""
@@ -103,7 +89,6 @@ class Child:
 
     async def wait_for_output(self, text: str, timeout_s: float = 20.0) -> None:
         """Wait until the child's log contains ``text`` (its own "ready" line)."""
-        assert self.log is not None, "only a child with a log can be waited for this way"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.log.exists() and text in self.log.read_text(errors="replace"):
@@ -113,18 +98,15 @@ class Child:
             await asyncio.sleep(0.05)
         raise self.failure(f"did not print {text!r} within {timeout_s:g}s")
 
-    async def stop(self, timeout_s: float = 15.0) -> int | None:
+    async def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM, wait up to ``timeout_s``, then SIGKILL; returns the exit status."""
         if self.running:
             self._process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while self.running and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if self.running:
+            try:
+                return await asyncio.to_thread(self._process.wait, timeout_s)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-        while self.running:
-            await asyncio.sleep(0.01)
-        return self._process.returncode
+        return await asyncio.to_thread(self._process.wait)
 
 
 async def run_json(name: str, argv: Sequence[str], timeout_s: float) -> dict[str, Any]:
@@ -135,11 +117,13 @@ async def run_json(name: str, argv: Sequence[str], timeout_s: float) -> dict[str
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         raise BenchError(f"{name} did not finish within {timeout_s:g}s") from None
+    finally:
+        # Also when the benchmark is interrupted: the child must not outlive it.
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     if process.returncode != 0:
         raise BenchError(f"{name} exited {process.returncode}: {err.decode(errors='replace')}")
     result: dict[str, Any] = json.loads(out)
     return result
-

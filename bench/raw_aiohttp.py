@@ -4,7 +4,8 @@ One process on uvloop, one aiohttp session set up like the worker's, and per req
 exactly the worker's per-request work that does not involve the queue: the same
 headers and signatures (:func:`worker.delivery.request_headers`), the same POST and
 the same reading of the answer. No Redis, no bullmq, no logging, no metrics. Prints
-``{"requests", "errors", "seconds", "cpu_s"}`` as JSON.
+``{"requests", "errors", "seconds", "cpu_s", "machine_s"}`` as JSON (``machine_s``: CPU
+seconds the whole machine was busy meanwhile).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import aiohttp
 import uvloop
 
+from bench.cpu import machine_busy_seconds
 from bench.workload import sample_body, sample_endpoint
 from producer.jobs import DeliveryItem
 from worker.delivery import request_headers
@@ -54,10 +56,17 @@ async def blast(url: str, requests: int, concurrency: int) -> dict[str, float]:
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
     ) as session:
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu, machine = time.perf_counter(), time.process_time(), machine_busy_seconds()
         await asyncio.gather(*(lane(session) for _ in range(concurrency)))
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    return {"requests": requests, "errors": errors, "seconds": seconds, "cpu_s": cpu}
+        seconds = time.perf_counter() - started
+        cpu, machine = time.process_time() - cpu, machine_busy_seconds() - machine
+    return {
+        "requests": requests,
+        "errors": errors,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "machine_s": machine,
+    }
 
 
 def main() -> int:

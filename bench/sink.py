@@ -87,14 +87,18 @@ class Sink:
             await child.stop()
 
 
-async def start_nginx(nginx: str, workdir: Path) -> Sink:
-    """nginx on a free loopback port, with its config and files in ``workdir``."""
+def nginx_argv(nginx: str, workdir: Path, port: int) -> list[str]:
+    """Write the config into ``workdir``; the command line that serves it in the foreground."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=workdir, port=port))
-    argv = [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
-    child = Child("nginx sink", argv, log=workdir / "stderr.log")
+    return [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
+
+
+async def start_nginx(nginx: str, workdir: Path) -> Sink:
+    """nginx on a free loopback port, with its config and files in ``workdir``."""
+    port = free_port()
+    child = Child("nginx sink", nginx_argv(nginx, workdir, port), log=workdir / "stderr.log")
     sink = Sink("nginx", port, [child])
     try:
         await child.wait_for_port(port)
@@ -105,18 +109,17 @@ async def start_nginx(nginx: str, workdir: Path) -> Sink:
 
 
 async def start_aiohttp(workdir: Path, processes: int, *, record: bool = False) -> Sink:
-    """``processes`` aiohttp receivers sharing one free loopback port."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """``processes`` aiohttp receivers sharing one free loopback port; logs in ``workdir``."""
     port = free_port()
     argv = [PYTHON, "-m", "bench.sinkserver", "--port", str(port)]
     if record:
         argv.append("--record")
-    name = "recording sink" if record else "aiohttp sink"
+    role = "recorder" if record else "sink"
     children = [
-        Child(f"{name} {i}", argv, log=workdir / f"{'recorder' if record else 'sink'}-{i}.log")
-        for i in range(processes)
+        Child(f"aiohttp {role} {n}", argv, log=workdir / f"{role}-{n}.log")
+        for n in range(processes)
     ]
-    sink = Sink("aiohttp-recorder" if record else f"aiohttp x{processes}", port, children)
+    sink = Sink(f"aiohttp {role} x{processes}", port, children)
     try:
         for child in children:
             await child.wait_for_output(READY)
@@ -133,4 +136,4 @@ async def start_throughput_sink(choice: str, workdir: Path) -> Sink:
         return await start_nginx(nginx, workdir / "nginx")
     if choice == "nginx":
         raise BenchError("nginx is not installed (apt-get install -y nginx-light)")
-    return await start_aiohttp(workdir / "aiohttp-sink", AIOHTTP_SINK_PROCESSES)
+    return await start_aiohttp(workdir, AIOHTTP_SINK_PROCESSES)

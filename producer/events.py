@@ -34,6 +34,11 @@ BUILTIN_EVENT_TYPES: dict[str, str] = {
     "member.joined": "A new member joined",
     "member.left": "A member left the workspace",
     "member.role_changed": "A member's role was changed",
+    # Pushed in by third parties through token-authenticated incoming webhooks (seed 001).
+    "channel.message": "A message posted to a channel through an incoming webhook",
+    "bot.incoming": "A notification sent to a bot's incoming webhook",
+    "bot.message": "A message sent to a bot through its message webhook",
+    "extension.incoming": "A notification sent to an extension's incoming webhook",
 }
 
 # Example ``data`` per resource, for test events and the catalogue listing.
@@ -48,6 +53,9 @@ EXAMPLE_DATA: dict[str, dict[str, jsonwire.JSONValue]] = {
     "comment": {"id": "comment_123", "issue_id": "issue_xyz789", "body": "Looks good to me"},
     "project": {"id": "project_42", "name": "Website relaunch", "lead": "user_456"},
     "member": {"id": "user_789", "name": "Ada Lovelace", "role": "member"},
+    "channel": {"channel": "general", "text": "Deploy finished", "token_id": "tok_123"},
+    "bot": {"bot": "deploybot", "text": "Deploy finished", "token_id": "tok_123"},
+    "extension": {"app_id": "app_42", "text": "Sync done", "token_id": "tok_123"},
 }
 
 

@@ -1,0 +1,256 @@
+"""The five scenarios. Each starts from an empty Redis and returns the metrics of one run."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bench.cpu import MACHINE, OTHER, CpuMeter, shares
+from bench.plan import Plan
+from bench.procs import PYTHON, BenchError, run_json
+from bench.results import Run
+from bench.sink import Sink
+from bench.workers import DeliveryWatch, cpu_meter, start_workers, stop_all
+from bench.workload import make_event, make_events, publish_all, register_endpoints
+from producer.context import Producer
+from producer.keys import Keys
+from producer.settings import ProducerSettings
+
+# A worker process needs a second or two to import and connect before its first delivery.
+WORKER_START_TIMEOUT_S = 60.0
+# Lower bound of the drain deadline; it grows with the backlog (at 100 deliveries/s).
+DRAIN_TIMEOUT_S = 60.0
+ARRIVAL_TIMEOUT_S = 30.0
+# Bounds the publishes in flight when the publisher cannot keep up with the offered
+# load: the schedule then slips, which the achieved rate in the notes shows.
+MAX_PUBLISHES_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every scenario runs against."""
+
+    plan: Plan
+    redis: aioredis.Redis
+    redis_url: str
+    settings: ProducerSettings
+    sink: Sink
+    recorder: Sink
+    workdir: Path
+
+    @property
+    def keys(self) -> Keys:
+        """The key layout of the producer and the workers under test."""
+        return Keys(self.settings.key_prefix)
+
+    async def reset(self) -> None:
+        """Empty the bench's own Redis, so runs do not see each other's data."""
+        await self.redis.flushall()
+
+    async def used_memory(self) -> int:
+        """Bytes Redis has allocated for data (INFO memory ``used_memory``)."""
+        return int((await self.redis.info("memory"))["used_memory"])
+
+
+def cpu_metrics(cpu: dict[str, float]) -> Run:
+    """Shares of a core by name, as ``cpu_<name>`` metrics."""
+    return {f"cpu_{name}": share for name, share in cpu.items()}
+
+
+async def raw_aiohttp(ctx: Context) -> Run:
+    """The ceiling: signed POSTs from one uvloop process, no queue (bench/raw_aiohttp.py)."""
+    plan = ctx.plan
+    sink_before, bench_before = ctx.sink.cpu_seconds(), time.process_time()
+    result = await run_json(
+        "raw-aiohttp",
+        [
+            *(PYTHON, "-m", "bench.raw_aiohttp", "--url", ctx.sink.url),
+            *("--requests", str(plan.raw_requests), "--concurrency", str(plan.concurrency)),
+        ],
+        timeout_s=DRAIN_TIMEOUT_S + plan.raw_requests / 100,
+    )
+    if result["errors"]:
+        raise BenchError(f"raw-aiohttp: {result['errors']} of {plan.raw_requests} requests failed")
+    seconds = result["seconds"]
+    # The client times its own window. The sink and the bench idle while it starts,
+    # so their CPU time over the whole child's life is their time in the window.
+    cpu = {
+        "client": result["cpu_s"] / seconds,
+        "sink": (ctx.sink.cpu_seconds() - sink_before) / seconds,
+        "bench": (time.process_time() - bench_before) / seconds,
+        MACHINE: result["machine_s"] / seconds,
+    }
+    cpu[OTHER] = max(0.0, cpu[MACHINE] - cpu["client"] - cpu["sink"] - cpu["bench"])
+    rate = plan.raw_requests / seconds
+    return {"rate": rate, "per_cpu_s": rate / cpu["client"], **cpu_metrics(cpu)}
+
+
+async def worker_throughput(ctx: Context, processes: int) -> Run:
+    """Queue a backlog, then time ``processes`` workers from first to last delivery."""
+    plan = ctx.plan
+    await ctx.reset()
+    async with Producer(ctx.settings) as producer:
+        await register_endpoints(producer, ctx.sink.url, plan.backlog_endpoints)
+        events = make_events(producer.catalogue, plan.backlog_deliveries // plan.backlog_endpoints)
+        queued = await publish_all(producer, events)
+    workers = start_workers(processes, ctx.redis_url, plan.concurrency, ctx.workdir)
+    try:
+        watch = DeliveryWatch(ctx.redis, ctx.keys, workers, ctx.sink)
+        window = await watch.until(queued, WORKER_START_TIMEOUT_S, DRAIN_TIMEOUT_S + queued / 100)
+    finally:
+        await stop_all(workers)
+    stats = await ctx.redis.hgetall(ctx.keys.stats)
+    if int(stats.get("dead", 0)) or int(stats.get("scheduled", 0)):
+        raise BenchError(f"some deliveries failed: {stats}")
+    return {
+        "rate": window.rate,
+        "seconds": window.seconds,
+        # Deliveries per CPU-second of the workers: what a core buys, however busy
+        # the machine was (the rate alone drops when something else takes the CPU).
+        "per_cpu_s": window.rate / window.worker_cpu,
+        **cpu_metrics(window.cpu),
+    }
+
+
+async def worker_1proc(ctx: Context) -> Run:
+    """One worker process draining the backlog."""
+    return await worker_throughput(ctx, 1)
+
+
+async def worker_2proc(ctx: Context) -> Run:
+    """Two worker processes draining the backlog."""
+    return await worker_throughput(ctx, 2)
+
+
+async def publish_batch(ctx: Context) -> Run:
+    """Events/s through ``publish_many`` (fan-out 1), and Redis bytes per pending delivery."""
+    plan = ctx.plan
+    meter = CpuMeter(ctx.redis, {})
+    await ctx.reset()
+    async with Producer(ctx.settings) as producer:
+        await register_endpoints(producer, ctx.sink.url, 1)
+        events = make_events(producer.catalogue, plan.publish_events)
+        memory, first = await ctx.used_memory(), await meter.sample()
+        created = await publish_all(producer, events)
+        last = await meter.sample()
+        narrow_bytes = (await ctx.used_memory() - memory) / created
+    if created != plan.publish_events:
+        raise BenchError(f"{plan.publish_events} events made {created} deliveries, not 1 each")
+
+    await ctx.reset()
+    async with Producer(ctx.settings) as producer:
+        await register_endpoints(producer, ctx.sink.url, plan.wide_fanout)
+        events = make_events(producer.catalogue, plan.wide_events)
+        memory = await ctx.used_memory()
+        wide = await publish_all(producer, events)
+        wide_bytes = (await ctx.used_memory() - memory) / wide
+    return {
+        "rate": plan.publish_events / (last.at - first.at),
+        "bytes_fanout_1": narrow_bytes,
+        "bytes_fanout_wide": wide_bytes,
+        **cpu_metrics(shares(first, last)),
+    }
+
+
+async def latency(ctx: Context) -> Run:
+    """Publish->delivered times of single events published at a steady rate to one worker."""
+    plan = ctx.plan
+    await ctx.reset()
+    async with Producer(ctx.settings) as producer, aiohttp.ClientSession() as client:
+        await register_endpoints(producer, ctx.recorder.url, 1)
+        workers = start_workers(1, ctx.redis_url, plan.concurrency, ctx.workdir)
+        try:
+            # The first delivery also waits for the worker to start: not measured.
+            warm_up = make_event(producer.catalogue, -1)
+            await producer.publisher.publish(warm_up)
+            await collect_arrivals(client, ctx.recorder, [warm_up.id], WORKER_START_TIMEOUT_S)
+            meter = cpu_meter(ctx.redis, workers, ctx.recorder)
+            first = await meter.sample()
+            published, offered = await offer_load(producer, plan.latency_rate, plan.latency_seconds)
+            last = await meter.sample()
+            arrivals = await collect_arrivals(client, ctx.recorder, published, ARRIVAL_TIMEOUT_S)
+        finally:
+            await stop_all(workers)
+    millis = sorted((arrivals[event_id] - at) * 1000 for event_id, at in published.items())
+    cuts = statistics.quantiles(millis, n=100, method="inclusive")
+    cpu = shares(first, last)
+    return {
+        "p50": cuts[49],
+        "p99": cuts[98],
+        "max": millis[-1],
+        "offered_rate": offered,
+        "events": len(millis),
+        # Compare with the backlog's cost (1000 / worker-1proc's per_cpu_s): here every
+        # job carries one delivery, as when events arrive one at a time.
+        "worker_cpu_ms": cpu["worker0"] * (last.at - first.at) / len(millis) * 1000,
+        **cpu_metrics(cpu),
+    }
+
+
+async def offer_load(
+    producer: Producer, rate: float, seconds: float
+) -> tuple[dict[str, float], float]:
+    """Publish one event per call, open loop, at ``rate``/s for ``seconds``.
+
+    Returns each event's publish time (epoch seconds, taken as its ``created_at`` is
+    set) and the rate actually offered.
+    """
+    count = int(rate * seconds)
+    published: dict[str, float] = {}
+    slots = asyncio.Semaphore(MAX_PUBLISHES_IN_FLIGHT)
+    last_start = started = time.monotonic()
+
+    async def publish_one(number: int) -> None:
+        nonlocal last_start
+        async with slots:
+            last_start = time.monotonic()
+            now = time.time()
+            event = make_event(producer.catalogue, number, now=datetime.fromtimestamp(now, UTC))
+            published[event.id] = now
+            await producer.publisher.publish(event)
+
+    tasks = []
+    for number in range(count):
+        # Open loop: each publish starts on schedule, whether or not earlier ones ended,
+        # so a slow delivery path cannot hide behind a slowed-down publisher.
+        delay = started + number / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(publish_one(number)))
+    await asyncio.gather(*tasks)
+    return published, (count - 1) / max(last_start - started, 1e-9)
+
+
+async def collect_arrivals(
+    client: aiohttp.ClientSession, recorder: Sink, event_ids: Iterable[str], timeout_s: float
+) -> dict[str, float]:
+    """Arrival times of ``event_ids`` at the recording sink, polled until all came."""
+    wanted = set(event_ids)
+    arrivals: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while not wanted <= arrivals.keys():
+        if time.monotonic() > deadline:
+            missing = len(wanted - arrivals.keys())
+            raise BenchError(f"{missing} of {len(wanted)} events did not arrive in {timeout_s:g}s")
+        recorder.check_alive()
+        await asyncio.sleep(0.1)
+        async with client.get(f"{recorder.url}/arrivals") as response:
+            arrivals.update(await response.json())
+    return arrivals
+
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
+    "raw-aiohttp": raw_aiohttp,
+    "worker-1proc": worker_1proc,
+    "worker-2proc": worker_2proc,
+    "publish-batch": publish_batch,
+    "latency": latency,
+}

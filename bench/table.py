@@ -1,0 +1,191 @@
+"""The one table the benchmark prints: which metric makes each row, and how it reads."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.results import Results
+
+HEADERS = ("scenario", "runs", "median", "min", "max", "unit", "ratio", "notes")
+# Numbers read best right-aligned; text left-aligned.
+RIGHT_ALIGNED = {"runs", "median", "min", "max"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table (numbers already formatted)."""
+
+    scenario: str
+    runs: str
+    median: str
+    min: str
+    max: str
+    unit: str
+    ratio: str
+    notes: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as written to the JSON record."""
+        return asdict(self)
+
+
+def number(value: float, decimals: int = 0) -> str:
+    """``12,345`` or ``12.3``; ``-`` for a missing value."""
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.{decimals}f}"
+
+
+def percent(value: float) -> str:
+    """A share of one core, e.g. ``97%``."""
+    return "-" if math.isnan(value) else f"{value:.0%}"
+
+
+class TableBuilder:
+    """Turns :class:`Results` into rows; a scenario that did not run gives none."""
+
+    def __init__(self, results: Results) -> None:
+        self.results = results
+        self.rows: list[Row] = []
+
+    def ran(self, scenario: str) -> bool:
+        """Whether the scenario was selected."""
+        return scenario in self.results.scenarios
+
+    def m(self, scenario: str, metric: str) -> float:
+        """Median of a metric."""
+        return self.results.median(scenario, metric)
+
+    def ratio(self, scenario: str, reference: str, label: str, metric: str = "rate") -> str:
+        """Median of the per-round ratios of ``metric`` to ``reference``'s."""
+        if not self.ran(reference):
+            return ""
+        ratios = self.results.ratios(scenario, reference, metric)
+        return f"{statistics.median(ratios):.2f}x {label}" if ratios else "-"
+
+    def add(
+        self,
+        scenario: str,
+        metric: str,
+        unit: str,
+        *,
+        label: str | None = None,
+        decimals: int = 0,
+        ratio: str = "",
+        notes: str = "",
+    ) -> None:
+        """A row for ``metric`` of ``scenario`` (``label`` names the row, default the scenario)."""
+        runs = self.results.scenarios[scenario]
+        values = self.results.values(scenario, metric)
+        text = notes if values else ""
+        if runs.errors:
+            first = next(iter(runs.errors.values())).splitlines()[0]
+            text = f"{len(runs.errors)} run(s) failed: {first}" + (f"; {text}" if text else "")
+        self.rows.append(
+            Row(
+                scenario=label or scenario,
+                runs=str(len(values)),
+                median=number(statistics.median(values), decimals) if values else "-",
+                min=number(min(values), decimals) if values else "-",
+                max=number(max(values), decimals) if values else "-",
+                unit=unit,
+                ratio=ratio if values else "",
+                notes=text,
+            )
+        )
+
+
+def cpu_notes(b: TableBuilder, scenario: str, parts: list[tuple[str, str]]) -> str:
+    """``cpu: worker 98% redis 13% ...``: median shares of a core, ``(label, name)`` each."""
+    shares = [f"{label} {percent(b.m(scenario, f'cpu_{name}'))}" for label, name in parts]
+    return "cpu: " + " ".join([*shares, f"other {percent(b.m(scenario, 'cpu_other'))}"])
+
+
+def efficiency(b: TableBuilder, scenario: str) -> str:
+    """Deliveries per CPU-second of the delivering processes, and its ratio to raw-aiohttp's."""
+    text = f"{number(b.m(scenario, 'per_cpu_s') / 1000, 1)}k/cpu-s"
+    if scenario != "raw-aiohttp" and b.ran("raw-aiohttp"):
+        text += f" ({b.ratio(scenario, 'raw-aiohttp', 'raw', 'per_cpu_s')})"
+    return text
+
+
+def build_rows(results: Results) -> list[Row]:
+    """Every row, in the order of the scenarios in ``bench/README.md``."""
+    b = TableBuilder(results)
+    if b.ran("raw-aiohttp"):
+        cpu = cpu_notes(b, "raw-aiohttp", [("client", "client"), ("sink", "sink")])
+        b.add(
+            "raw-aiohttp",
+            "rate",
+            "deliveries/s",
+            ratio="1.00x (ref)",
+            notes=f"{cpu}; {efficiency(b, 'raw-aiohttp')}",
+        )
+    for scenario, processes, reference in (
+        ("worker-1proc", 1, "raw-aiohttp"),
+        ("worker-2proc", 2, "worker-1proc"),
+    ):
+        if b.ran(scenario):
+            workers = [(f"worker{n}", f"worker{n}") for n in range(processes)]
+            cpu = cpu_notes(b, scenario, [*workers, ("redis", "redis"), ("sink", "sink")])
+            b.add(
+                scenario,
+                "rate",
+                "deliveries/s",
+                ratio=b.ratio(scenario, reference, reference.removeprefix("worker-")),
+                notes=f"{cpu}; {efficiency(b, scenario)}",
+            )
+    if b.ran("publish-batch"):
+        cpu = cpu_notes(b, "publish-batch", [("producer", "bench"), ("redis", "redis")])
+        b.add(
+            "publish-batch",
+            "rate",
+            "events/s",
+            notes=f"batches of 1000, fan-out 1; {cpu}",
+        )
+        b.add(
+            "publish-batch",
+            "bytes_fanout_1",
+            "B/delivery",
+            label="  memory fan-out 1",
+            notes="Redis used_memory growth / deliveries queued, no worker",
+        )
+        b.add(
+            "publish-batch",
+            "bytes_fanout_wide",
+            "B/delivery",
+            label="  memory fan-out 100",
+            notes="the body is stored once per event, whatever its fan-out",
+        )
+    if b.ran("latency"):
+        cpu = cpu_notes(
+            b,
+            "latency",
+            [("worker", "worker0"), ("publisher", "bench"), ("redis", "redis"), ("sink", "sink")],
+        )
+        offered = f"offered {number(b.m('latency', 'offered_rate'))} events/s, one per publish"
+        cost = f"worker {number(b.m('latency', 'worker_cpu_ms'), 2)} ms cpu/delivery"
+        if b.ran("worker-1proc"):
+            cost += f" (backlog: {number(1000 / b.m('worker-1proc', 'per_cpu_s'), 2)})"
+        b.add("latency", "p50", "ms", label="latency p50", decimals=1, notes=f"{offered}; {cost}")
+        b.add("latency", "p99", "ms", label="latency p99", decimals=1, notes=cpu)
+    return b.rows
+
+
+def render(rows: list[Row]) -> str:
+    """A plain aligned text table."""
+    cells = [list(HEADERS)] + [[getattr(row, h) for h in HEADERS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADERS))]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            value.rjust(width) if header in RIGHT_ALIGNED else value.ljust(width)
+            for header, value, width in zip(HEADERS, values, widths, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(cells[0]), rule, *(line(values) for values in cells[1:])])
