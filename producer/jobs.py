@@ -29,6 +29,7 @@ NOTIFICATION_JOB = "notify"
 WEEK_S = 7 * 24 * 3600
 # No command of ours blocks: a reply slower than this means Redis is in trouble.
 REDIS_TIMEOUT_S = 10
+MAX_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,12 @@ def redis_client(redis_url: str) -> aioredis.Redis:
     run again and report the events as duplicates. Workers recover through bullmq,
     which runs a failed batch job again.
     """
-    return aioredis.Redis(
-        **parse_url(redis_url),  # type: ignore[misc]  # connection_class is a valid kwarg
+    # A blocking pool: a burst of concurrent commands waits for a connection instead of
+    # failing with "Too many connections" (redis-py's default pool allows 100).
+    pool = aioredis.BlockingConnectionPool(
+        **parse_url(redis_url),
+        max_connections=MAX_CONNECTIONS,
+        timeout=REDIS_TIMEOUT_S,
         decode_responses=True,
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=5,
@@ -136,6 +141,7 @@ def redis_client(redis_url: str) -> aioredis.Redis:
         health_check_interval=15,
         retry=Retry(NoBackoff(), 0),
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 Isolation between endpoints: one endpoint that hangs must not take every
 worker's slots. Each endpoint has a cap on requests in flight (``max_in_flight``,
-default 10), shared by all workers through leases in Redis
-(``worker/leases.lua``). A worker reuses the leases it holds for as long as it has
-requests for that endpoint, so a busy, healthy endpoint costs no Redis round trip
-per request; leases it no longer needs are handed back after a short idle time,
-and a worker that dies stops renewing them, so they expire.
+default 10), shared by all workers through leases in Redis (``worker/leases.lua``).
+A worker reuses the leases it holds for as long as it has requests for that
+endpoint, so a busy, healthy endpoint costs no Redis round trip per request.
+Several workers needing the same endpoint get fair shares of its cap; leases a
+worker no longer needs go back after a short idle time, and a worker that dies
+stops renewing them, so they expire.
 
 A delivery that finds its endpoint at the cap waits locally for a moment if the
 endpoint is moving (a slot was freed recently); otherwise it is put back in the
@@ -21,6 +22,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -38,6 +40,7 @@ LOCAL_WAIT_S = 1.0
 MOVING_WITHIN_S = 0.5
 IDLE_RELEASE_S = 0.25
 MAINTENANCE_INTERVAL_S = 0.25
+MAX_DEFERRAL_S = 5.0
 # A rate-limited endpoint may send this many requests back to back.
 RATE_BURST_REQUESTS = 1
 
@@ -47,16 +50,20 @@ class EndpointSlots:
     """This worker's view of one endpoint: leases held and in use, and who waits."""
 
     cap: int
+    share: int
     held: int = 0
     busy: int = 0
+    surplus: int = 0  # leases above the fair share, to hand back
+    # When a held lease last became free: leases unused for IDLE_RELEASE_S go back.
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    acquiring: asyncio.Future[None] | None = None
     last_release: float = 0.0
     idle_since: float = 0.0
 
 
 def deferral_delay_s(deferrals: int, hint_s: float = 0.0) -> float:
-    """How long a deferred delivery stays out: doubling per deferral, jittered, 1-30 s."""
-    base = min(30.0, 2.0**deferrals)
+    """How long a deferred delivery stays out: doubling per deferral, jittered, up to 5 s."""
+    base = min(MAX_DEFERRAL_S, 0.5 * 2.0**deferrals)
     return max(hint_s, base * random.uniform(0.5, 1.0))
 
 
@@ -82,31 +89,41 @@ class EndpointLimiter:
                 return wait_s
         slots = self._endpoints.get(endpoint.id)
         if slots is None:
-            slots = self._endpoints[endpoint.id] = EndpointSlots(endpoint.max_in_flight)
+            slots = EndpointSlots(endpoint.max_in_flight, endpoint.max_in_flight)
+            self._endpoints[endpoint.id] = slots
         slots.cap = endpoint.max_in_flight
-        if slots.busy < slots.held:
-            slots.busy += 1
-            return None
-        if slots.held < slots.cap and await self._lease(endpoint.id, slots.cap):
-            slots.held += 1
-            slots.busy += 1
-            return None
+        while True:
+            if slots.busy < slots.held:
+                slots.busy += 1
+                return None
+            if min(slots.cap, slots.share) <= slots.held:
+                break
+            if slots.acquiring is None:
+                # One round trip at a time per endpoint, for as many leases as allowed.
+                slots.acquiring = asyncio.ensure_future(self._lease(endpoint.id, slots))
+            granted_before = slots.held
+            await asyncio.shield(slots.acquiring)
+            if slots.held == granted_before and slots.busy >= slots.held:
+                break
         if slots.held and time.monotonic() - slots.last_release < MOVING_WITHIN_S:
             return await self._wait_locally(slots)
         return 0.0
 
     def release(self, endpoint_id: str) -> None:
-        """The request is over: hand its slot to a waiter, or let it idle."""
+        """The request is over: hand its slot to a waiter, or let it idle (or go back)."""
         slots = self._endpoints[endpoint_id]
-        slots.last_release = time.monotonic()
+        slots.last_release = slots.idle_since = time.monotonic()
+        if slots.held > min(slots.cap, slots.share):
+            slots.held -= 1
+            slots.busy -= 1
+            slots.surplus += 1
+            return
         while slots.waiters:
             waiter = slots.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot moves on; busy stays the same
                 return
         slots.busy -= 1
-        if slots.busy == 0:
-            slots.idle_since = slots.last_release
 
     async def _wait_locally(self, slots: EndpointSlots) -> float | None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -119,36 +136,22 @@ class EndpointLimiter:
             slots.waiters.remove(waiter)
         return 0.0
 
-    async def _lease(self, endpoint_id: str, cap: int) -> bool:
-        granted = await self._script(
-            args=[
-                self._keys.prefix,
-                "acquire",
-                int(time.time() * 1000),
-                self._worker_id,
-                endpoint_id,
-                cap,
-                1,
-                self._lease_ttl_ms,
-            ]
-        )
-        return int(granted) > 0
+    async def _lease(self, endpoint_id: str, slots: EndpointSlots) -> None:
+        try:
+            want = max(1, min(slots.cap, slots.share) - slots.held)
+            granted, share = await self._call("acquire", endpoint_id, slots.cap, want)
+            slots.held += int(granted)
+            slots.share = int(share)
+        finally:
+            slots.acquiring = None
 
     async def _rate_permit(self, endpoint: Endpoint) -> float | None:
         """None once a permit is taken; else the seconds until one is free (if too long)."""
         interval_ms = 1000.0 / endpoint.rate_limit
         deadline = time.monotonic() + LOCAL_WAIT_S
         while True:
-            wait_ms = await self._script(
-                args=[
-                    self._keys.prefix,
-                    "rate",
-                    int(time.time() * 1000),
-                    self._worker_id,
-                    endpoint.id,
-                    interval_ms,
-                    interval_ms * (RATE_BURST_REQUESTS - 1),
-                ]
+            wait_ms = await self._call(
+                "rate", endpoint.id, interval_ms, interval_ms * (RATE_BURST_REQUESTS - 1)
             )
             wait_s = float(wait_ms) / 1000
             if wait_s <= 0:
@@ -157,60 +160,56 @@ class EndpointLimiter:
                 return wait_s
             await asyncio.sleep(wait_s)
 
+    async def _call(self, op: str, *args: str | int | float) -> Any:
+        return await self._script(
+            args=[
+                self._keys.prefix,
+                op,
+                int(time.time() * 1000),
+                self._worker_id,
+                self._lease_ttl_ms,
+                *args,
+            ]
+        )
+
     async def maintain(self) -> None:
-        """Until cancelled: renew held leases, hand back idle ones, forget unused endpoints."""
-        renew_every = self._lease_ttl_ms / 3000
-        last_renewal = time.monotonic()
+        """Until cancelled: hand back leases not needed, renew the rest, learn fair shares."""
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             try:
-                await self._hand_back_idle()
-                if time.monotonic() - last_renewal >= renew_every:
-                    await self._renew()
-                    last_renewal = time.monotonic()
+                await self._hand_back()
+                await self._renew()
             except Exception as exc:  # Redis down: leases expire on their own
                 log.warning("lease_maintenance_failed", error=str(exc))
 
-    async def _hand_back_idle(self, everything: bool = False) -> None:
+    async def _hand_back(self, everything: bool = False) -> None:
         now = time.monotonic()
         releases: list[str | int] = []
         for endpoint_id, slots in list(self._endpoints.items()):
+            give_back, slots.surplus = slots.surplus, 0
             idle = slots.held - slots.busy
             if (
                 idle > 0
                 and not slots.waiters
                 and (everything or now - slots.idle_since >= IDLE_RELEASE_S)
             ):
-                releases += [endpoint_id, idle]
+                give_back += idle
                 slots.held = slots.busy
-            if slots.held == 0 and slots.busy == 0 and not slots.waiters:
+            if give_back:
+                releases += [endpoint_id, give_back]
+            if not (slots.held or slots.busy or slots.waiters or slots.acquiring):
                 del self._endpoints[endpoint_id]
         if releases:
-            await self._script(
-                args=[
-                    self._keys.prefix,
-                    "release",
-                    int(time.time() * 1000),
-                    self._worker_id,
-                    self._lease_ttl_ms,
-                    *releases,
-                ]
-            )
+            await self._call("release", *releases)
 
     async def _renew(self) -> None:
-        held = [endpoint_id for endpoint_id, slots in self._endpoints.items() if slots.held]
-        if held:
-            await self._script(
-                args=[
-                    self._keys.prefix,
-                    "renew",
-                    int(time.time() * 1000),
-                    self._worker_id,
-                    self._lease_ttl_ms,
-                    *held,
-                ]
-            )
+        held = [(endpoint_id, s) for endpoint_id, s in self._endpoints.items() if s.held]
+        if not held:
+            return
+        shares = await self._call("renew", *[x for e, s in held for x in (e, s.cap)])
+        for (_, slots), share in zip(held, shares, strict=True):
+            slots.share = int(share)
 
     async def close(self) -> None:
         """Hand back every lease still held (called after the last request ended)."""
-        await self._hand_back_idle(everything=True)
+        await self._hand_back(everything=True)
