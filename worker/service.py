@@ -147,9 +147,9 @@ class WorkerService:
         return self._exit_code
 
     def _job_concurrency(self) -> int:
-        # Enough jobs to keep every HTTP slot busy with small batches, and to hide
-        # the Redis round trips of loading and recording with big ones.
-        return max(4, self.settings.worker_concurrency // 4)
+        # Jobs carry up to BATCH_SIZE deliveries: a few at a time keep the HTTP slots
+        # busy. More only add empty fetches (bullmq starts one per free slot).
+        return max(4, self.settings.worker_concurrency // 12)
 
     def _queue_worker(
         self, queue: str, process: Callable[[Any, str], Awaitable[Any]], concurrency: int
