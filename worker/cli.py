@@ -441,9 +441,14 @@ async def send_test(args: argparse.Namespace) -> int:
 
 
 async def run_worker(args: argparse.Namespace) -> int:
+    settings = worker_settings(args)
+    if args.processes > 1:
+        from worker.supervisor import Supervisor
+
+        env = env_with_flags(args, PRODUCER_OPTIONS + WORKER_OPTIONS)
+        return await Supervisor(settings, args.processes, env).run()
     from worker.service import WorkerService
 
-    settings = worker_settings(args)
     return await WorkerService(settings).run()
 
 
@@ -571,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="setting_worker_concurrency",
         metavar="N",
         help="alias of --worker-concurrency",
+    )
+    work.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes under one supervisor (restarts them, one /metrics)",
     )
 
     dem = command(

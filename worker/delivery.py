@@ -94,7 +94,6 @@ class DeliveryProcessor:
         self._box = box
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight = 0
-        metrics.in_flight.set_function(lambda: self._in_flight)
         self._load = load_script(redis, "worker", "load.lua")
         self._record = load_script(redis, "worker", "record.lua")
         self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
@@ -347,6 +346,11 @@ class DeliveryProcessor:
         codes, members = await self._record(args=args)
         await self._dispatcher.dispatch(members)
         return list(codes)
+
+    @property
+    def in_flight(self) -> int:
+        """HTTP attempts in progress (a plain count: the gauge is set from it)."""
+        return self._in_flight
 
     async def close(self) -> None:
         """Wait for outcomes still being written."""

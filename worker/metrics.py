@@ -58,28 +58,38 @@ class Metrics:
             "in-flight cap or rate limit.",
             registry=r,
         )
+        # multiprocess_mode: how `worker --processes N` adds up its children's gauges.
         self.in_flight = Gauge(
-            "cliq_deliveries_in_flight", "HTTP attempts in progress in this process.", registry=r
+            "cliq_deliveries_in_flight",
+            "HTTP attempts in progress.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.queue_depth = Gauge(
             "cliq_queue_deliveries",
             "Deliveries waiting, by state: queued (due now) or scheduled (waiting for a retry).",
             ["state"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.queue_jobs = Gauge(
             "cliq_queue_jobs",
             "bullmq jobs by queue and state (a delivery job carries a batch of deliveries).",
             ["queue", "state"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.oldest_waiting = Gauge(
             "cliq_queue_oldest_waiting_seconds",
             "Age of the oldest delivery job waiting to be taken (0 when none waits).",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.endpoints_failing = Gauge(
-            "cliq_endpoints_failing", "Endpoints whose status is failing.", registry=r
+            "cliq_endpoints_failing",
+            "Endpoints whose status is failing.",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.endpoint_transitions = Counter(
             "cliq_endpoint_transitions_total",
@@ -101,7 +111,10 @@ class Metrics:
         )
         self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}
         self.worker_up = Gauge(
-            "cliq_worker_up", "1 while this worker's queue loops are running.", registry=r
+            "cliq_worker_up",
+            "1 while this worker's queue loops are running.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def attempt(self, status: int | None, duration_s: float) -> None:

@@ -109,7 +109,7 @@ class WorkerService:
         )
         self._install_signal_handlers()
         runner = await self._start_http(redis.ping)
-        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis))
+        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor))
         lease_keeping = asyncio.create_task(limiter.maintain())
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
@@ -204,9 +204,12 @@ class WorkerService:
     def _alive(self) -> bool:
         return all(not loop.done() for loop in self._loops)
 
-    async def _housekeeping(self, dispatcher: JobDispatcher, redis: Any) -> None:
-        """Sweep the outbox, refresh queue gauges, watch the queue loops."""
+    async def _housekeeping(
+        self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor
+    ) -> None:
+        """Sweep the outbox, refresh the gauges, watch the queue loops."""
         while not self._stop.is_set():
+            self.metrics.in_flight.set(processor.in_flight)
             if not self._alive():
                 log.error("queue_loop_died", hint="the supervisor should restart this process")
                 self._exit_code = 1
