@@ -7,7 +7,8 @@
 --
 -- ARGV: prefix, op, now_ms, worker_id, ttl_ms, then by op:
 --   acquire  endpoint_id, cap, want        -> {granted, share}
---   renew    then pairs (endpoint_id, cap) -> shares, in order (also renews leases)
+--   renew    then triples (endpoint_id, cap, held) -> shares, in order; re-asserts the
+--            caller's leases (also if they had expired during a long pause)
 --   release  then pairs (endpoint_id, n)   -> 'ok'
 --   rate     endpoint_id, interval_ms, burst_ms -> ms to wait (0: permit taken)
 local op, now, worker, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -61,13 +62,11 @@ if op == 'acquire' then
   return {grant, fair}
 elseif op == 'renew' then
   local shares = {}
-  for j = 6, #ARGV, 2 do
+  for j = 6, #ARGV, 3 do
     local key = K.endpoint_leases(ARGV[j])
     local _, workers = census(key)
-    if redis.call('HEXISTS', key, worker) == 1 then
-      redis.call('HSET', key, worker .. ':exp', now + ttl)
-      redis.call('PEXPIRE', key, ttl * 2)
-    end
+    redis.call('HSET', key, worker, ARGV[j + 2], worker .. ':exp', now + ttl)
+    redis.call('PEXPIRE', key, ttl * 2)
     shares[#shares + 1] = share(tonumber(ARGV[j + 1]), workers)
   end
   return shares

@@ -7,7 +7,7 @@ A worker reuses the leases it holds for as long as it has requests for that
 endpoint, so a busy, healthy endpoint costs no Redis round trip per request.
 Several workers needing the same endpoint get fair shares of its cap; leases a
 worker no longer needs go back after a short idle time, and a worker that dies
-stops renewing them, so they expire.
+stops renewing them, so they expire within seconds.
 
 A delivery that finds its endpoint at the cap waits locally for a moment if the
 endpoint is moving (a slot was freed recently); otherwise it is put back in the
@@ -33,7 +33,9 @@ from producer.scripts import load_script
 
 log = structlog.get_logger("cliq.limits")
 
-LEASE_TTL_S = 30.0
+# Leases are renewed every maintenance tick; a worker that stops renewing (it died)
+# frees its endpoints' capacity this soon.
+LEASE_TTL_S = 5.0
 # How long a delivery may wait for a slot held by this worker, and how recently a
 # slot must have been freed for the wait to be worth it (a hung endpoint frees none).
 LOCAL_WAIT_S = 1.0
@@ -206,7 +208,7 @@ class EndpointLimiter:
         held = [(endpoint_id, s) for endpoint_id, s in self._endpoints.items() if s.held]
         if not held:
             return
-        shares = await self._call("renew", *[x for e, s in held for x in (e, s.cap)])
+        shares = await self._call("renew", *[x for e, s in held for x in (e, s.cap, s.held)])
         for (_, slots), share in zip(held, shares, strict=True):
             slots.share = int(share)
 

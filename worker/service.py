@@ -32,7 +32,7 @@ from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
 from producer.secretbox import SecretBox
 from worker import __version__
 from worker.delivery import DeliveryProcessor
-from worker.limits import EndpointLimiter
+from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.sender import Sender
@@ -87,7 +87,12 @@ class WorkerService:
             user_agent=f"cliq-webhooks/{__version__}",
         )
         await sender.start()
-        limiter = EndpointLimiter(redis, self.keys, worker_id=self.worker_id)
+        limiter = EndpointLimiter(
+            redis,
+            self.keys,
+            worker_id=self.worker_id,
+            lease_ttl_s=min(LEASE_TTL_S, s.job_lock_timeout),
+        )
         processor = DeliveryProcessor(
             redis=redis,
             keys=self.keys,
