@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from bullmq import Queue
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -115,6 +115,10 @@ def bullmq_connection(redis_url: str) -> dict[str, Any]:
     wait, which made idle workers time out, reconnect and notice new jobs 16-30 s late.
     """
     options = dict(parse_url(redis_url))
+    # bullmq builds a redis.Redis from these, which takes ssl=True rather than the
+    # pool's connection class that parse_url gives for rediss:// URLs.
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
     options["socket_timeout"] = None
     options["socket_keepalive"] = True
     return options
