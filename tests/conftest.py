@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
+from producer.context import Producer
+
 from harness import (
     NodeReceiver,
     NodeReceiverFactory,
@@ -26,6 +28,7 @@ from harness import (
 )
 from harness.node_receiver import find_node
 from harness.receiver import HANG_CAP_S
+from support import producer_for
 
 
 def _start_redis(
@@ -164,3 +167,10 @@ async def node_receiver_factory() -> AsyncIterator[NodeReceiverFactory]:
         for receiver in receivers:
             await receiver.stop()
             receiver.close()
+
+
+@pytest.fixture
+async def producer(redis_url: str) -> AsyncIterator[Producer]:
+    """A producer (registry, publisher, delivery log) on the private Redis."""
+    async with producer_for(redis_url) as p:
+        yield p

@@ -11,8 +11,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from producer.context import Producer
+from producer.events import Event, parse_event
 from producer.settings import ProducerSettings
 from worker.localredis import free_port
 from worker.metrics import Metrics
@@ -43,6 +45,22 @@ def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+def make_event(
+    producer: Producer,
+    event_type: str = "issue.created",
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Event:
+    """A valid event of workspace ``ws_1`` (fields such as ``id`` may be given)."""
+    raw = {
+        "type": event_type,
+        "workspace_id": "ws_1",
+        "data": {"n": 1} if data is None else data,
+        **fields,
+    }
+    return parse_event(raw, producer.catalogue, max_payload_bytes=256 * 1024)
 
 
 def producer_for(redis_url: str) -> Producer:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from producer.context import Producer
-from producer.events import parse_event
 from worker.destinations import (
     DestinationPolicy,
     DestinationRefused,
@@ -21,7 +20,7 @@ from worker.destinations import (
 
 from harness import Receiver
 from harness.polling import wait_until
-from support import producer_for, start_worker, worker_env
+from support import make_event, start_worker, worker_env
 
 
 @pytest.mark.parametrize(
@@ -98,12 +97,6 @@ async def test_resolution_to_loopback_is_refused_even_after_a_rebind() -> None:
     assert [r["host"] for r in await resolver.resolve("hooks.example", 443)] == ["93.184.216.34"]
 
 
-@pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[Producer]:
-    async with producer_for(redis_url) as p:
-        yield p
-
-
 Url = Callable[[Receiver], str]
 
 
@@ -126,13 +119,7 @@ async def test_a_real_worker_refuses_private_destinations(
     )
     worker = await start_worker(env)
     try:
-        await producer.publisher.publish(
-            parse_event(
-                {"type": "issue.created", "workspace_id": "ws_1", "data": {}},
-                producer.catalogue,
-                max_payload_bytes=1024,
-            )
-        )
+        await producer.publisher.publish(make_event(producer, data={}))
 
         async def attempted() -> bool:
             deliveries = await producer.deliveries.for_endpoint(endpoint.id)

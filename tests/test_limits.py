@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
@@ -19,13 +17,7 @@ from worker.limits import EndpointLimiter, deferral_delay_s
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import producer_for, start_worker, worker_env
-
-
-@pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[Producer]:
-    async with producer_for(redis_url) as p:
-        yield p
+from support import start_worker, worker_env
 
 
 async def an_endpoint(

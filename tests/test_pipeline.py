@@ -17,19 +17,12 @@ from standardwebhooks.webhooks import Webhook
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
-from producer.events import Event, parse_event
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse, SmtpServer
 from harness.polling import wait_until
-from support import RunningWorker, producer_for, start_worker, worker_env
+from support import RunningWorker, make_event, start_worker, worker_env
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
-
-
-@pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[Producer]:
-    async with producer_for(redis_url) as p:
-        yield p
 
 
 @pytest.fixture
@@ -46,13 +39,6 @@ async def worker_factory(redis_url: str, tmp_path: Any) -> AsyncIterator[StartWo
     for worker in running:
         if not worker.task.done():
             await worker.stop()
-
-
-def event(
-    producer: Producer, event_type: str, data: dict[str, Any] | None = None, **fields: Any
-) -> Event:
-    raw = {"type": event_type, "workspace_id": "ws_1", "data": data or {"n": 1}, **fields}
-    return parse_event(raw, producer.catalogue, max_payload_bytes=256 * 1024)
 
 
 async def endpoint(
@@ -77,11 +63,11 @@ async def test_fan_out_follows_workspace_and_filters(
     await worker_factory()
 
     published = [
-        event(producer, "issue.created"),
-        event(producer, "issue.assigned"),
-        event(producer, "comment.created"),
-        event(producer, "comment.deleted"),
-        event(producer, "member.joined"),
+        make_event(producer, "issue.created"),
+        make_event(producer, "issue.assigned"),
+        make_event(producer, "comment.created"),
+        make_event(producer, "comment.deleted"),
+        make_event(producer, "member.joined"),
     ]
     results = await producer.publisher.publish_many(published)
     assert [r.deliveries for r in results] == [2, 2, 2, 1, 1]
@@ -103,8 +89,8 @@ async def test_publishing_an_event_id_twice_creates_no_second_delivery(
     producer: Producer, receiver: Receiver, redis: aioredis.Redis
 ) -> None:
     await endpoint(producer, receiver)
-    first = await producer.publisher.publish(event(producer, "issue.created", id="evt_same"))
-    again = await producer.publisher.publish(event(producer, "issue.created", id="evt_same"))
+    first = await producer.publisher.publish(make_event(producer, "issue.created", id="evt_same"))
+    again = await producer.publisher.publish(make_event(producer, "issue.created", id="evt_same"))
     assert (first.deliveries, first.duplicate) == (1, False)
     assert (again.deliveries, again.duplicate) == (0, True)
     assert await redis.llen(producer.keys.event_deliveries("evt_same")) == 1
@@ -117,7 +103,7 @@ async def test_deliveries_carry_both_signatures_and_the_documented_headers(
     ep = await endpoint(producer, receiver)
     await worker_factory()
     data = {"title": "Grüße 🎉", "nested": {"list": [1, 2.5, {"deep": None}]}, "big": 2**53 - 1}
-    published = event(producer, "issue.created", data)
+    published = make_event(producer, "issue.created", data)
     await producer.publisher.publish(published)
     (request,) = await receiver.wait_for(1, 10)
 
@@ -139,7 +125,7 @@ async def test_success_is_recorded_with_status_latency_and_response(
     receiver.script(ScriptedResponse(status=202, body="accepted ✓" + "x" * 5000))
     ep = await endpoint(producer, receiver)
     worker = await worker_factory()
-    result = await producer.publisher.publish(event(producer, "issue.created"))
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
 
     async def delivered() -> bool:
         (d,) = await producer.deliveries.for_event(result.event_id)
@@ -178,7 +164,7 @@ async def test_failed_attempts_are_recorded_and_retried(
     receiver = await receiver_factory(default=response, hang_cap_s=5)
     ep = await endpoint(producer, receiver)
     await worker_factory(DELIVERY_TIMEOUT="0.5", RETRY_SCHEDULE="0,30")
-    await producer.publisher.publish(event(producer, "issue.created"))
+    await producer.publisher.publish(make_event(producer, "issue.created"))
 
     async def attempted() -> bool:
         deliveries = await producer.deliveries.for_endpoint(ep.id)
@@ -207,7 +193,7 @@ async def test_refused_connection_is_a_failed_attempt(
         owner_email="owner@example.com",
     )
     await worker_factory(RETRY_SCHEDULE="0,30")
-    await producer.publisher.publish(event(producer, "issue.created"))
+    await producer.publisher.publish(make_event(producer, "issue.created"))
 
     async def attempted() -> bool:
         deliveries = await producer.deliveries.for_endpoint(ep.id)
@@ -228,7 +214,7 @@ async def test_exact_attempts_and_delays_then_failing_with_exactly_one_email(
     receiver = await receiver_factory(default=ScriptedResponse(status=500, body="boom"))
     ep = await endpoint(producer, receiver)
     await worker_factory(SMTP_URL=smtp_server.url)
-    first = await producer.publisher.publish(event(producer, "issue.created"))
+    first = await producer.publisher.publish(make_event(producer, "issue.created"))
 
     requests = await receiver.wait_for(5, 20)
     assert [r.headers["X-Cliq-Attempt"] for r in requests] == ["1", "2", "3", "4", "5"]
@@ -253,7 +239,7 @@ async def test_exact_attempts_and_delays_then_failing_with_exactly_one_email(
     assert f"cliq-webhooks replay --endpoint {ep.id}" in message.text
 
     # A second delivery dying on the already-failing endpoint sends no second email.
-    second = await producer.publisher.publish(event(producer, "issue.created"))
+    second = await producer.publisher.publish(make_event(producer, "issue.created"))
 
     async def second_dead() -> bool:
         (d,) = await producer.deliveries.for_event(second.event_id)
@@ -273,14 +259,14 @@ async def test_recovery_returns_a_failing_endpoint_to_active_and_replay_delivers
     receiver = await receiver_factory(default=ScriptedResponse(status=500))
     ep = await endpoint(producer, receiver)
     await worker_factory(RETRY_SCHEDULE="0,0.1")
-    dead = await producer.publisher.publish(event(producer, "issue.created"))
+    dead = await producer.publisher.publish(make_event(producer, "issue.created"))
 
     async def failing() -> bool:
         return (await producer.endpoints.get(ep.id)).status == EndpointStatus.FAILING
 
     await wait_until(failing, 15, message="endpoint not failing")
     receiver.default = ScriptedResponse(status=200)
-    later = await producer.publisher.publish(event(producer, "issue.updated"))
+    later = await producer.publisher.publish(make_event(producer, "issue.updated"))
 
     async def active() -> bool:
         return (await producer.endpoints.get(ep.id)).status == EndpointStatus.ACTIVE
@@ -307,7 +293,7 @@ async def test_disabled_endpoint_gets_nothing_and_its_queued_deliveries_stay_rep
     producer: Producer, receiver: Receiver, worker_factory: StartWorker
 ) -> None:
     ep = await endpoint(producer, receiver)
-    result = await producer.publisher.publish(event(producer, "issue.created"))
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
     await producer.endpoints.set_status(ep.id, EndpointStatus.DISABLED)
     await worker_factory()
 
@@ -322,7 +308,7 @@ async def test_disabled_endpoint_gets_nothing_and_its_queued_deliveries_stay_rep
     # A disabled endpoint is not "failing": no email for it.
     assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
     # Publishing more to a disabled endpoint creates nothing.
-    assert (await producer.publisher.publish(event(producer, "issue.created"))).deliveries == 0
+    assert (await producer.publisher.publish(make_event(producer, "issue.created"))).deliveries == 0
 
 
 async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
@@ -337,7 +323,7 @@ async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
     await wait_until(
         lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad jobs not seen"
     )
-    await producer.publisher.publish(event(producer, "issue.created"))
+    await producer.publisher.publish(make_event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
     assert not worker.task.done()
     assert worker.service._alive()
@@ -353,7 +339,7 @@ async def test_metrics_endpoint_serves_prometheus_text(
     port = free_port()
     await endpoint(producer, receiver)
     await worker_factory(METRICS_PORT=str(port), METRICS_HOST="127.0.0.1")
-    await producer.publisher.publish(event(producer, "issue.created"))
+    await producer.publisher.publish(make_event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
     async with aiohttp.ClientSession() as session:
 
@@ -380,7 +366,7 @@ async def test_crash_between_store_and_enqueue_is_repaired_by_the_outbox_sweep(
         return None
 
     producer.dispatcher.dispatch = no_dispatch  # type: ignore[method-assign]
-    result = await producer.publisher.publish(event(producer, "issue.created"))
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
     assert await redis.zcard(producer.keys.outbox) == 1
     # Make the spec look old enough for the sweep (it leaves young ones to their writer).
     (member,) = cast(list[str], await redis.zrange(producer.keys.outbox, 0, -1))
@@ -402,7 +388,7 @@ async def test_retry_after_on_429_pushes_the_next_attempt_later(
     receiver.script(ScriptedResponse(status=429, headers={"Retry-After": "3"}))
     ep = await endpoint(producer, receiver)
     await worker_factory(RETRY_SCHEDULE="0,0.2,10")
-    await producer.publisher.publish(event(producer, "issue.created"))
+    await producer.publisher.publish(make_event(producer, "issue.created"))
     first, second = await receiver.wait_for(2, 15)
     # Asked for 3 s instead of the schedule's 0.2 s (and capped at its 10 s step).
     assert second.received_at - first.received_at >= 3 - 0.05
@@ -421,7 +407,7 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
     receiver = await receiver_factory(default=ScriptedResponse(status=410, body="gone"))
     ep = await endpoint(producer, receiver)
     worker = await worker_factory(SMTP_URL=smtp_server.url)
-    first = await producer.publisher.publish(event(producer, "issue.created"))
+    first = await producer.publisher.publish(make_event(producer, "issue.created"))
     (message,) = await smtp_server.wait_for(1, 10)
     assert "disabled (410 Gone)" in message.subject
     assert f"cliq-webhooks endpoint enable {ep.id}" in message.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +13,12 @@ import pytest
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import EndpointStatus
-from producer.events import parse_event
 
 from harness import ReceiverFactory, RedisServer, ScriptedResponse, SmtpServer
 from harness.polling import wait_until
-from support import WorkerProcess, producer_for, start_worker, worker_env
+from support import WorkerProcess, make_event, producer_for, start_worker, worker_env
 
 SpawnWorker = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[Producer]:
-    async with producer_for(redis_url) as p:
-        yield p
 
 
 @pytest.fixture
@@ -44,12 +37,7 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Any:
 
 
 async def publish_one(producer: Producer, event_type: str = "issue.created") -> str:
-    event = parse_event(
-        {"type": event_type, "workspace_id": "ws_1", "data": {"n": 1}},
-        producer.catalogue,
-        max_payload_bytes=256 * 1024,
-    )
-    return (await producer.publisher.publish(event)).event_id
+    return (await producer.publisher.publish(make_event(producer, event_type))).event_id
 
 
 async def delivery_state(producer: Producer, event_id: str) -> DeliveryState:

@@ -11,12 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
-from producer.events import parse_event
 from producer.secretbox import SecretBox, SecretBoxError, new_key, parse_key
 from producer.settings import ProducerSettings, SettingsError
 
 from harness import Receiver
-from support import start_worker, worker_env
+from support import make_event, start_worker, worker_env
 
 
 def test_seal_and_open_round_trip_and_tampering_is_detected() -> None:
@@ -60,13 +59,7 @@ async def test_stored_secrets_are_sealed_and_deliveries_still_verify(
             worker_env(redis_url, SECRET_ENCRYPTION_KEY=key, NOTIFY_OUTBOX=str(tmp_path))
         )
         try:
-            await producer.publisher.publish(
-                parse_event(
-                    {"type": "issue.created", "workspace_id": "ws_1", "data": {}},
-                    producer.catalogue,
-                    max_payload_bytes=1024,
-                )
-            )
+            await producer.publisher.publish(make_event(producer, data={}))
             (request,) = await receiver.wait_for(1, 10)
         finally:
             await worker.stop()

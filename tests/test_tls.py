@@ -18,11 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from producer.events import parse_event
 from worker.localredis import free_port
 
 from harness import Receiver
-from support import producer_for, start_worker, worker_env
+from support import make_event, producer_for, start_worker, worker_env
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -106,13 +105,7 @@ async def test_publish_and_deliver_through_a_tls_only_redis(
         )
         worker = await start_worker(worker_env(tls_redis_url, NOTIFY_OUTBOX=str(tmp_path)))
         try:
-            result = await producer.publisher.publish(
-                parse_event(
-                    {"type": "issue.created", "workspace_id": "ws_1", "data": {"tls": True}},
-                    producer.catalogue,
-                    max_payload_bytes=1024,
-                )
-            )
+            result = await producer.publisher.publish(make_event(producer, data={"tls": True}))
             (request,) = await receiver.wait_for(1, 15)
         finally:
             assert await worker.stop() == 0
