@@ -77,6 +77,10 @@ def describe_error(exc: BaseException, timeout_s: float) -> str:
         return "disconnected: the server closed the connection without answering"
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
         return f"connection: {exc}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Only raised here when the answer is not valid HTTP (no raise_for_status): its
+        # status is the parser's 400, not one the receiver sent. One line, no URL.
+        return "invalid response: " + " ".join(str(exc.message).split())
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid url: {exc}"
     return f"{type(exc).__name__}: {exc}"
