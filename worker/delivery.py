@@ -111,7 +111,11 @@ class DeliveryProcessor:
             log.error("bad_job", queue=DELIVERY_QUEUE, job_id=job.id, error=str(exc))
             return 0
         targets = await self._targets(batch.items)
-        waits = await asyncio.gather(*(self._deliver(target) for target in targets))
+        # A task group: when an outcome cannot be recorded (Redis is gone), the rest of
+        # the batch stops sending too, instead of making attempts nobody can record.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._deliver(target)) for target in targets]
+        waits = [task.result() for task in tasks]
         deferred = [(t.item, w) for t, w in zip(targets, waits, strict=True) if w is not None]
         if deferred:
             await self._defer(deferred, batch.deferrals)

@@ -59,6 +59,7 @@ class EndpointSlots:
     # When a held lease last became free: leases unused for IDLE_RELEASE_S go back.
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     acquiring: asyncio.Future[None] | None = None
+    active_since: float = 0.0  # when busy last went from 0 to 1
     last_release: float = 0.0
     idle_since: float = 0.0
 
@@ -96,6 +97,8 @@ class EndpointLimiter:
         slots.cap = endpoint.max_in_flight
         while True:
             if slots.busy < slots.held:
+                if slots.busy == 0:
+                    slots.active_since = time.monotonic()
                 slots.busy += 1
                 return None
             if min(slots.cap, slots.share) <= slots.held:
@@ -107,7 +110,10 @@ class EndpointLimiter:
             await asyncio.shield(slots.acquiring)
             if slots.held == granted_before and slots.busy >= slots.held:
                 break
-        if slots.held and time.monotonic() - slots.last_release < MOVING_WITHIN_S:
+        # Moving: a slot was freed, or the requests holding them started, just now. A
+        # busy healthy endpoint frees slots every few ms; a hanging one frees none.
+        progress = max(slots.last_release, slots.active_since)
+        if slots.held and time.monotonic() - progress < MOVING_WITHIN_S:
             return await self._wait_locally(slots)
         return 0.0
 
