@@ -147,14 +147,13 @@ async def test_one_busy_endpoint_is_not_slowed_down_by_its_cap(
     worker = await start_worker(worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path)))
     try:
         events = [make_event(producer, data={"n": n}) for n in range(500)]
-        started = time.monotonic()
         await producer.publisher.publish_many(events)
         await receiver.wait_for(500, 30)
-        elapsed = time.monotonic() - started
     finally:
         await worker.stop()
-    # 10 in flight at ~10 ms each: ~1,000/s at best; deferral round trips would take minutes.
-    assert elapsed < 5, elapsed
+    # Waiting locally, not through the queue: no delivery was deferred (a deferral per
+    # item beyond the cap made such a backlog crawl at about 10 deliveries a second).
+    assert worker.metrics.deferred._value.get() == 0
     assert max_concurrency(receiver, 0.009) <= 10
 
 
@@ -162,34 +161,24 @@ async def test_one_hanging_endpoint_does_not_hold_up_the_others(
     producer: Producer, receiver_factory: ReceiverFactory, redis_url: str, tmp_path: Path
 ) -> None:
     healthy = [await receiver_factory() for _ in range(9)]
-    hanging = await receiver_factory(default=ScriptedResponse(hang=True), hang_cap_s=20)
+    hanging = await receiver_factory(default=ScriptedResponse(hang=True), hang_cap_s=30)
     for receiver in healthy:
         await an_endpoint(producer, receiver.url())
     await an_endpoint(producer, hanging.url())
-    worker = await start_worker(
-        worker_env(
-            redis_url, NOTIFY_OUTBOX=str(tmp_path), DELIVERY_TIMEOUT="3", WORKER_CONCURRENCY="50"
-        )
+    env = worker_env(
+        redis_url, NOTIFY_OUTBOX=str(tmp_path), DELIVERY_TIMEOUT="20", WORKER_CONCURRENCY="50"
     )
+    worker = await start_worker(env)
     try:
-        events = [
-            parse_event(
-                {"type": "issue.created", "workspace_id": "ws_1", "data": {"n": n}},
-                producer.catalogue,
-                max_payload_bytes=1024,
-            )
-            for n in range(300)
-        ]
-        started = time.monotonic()
+        events = [make_event(producer, data={"n": n}) for n in range(300)]
         await producer.publisher.publish_many(events)
         for receiver in healthy:
-            await receiver.wait_for(300, 20)
-        elapsed = time.monotonic() - started
-        # The hanging endpoint never had more than its cap (10) of the 50 slots at once
-        # (each of its requests is held until the 3 s timeout).
-        assert max_concurrency(hanging, 2.9) <= 10
-        # 2,700 healthy deliveries did not wait for the 3 s timeouts of the hanging one
-        # (drained within the 5 s grace, so the worker stops cleanly).
-        assert elapsed < 8, elapsed
+            await receiver.wait_for(300, 30)
+        # All 2,700 healthy deliveries went through while the hanging endpoint held only
+        # its cap (10) of the 50 slots: none of its requests had to time out (20 s) to
+        # make room, and it never got more than 10 requests.
+        assert 1 <= len(hanging.received) <= 10
+        assert all(r.json()["id"] for r in hanging.received)
     finally:
+        await hanging.stop()  # its hung requests end now, so the worker drains at once
         await worker.stop()
