@@ -8,7 +8,12 @@ Routes:
   Success is 202 with ``{"id", "deliveries", "duplicate"}`` (a list for a batch).
 * ``GET /v1/events/{id}``: the deliveries of an event.
 * ``GET /healthz`` (serving), ``GET /readyz`` (Redis answers ``PING``), ``GET /metrics``
-  (Prometheus text of this process's own registry). These three need no API key.
+  (Prometheus text of this process's own registry), ``GET /openapi.json`` (the OpenAPI
+  document, :mod:`producer.openapi`). These four need no API key.
+
+The management routes live in :mod:`producer.api_manage`, the webhook-token routes in
+:mod:`producer.api_tokens`; this module keeps what they share: settings, problems,
+middlewares, request-body and pagination helpers.
 
 Every error is an RFC 9457 problem (``application/problem+json``) whose ``type`` is a
 stable URI from :data:`PROBLEM_BASE`; field errors carry ``errors``. Redis clients are
@@ -19,14 +24,19 @@ at shutdown; nothing connects at import time.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
@@ -51,6 +61,7 @@ from producer.settings import (
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
+    parse_positive_float,
     read_options,
 )
 
@@ -65,12 +76,14 @@ READY_TIMEOUT_S = 2.0
 # No request waits longer than this for Redis (the producer's client has no read timeout).
 REDIS_DEADLINE_S = 10.0
 READ_CHUNK_BYTES = 64 * 1024
+# Largest JSON body of every route but POST /v1/events (which has its own limits).
+MAX_JSON_BODY_BYTES = 256 * 1024
 
 PROBLEM_BASE = "https://cliq-webhooks.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Routes that answer without an API key: probes and scraping. Every other path,
 # including unknown ones and routes added later, requires a key when keys are set.
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 UNMATCHED_ROUTE = "unmatched"
 
 # Redis errors that mean "not available right now" (503), as opposed to a bug (500).
@@ -148,6 +161,14 @@ API_OPTIONS: tuple[Option, ...] = (
         ApiKeys.parse,
         secret=True,
     ),
+    # The workers' setting, read here too (a Procfile's processes share one environment):
+    # a test send waits for a worker's attempt, which may take this long.
+    Option(
+        "DELIVERY_TIMEOUT",
+        "10",
+        "Seconds one attempt may take in all.",
+        parse_positive_float,
+    ),
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.
@@ -162,9 +183,18 @@ class ApiSettings:
     api_host: str = "0.0.0.0"
     port: int = 8080
     api_keys: ApiKeys = field(default_factory=ApiKeys)
+    delivery_timeout: float = 10.0
+    # Not an environment setting: a worker's pick-up and write-back time on top of
+    # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
+    test_send_margin_s: float = 5.0
     shutdown_grace: float = 25.0
     log_format: str = "auto"
     log_level: str = "info"
+
+    @property
+    def test_send_wait_s(self) -> float:
+        """How long ``POST /v1/endpoints/{id}/test`` waits for a worker's answer."""
+        return self.delivery_timeout + self.test_send_margin_s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -205,6 +235,7 @@ UNSUPPORTED_MEDIA_TYPE = ProblemKind(
     "unsupported-media-type", 415, "Request body must be application/json"
 )
 INVALID_EVENT = ProblemKind("invalid-event", 422, "Invalid event")
+INVALID_FIELDS = ProblemKind("invalid-fields", 422, "Invalid fields")
 INTERNAL_ERROR = ProblemKind("internal-error", 500, "Internal server error")
 REDIS_UNAVAILABLE = ProblemKind("redis-unavailable", 503, "Redis unavailable")
 
@@ -488,6 +519,64 @@ def decode_json(body: bytes) -> jsonwire.JSONValue:
         raise Problem(INVALID_JSON, exc.message) from None
 
 
+def invalid_field(field_name: str, message: str) -> Problem:
+    """A 422 naming one field (a body member, query parameter or ``body`` itself)."""
+    return Problem(
+        INVALID_FIELDS,
+        f"Invalid {field_name}: {message}.",
+        errors=[{"field": field_name, "message": message}],
+    )
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The request body; 413 as soon as it (or its declared length) exceeds ``limit``."""
+    too_large = Problem(PAYLOAD_TOO_LARGE, f"The request body may be at most {limit} bytes.")
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def read_json_object(
+    request: web.Request, limit: int = MAX_JSON_BODY_BYTES
+) -> dict[str, jsonwire.JSONValue]:
+    """The body as a JSON object, or the problem that says why not (415, 413, 400, 422).
+
+    Values are normalized (:func:`jsonwire.normalize`): a string that UTF-8 cannot carry
+    (a lone surrogate) is refused here, naming its field, instead of failing in Redis.
+    """
+    require_json(request)
+    document = decode_json(await read_limited(request, limit))
+    try:
+        value = jsonwire.normalize(document)
+    except jsonwire.WireError as exc:
+        raise invalid_field(_field_of(exc.path), exc.message) from None
+    if not isinstance(value, dict):
+        raise invalid_field("body", "must be a JSON object")
+    return value
+
+
+async def read_optional_json_object(
+    request: web.Request, limit: int = MAX_JSON_BODY_BYTES
+) -> dict[str, jsonwire.JSONValue]:
+    """Like :func:`read_json_object`, but no body at all reads as ``{}``."""
+    if not request.body_exists:
+        return {}
+    return await read_json_object(request, limit)
+
+
+def _field_of(path: str) -> str:
+    """``$.grace_s`` -> ``grace_s``; the document itself is ``body``."""
+    if path == "$":
+        return "body"
+    return path.removeprefix("$.")
+
+
 def validate_events(
     document: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int
 ) -> list[Event]:
@@ -505,7 +594,7 @@ def validate_events(
     errors: list[dict[str, object]] = []
     for index, raw in enumerate(document):
         try:
-            events.append(parse_event(raw, catalogue, max_payload_bytes=max_payload_bytes))
+            events.append(_parse_event(raw, catalogue, max_payload_bytes))
         except EventError as exc:
             errors.append({"index": index, "field": exc.field, "message": exc.message})
     if errors:
@@ -517,12 +606,29 @@ def validate_events(
     return events
 
 
+def _parse_event(raw: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int) -> Event:
+    """:func:`parse_event`, and the normalized ``created_at`` read back as publishing will.
+
+    Two times parse but cannot be published, and are refused here (422) instead of
+    failing later (500): one that leaves datetime's range once converted to UTC
+    (``9999-12-31T23:59:59-01:00``), and one before the year 1000, which
+    ``format_timestamp`` writes without leading zeros so that ``created_ms`` cannot
+    read it back.
+    """
+    try:
+        event = parse_event(raw, catalogue, max_payload_bytes=max_payload_bytes)
+        event.created_ms  # noqa: B018  # raises EventError naming created_at
+    except OverflowError:
+        raise EventError("created_at", "is outside the years 1 to 9999 in UTC") from None
+    return event
+
+
 def validate_event(
     document: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int
 ) -> Event:
     """One event, or 422 naming the field at fault."""
     try:
-        return parse_event(document, catalogue, max_payload_bytes=max_payload_bytes)
+        return _parse_event(document, catalogue, max_payload_bytes)
     except EventError as exc:
         raise Problem(
             INVALID_EVENT,
@@ -540,6 +646,55 @@ async def redis_deadline(detail: str) -> AsyncIterator[None]:
     except _DEADLINE_ERRORS as exc:
         log.warning("redis_unavailable", error=repr(exc))
         raise Problem(REDIS_UNAVAILABLE, detail) from exc
+
+
+# ---------------------------------------------------------------- pagination
+
+DEFAULT_PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 200
+_LIMIT_PATTERN = re.compile(r"[0-9]{1,6}")
+
+
+def query_limit(request: web.Request) -> int:
+    """The ``limit`` query parameter: 1 to :data:`MAX_PAGE_LIMIT`, default 50."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE_LIMIT
+    if not _LIMIT_PATTERN.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
+        raise invalid_field("limit", f"must be an integer from 1 to {MAX_PAGE_LIMIT}")
+    return int(raw)
+
+
+def encode_cursor(kind: str, position: Sequence[str | int]) -> str:
+    """An opaque cursor: where a listing of ``kind`` stopped (URL-safe, no padding)."""
+    raw = orjson.dumps([kind, *position])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(raw: str, kind: str, shape: Sequence[type]) -> tuple[Any, ...]:
+    """The position in a cursor made by :func:`encode_cursor` for ``kind``, or 422.
+
+    ``shape`` is the type of each member of the position; a cursor of another listing,
+    a truncated or a forged one is refused rather than misread.
+    """
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        decoded = orjson.loads(text)
+    except (binascii.Error, ValueError):
+        decoded = None
+    if (
+        isinstance(decoded, list)
+        and len(decoded) == len(shape) + 1
+        and decoded[0] == kind
+        and all(type(value) is expected for value, expected in zip(decoded[1:], shape, strict=True))
+    ):
+        return tuple(decoded[1:])
+    raise invalid_field("cursor", "is not a cursor returned by this listing")
+
+
+def page(items: Sequence[Mapping[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+    """One page of a listing; ``next_cursor`` is ``None`` at the end."""
+    return {"items": list(items), "next_cursor": next_cursor}
 
 
 # ---------------------------------------------------------------- handlers
@@ -637,8 +792,14 @@ def create_app(
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics, name="metrics")
     # Imported here: the route modules use this module's problems and app keys.
-    from producer import api_manage, api_tokens
+    from producer import api_manage, api_tokens, openapi
 
     for module in (api_manage, api_tokens):
         module.add_routes(app)
+    openapi.add_routes(
+        app,
+        [api_manage.OPENAPI_PATHS, api_tokens.OPENAPI_PATHS],
+        # OPENAPI_SCHEMAS is optional: components a module's paths refer to.
+        [api_manage.OPENAPI_SCHEMAS, getattr(api_tokens, "OPENAPI_SCHEMAS", {})],
+    )
     return app

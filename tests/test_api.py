@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -299,6 +299,23 @@ async def test_every_bad_event_of_a_batch_is_reported(api: Client) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "9999-12-31T23:59:59-01:00",  # past the year 9999 once in UTC
+        "0001-01-01T00:00:00+01:00",  # before the year 1 once in UTC
+        "0492-03-05T12:25:47Z",  # found by schemathesis: a 500 until refused here
+    ],
+)
+async def test_times_that_cannot_be_published_are_422(
+    api: Client, redis: aioredis.Redis, created_at: str
+) -> None:
+    for body in (event(created_at=created_at), [event(created_at=created_at)]):
+        problem_body = await problem(await api.post("/v1/events", json=body), 422, "invalid-event")
+        assert problem_body["errors"][0]["field"] == "created_at"
+    assert await redis.dbsize() == 0
+
+
 async def test_an_empty_batch_is_422(api: Client) -> None:
     await problem(await api.post("/v1/events", json=[]), 422, "invalid-event")
 
@@ -390,17 +407,17 @@ async def test_api_keys_protect_v1_but_not_probes(api_factory: ApiFactory) -> No
         await api.get("/v1/events/evt_x", headers={"Authorization": "Bearer"}), 401, "unauthorized"
     )
     # Unknown paths are protected too: routes added later are never open by mistake.
-    await problem(await api.get("/v1/endpoints"), 401, "unauthorized")
+    await problem(await api.get("/v1/no-such-route"), 401, "unauthorized")
 
     for key in (KEY_ONE, KEY_TWO):
         ok = await api.post("/v1/events", json=event(), headers={"Authorization": f"bearer {key}"})
         assert ok.status == 202, await ok.text()
     await problem(
-        await api.get("/v1/endpoints", headers={"Authorization": f"Bearer {KEY_TWO}"}),
+        await api.get("/v1/no-such-route", headers={"Authorization": f"Bearer {KEY_TWO}"}),
         404,
         "not-found",
     )
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert (await api.get(path)).status == 200, path
 
 
@@ -561,6 +578,20 @@ def test_a_bad_setting_exits_2_with_a_message() -> None:
     assert "PORT" in result.stderr
 
 
+def spawn_api(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m producer`` on 127.0.0.1 with ``env`` over this environment, logging
+    JSON lines to ``log_path``."""
+    full_env = {**os.environ, "API_HOST": "127.0.0.1", "LOG_FORMAT": "json", **env}
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "producer"],
+            env=full_env,
+            cwd=PROJECT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @pytest.fixture
 def api_process(
     redis_url: str, tmp_path: Path
@@ -568,23 +599,10 @@ def api_process(
     """``python -m producer`` on a free port, signalled by its own PID."""
     port = free_port()
     log_path = tmp_path / "api.log"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
-        "API_HOST": "127.0.0.1",
-        "LOG_FORMAT": "json",
-        "SHUTDOWN_GRACE": "5",
-    }
-    env.pop("API_KEYS", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "producer"],
-            env=env,
-            cwd=PROJECT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn_api(
+        {"REDIS_URL": redis_url, "PORT": str(port), "SHUTDOWN_GRACE": "5", "API_KEYS": ""},
+        log_path,
+    )
     try:
         yield process, port, log_path
     finally:
