@@ -594,7 +594,7 @@ def validate_events(
     errors: list[dict[str, object]] = []
     for index, raw in enumerate(document):
         try:
-            events.append(_parse_event(raw, catalogue, max_payload_bytes))
+            events.append(parse_event(raw, catalogue, max_payload_bytes=max_payload_bytes))
         except EventError as exc:
             errors.append({"index": index, "field": exc.field, "message": exc.message})
     if errors:
@@ -606,29 +606,12 @@ def validate_events(
     return events
 
 
-def _parse_event(raw: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int) -> Event:
-    """:func:`parse_event`, and the normalized ``created_at`` read back as publishing will.
-
-    Two times parse but cannot be published, and are refused here (422) instead of
-    failing later (500): one that leaves datetime's range once converted to UTC
-    (``9999-12-31T23:59:59-01:00``), and one before the year 1000, which
-    ``format_timestamp`` writes without leading zeros so that ``created_ms`` cannot
-    read it back.
-    """
-    try:
-        event = parse_event(raw, catalogue, max_payload_bytes=max_payload_bytes)
-        event.created_ms  # noqa: B018  # raises EventError naming created_at
-    except OverflowError:
-        raise EventError("created_at", "is outside the years 1 to 9999 in UTC") from None
-    return event
-
-
 def validate_event(
     document: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int
 ) -> Event:
     """One event, or 422 naming the field at fault."""
     try:
-        return _parse_event(document, catalogue, max_payload_bytes)
+        return parse_event(document, catalogue, max_payload_bytes=max_payload_bytes)
     except EventError as exc:
         raise Problem(
             INVALID_EVENT,

@@ -19,11 +19,11 @@ Test sends are performed by a worker, because signing and the destination policy
 SSRF guard) live there and this package cannot import them. The contract:
 
 * the API ``LPUSH``-es a request, the JSON object ``{"id", "endpoint_id", "event_type",
-  "requested_ms", "deadline_ms"}``, to the list :func:`send_test_requests_key`;
+  "requested_ms", "deadline_ms"}``, to the list :attr:`producer.keys.Keys.test_requests`;
 * a worker ``BRPOP``-s it, drops it if ``deadline_ms`` has passed, sends the test event,
   and ``SET``-s the JSON result ``{"id", "endpoint_id", "event_id", "event_type", "ok",
   "status", "error", "latency_ms", "response"}`` (what ``worker.testsend.send_test_event``
-  returns, plus the request's ``id``) at :func:`send_test_result_key` of the request's id,
+  returns, plus the request's ``id``) at :meth:`producer.keys.Keys.test_result` of the request's id,
   with a TTL of :data:`TEST_RESULT_TTL_S`;
 * the API polls that key until ``ApiSettings.test_send_wait_s`` has passed, then removes
   its request (``LREM``) and answers 504.
@@ -88,7 +88,6 @@ from producer.events import (
     parse_event,
     parse_timestamp,
 )
-from producer.keys import Keys
 from producer.openapi import (
     PAGINATION_PARAMETERS,
     id_links,
@@ -114,8 +113,6 @@ MAX_ROTATION_GRACE_S = 30 * 24 * 3600
 
 # Test sends. These two key templates belong in producer.keys.LAYOUT (as "test_requests"
 # and "test_result"); they live here until that module takes them.
-TEST_REQUESTS_LAYOUT = "test:req"
-TEST_RESULT_LAYOUT = "test:res:{}"
 TEST_RESULT_TTL_S = 60
 # Polling for the result: fast at first (an idle worker answers in milliseconds), then
 # at most four times a second.
@@ -137,16 +134,6 @@ _REQUIRED_ON_CREATE = ("workspace_id", "url", "events", "owner_email")
 _EXAMPLE_EVENT_ID = "evt_example"
 _EXAMPLE_WORKSPACE = "ws_example"
 _EXAMPLE_CREATED_AT = "2025-01-15T10:30:00Z"
-
-
-def send_test_requests_key(keys: Keys) -> str:
-    """List: pending test-send requests (JSON), pushed left, popped right by workers."""
-    return f"{keys.prefix}:{TEST_REQUESTS_LAYOUT}"
-
-
-def send_test_result_key(keys: Keys, request_id: str) -> str:
-    """String: a worker's JSON result of one test send, kept :data:`TEST_RESULT_TTL_S`."""
-    return f"{keys.prefix}:{TEST_RESULT_LAYOUT.format(request_id)}"
 
 
 # ---------------------------------------------------------------- request helpers
@@ -690,12 +677,10 @@ async def send_test(request: web.Request) -> web.Response:
             "deadline_ms": now_ms + int(wait_s * 1000),
         }
     ).decode()
-    requests_key = send_test_requests_key(producer.keys)
+    requests_key = producer.keys.test_requests
     async with redis_deadline("Redis is unavailable; no test event was sent."):
         await producer.redis.lpush(requests_key, message)
-    raw = await _await_result(
-        producer.redis, send_test_result_key(producer.keys, request_id), wait_s
-    )
+    raw = await _await_result(producer.redis, producer.keys.test_result(request_id), wait_s)
     if raw is None:
         # Withdraw the request: a worker that starts later must not send a stale test.
         async with redis_deadline("Redis is unavailable."):

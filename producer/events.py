@@ -118,7 +118,8 @@ def new_event_id() -> str:
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, milliseconds only when they are not zero."""
     moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    # strftime does not pad years before 1000 ("492-..."), which fromisoformat rejects.
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
     millis = moment.microsecond // 1000
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
@@ -133,7 +134,10 @@ def parse_timestamp(raw: object) -> datetime:
         raise EventError("created_at", f"{raw!r} is not an ISO 8601 timestamp") from exc
     if moment.tzinfo is None:
         raise EventError("created_at", f"{raw!r} has no timezone; use Z for UTC")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise EventError("created_at", f"{raw!r} is out of range") from exc
 
 
 @dataclass(frozen=True)

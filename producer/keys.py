@@ -48,6 +48,10 @@ LAYOUT: dict[str, str] = {
     "sequence": "seq",
     # Hash: deliveries now queued / scheduled (gauges), delivered / dead (totals).
     "stats": "stats",
+    # List: "send test event" requests from the API, taken by any worker (JSON).
+    "test_requests": "test:req",
+    # String (60 s): the answer to one test request, by request id (JSON).
+    "test_result": "test:res:{}",
 }
 
 
@@ -107,6 +111,15 @@ class Keys:
     def stats(self) -> str:
         """See ``LAYOUT["stats"]``."""
         return self._key("stats")
+
+    @property
+    def test_requests(self) -> str:
+        """See ``LAYOUT["test_requests"]``."""
+        return self._key("test_requests")
+
+    def test_result(self, request_id: str) -> str:
+        """See ``LAYOUT["test_result"]``."""
+        return self._key("test_result", request_id)
 
     def queue_key(self, queue: str, suffix: str) -> str:
         """A key of bullmq's layout, e.g. ``queue_key("deliveries", "wait")``."""

@@ -25,8 +25,6 @@ from producer.api import MAX_JSON_BODY_BYTES, ApiSettings, create_app
 from producer.api_manage import (
     TEST_RESULT_TTL_S,
     iso_time,
-    send_test_requests_key,
-    send_test_result_key,
 )
 from producer.context import Producer
 from producer.deliveries import Delivery, DeliveryState
@@ -697,13 +695,11 @@ async def stand_in_worker(
     redis: aioredis.Redis, keys: Keys, answer: dict[str, Any]
 ) -> dict[str, Any]:
     """The worker's side of the test-send contract: pop one request, write its result."""
-    popped = await redis.brpop([send_test_requests_key(keys)], timeout=10)
+    popped = await redis.brpop([keys.test_requests], timeout=10)
     assert popped is not None, "no test-send request arrived"
     request: dict[str, Any] = json.loads(popped[1])
     result = {"id": request["id"], "endpoint_id": request["endpoint_id"], **answer}
-    await redis.set(
-        send_test_result_key(keys, request["id"]), json.dumps(result), ex=TEST_RESULT_TTL_S
-    )
+    await redis.set(keys.test_result(request["id"]), json.dumps(result), ex=TEST_RESULT_TTL_S)
     return request
 
 
@@ -736,8 +732,8 @@ async def test_a_test_send_answers_with_what_the_worker_saw(
     assert request["requested_ms"] >= before_ms - 1
     assert request["deadline_ms"] == request["requested_ms"] + 2000  # DELIVERY_TIMEOUT=2
     # The result was read once and removed; nothing is left queued.
-    assert not await redis.exists(send_test_result_key(producer.keys, request["id"]))
-    assert await redis.llen(send_test_requests_key(producer.keys)) == 0
+    assert not await redis.exists(producer.keys.test_result(request["id"]))
+    assert await redis.llen(producer.keys.test_requests) == 0
 
 
 async def test_a_test_send_nobody_answers_is_504_and_withdrawn(
@@ -754,7 +750,7 @@ async def test_a_test_send_nobody_answers_is_504_and_withdrawn(
     )
     assert time.monotonic() - started >= 0.3
     assert body["detail"] == "no worker answered within 0.3 s — is a worker running?"
-    assert await redis.llen(send_test_requests_key(producer.keys)) == 0
+    assert await redis.llen(producer.keys.test_requests) == 0
 
 
 async def test_a_test_send_needs_a_known_endpoint_and_type(api: Client) -> None:
