@@ -242,7 +242,7 @@ class EndpointRegistry:
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._catalogue = catalogue
+        self.catalogue = catalogue
         self._box = box
 
     async def create(
@@ -265,7 +265,7 @@ class EndpointRegistry:
             workspace_id=workspace_id,
             url=validate_url(url),
             secret=new_secret(),
-            events=validate_filter(events, self._catalogue),
+            events=validate_filter(events, self.catalogue),
             owner_email=validate_email(owner_email),
             description=description,
             status=EndpointStatus.ACTIVE,
@@ -331,7 +331,7 @@ class EndpointRegistry:
         changed = replace(
             endpoint,
             url=validate_url(url) if url is not None else endpoint.url,
-            events=validate_filter(events, self._catalogue)
+            events=validate_filter(events, self.catalogue)
             if events is not None
             else endpoint.events,
             owner_email=validate_email(owner_email)

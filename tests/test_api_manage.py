@@ -32,7 +32,7 @@ from producer.endpoints import EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
 from producer.keys import Keys
 
-from harness import Receiver
+from harness import Receiver, ScriptedResponse
 from harness.polling import wait_until
 from harness.redis_server import free_port
 from support import RunningWorker, start_worker, worker_env
@@ -734,6 +734,28 @@ async def test_a_test_send_answers_with_what_the_worker_saw(
     # The result was read once and removed; nothing is left queued.
     assert not await redis.exists(producer.keys.test_result(request["id"]))
     assert await redis.llen(producer.keys.test_requests) == 0
+
+
+async def test_a_real_worker_answers_a_test_send_with_the_receivers_response(
+    api: Client, receiver: Receiver, redis_url: str, tmp_path: Path
+) -> None:
+    receiver.script(ScriptedResponse(status=418, body="I'm a teapot"))
+    created = await create(api, url=receiver.url())
+    worker = await start_worker(worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path)))
+    try:
+        response = await api.post(
+            f"/v1/endpoints/{created['id']}/test", json={"type": "member.joined"}
+        )
+        result = await ok(response)
+    finally:
+        await worker.stop()
+    assert (result["ok"], result["status"], result["response"]) == (False, 418, "I'm a teapot")
+    (request,) = receiver.received
+    assert request.headers["X-Cliq-Event"] == "member.joined"
+    assert request.json()["id"] == result["event_id"]
+    # A test send is not a delivery: nothing was recorded for the endpoint.
+    attempts = await ok(await api.get(f"/v1/endpoints/{created['id']}/attempts"))
+    assert attempts["items"] == []
 
 
 async def test_a_test_send_nobody_answers_is_504_and_withdrawn(

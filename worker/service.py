@@ -37,6 +37,7 @@ from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.sender import Sender
 from worker.settings import WorkerSettings
+from worker.testsend import SendTestListener
 
 log = structlog.get_logger("cliq.worker")
 
@@ -112,10 +113,14 @@ class WorkerService:
             outbox_dir=s.notify_outbox,
             metrics=self.metrics,
         )
+        test_sends = SendTestListener(
+            redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
+        )
         self._install_signal_handlers()
         runner = await self._start_http(redis.ping)
         housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor))
         lease_keeping = asyncio.create_task(limiter.maintain())
+        answering = asyncio.create_task(test_sends.run())
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
@@ -136,11 +141,12 @@ class WorkerService:
         finally:
             self.metrics.worker_up.set(0)
             await self._drain()
-            for task in (housekeeping, lease_keeping):
+            for task in (housekeeping, lease_keeping, answering):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await processor.close()
+            await test_sends.close()
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
             await sender.close()

@@ -1,52 +1,62 @@
-"""``send-test``: the seed's "Send Test Event", answered with the receiver's response.
+"""The seed's "Send Test Event": a signed test event, answered with the receiver's response.
 
 The test event is signed and sent like a real delivery, but directly: it is not
-queued, retried or recorded, so it cannot turn an endpoint failing.
+queued, retried or recorded, so it cannot turn an endpoint failing. Two ways in:
+``cliq-webhooks send-test`` sends from the command line, and the API's
+``POST /v1/endpoints/{id}/test`` asks a worker through Redis (:class:`SendTestListener`;
+the contract is in ``producer/api_manage.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
+import orjson
+import redis.asyncio as aioredis
+import structlog
+
 from producer.context import Producer
-from producer.events import example_data, parse_event
+from producer.endpoints import Endpoint, EndpointNotFound, EndpointRegistry
+from producer.events import Catalogue, EventError, example_data, parse_event
 from producer.jobs import DeliveryItem
+from producer.keys import Keys
 from producer.publisher import new_delivery_id
 from worker import __version__
 from worker.delivery import request_headers
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 
+log = structlog.get_logger("cliq.testsend")
 
-async def send_test_event(
-    settings: WorkerSettings, endpoint_id: str, event_type: str
+RESULT_TTL_S = 60
+CONCURRENT_TEST_SENDS = 4
+# Short, so that a stopping worker is not held up by its wait for requests.
+POLL_TIMEOUT_S = 1
+
+
+async def deliver_test_event(
+    endpoint: Endpoint,
+    event_type: str,
+    catalogue: Catalogue,
+    sender: Sender,
+    max_payload_bytes: int,
 ) -> dict[str, Any]:
-    """POST a test event of ``event_type`` to the endpoint; return what came back."""
-    async with Producer(settings.producer) as producer:
-        endpoint = await producer.endpoints.get(endpoint_id)
-        event = parse_event(
-            {
-                "type": event_type,
-                "workspace_id": endpoint.workspace_id,
-                "data": example_data(event_type),
-            },
-            producer.catalogue,
-            max_payload_bytes=settings.producer.max_payload_bytes,
-        )
-    sender = Sender(
-        timeout_s=settings.delivery_timeout,
-        max_connections=1,
-        policy=settings.destination_policy,
-        user_agent=f"cliq-webhooks/{__version__}",
+    """POST a test event of ``event_type`` to ``endpoint``; return what came back."""
+    event = parse_event(
+        {
+            "type": event_type,
+            "workspace_id": endpoint.workspace_id,
+            "data": example_data(event_type),
+        },
+        catalogue,
+        max_payload_bytes=max_payload_bytes,
     )
-    await sender.start()
-    try:
-        item = DeliveryItem(new_delivery_id(), 1)
-        headers = request_headers(endpoint, event.id, event.type, item, event.body, time.time())
-        response = await sender.post(endpoint.url, event.body, headers)
-    finally:
-        await sender.close()
+    item = DeliveryItem(new_delivery_id(), 1)
+    headers = request_headers(endpoint, event.id, event.type, item, event.body, time.time())
+    response = await sender.post(endpoint.url, event.body, headers)
     return {
         "endpoint_id": endpoint.id,
         "event_id": event.id,
@@ -57,3 +67,114 @@ async def send_test_event(
         "latency_ms": round(response.duration_s * 1000, 3),
         "response": response.excerpt,
     }
+
+
+async def send_test_event(
+    settings: WorkerSettings, endpoint_id: str, event_type: str
+) -> dict[str, Any]:
+    """The CLI's test send: its own connections, closed afterwards."""
+    async with Producer(settings.producer) as producer:
+        endpoint = await producer.endpoints.get(endpoint_id)
+        sender = Sender(
+            timeout_s=settings.delivery_timeout,
+            max_connections=1,
+            policy=settings.destination_policy,
+            user_agent=f"cliq-webhooks/{__version__}",
+        )
+        await sender.start()
+        try:
+            return await deliver_test_event(
+                endpoint,
+                event_type,
+                producer.catalogue,
+                sender,
+                settings.producer.max_payload_bytes,
+            )
+        finally:
+            await sender.close()
+
+
+class SendTestListener:
+    """Takes the API's test-send requests from Redis and writes back the answers."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        registry: EndpointRegistry,
+        catalogue: Catalogue,
+        sender: Sender,
+        max_payload_bytes: int,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._registry = registry
+        self._catalogue = catalogue
+        self._sender = sender
+        self._max_payload_bytes = max_payload_bytes
+        self._slots = asyncio.Semaphore(CONCURRENT_TEST_SENDS)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Until cancelled: answer requests, a few at a time."""
+        while True:
+            try:
+                popped = await self._redis.brpop([self._keys.test_requests], POLL_TIMEOUT_S)
+            except Exception as exc:  # Redis down: the API answers 504 meanwhile
+                log.warning("test_send_poll_failed", error=str(exc))
+                await asyncio.sleep(POLL_TIMEOUT_S)
+                continue
+            if popped is None:
+                continue
+            await self._slots.acquire()
+            task = asyncio.create_task(self._answer(str(popped[1])))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _answer(self, raw: str) -> None:
+        try:
+            request = orjson.loads(raw)
+            request_id, endpoint_id = request["id"], request["endpoint_id"]
+            event_type, deadline_ms = request["event_type"], int(request["deadline_ms"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.error("bad_test_send_request")
+            return
+        if time.time() * 1000 > deadline_ms:
+            return  # the API has given up on it
+        try:
+            endpoint = await self._registry.get(endpoint_id)
+            result = await deliver_test_event(
+                endpoint, event_type, self._catalogue, self._sender, self._max_payload_bytes
+            )
+        except (EndpointNotFound, EventError) as exc:
+            result = {
+                "endpoint_id": endpoint_id,
+                "event_id": None,
+                "event_type": event_type,
+                "ok": False,
+                "status": None,
+                "error": str(exc),
+                "latency_ms": 0,
+                "response": "",
+            }
+        log.info(
+            "test_send",
+            endpoint_id=endpoint_id,
+            event_id=result["event_id"],
+            status=result["status"],
+            error=result["error"],
+        )
+        await self._redis.set(
+            self._keys.test_result(request_id),
+            orjson.dumps({"id": request_id, **result}),
+            ex=RESULT_TTL_S,
+        )
+
+    async def close(self) -> None:
+        """Let the answers in progress finish."""
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks)
