@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line: one flag per setting, built from the same declarations."""
     parser = argparse.ArgumentParser(
         prog="python -m producer",
-        description="cliq-webhooks HTTP API for producers: POST /v1/events, "
-        "GET /v1/events/{id}, /healthz, /readyz, /metrics.",
+        description="cliq-webhooks HTTP API: events, endpoints, delivery log, replay, "
+        "test sends, event types (GET /openapi.json describes every route); "
+        "/healthz, /readyz, /metrics.",
     )
     add_flags(parser, SERVE_OPTIONS)
     return parser

@@ -57,11 +57,11 @@ from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
 from producer.settings import (
+    DELIVERY_TIMEOUT,
     PROCESS_OPTIONS,
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
-    parse_positive_float,
     read_options,
 )
 
@@ -161,14 +161,7 @@ API_OPTIONS: tuple[Option, ...] = (
         ApiKeys.parse,
         secret=True,
     ),
-    # The workers' setting, read here too (a Procfile's processes share one environment):
-    # a test send waits for a worker's attempt, which may take this long.
-    Option(
-        "DELIVERY_TIMEOUT",
-        "10",
-        "Seconds one attempt may take in all.",
-        parse_positive_float,
-    ),
+    DELIVERY_TIMEOUT,
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.

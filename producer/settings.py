@@ -175,6 +175,11 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
 )
 
 
+# The workers' attempt timeout; the API reads it too: a test send waits for an attempt.
+DELIVERY_TIMEOUT = Option(
+    "DELIVERY_TIMEOUT", "10", "Seconds one attempt may take in all.", parse_positive_float
+)
+
 # Read by every long-running process (the API and the workers).
 PROCESS_OPTIONS: tuple[Option, ...] = (
     Option(

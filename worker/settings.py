@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from producer.settings import (
+    DELIVERY_TIMEOUT,
     PROCESS_OPTIONS,
     PRODUCER_OPTIONS,
     Option,
@@ -29,7 +30,7 @@ WORKER_OPTIONS: tuple[Option, ...] = (
         "after the previous failure. The last failure marks the endpoint failing.",
         RetrySchedule.parse,
     ),
-    Option("DELIVERY_TIMEOUT", "10", "Seconds one attempt may take in all.", parse_positive_float),
+    DELIVERY_TIMEOUT,
     Option(
         "WORKER_CONCURRENCY",
         "200",
