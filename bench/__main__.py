@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.context import Context
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BenchError
 from bench.results import Results, write_json
-from bench.scenarios import SCENARIOS, Context
+from bench.scenarios import SCENARIOS, SLOW_SCENARIOS
 from bench.sink import Sink, start_aiohttp, start_throughput_sink
 from bench.table import build_rows, render
 from producer.jobs import redis_client
@@ -44,8 +45,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="Benchmark delivery throughput, publishing and latency (bench/README.md).",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller runs, 1 round (~25 s)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs, 1 round (~1 min)")
     parser.add_argument("--runs", type=int, help="rounds (default 3, or 1 with --quick)")
+    parser.add_argument(
+        "--slow-runs",
+        type=int,
+        help=f"rounds of {', '.join(sorted(SLOW_SCENARIOS))} (default 1; 0 skips them)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        help="deliveries pending in the backlog scenario (default 200,000; 50,000 with --quick)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -62,7 +73,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.slow_runs is not None and args.slow_runs < 0:
+        parser.error("--slow-runs must be 0 or more")
+    if args.backlog is not None and args.backlog < 1000:
+        parser.error("--backlog must be at least 1000")
     return args
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The plan of this invocation: --quick or the default, with the options' overrides."""
+    plan = QUICK if args.quick else FULL
+    overrides = {
+        "runs": args.runs,
+        "slow_runs": args.slow_runs,
+        "backlog_size": args.backlog,
+    }
+    return dataclasses.replace(plan, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def rounds_of(plan: Plan, name: str) -> int:
+    """How many rounds scenario ``name`` runs in (the slow ones only in the first few)."""
+    return plan.slow_runs if name in SLOW_SCENARIOS else plan.runs
 
 
 def progress(text: str) -> None:
@@ -108,25 +139,31 @@ async def measure(
         settings = ProducerSettings.from_env({**os.environ, "REDIS_URL": local.url})
         ctx = Context(plan, admin, local.url, settings, sink, recorder, workdir)
         progress(f"bench: redis {local.url}, sink {sink.kind} {sink.url}, work dir {workdir}")
-        for round_ in range(plan.runs):
-            for name in selected:
+        total = max(rounds_of(plan, name) for name in selected)
+        for round_ in range(total):
+            for name in (n for n in selected if round_ < rounds_of(plan, n)):
                 try:
                     run = await SCENARIOS[name](ctx)
                 except BenchError as exc:
                     results.fail(name, round_, str(exc))
-                    progress(f"[{round_ + 1}/{plan.runs}] {name}: FAILED {exc}")
+                    progress(f"[{round_ + 1}/{total}] {name}: FAILED {exc}")
                 else:
                     results.add(name, round_, run)
-                    progress(f"[{round_ + 1}/{plan.runs}] {name}: {describe(run)}")
+                    progress(f"[{round_ + 1}/{total}] {name}: {describe(run)}")
         return results, meta(plan, settings, sink, selected)
 
 
 async def bench(args: argparse.Namespace) -> int:
     """Measure, print the table, write the JSON; 0 when every run was measured, else 1."""
-    plan = QUICK if args.quick else FULL
-    if args.runs is not None:
-        plan = dataclasses.replace(plan, runs=args.runs)
-    selected = [name for name in SCENARIOS if not args.only or name in args.only]
+    plan = make_plan(args)
+    selected = [
+        name
+        for name in SCENARIOS
+        if (not args.only or name in args.only) and rounds_of(plan, name) > 0
+    ]
+    if not selected:
+        progress("bench: nothing to run (--slow-runs 0 and only slow scenarios selected)")
+        return 2
     started = time.monotonic()
     # SIGTERM unwinds like Ctrl-C does (asyncio turns SIGINT into a cancellation), so
     # every process started so far is stopped.

@@ -13,7 +13,8 @@ class Plan:
     # raw-aiohttp: requests per run.
     raw_requests: int
     # worker-*: deliveries queued before the workers start, spread over this many
-    # endpoints of one workspace (so each event fans out to all of them).
+    # endpoints of one workspace (so each event fans out to all of them). retry-timing
+    # uses the same backlog as its load.
     backlog_deliveries: int
     backlog_endpoints: int
     # publish-batch: events published with fan-out 1, and events published with
@@ -24,6 +25,15 @@ class Plan:
     # latency: offered load, one event per publish call.
     latency_rate: float
     latency_seconds: float
+    # isolation: events fanned out to 10 endpoints (one of which hangs in the second run).
+    isolation_events: int
+    # backlog: deliveries pending before one worker drains them (--backlog N).
+    backlog_size: int
+    # retry-timing: deliveries to the endpoint answering 503, spread over the backlog.
+    retry_deliveries: int
+    # Rounds in which the slow scenarios (isolation, backlog, retry-timing) run: they
+    # compare nothing across rounds and would make the default run twice as long.
+    slow_runs: int = 1
     # HTTP requests (raw-aiohttp) and WORKER_CONCURRENCY (workers) in flight.
     concurrency: int = 200
 
@@ -38,6 +48,9 @@ FULL = Plan(
     wide_events=200,
     latency_rate=500.0,
     latency_seconds=10.0,
+    isolation_events=3_000,
+    backlog_size=200_000,
+    retry_deliveries=200,
 )
 
 QUICK = Plan(
@@ -50,4 +63,7 @@ QUICK = Plan(
     wide_events=200,
     latency_rate=500.0,
     latency_seconds=5.0,
+    isolation_events=1_500,
+    backlog_size=50_000,
+    retry_deliveries=100,
 )

@@ -1,4 +1,8 @@
-"""The five scenarios. Each starts from an empty Redis and returns the metrics of one run."""
+"""The scenarios. Each starts from an empty Redis and returns the metrics of one run.
+
+The throughput, publishing and latency scenarios are here; isolation, backlog and
+retry-timing have a module each (:data:`SLOW_SCENARIOS` run once by default).
+"""
 
 from __future__ import annotations
 
@@ -6,63 +10,26 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
-import redis.asyncio as aioredis
 
+from bench.backlog import backlog
+from bench.context import WORKER_START_TIMEOUT_S, Context, cpu_metrics, drain_timeout_s
 from bench.cpu import MACHINE, OTHER, CpuMeter, shares
-from bench.plan import Plan
+from bench.isolation import isolation
 from bench.procs import PYTHON, BenchError, run_json
 from bench.results import Run
+from bench.retrytiming import retry_timing
 from bench.sink import Sink
 from bench.workers import DeliveryWatch, cpu_meter, start_workers, stop_all
 from bench.workload import make_event, make_events, publish_all, register_endpoints
 from producer.context import Producer
-from producer.keys import Keys
-from producer.settings import ProducerSettings
 
-# A worker process needs a second or two to import and connect before its first delivery.
-WORKER_START_TIMEOUT_S = 60.0
-# Lower bound of the drain deadline; it grows with the backlog (at 100 deliveries/s).
-DRAIN_TIMEOUT_S = 60.0
 ARRIVAL_TIMEOUT_S = 30.0
 # Bounds the publishes in flight when the publisher cannot keep up with the offered
 # load: the schedule then slips, which the achieved rate in the notes shows.
 MAX_PUBLISHES_IN_FLIGHT = 64
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every scenario runs against."""
-
-    plan: Plan
-    redis: aioredis.Redis
-    redis_url: str
-    settings: ProducerSettings
-    sink: Sink
-    recorder: Sink
-    workdir: Path
-
-    @property
-    def keys(self) -> Keys:
-        """The key layout of the producer and the workers under test."""
-        return Keys(self.settings.key_prefix)
-
-    async def reset(self) -> None:
-        """Empty the bench's own Redis, so runs do not see each other's data."""
-        await self.redis.flushall()
-
-    async def used_memory(self) -> int:
-        """Bytes Redis has allocated for data (INFO memory ``used_memory``)."""
-        return int((await self.redis.info("memory"))["used_memory"])
-
-
-def cpu_metrics(cpu: dict[str, float]) -> Run:
-    """Shares of a core by name, as ``cpu_<name>`` metrics."""
-    return {f"cpu_{name}": share for name, share in cpu.items()}
 
 
 async def raw_aiohttp(ctx: Context) -> Run:
@@ -75,7 +42,7 @@ async def raw_aiohttp(ctx: Context) -> Run:
             *(PYTHON, "-m", "bench.raw_aiohttp", "--url", ctx.sink.url),
             *("--requests", str(plan.raw_requests), "--concurrency", str(plan.concurrency)),
         ],
-        timeout_s=DRAIN_TIMEOUT_S + plan.raw_requests / 100,
+        timeout_s=drain_timeout_s(plan.raw_requests),
     )
     if result["errors"]:
         raise BenchError(f"raw-aiohttp: {result['errors']} of {plan.raw_requests} requests failed")
@@ -104,7 +71,7 @@ async def worker_throughput(ctx: Context, processes: int) -> Run:
     workers = start_workers(processes, ctx.redis_url, plan.concurrency, ctx.workdir)
     try:
         watch = DeliveryWatch(ctx.redis, ctx.keys, workers, ctx.sink)
-        window = await watch.until(queued, WORKER_START_TIMEOUT_S, DRAIN_TIMEOUT_S + queued / 100)
+        window = await watch.until(queued, WORKER_START_TIMEOUT_S, drain_timeout_s(queued))
     finally:
         await stop_all(workers)
     stats = await ctx.redis.hgetall(ctx.keys.stats)
@@ -253,4 +220,11 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
     "worker-2proc": worker_2proc,
     "publish-batch": publish_batch,
     "latency": latency,
+    "isolation": isolation,
+    "backlog": backlog,
+    "retry-timing": retry_timing,
 }
+
+# Minutes each, and compared with nothing from another round: by default they run in the
+# first round only (Plan.slow_runs, --slow-runs).
+SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing"})

@@ -3,12 +3,16 @@
 The throughput sink must never be the bottleneck, so it is nginx when installed
 (one process, ``return 200``, no logging) and otherwise several aiohttp processes
 sharing one port. The latency scenario uses a single recording aiohttp process,
-which notes each event's arrival time (nginx cannot tell us that).
+which notes each event's arrival time (nginx cannot tell us that). The isolation
+and retry-timing scenarios start their own misbehaving receivers for one run: one
+that never answers, one that answers 503.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,25 +112,57 @@ async def start_nginx(nginx: str, workdir: Path) -> Sink:
     return sink
 
 
-async def start_aiohttp(workdir: Path, processes: int, *, record: bool = False) -> Sink:
-    """``processes`` aiohttp receivers sharing one free loopback port; logs in ``workdir``."""
+async def start_aiohttp(
+    workdir: Path, processes: int, *, record: bool = False, status: int = 200
+) -> Sink:
+    """``processes`` aiohttp receivers sharing one free loopback port; logs in ``workdir``.
+
+    They answer ``status`` to every POST, or record arrivals (``record``).
+    """
     port = free_port()
     argv = [PYTHON, "-m", "bench.sinkserver", "--port", str(port)]
     if record:
         argv.append("--record")
-    role = "recorder" if record else "sink"
+        role = "recorder"
+    elif status != 200:
+        argv += ["--status", str(status)]
+        role = f"sink-{status}"
+    else:
+        role = "sink"
     children = [
         Child(f"aiohttp {role} {n}", argv, log=workdir / f"{role}-{n}.log")
         for n in range(processes)
     ]
-    sink = Sink(f"aiohttp {role} x{processes}", port, children)
+    return await ready(Sink(f"aiohttp {role} x{processes}", port, children))
+
+
+async def start_hang_sink(workdir: Path) -> Sink:
+    """A receiver that accepts connections and never answers, on a free loopback port."""
+    port = free_port()
+    argv = [PYTHON, "-m", "bench.sinkserver", "--port", str(port), "--hang"]
+    child = Child("hanging sink", argv, log=workdir / "sink-hang.log")
+    return await ready(Sink("hanging", port, [child]))
+
+
+async def ready(sink: Sink) -> Sink:
+    """Wait until every process of ``sink`` says it listens; stop them all if one fails."""
     try:
-        for child in children:
+        for child in sink.children:
             await child.wait_for_output(READY)
     except BenchError:
         await sink.stop()
         raise
     return sink
+
+
+@asynccontextmanager
+async def temporary(starting: Awaitable[Sink]) -> AsyncIterator[Sink]:
+    """A sink for one run: ``async with temporary(start_hang_sink(dir)) as sink``."""
+    sink = await starting
+    try:
+        yield sink
+    finally:
+        await sink.stop()
 
 
 async def start_throughput_sink(choice: str, workdir: Path) -> Sink:

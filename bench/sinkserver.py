@@ -1,9 +1,13 @@
-"""The aiohttp receiver process: ``python -m bench.sinkserver --port P [--record]``.
+"""The aiohttp receiver process: ``python -m bench.sinkserver --port P [--record | ...]``.
 
-Without ``--record`` it answers every POST with 200 and nothing else; several such
+Without options it answers every POST with 200 and nothing else; several such
 processes share one port (``SO_REUSEPORT``) when nginx is not installed. With
 ``--record`` it also notes when each event id first arrived, for the latency
 scenario, and ``GET /arrivals`` returns (and forgets) those times as JSON.
+``--status 503`` answers every POST with that status instead (retry-timing).
+``--hang`` is no HTTP server at all: it accepts connections, reads what comes and
+never answers, like a receiver that hangs (isolation); a connection lasts until
+the client gives up and closes it.
 """
 
 from __future__ import annotations
@@ -13,20 +17,25 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from worker.cli import run_event_loop
 
 READY = "sink listening"
+READ_CHUNK_BYTES = 64 * 1024
+
+# Stops a server; returned by the functions that start one.
+Closer = Callable[[], Awaitable[None]]
 
 
-def build_app(record: bool) -> web.Application:
-    """The receiver: 200 for every POST, plus arrival times when ``record`` is set."""
+def build_app(record: bool, status: int = 200) -> web.Application:
+    """The receiver: ``status`` for every POST, plus arrival times when ``record`` is set."""
     arrivals: dict[str, float] = {}
 
-    async def ok(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(status=status, text="ok" if status < 300 else "unavailable")
 
     async def recording(request: web.Request) -> web.Response:
         # The clock is read before the body so parsing does not count as latency.
@@ -41,17 +50,45 @@ def build_app(record: bool) -> web.Application:
         return web.json_response(taken)
 
     app = web.Application()
-    app.router.add_post("/{tail:.*}", recording if record else ok)
+    app.router.add_post("/{tail:.*}", recording if record else answer)
     if record:
         app.router.add_get("/arrivals", take_arrivals)
     return app
 
 
-async def serve(port: int, record: bool) -> int:
-    """Serve on ``127.0.0.1:port`` until SIGTERM or SIGINT."""
-    runner = web.AppRunner(build_app(record), access_log=None)
+async def start_http(port: int, record: bool, status: int) -> Closer:
+    """The aiohttp receiver on ``127.0.0.1:port``."""
+    runner = web.AppRunner(build_app(record, status), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True, backlog=1024).start()
+    return runner.cleanup
+
+
+async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read and discard until the client closes: the request is never answered."""
+    try:
+        while await reader.read(READ_CHUNK_BYTES):
+            pass
+    except ConnectionError:
+        pass  # the client reset the connection when its timeout expired
+    finally:
+        writer.close()
+
+
+async def start_hang(port: int) -> Closer:
+    """A TCP server on ``127.0.0.1:port`` that accepts and never answers."""
+    server = await asyncio.start_server(hold, "127.0.0.1", port, backlog=1024)
+
+    async def close() -> None:
+        # Only stop listening: the connections still open end with the process.
+        server.close()
+
+    return close
+
+
+async def serve(port: int, record: bool, status: int, hang: bool) -> int:
+    """Serve on ``127.0.0.1:port`` until SIGTERM or SIGINT."""
+    close = await (start_hang(port) if hang else start_http(port, record, status))
     # The parent waits for this line: with SO_REUSEPORT a successful connect does not
     # tell which of the processes sharing the port is already listening.
     print(READY, flush=True)
@@ -62,7 +99,7 @@ async def serve(port: int, record: bool) -> int:
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await close()
     return 0
 
 
@@ -70,9 +107,12 @@ def main() -> int:
     """Parse the command line and serve."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--record", action="store_true", help="record arrival times")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--record", action="store_true", help="record arrival times")
+    mode.add_argument("--status", type=int, default=200, help="answer every POST with this")
+    mode.add_argument("--hang", action="store_true", help="accept, never answer")
     args = parser.parse_args()
-    return run_event_loop(serve(args.port, args.record))
+    return run_event_loop(serve(args.port, args.record, args.status, args.hang))
 
 
 if __name__ == "__main__":

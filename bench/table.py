@@ -66,6 +66,11 @@ class TableBuilder:
         ratios = self.results.ratios(scenario, reference, metric)
         return f"{statistics.median(ratios):.2f}x {label}" if ratios else "-"
 
+    def own_ratio(self, scenario: str, metric: str, label: str) -> str:
+        """The median of a ratio a scenario measured itself (both sides in one run)."""
+        values = self.results.values(scenario, metric)
+        return f"{statistics.median(values):.2f}x {label}" if values else "-"
+
     def add(
         self,
         scenario: str,
@@ -98,10 +103,20 @@ class TableBuilder:
         )
 
 
-def cpu_notes(b: TableBuilder, scenario: str, parts: list[tuple[str, str]]) -> str:
-    """``cpu: worker 98% redis 13% ...``: median shares of a core, ``(label, name)`` each."""
-    shares = [f"{label} {percent(b.m(scenario, f'cpu_{name}'))}" for label, name in parts]
-    return "cpu: " + " ".join([*shares, f"other {percent(b.m(scenario, 'cpu_other'))}"])
+def cpu_notes(
+    b: TableBuilder, scenario: str, parts: list[tuple[str, str]], prefix: str = ""
+) -> str:
+    """``cpu: worker 98% redis 13% ...``: median shares of a core, ``(label, name)`` each.
+
+    ``prefix`` picks another run of the scenario (isolation's ``healthy_``).
+    """
+    shares = [f"{label} {percent(b.m(scenario, f'{prefix}cpu_{name}'))}" for label, name in parts]
+    other = percent(b.m(scenario, f"{prefix}cpu_other"))
+    return "cpu: " + " ".join([*shares, f"other {other}"])
+
+
+# The processes of the one-worker scenarios, as cpu_notes wants them.
+ONE_WORKER = [("worker", "worker0"), ("redis", "redis"), ("sink", "sink")]
 
 
 def efficiency(b: TableBuilder, scenario: str) -> str:
@@ -172,7 +187,92 @@ def build_rows(results: Results) -> list[Row]:
             cost += f" (backlog: {number(1000 / b.m('worker-1proc', 'per_cpu_s'), 2)})"
         b.add("latency", "p50", "ms", label="latency p50", decimals=1, notes=f"{offered}; {cost}")
         b.add("latency", "p99", "ms", label="latency p99", decimals=1, notes=cpu)
+    if b.ran("isolation"):
+        isolation_rows(b)
+    if b.ran("backlog"):
+        backlog_rows(b)
+    if b.ran("retry-timing"):
+        retry_rows(b)
     return b.rows
+
+
+def isolation_rows(b: TableBuilder) -> None:
+    """The run with ten healthy endpoints, then the one with a hung tenth."""
+    name = "isolation"
+    b.add(
+        name,
+        "healthy_rate",
+        "deliveries/s",
+        label="isolation 10 healthy",
+        ratio="1.00x (ref)",
+        notes=f"10 endpoints, one worker; {cpu_notes(b, name, ONE_WORKER, 'healthy_')}",
+    )
+    share = b.own_ratio(name, "share_ratio", "on the nine's share")
+    per_cpu = b.own_ratio(name, "cpu_ratio", "per cpu-s")
+    hung = (
+        f"hung endpoint: {number(b.m(name, 'hung_leases'))} leases, "
+        f"{number(b.m(name, 'hung_active_jobs'))} jobs still active, "
+        f"{number(b.m(name, 'hung_timeouts'))} timed out; "
+        f"{number(b.m(name, 'deferred'))} deferred"
+    )
+    b.add(
+        name,
+        "rate",
+        "deliveries/s",
+        label="isolation 1 hung",
+        ratio=b.own_ratio(name, "ratio", "healthy"),
+        notes=f"target >= 0.90x; {share}, {per_cpu}; {hung}; {cpu_notes(b, name, ONE_WORKER)}",
+    )
+
+
+def backlog_rows(b: TableBuilder) -> None:
+    """Memory per pending delivery at the backlog's size, and the rate it drains at."""
+    name = "backlog"
+    size = f"{number(b.m(name, 'deliveries'))} pending"
+    b.add(
+        name,
+        "bytes_pending",
+        "B/delivery",
+        label="backlog memory",
+        notes=f"{size} (fan-out 10): {number(b.m(name, 'memory_mb'))} MB; "
+        f"{number(b.m(name, 'bytes_retained'))} B/delivery kept once delivered",
+    )
+    b.add(
+        name,
+        "rate",
+        "deliveries/s",
+        label="backlog drain",
+        ratio=b.ratio(name, "worker-1proc", "1proc"),
+        notes=f"{size}, one worker; queued gauge checked before and after; "
+        f"{cpu_notes(b, name, ONE_WORKER)}; {efficiency(b, name)}",
+    )
+
+
+def retry_rows(b: TableBuilder) -> None:
+    """Lateness of retries to a 503 endpoint while one worker drains a backlog."""
+    name = "retry-timing"
+    retries = f"{number(b.m(name, 'retries'))} retries (RETRY_SCHEDULE 0,2,2,2,2, 503s)"
+    loaded = (
+        f"{number(b.m(name, 'load_retries'))} due while the backlog drained "
+        f"({number(b.m(name, 'load_started'))} started before it was delivered): "
+        f"p50 {number(b.m(name, 'load_p50'))}, p99 {number(b.m(name, 'load_p99'))}; "
+        f"due after it: p99 {number(b.m(name, 'idle_p99'))}"
+    )
+    b.add(
+        name,
+        "p50",
+        "ms",
+        label="retry lateness p50",
+        notes=f"{retries}; earliest {number(b.m(name, 'min'))} ms",
+    )
+    b.add(name, "p99", "ms", label="retry lateness p99", notes=f"target <= 1,000 ms; {loaded}")
+    b.add(
+        name,
+        "max",
+        "ms",
+        label="retry lateness max",
+        notes=f"backlog at {number(b.m(name, 'load_rate'))}/s; {cpu_notes(b, name, ONE_WORKER)}",
+    )
 
 
 def render(rows: list[Row]) -> str:

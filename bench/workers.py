@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import redis.asyncio as aioredis
 
 from bench.cpu import CpuMeter, shares
@@ -19,13 +20,18 @@ from producer.keys import Keys
 # Fine enough that the first and the last delivery are seen within a few ms of
 # happening, coarse enough that polling costs Redis nothing worth measuring.
 POLL_INTERVAL_S = 0.005
+SCRAPE_TIMEOUT_S = 5.0
 
 
-def worker_env(redis_url: str, concurrency: int, workdir: Path) -> dict[str, str]:
+def worker_env(
+    redis_url: str, concurrency: int, workdir: Path, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment of a worker under test: the caller's, pointed at the bench's Redis.
 
     Settings such as ``BATCH_SIZE`` pass through from the caller's environment, so a
-    change can be measured without editing the benchmark.
+    change can be measured without editing the benchmark. ``overrides`` are a
+    scenario's own settings (``RETRY_SCHEDULE``, ``DELIVERY_TIMEOUT``, ``METRICS_PORT``...)
+    and win over both.
     """
     env = dict(os.environ)
     env.update(
@@ -38,12 +44,22 @@ def worker_env(redis_url: str, concurrency: int, workdir: Path) -> dict[str, str
         SHUTDOWN_GRACE="5",
         NOTIFY_OUTBOX=str(workdir / "outbox"),
     )
+    env.update(overrides or {})
     return env
 
 
-def start_workers(count: int, redis_url: str, concurrency: int, workdir: Path) -> list[Child]:
-    """``count`` ``python -m worker`` processes; their JSON logs go to files in ``workdir``."""
-    env = worker_env(redis_url, concurrency, workdir)
+def start_workers(
+    count: int,
+    redis_url: str,
+    concurrency: int,
+    workdir: Path,
+    overrides: Mapping[str, str] | None = None,
+) -> list[Child]:
+    """``count`` ``python -m worker`` processes; their JSON logs go to files in ``workdir``.
+
+    ``overrides`` set worker settings for this run (see :func:`worker_env`).
+    """
+    env = worker_env(redis_url, concurrency, workdir, overrides)
     return [
         Child(f"worker {n}", [PYTHON, "-m", "worker"], env=env, log=workdir / f"worker-{n}.log")
         for n in range(count)
@@ -53,6 +69,38 @@ def start_workers(count: int, redis_url: str, concurrency: int, workdir: Path) -
 async def stop_all(children: Sequence[Child]) -> None:
     """Stop the children together (each drains on SIGTERM), by PID."""
     await asyncio.gather(*(child.stop() for child in children))
+
+
+def metrics_env(port: int) -> dict[str, str]:
+    """Overrides that serve a worker's ``/metrics`` on ``127.0.0.1:port`` (only one worker)."""
+    return {"METRICS_PORT": str(port), "METRICS_HOST": "127.0.0.1"}
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text: ``{'name{label="x"}': value}`` for every sample line.
+
+    Our labels never hold spaces, so the value is whatever follows the last space.
+    """
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            samples[series] = float(value)
+    return samples
+
+
+async def scrape(port: int) -> dict[str, float]:
+    """Every sample of the worker's ``/metrics`` on ``127.0.0.1:port``."""
+    timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as client,
+            client.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            response.raise_for_status()
+            return parse_metrics(await response.text())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BenchError(f"cannot read the worker's /metrics on port {port}: {exc!r}") from exc
 
 
 def cpu_meter(redis: aioredis.Redis, workers: Sequence[Child], sink: Sink) -> CpuMeter:

@@ -72,6 +72,32 @@ async def register_endpoints(
     ]
 
 
+async def publish_generated(producer: Producer, count: int) -> int:
+    """Publish ``count`` events built one chunk at a time, so a million never sit in memory.
+
+    Returns the deliveries created.
+    """
+    created = 0
+    for start in range(0, count, PUBLISH_CHUNK):
+        numbers = range(start, min(count, start + PUBLISH_CHUNK))
+        created += await publish_all(producer, [make_event(producer.catalogue, n) for n in numbers])
+    return created
+
+
+def spread(events: Sequence[Event], extra: Sequence[Event], span: float) -> list[Event]:
+    """``events`` with ``extra`` inserted at even intervals over their first ``span`` share."""
+    step = len(events) * span / max(1, len(extra))
+    merged: list[Event] = []
+    taken = 0
+    for position, event in enumerate(events):
+        while taken < len(extra) and taken * step <= position:
+            merged.append(extra[taken])
+            taken += 1
+        merged.append(event)
+    merged.extend(extra[taken:])
+    return merged
+
+
 async def publish_all(producer: Producer, events: Sequence[Event]) -> int:
     """Publish in chunks of :data:`PUBLISH_CHUNK`; returns the deliveries created."""
     created = 0
