@@ -22,7 +22,7 @@ from bench.workers import DeliveryWatch, Window, metrics_env, scrape, start_work
 from bench.workload import make_events, publish_all, register_endpoints
 from producer.context import Producer
 from producer.events import Catalogue, Event
-from producer.keys import DELIVERY_QUEUE, LAYOUT
+from producer.keys import DELIVERY_QUEUES, LAYOUT
 from worker.localredis import free_port
 
 ENDPOINTS = 10
@@ -96,7 +96,9 @@ async def run_once(ctx: Context, events: Sequence[Event], hanging: Sink | None) 
         )
         samples = await scrape(port)
         leases = await held_leases(ctx, tenth.id)
-        active = await ctx.redis.llen(ctx.keys.queue_key(DELIVERY_QUEUE, "active"))
+        active = sum(
+            [await ctx.redis.llen(ctx.keys.queue_key(q, "active")) for q in DELIVERY_QUEUES]
+        )
         if hanging is not None:
             hanging.check_alive()
     finally:

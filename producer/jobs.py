@@ -22,7 +22,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+from producer.keys import DELIVERY_QUEUES, NOTIFICATION_QUEUE, Keys
 
 DELIVERY_JOB = "deliver"
 NOTIFICATION_JOB = "notify"
@@ -192,7 +192,7 @@ class JobDispatcher:
         connection = bullmq_connection(redis_url)
         self.queues: dict[str, Queue] = {
             name: Queue(name, {"connection": connection, "prefix": keys.prefix})
-            for name in (DELIVERY_QUEUE, NOTIFICATION_QUEUE)
+            for name in (*DELIVERY_QUEUES, NOTIFICATION_QUEUE)
         }
 
     async def dispatch(self, members: Sequence[str]) -> None:

@@ -12,6 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DELIVERY_QUEUE = "deliveries"
+# Scheduled attempts (retries, deferrals) wait in their own queue: bullmq promotes a due
+# job to the back of its queue's wait list, which behind a backlog of new deliveries
+# would make a retry minutes late. A short list of its own keeps it on time.
+RETRY_QUEUE = "retries"
+DELIVERY_QUEUES = (DELIVERY_QUEUE, RETRY_QUEUE)
 NOTIFICATION_QUEUE = "notifications"
 
 # name -> key after "{prefix}:"; "{}" is the id. The comments are the reference.

@@ -15,6 +15,7 @@ from typing import Any
 
 from producer.context import Producer
 from producer.events import Event, parse_event
+from producer.keys import DELIVERY_QUEUES
 from producer.settings import ProducerSettings
 from worker.localredis import free_port
 from worker.metrics import Metrics
@@ -61,6 +62,16 @@ def make_event(
         **fields,
     }
     return parse_event(raw, producer.catalogue, max_payload_bytes=256 * 1024)
+
+
+async def delivery_job_counts(producer: Producer, *states: str) -> dict[str, int]:
+    """bullmq job counts by state, summed over the delivery and retry queues."""
+    totals = dict.fromkeys(states, 0)
+    for name in DELIVERY_QUEUES:
+        counts = await producer.dispatcher.queues[name].getJobCounts(*states)
+        for state, value in counts.items():
+            totals[state] += int(value)
+    return totals
 
 
 def producer_for(redis_url: str) -> Producer:

@@ -31,11 +31,10 @@ from producer.context import Producer
 from producer.deliveries import Delivery, DeliveryState
 from producer.endpoints import Endpoint
 from producer.events import Event, parse_event
-from producer.keys import DELIVERY_QUEUE
 from producer.settings import ProducerSettings
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
-from support import WorkerProcess, worker_env
+from support import WorkerProcess, delivery_job_counts, worker_env
 
 SEED = int(os.environ.get("CHAOS_SEED", "20251123"))
 EVENTS = 1500
@@ -228,7 +227,7 @@ async def snapshot(
     published: set[str],
 ) -> Snapshot:
     raw = cast(dict[str, str], await redis.hgetall(producer.keys.stats))
-    counts = await producer.dispatcher.queues[DELIVERY_QUEUE].getJobCounts(*OPEN_JOB_STATES)
+    counts = await delivery_job_counts(producer, *OPEN_JOB_STATES)
     return Snapshot(
         stats={name: int(value) for name, value in raw.items()},
         outbox=int(await redis.zcard(producer.keys.outbox)),
@@ -325,7 +324,7 @@ async def test_random_sigkills_lose_no_delivery(
                 mismatched.append(delivery_id)
     lost = [d.id for d in deliveries if d.id not in seen_at[d.endpoint_id]]
     not_delivered = Counter(d.state.value for d in deliveries if d.state != DeliveryState.DELIVERED)
-    failed = (await producer.dispatcher.queues[DELIVERY_QUEUE].getJobCounts("failed"))["failed"]
+    failed = (await delivery_job_counts(producer, "failed"))["failed"]
     logs = [p.log_text() for p in crew.processes]
 
     # The survivors drain and exit 0 on SIGTERM.

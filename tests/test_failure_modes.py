@@ -39,7 +39,7 @@ from harness.raw_http import (
     short_body,
     silent,
 )
-from support import RunningWorker, producer_for, start_worker, worker_env
+from support import RunningWorker, delivery_job_counts, producer_for, start_worker, worker_env
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 RawServerFactory = Callable[[Behaviour], Awaitable[RawHttpServer]]
@@ -340,8 +340,8 @@ def received_ids(receiver: Receiver) -> list[str]:
 async def queue_state(producer: Producer, worker: RunningWorker) -> str:
     """Where things stand, for a failure message."""
     try:
-        counts = await producer.dispatcher.queues["deliveries"].getJobCounts(
-            "wait", "active", "delayed", "failed", "prioritized"
+        counts = await delivery_job_counts(
+            producer, "wait", "active", "delayed", "failed", "prioritized"
         )
         stats = await producer.redis.hgetall(producer.keys.stats)
         outbox = await producer.redis.zcard(producer.keys.outbox)

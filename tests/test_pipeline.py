@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
+from producer.keys import DELIVERY_QUEUE, RETRY_QUEUE
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse, SmtpServer
 from harness.polling import wait_until
@@ -179,6 +180,15 @@ async def test_failed_attempts_are_recorded_and_retried(
     assert attempt.outcome.value == "retry"
     assert attempt.next_attempt_ms is not None
     assert attempt.next_attempt_ms - attempt.at_ms >= 30_000
+
+    # The retry waits on its own queue, so a backlog of new deliveries cannot delay it.
+    async def retry_waiting() -> bool:
+        counts = await producer.dispatcher.queues[RETRY_QUEUE].getJobCounts("delayed")
+        return bool(counts["delayed"] == 1)
+
+    await wait_until(retry_waiting, 10, message="retry job not on the retries queue")
+    new_deliveries = producer.dispatcher.queues[DELIVERY_QUEUE]
+    assert (await new_deliveries.getJobCounts("delayed"))["delayed"] == 0
 
 
 async def test_refused_connection_is_a_failed_attempt(

@@ -16,7 +16,14 @@ from producer.endpoints import EndpointStatus
 
 from harness import ReceiverFactory, RedisServer, ScriptedResponse, SmtpServer
 from harness.polling import wait_until
-from support import WorkerProcess, make_event, producer_for, start_worker, worker_env
+from support import (
+    WorkerProcess,
+    delivery_job_counts,
+    make_event,
+    producer_for,
+    start_worker,
+    worker_env,
+)
 
 SpawnWorker = Callable[..., WorkerProcess]
 
@@ -70,7 +77,7 @@ async def test_sigkill_mid_delivery_another_worker_finishes_the_job(
     (delivery,) = await producer.deliveries.for_event(event_id)
     # The killed attempt was never recorded: the survivor's attempt is number 1.
     assert [a.number for a in delivery.attempts] == [1]
-    failed = await producer.dispatcher.queues["deliveries"].getJobCounts("failed")
+    failed = await delivery_job_counts(producer, "failed")
     assert failed["failed"] == 0
 
 

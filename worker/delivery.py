@@ -23,7 +23,7 @@ import structlog
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
-from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
 from worker.limits import EndpointLimiter, deferral_delay_s
@@ -108,7 +108,7 @@ class DeliveryProcessor:
             batch = DeliveryBatch.from_dict(job.data)
         except ValueError as exc:
             self._metrics.bad_jobs.inc()
-            log.error("bad_job", queue=DELIVERY_QUEUE, job_id=job.id, error=str(exc))
+            log.error("bad_job", queue=job.queue.name, job_id=job.id, error=str(exc))
             return 0
         targets = await self._targets(batch.items)
         # A task group: when an outcome cannot be recorded (Redis is gone), the rest of
@@ -131,7 +131,7 @@ class DeliveryProcessor:
         self._metrics.deferred.inc(len(deferred))
         batch = DeliveryBatch(tuple(item for item, _ in deferred), deferrals + 1)
         spec = JobSpec(
-            DELIVERY_QUEUE, "d" + secrets.token_hex(8), batch.to_dict(), int(delay_s * 1000)
+            RETRY_QUEUE, "d" + secrets.token_hex(8), batch.to_dict(), int(delay_s * 1000)
         )
         await self._dispatcher.add([spec])
 
@@ -341,7 +341,7 @@ class DeliveryProcessor:
             ]
         for delay_ms, items in retries.items():
             spec = JobSpec(
-                DELIVERY_QUEUE,
+                RETRY_QUEUE,
                 "r" + secrets.token_hex(8),
                 DeliveryBatch(tuple(items)).to_dict(),
                 delay_ms,

@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.jobs import JobDispatcher, QueueOptions, bullmq_connection, redis_client
-from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, Keys
+from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.secretbox import SecretBox
 from worker import __version__
 from worker.delivery import DeliveryProcessor
@@ -123,8 +123,13 @@ class WorkerService:
         answering = asyncio.create_task(test_sends.run())
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
+            # Both queues share the processor's HTTP slots; this one's loop only keeps
+            # due retries from waiting behind the backlog of new deliveries.
+            self._queue_worker(RETRY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
         ]
+        for queue_worker in self._queue_workers:
+            await precise_waits(queue_worker)
         # Our own tasks around bullmq's loops: when one ends while we are not
         # stopping, the loop died (bullmq only prints the traceback).
         self._loops = [asyncio.create_task(w.run()) for w in self._queue_workers]
@@ -286,3 +291,14 @@ class WorkerService:
         site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
         await site.start()
         return runner
+
+
+async def precise_waits(queue_worker: Worker) -> None:
+    """Let bullmq wait for a delayed job to the millisecond.
+
+    bullmq's Python port learns the server's version (Redis >= 6 takes fractional
+    blocking timeouts) on its main connection only; on the blocking one it rounds every
+    wait up to whole seconds, which would start a due retry up to 1 s late.
+    """
+    if queue_worker.blockingRedisConnection is not None:
+        await queue_worker.blockingRedisConnection.getRedisVersion()
