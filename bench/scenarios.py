@@ -1,7 +1,7 @@
 """The scenarios. Each starts from an empty Redis and returns the metrics of one run.
 
-The throughput, publishing and latency scenarios are here; isolation, backlog and
-retry-timing have a module each (:data:`SLOW_SCENARIOS` run once by default).
+The throughput, publishing and latency scenarios are here; publish-api, isolation,
+backlog and retry-timing have a module each (:data:`SLOW_SCENARIOS` run once by default).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from bench.context import WORKER_START_TIMEOUT_S, Context, cpu_metrics, drain_ti
 from bench.cpu import MACHINE, OTHER, CpuMeter, shares
 from bench.isolation import isolation
 from bench.procs import PYTHON, BenchError, run_json
+from bench.publishapi import publish_api
 from bench.results import Run
 from bench.retrytiming import retry_timing
 from bench.sink import Sink
@@ -219,6 +220,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
     "worker-1proc": worker_1proc,
     "worker-2proc": worker_2proc,
     "publish-batch": publish_batch,
+    "publish-api": publish_api,
     "latency": latency,
     "isolation": isolation,
     "backlog": backlog,

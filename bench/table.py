@@ -175,6 +175,15 @@ def build_rows(results: Results) -> list[Row]:
             label="  memory fan-out 100",
             notes="the body is stored once per event, whatever its fan-out",
         )
+    if b.ran("publish-api"):
+        cpu = cpu_notes(b, "publish-api", [("api", "api"), ("client", "bench"), ("redis", "redis")])
+        b.add(
+            "publish-api",
+            "rate",
+            "events/s",
+            ratio=b.ratio("publish-api", "publish-batch", "library"),
+            notes=f"POST /v1/events, arrays of 1000, 2 in flight, fan-out 1; {cpu}",
+        )
     if b.ran("latency"):
         cpu = cpu_notes(
             b,
