@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from test_api import Client, problem
 from producer import totp
 from producer.api import ApiSettings, create_app
 from producer.keys import Keys
-from producer.token_context import CLOCK
+from producer.token_context import CLOCK, Clock
 from producer.tokens import MAX_TOKENS, USAGE_HISTORY
 from producer.twofactor import MAX_FAILURES, SESSION_S
 
@@ -69,23 +70,33 @@ class ApiFactory(Protocol):
     async def __call__(self, **env: str) -> Api: ...
 
 
-@pytest.fixture
-async def api_factory(redis_url: str) -> AsyncIterator[ApiFactory]:
+@asynccontextmanager
+async def api_factory_for(redis_url: str) -> AsyncIterator[ApiFactory]:
+    """Starts APIs (API_KEYS set, an injected clock) on 127.0.0.1; stops them after."""
     clients: list[Client] = []
 
     async def factory(**env: str) -> Api:
         settings = ApiSettings.from_env({"REDIS_URL": redis_url, "API_KEYS": KEY, **env})
         app = create_app(settings)
         clock = FakeClock()
-        app[CLOCK] = clock
+        injected: Clock = clock
+        app[CLOCK] = injected
         client: Client = TestClient(TestServer(app, host="127.0.0.1", port=0))
         await client.start_server()
         clients.append(client)
         return Api(client, clock)
 
-    yield factory
-    for client in clients:
-        await client.close()
+    try:
+        yield factory
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def api_factory(redis_url: str) -> AsyncIterator[ApiFactory]:
+    async with api_factory_for(redis_url) as factory:
+        yield factory
 
 
 @pytest.fixture
