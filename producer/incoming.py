@@ -17,6 +17,10 @@ like any other event. Refused calls (answered 401, 403 or 404) enqueue nothing a
 are counted in ``cliq_api_incoming_webhooks``; those made with a valid token also go
 into its usage history, so its owner can see why an integration fails.
 
+The invocation is counted (atomically with a last check that the token is still
+active) just before the event is published: should Redis fail in between, the call
+is answered 503 and counted without an event.
+
 Checks run in this order, so that nobody learns anything without a valid token:
 the token (401, 403 disabled), the body (415, 413, 400, 422), the resource (404, 403
 another user's), the appkey (401).
