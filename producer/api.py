@@ -9,7 +9,9 @@ Routes:
 * ``GET /v1/events/{id}``: the deliveries of an event.
 * ``GET /healthz`` (serving), ``GET /readyz`` (Redis answers ``PING``), ``GET /metrics``
   (Prometheus text of this process's own registry), ``GET /openapi.json`` (the OpenAPI
-  document, :mod:`producer.openapi`). These four need no API key.
+  document, :mod:`producer.openapi`). These four need no API key; neither do the
+  incoming webhooks of :mod:`producer.incoming`, which check a webhook token instead
+  (:func:`exempt_from_api_key`).
 
 The management routes live in :mod:`producer.api_manage`, the webhook-token routes in
 :mod:`producer.api_tokens`; this module keeps what they share: settings, problems,
@@ -341,7 +343,6 @@ class ApiMetrics:
             "Events whose id was already published: acknowledged, nothing enqueued.",
             registry=self.registry,
         )
-
         self.incoming_webhooks = Counter(
             "cliq_api_incoming_webhooks",
             "Calls of the incoming-webhook routes, by module and outcome (accepted, or why "

@@ -22,6 +22,8 @@ from test_api import Client, problem
 from producer import totp
 from producer.api import ApiSettings, create_app
 from producer.keys import Keys
+from producer.secretbox import new_key
+from producer.settings import SettingsError
 from producer.token_context import CLOCK, Clock
 from producer.tokens import MAX_TOKENS, USAGE_HISTORY
 from producer.twofactor import MAX_FAILURES, SESSION_S
@@ -302,6 +304,25 @@ async def test_re_enrolment_needs_a_session_and_keeps_the_old_secret_until_confi
         401,
         "invalid-totp-code",
     )
+
+
+async def test_totp_secrets_are_sealed_when_a_key_is_set(
+    api_factory: ApiFactory, redis: aioredis.Redis
+) -> None:
+    api = await api_factory(SECRET_ENCRYPTION_KEY=new_key())
+    user = await enrolled_user(api)
+    stored = str(await redis.hget(Keys().user(user.id), "s"))
+    assert stored.startswith("enc:v1:")
+    assert user.secret not in stored
+    await user.verify()  # and it still opens
+
+
+def test_public_url_must_be_an_absolute_http_url() -> None:
+    base = {"PUBLIC_URL": "https://hooks.example.com/cliq/"}
+    assert ApiSettings.from_env(base).public_url == "https://hooks.example.com/cliq"
+    for bad in ("hooks.example.com", "ftp://hooks.example.com", "https://h.example.com/?a=1"):
+        with pytest.raises(SettingsError, match="PUBLIC_URL"):
+            ApiSettings.from_env({"PUBLIC_URL": bad})
 
 
 async def test_the_admin_key_still_guards_the_user_routes(api: Api) -> None:
