@@ -111,8 +111,7 @@ SCAN_CHUNK = 100
 MAX_DESCRIPTION_LENGTH = 1024
 MAX_ROTATION_GRACE_S = 30 * 24 * 3600
 
-# Test sends. These two key templates belong in producer.keys.LAYOUT (as "test_requests"
-# and "test_result"); they live here until that module takes them.
+# Test sends (their keys: "test_requests" and "test_result" in producer.keys.LAYOUT).
 TEST_RESULT_TTL_S = 60
 # Polling for the result: fast at first (an idle worker answers in milliseconds), then
 # at most four times a second.
