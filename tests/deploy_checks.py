@@ -1,4 +1,4 @@
-"""What the tests of deploy/ share: the metric names the code exports, and promtool.
+"""What the tests of deploy/ share: metric names and settings the code knows, promtool.
 
 Rules, dashboards and manifests may only name metrics (and label values) that the
 worker's and the API's registries really export, or recording rules defined in
@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.api import ApiMetrics
+from producer.api import SERVE_OPTIONS, ApiMetrics, ApiSettings
 from producer.deliveries import AttemptOutcome
 from worker.metrics import STATUS_CLASSES, Metrics
+from worker.settings import WORKER_OPTIONS, WorkerSettings
+from worker.supervisor import KILL_MARGIN_S
 
 from support import PROJECT
 
@@ -107,3 +109,26 @@ def promtool() -> str:
     if path is None:
         pytest.fail("promtool is missing: `make system-deps` installs it", pytrace=False)
     return path
+
+
+def setting_names() -> set[str]:
+    """Every environment variable the API and the workers read."""
+    return {option.env for option in SERVE_OPTIONS + WORKER_OPTIONS}
+
+
+def check_settings(env: dict[str, str]) -> None:
+    """Assert that ``env`` names only real settings and that the API and workers accept it."""
+    assert set(env) <= setting_names(), f"unknown settings: {set(env) - setting_names()}"
+    ApiSettings.from_env(env)
+    WorkerSettings.from_env(env)
+
+
+def drain_grace_s(shutdown_grace_s: float | None = None) -> float:
+    """The longest a process may take to stop after SIGTERM.
+
+    ``SHUTDOWN_GRACE`` (default: its default) plus the margin the ``--processes``
+    supervisor adds before it kills its children.
+    """
+    if shutdown_grace_s is None:
+        shutdown_grace_s = WorkerSettings.from_env({}).shutdown_grace
+    return shutdown_grace_s + KILL_MARGIN_S
