@@ -69,7 +69,7 @@ def test_units_restart_on_failure_stop_after_the_drain_and_are_hardened(path: Pa
     assert seconds(service["TimeoutStopSec"][0]) > drain_grace_s()
     assert service["KillSignal"] == ["SIGTERM"]
     user = service["User"][0]
-    assert user and user not in ("root", "0")
+    assert user not in ("", "root", "0")
     assert service["EnvironmentFile"] == ["/etc/cliq-webhooks/cliq-webhooks.env"]
     for key, value in HARDENING.items():
         assert value in service.get(key, []), f"{path.name}: {key}={value} missing"
