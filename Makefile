@@ -33,7 +33,7 @@ system-deps: redis node-deps
 demo: redis
 	$(BIN)/cliq-webhooks demo
 
-PY_SOURCES := producer worker tests bench
+PY_SOURCES := producer worker tests bench deploy
 
 lint: $(BIN)/cliq-webhooks
 	$(BIN)/ruff format --check $(PY_SOURCES)
