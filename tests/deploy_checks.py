@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,12 @@ def drain_grace_s(shutdown_grace_s: float | None = None) -> float:
     if shutdown_grace_s is None:
         shutdown_grace_s = WorkerSettings.from_env({}).shutdown_grace
     return shutdown_grace_s + KILL_MARGIN_S
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed with the test extras (beside this Python)."""
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is missing: pip install -e '.[test]'", pytrace=False)
+    return found

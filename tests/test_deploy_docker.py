@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from deploy_checks import DEPLOY, PROMETHEUS, check_settings, drain_grace_s, load_yaml
+from deploy_checks import (
+    DEPLOY,
+    PROMETHEUS,
+    check_settings,
+    drain_grace_s,
+    load_yaml,
+    venv_tool,
+)
 from harness.redis_server import free_port
 from support import PROJECT
 
@@ -26,15 +33,6 @@ DOCKERFILE = DOCKER / "Dockerfile"
 COMPOSE = DOCKER / "compose.yaml"
 BASE_IMAGE = "python:3.11-slim-bookworm"
 BUILD_TOOLS = ("gcc", "build-essential", "make ", "g++", "-dev ")
-
-
-def venv_tool(name: str) -> str:
-    """A console script installed with the test extras (beside this Python)."""
-    path = Path(sys.executable).parent / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is missing: pip install -e '.[test]'", pytrace=False)
-    return found
 
 
 def stages() -> list[list[str]]:
