@@ -149,6 +149,13 @@ async def test_prometheus_counts_what_receivers_got_and_fires_the_failing_endpoi
         )
         assert len(good.received) == EVENTS
         assert await server.scalar("sum(cliq_api_events_published_total)") == EVENTS + 1
+        # The recording rules the dashboard reads are computed from the real series.
+
+        async def recorded() -> bool:
+            rate = await server.scalar('cliq:deliveries:rate5m{outcome="delivered"}')
+            return rate is not None and rate > 0
+
+        await wait_until(recorded, 15, interval=0.2, message="recording rules produced nothing")
         # Both workers are scraped separately and their counters add up.
         per_worker = await server.query(f'sum by (instance) (cliq_worker_up{{job="{WORKER_JOB}"}})')
         assert sorted(float(s["value"][1]) for s in per_worker) == [1.0, 1.0]
