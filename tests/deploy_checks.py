@@ -8,6 +8,7 @@ deploy/prometheus/rules/.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import sys
 from collections.abc import Iterator
@@ -142,3 +143,13 @@ def venv_tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is missing: pip install -e '.[test]'", pytrace=False)
     return found
+
+
+def procfile_command(process: str) -> list[str]:
+    """A Procfile process's command, without the variable assignments before it."""
+    lines = (PROJECT / "Procfile").read_text().splitlines()
+    commands = {name: command for name, _, command in (line.partition(":") for line in lines)}
+    argv = shlex.split(commands[process])
+    while argv and re.fullmatch(r"[A-Z_]+=.*", argv[0]):
+        argv.pop(0)
+    return argv

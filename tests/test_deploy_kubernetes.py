@@ -5,7 +5,6 @@ Prometheus Operator) and the links between all of them are checked here field by
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +24,9 @@ from deploy_checks import (
     check_settings,
     drain_grace_s,
     load_yaml,
+    procfile_command,
     venv_tool,
 )
-from support import PROJECT
 
 KUBERNETES = DEPLOY / "kubernetes"
 MANIFESTS = sorted(p for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -83,11 +82,6 @@ def pod_labels(deployment: str) -> dict[str, str]:
     return dict(resources()[("Deployment", deployment)]["spec"]["template"]["metadata"]["labels"])
 
 
-def procfile() -> dict[str, str]:
-    lines = (PROJECT / "Procfile").read_text().splitlines()
-    return {name: command.strip() for name, _, command in (line.partition(":") for line in lines)}
-
-
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_kubernetes_validate_accepts_every_core_resource(version: str) -> None:
     done = subprocess.run(
@@ -134,7 +128,7 @@ def test_deployments_probe_healthz_and_readyz_and_outlast_the_drain(
     env = settings()
     spec = resources()[("Deployment", deployment)]["spec"]["template"]["spec"]
     main = container(deployment)
-    assert main["command"] == shlex.split(procfile()[process])
+    assert main["command"] == procfile_command(process)
     ports = {port["name"]: port["containerPort"] for port in main["ports"]}
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         http = main[probe]["httpGet"]

@@ -13,7 +13,7 @@ import pytest
 
 from worker.cli import build_parser
 
-from deploy_checks import DEPLOY, check_settings, drain_grace_s
+from deploy_checks import DEPLOY, check_settings, drain_grace_s, procfile_command
 
 SYSTEMD = DEPLOY / "systemd"
 API_UNIT = SYSTEMD / "cliq-webhooks-api.service"
@@ -78,10 +78,8 @@ def test_units_restart_on_failure_stop_after_the_drain_and_are_hardened(path: Pa
 
 def test_the_api_unit_runs_the_procfiles_web_process() -> None:
     (command,) = parse_unit(API_UNIT)["Service"]["ExecStart"]
-    procfile = dict(
-        line.split(":", 1) for line in (DEPLOY.parent / "Procfile").read_text().splitlines()
-    )
-    assert shlex.split(command)[1:] == shlex.split(procfile["web"])[1:]  # after the venv's python
+    # The same command, with the venv's python.
+    assert shlex.split(command)[1:] == procfile_command("web")[1:]
 
 
 def test_the_worker_template_takes_its_metrics_port_from_the_instance_name() -> None:
