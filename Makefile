@@ -24,13 +24,16 @@ node-deps:
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent
 
+# promtool and prometheus check deploy/prometheus and run in the monitoring tests.
 system-deps: redis node-deps
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 
 demo: redis
 	$(BIN)/cliq-webhooks demo
 
-PY_SOURCES := producer worker tests bench
+PY_SOURCES := producer worker tests bench deploy
 
 lint: $(BIN)/cliq-webhooks
 	$(BIN)/ruff format --check $(PY_SOURCES)
