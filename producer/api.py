@@ -12,8 +12,9 @@ Routes:
   document, :mod:`producer.openapi`). These four need no API key.
 
 The management routes live in :mod:`producer.api_manage`, the webhook-token routes in
-:mod:`producer.api_tokens`; this module keeps what they share: settings, problems,
-middlewares, request-body and pagination helpers.
+:mod:`producer.api_tokens`, the dashboard (HTML pages under ``/ui/``, a sub-application
+with its own session authentication) in :mod:`producer.dashboard`; this module keeps what
+they share: settings, problems, middlewares, request-body and pagination helpers.
 
 Every error is an RFC 9457 problem (``application/problem+json``) whose ``type`` is a
 stable URI from :data:`PROBLEM_BASE`; field errors carry ``errors``. Redis clients are
@@ -62,6 +63,7 @@ from producer.settings import (
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
+    parse_positive_int,
     read_options,
 )
 
@@ -84,6 +86,9 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Routes that answer without an API key: probes and scraping. Every other path,
 # including unknown ones and routes added later, requires a key when keys are set.
 PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Marks a sub-application that authenticates its own requests (the dashboard: a session
+# cookie); the bearer-key middleware leaves every path under its prefix to it.
+SELF_AUTHENTICATED = web.AppKey("self_authenticated", bool)
 UNMATCHED_ROUTE = "unmatched"
 
 # Redis errors that mean "not available right now" (503), as opposed to a bug (500).
@@ -162,6 +167,12 @@ API_OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     DELIVERY_TIMEOUT,
+    Option(
+        "DASHBOARD_SESSION_TTL",
+        "3600",
+        "Seconds a dashboard session lasts without being used (/ui/).",
+        parse_positive_int,
+    ),
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.
@@ -177,6 +188,7 @@ class ApiSettings:
     port: int = 8080
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     delivery_timeout: float = 10.0
+    dashboard_session_ttl: int = 3600
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
     test_send_margin_s: float = 5.0
@@ -438,7 +450,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
     keys = request.app[SETTINGS].api_keys
-    if keys and route_label(request) not in PUBLIC_ROUTES:
+    if keys and route_label(request) not in PUBLIC_ROUTES and not _authenticates_itself(request):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -454,6 +466,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
             )
     return await handler(request)
+
+
+def _authenticates_itself(request: web.Request) -> bool:
+    """Whether the request went to a sub-application marked :data:`SELF_AUTHENTICATED`."""
+    return any(app.get(SELF_AUTHENTICATED, False) for app in request.match_info.apps)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -768,7 +785,7 @@ def create_app(
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics, name="metrics")
     # Imported here: the route modules use this module's problems and app keys.
-    from producer import api_manage, api_tokens, openapi
+    from producer import api_manage, api_tokens, dashboard, openapi
 
     for module in (api_manage, api_tokens):
         module.add_routes(app)
@@ -778,4 +795,6 @@ def create_app(
         # OPENAPI_SCHEMAS is optional: components a module's paths refer to.
         [api_manage.OPENAPI_SCHEMAS, getattr(api_tokens, "OPENAPI_SCHEMAS", {})],
     )
+    # After the document: the dashboard's HTML pages are not part of the API.
+    app.add_subapp(dashboard.PREFIX, dashboard.create_app())
     return app

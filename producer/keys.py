@@ -52,6 +52,12 @@ LAYOUT: dict[str, str] = {
     "test_requests": "test:req",
     # String (60 s): the answer to one test request, by request id (JSON).
     "test_result": "test:res:{}",
+    # Hash (expires when unused): a dashboard session, by the SHA-256 hex of its cookie
+    # value: CSRF token (csrf), signed in (auth: 1), created ms (c), a one-shot notice
+    # (flash, JSON).
+    "dashboard_session": "ui:ses:{}",
+    # List (1 h): the delivery ids one dashboard replay enqueued, to show its progress.
+    "dashboard_replay": "ui:rpl:{}",
 }
 
 
@@ -120,6 +126,14 @@ class Keys:
     def test_result(self, request_id: str) -> str:
         """See ``LAYOUT["test_result"]``."""
         return self._key("test_result", request_id)
+
+    def dashboard_session(self, digest: str) -> str:
+        """See ``LAYOUT["dashboard_session"]``."""
+        return self._key("dashboard_session", digest)
+
+    def dashboard_replay(self, replay_id: str) -> str:
+        """See ``LAYOUT["dashboard_replay"]``."""
+        return self._key("dashboard_replay", replay_id)
 
     def queue_key(self, queue: str, suffix: str) -> str:
         """A key of bullmq's layout, e.g. ``queue_key("deliveries", "wait")``."""
