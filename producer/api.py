@@ -9,7 +9,9 @@ Routes:
 * ``GET /v1/events/{id}``: the deliveries of an event.
 * ``GET /healthz`` (serving), ``GET /readyz`` (Redis answers ``PING``), ``GET /metrics``
   (Prometheus text of this process's own registry), ``GET /openapi.json`` (the OpenAPI
-  document, :mod:`producer.openapi`). These four need no API key.
+  document, :mod:`producer.openapi`). These four need no API key; neither do the
+  incoming webhooks of :mod:`producer.incoming`, which check a webhook token instead
+  (:func:`exempt_from_api_key`).
 
 The management routes live in :mod:`producer.api_manage`, the webhook-token routes in
 :mod:`producer.api_tokens`, the dashboard (HTML pages under ``/ui/``, a sub-application
@@ -36,6 +38,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -86,9 +89,6 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Routes that answer without an API key: probes and scraping. Every other path,
 # including unknown ones and routes added later, requires a key when keys are set.
 PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-# Marks a sub-application that authenticates its own requests (the dashboard: a session
-# cookie); the bearer-key middleware leaves every path under its prefix to it.
-SELF_AUTHENTICATED = web.AppKey("self_authenticated", bool)
 UNMATCHED_ROUTE = "unmatched"
 
 # Redis errors that mean "not available right now" (503), as opposed to a bug (500).
@@ -142,6 +142,19 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
+def parse_public_url(raw: str) -> str:
+    """The API's public base URL: empty, or an absolute http(s) URL without a query."""
+    url = raw.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL such as https://hooks.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or a fragment")
+    return url
+
+
 def parse_api_port(raw: str) -> int:
     """A TCP port to listen on."""
     value = int(raw)
@@ -166,6 +179,13 @@ API_OPTIONS: tuple[Option, ...] = (
         ApiKeys.parse,
         secret=True,
     ),
+    Option(
+        "PUBLIC_URL",
+        "",
+        "Base URL third parties reach this API at, used in the webhook URLs of tokens "
+        "(e.g. https://hooks.example.com). Empty: the scheme and host of each request.",
+        parse_public_url,
+    ),
     DELIVERY_TIMEOUT,
     Option(
         "DASHBOARD_SESSION_TTL",
@@ -187,6 +207,7 @@ class ApiSettings:
     api_host: str = "0.0.0.0"
     port: int = 8080
     api_keys: ApiKeys = field(default_factory=ApiKeys)
+    public_url: str = ""
     delivery_timeout: float = 10.0
     dashboard_session_ttl: int = 3600
     # Not an environment setting: a worker's pick-up and write-back time on top of
@@ -331,6 +352,14 @@ class ApiMetrics:
             "Events whose id was already published: acknowledged, nothing enqueued.",
             registry=self.registry,
         )
+        self.incoming_webhooks = Counter(
+            "cliq_api_incoming_webhooks",
+            "Calls of the incoming-webhook routes, by module and outcome (accepted, or why "
+            "refused: missing_token, invalid_token, disabled, unknown_resource, forbidden, "
+            "invalid_appkey).",
+            ["module", "outcome"],
+            registry=self.registry,
+        )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -354,6 +383,17 @@ SETTINGS = web.AppKey("settings", ApiSettings)
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCER = web.AppKey("producer", Producer)
 REDIS_PROBE = web.AppKey("redis_probe", aioredis.Redis)
+# Route templates whose handlers authenticate callers themselves, with other credentials
+# than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
+SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
+# Marks a sub-application that authenticates its own requests (the dashboard: a session
+# cookie); the bearer-key middleware leaves every path under its prefix to it.
+SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
+
+
+def exempt_from_api_key(app: web.Application, route: str) -> None:
+    """Let callers of ``route`` (a template) in without an API key: its handler checks them."""
+    app[SELF_AUTHENTICATED].add(route)
 
 
 def probe_client(redis_url: str) -> aioredis.Redis:
@@ -450,7 +490,13 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
     keys = request.app[SETTINGS].api_keys
-    if keys and route_label(request) not in PUBLIC_ROUTES and not _authenticates_itself(request):
+    route = route_label(request)
+    if (
+        keys
+        and route not in PUBLIC_ROUTES
+        and route not in request.app[SELF_AUTHENTICATED]
+        and not _authenticates_itself(request)
+    ):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -469,8 +515,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 def _authenticates_itself(request: web.Request) -> bool:
-    """Whether the request went to a sub-application marked :data:`SELF_AUTHENTICATED`."""
-    return any(app.get(SELF_AUTHENTICATED, False) for app in request.match_info.apps)
+    """Whether the request went to a sub-application marked :data:`SESSION_AUTHENTICATED`."""
+    return any(app.get(SESSION_AUTHENTICATED, False) for app in request.match_info.apps)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -778,6 +824,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics(metrics_registry)
+    app[SELF_AUTHENTICATED] = set()
     app.cleanup_ctx.append(redis_context)
     app.router.add_post("/v1/events", post_events, name="events")
     app.router.add_get("/v1/events/{id}", get_event, name="event")

@@ -53,9 +53,26 @@ EXAMPLE_DATA: dict[str, dict[str, jsonwire.JSONValue]] = {
     "comment": {"id": "comment_123", "issue_id": "issue_xyz789", "body": "Looks good to me"},
     "project": {"id": "project_42", "name": "Website relaunch", "lead": "user_456"},
     "member": {"id": "user_789", "name": "Ada Lovelace", "role": "member"},
-    "channel": {"channel": "general", "text": "Deploy finished", "token_id": "tok_123"},
-    "bot": {"bot": "deploybot", "text": "Deploy finished", "token_id": "tok_123"},
-    "extension": {"app_id": "app_42", "text": "Sync done", "token_id": "tok_123"},
+    # What producer.incoming publishes: the resource, who posted, and the posted body.
+    "channel": {
+        "channel": "general",
+        "user_id": "user_456",
+        "token_id": "tok_0123456789abcdef",
+        "body": {"text": "Deploy finished"},
+    },
+    "bot": {
+        "bot": "deploybot",
+        "user_id": "user_456",
+        "token_id": "tok_0123456789abcdef",
+        "body": {"text": "Deploy finished"},
+    },
+    "extension": {
+        "app_id": "app_0123456789abcdef",
+        "environment": "marketplace",
+        "user_id": "user_456",
+        "token_id": "tok_0123456789abcdef",
+        "body": {"text": "Sync done"},
+    },
 }
 
 

@@ -52,6 +52,28 @@ LAYOUT: dict[str, str] = {
     "test_requests": "test:req",
     # String (60 s): the answer to one test request, by request id (JSON).
     "test_result": "test:res:{}",
+    # Hash: a user of the webhook-token module: workspace (w), created ms (c), TOTP
+    # secret (s) and one awaiting confirmation (p), both sealed, last accepted TOTP step (n).
+    "user": "usr:{}",
+    # String (TTL): wrong TOTP codes of a user in the current lockout window.
+    "user_totp_failures": "usr:{}:2fa:fail",
+    # Sorted set: a user's webhook token ids by creation time (ms); at most 5.
+    "user_tokens": "usr:{}:tok",
+    # Set: a user's channels and bots ("channel:<name>", "bot:<name>") and apps ("app:<id>").
+    "user_resources": "usr:{}:res",
+    # String: the user owning a channel or bot; the id is "channel:<name>" or "bot:<name>".
+    "resource_owner": "own:{}",
+    # Hash: an extension app: owner user (u), name (m), created (c), SHA-256 hex of the
+    # sandbox (ks) and marketplace (km) appkeys.
+    "app": "app:{}",
+    # Hash: a webhook token: owner user (u), name (m), status (s), SHA-256 hex of its
+    # secret (h), created ms (c), invocations (i), last invoked ms (l).
+    "token": "tok:{}",
+    # List: a token's usage history, newest first, capped (JSON entries).
+    "token_usage": "tok:{}:use",
+    # Hash (TTL): a 2FA session by the SHA-256 hex of its bearer value: user (u),
+    # verified ms (v).
+    "twofa_session": "2fa:{}",
     # Hash (expires when unused): a dashboard session, by the SHA-256 hex of its cookie
     # value: CSRF token (csrf), signed in (auth: 1), created ms (c), a one-shot notice
     # (flash, JSON).
@@ -126,6 +148,42 @@ class Keys:
     def test_result(self, request_id: str) -> str:
         """See ``LAYOUT["test_result"]``."""
         return self._key("test_result", request_id)
+
+    def user(self, user_id: str) -> str:
+        """See ``LAYOUT["user"]``."""
+        return self._key("user", user_id)
+
+    def user_totp_failures(self, user_id: str) -> str:
+        """See ``LAYOUT["user_totp_failures"]``."""
+        return self._key("user_totp_failures", user_id)
+
+    def user_tokens(self, user_id: str) -> str:
+        """See ``LAYOUT["user_tokens"]``."""
+        return self._key("user_tokens", user_id)
+
+    def user_resources(self, user_id: str) -> str:
+        """See ``LAYOUT["user_resources"]``."""
+        return self._key("user_resources", user_id)
+
+    def resource_owner(self, resource: str) -> str:
+        """See ``LAYOUT["resource_owner"]``."""
+        return self._key("resource_owner", resource)
+
+    def app(self, app_id: str) -> str:
+        """See ``LAYOUT["app"]``."""
+        return self._key("app", app_id)
+
+    def token(self, token_id: str) -> str:
+        """See ``LAYOUT["token"]``."""
+        return self._key("token", token_id)
+
+    def token_usage(self, token_id: str) -> str:
+        """See ``LAYOUT["token_usage"]``."""
+        return self._key("token_usage", token_id)
+
+    def twofa_session(self, digest: str) -> str:
+        """See ``LAYOUT["twofa_session"]``."""
+        return self._key("twofa_session", digest)
 
     def dashboard_session(self, digest: str) -> str:
         """See ``LAYOUT["dashboard_session"]``."""

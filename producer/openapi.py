@@ -36,21 +36,28 @@ from producer.events import ID_PATTERN, Catalogue
 
 OPENAPI_VERSION = "3.1.0"
 SECURITY_SCHEME = "bearer"
+# Incoming webhooks authenticate with a user's webhook token in the query string.
+TOKEN_SECURITY_SCHEME = "zapikey"
 ID_REGEX = ID_PATTERN.pattern
 
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
 # Problem responses by status: the component name and when it is answered. Route
-# modules refer to them with problem_responses(); 403 and 409 are for api_tokens.
+# modules refer to them with problem_responses().
 PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "The body is not valid JSON."),
-    401: ("Unauthorized", "No API key, or not a valid one."),
+    401: (
+        "Unauthorized",
+        "Missing or invalid credentials: the API key, a webhook token or appkey, or a 2FA "
+        "session (re-authenticate).",
+    ),
     403: ("Forbidden", "The credentials are valid but do not allow this."),
     404: ("NotFound", "No such resource, or its retention ran out."),
     409: ("Conflict", "A limit is reached, or the resource's state does not allow this."),
     413: ("PayloadTooLarge", "The body is larger than the route accepts."),
     415: ("UnsupportedMediaType", "The body is not declared application/json (UTF-8)."),
     422: ("UnprocessableContent", "Fields are invalid; `errors` names each one."),
+    429: ("TooManyRequests", "Too many attempts; wait before trying again."),
     503: ("ServiceUnavailable", "Redis is unavailable or too slow; retry later."),
     504: ("GatewayTimeout", "Nobody answered in time."),
 }
@@ -171,11 +178,14 @@ def operation(
     body: Mapping[str, Any] | None = None,
     body_required: bool = True,
     public: bool = False,
+    token_auth: bool = False,
 ) -> dict[str, Any]:
     """One operation, with the problems the shared plumbing answers added.
 
-    Every operation that is not ``public`` needs the bearer key (401); one that takes
-    a JSON ``body`` can answer 400 (not JSON), 413 (too large) and 415 (not JSON typed).
+    Every operation that is not ``public`` needs the bearer key (401), or with
+    ``token_auth`` a webhook token instead (401, and 403 for a token that may not); one
+    that takes a JSON ``body`` can answer 400 (not JSON), 413 (too large) and 415 (not
+    JSON typed).
     """
     result: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag]}
     if description:
@@ -188,6 +198,9 @@ def operation(
         all_responses.update(problem_responses(400, 413, 415))
     if public:
         result["security"] = []
+    elif token_auth:
+        result["security"] = [{TOKEN_SECURITY_SCHEME: []}]
+        all_responses.update(problem_responses(401, 403))
     else:
         all_responses.update(problem_responses(401))
     result["responses"] = dict(sorted(all_responses.items()))
@@ -516,7 +529,13 @@ def build_document(
                     "type": "http",
                     "scheme": "bearer",
                     "description": "One of API_KEYS (when it is empty, no key is needed).",
-                }
+                },
+                TOKEN_SECURITY_SCHEME: {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "zapikey",
+                    "description": "A webhook token of the user who owns the resource.",
+                },
             },
             "schemas": dict(sorted(schemas.items())),
             "responses": _problem_response_components(),

@@ -24,6 +24,7 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 # Binds a ciphertext to its use: a sealed secret cannot be passed off as other data.
 ASSOCIATED_DATA = b"cliq-webhooks endpoint secret"
+TOTP_ASSOCIATED_DATA = b"cliq-webhooks totp secret"
 
 
 class SecretBoxError(ValueError):
@@ -59,15 +60,15 @@ class SecretBox:
         """Whether new secrets are sealed."""
         return self._aead is not None
 
-    def seal(self, secret: str) -> str:
-        """The stored form of ``secret``."""
+    def seal(self, secret: str, purpose: bytes = ASSOCIATED_DATA) -> str:
+        """The stored form of ``secret``; ``purpose`` must be given again to open it."""
         if self._aead is None or not secret:
             return secret
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, secret.encode(), ASSOCIATED_DATA)
+        sealed = self._aead.encrypt(nonce, secret.encode(), purpose)
         return SEALED_PREFIX + base64.b64encode(nonce + sealed).decode()
 
-    def open(self, stored: str) -> str:
+    def open(self, stored: str, purpose: bytes = ASSOCIATED_DATA) -> str:
         """The secret from its stored form."""
         if not stored.startswith(SEALED_PREFIX):
             return stored
@@ -75,7 +76,7 @@ class SecretBox:
             raise SecretBoxError("a secret is sealed but SECRET_ENCRYPTION_KEY is not set")
         raw = base64.b64decode(stored.removeprefix(SEALED_PREFIX))
         try:
-            opened = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], ASSOCIATED_DATA)
+            opened = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], purpose)
         except InvalidTag as exc:
             raise SecretBoxError(
                 "a sealed secret does not open with SECRET_ENCRYPTION_KEY"

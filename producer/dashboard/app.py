@@ -1,7 +1,7 @@
 """The dashboard's sub-application: routes, security headers, sessions and CSRF checks.
 
 Mounted by :func:`producer.api.create_app` under :data:`PREFIX` and marked
-:data:`producer.api.SELF_AUTHENTICATED`: its requests carry a session cookie instead of
+:data:`producer.api.SESSION_AUTHENTICATED`: its requests carry a session cookie instead of
 a bearer key. The middlewares, outermost first:
 
 * :func:`security_headers`: a strict Content-Security-Policy (scripts and styles from
@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer.api import REDIS_UNAVAILABLE_ERRORS, SELF_AUTHENTICATED, Problem
+from producer.api import REDIS_UNAVAILABLE_ERRORS, SESSION_AUTHENTICATED, Problem
 from producer.dashboard import auth, webhooks
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
@@ -132,7 +132,7 @@ async def _check_csrf(request: web.Request, session: Session | None) -> None:
 def create_app() -> web.Application:
     """The dashboard, to mount under :data:`PREFIX` in the API application."""
     app = web.Application(middlewares=[security_headers, html_errors, session_gate])
-    app[SELF_AUTHENTICATED] = True
+    app[SESSION_AUTHENTICATED] = True
     app.router.add_static("/static/", STATIC_FOLDER, name="static", append_version=True)
     auth.add_routes(app)
     webhooks.add_routes(app)
