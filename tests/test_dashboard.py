@@ -8,12 +8,14 @@ real receivers. Each flow saves a screenshot to ``tests/screenshots/`` (git-igno
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import (
     Browser,
@@ -23,11 +25,17 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+from test_tokens import FakeClock
 
 from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
+from producer.token_context import CLOCK, TOKEN_SYSTEM, Clock
+from producer.tokens import MAX_TOKENS, TokenStatus
+from producer.totp import code_at
+from producer.twofactor import SESSION_S
+from producer.users import ResourceKind
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -56,9 +64,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 @dataclass(frozen=True)
 class Dashboard:
-    """The API server under test: where it listens and how to sign in."""
+    """The API server under test: where it listens, and the token system's clock."""
 
     base_url: str
+    clock: FakeClock
+    app: web.Application
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path
@@ -70,10 +80,15 @@ async def dashboard(redis_url: str) -> AsyncIterator[Dashboard]:
     settings = ApiSettings.from_env(
         {"REDIS_URL": redis_url, "API_KEYS": KEY, "DELIVERY_TIMEOUT": "2"}
     )
-    server = TestServer(create_app(replace(settings, test_send_margin_s=0.0)), host="127.0.0.1")
+    app = create_app(replace(settings, test_send_margin_s=0.0))
+    # At a TOTP step boundary, near the real time (the pages show times).
+    clock = FakeClock(time.time() // 30 * 30)
+    injected: Clock = clock
+    app[CLOCK] = injected
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield Dashboard(str(server.make_url("/")))
+        yield Dashboard(str(server.make_url("/")), clock, app)
     finally:
         await server.close()
 
@@ -466,3 +481,149 @@ async def test_pages_fit_a_phone_screen(
         await screenshot(page, "phone-create")
     finally:
         await context.close()
+
+
+# ---------------------------------------------------------------- webhook tokens, 2FA
+
+
+async def test_webhook_tokens_behind_2fa_from_enrolment_to_webhook_url(
+    page: Page, dashboard: Dashboard, redis_url: str
+) -> None:
+    clock = dashboard.clock
+    await sign_in(page, dashboard)
+    await page.get_by_role("link", name="Webhook Tokens").click()
+    await page.get_by_label("User id").fill("user_ada")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#workspace_id-error")).to_contain_text("no user 'user_ada' yet")
+    await page.get_by_label("Workspace id").fill("ws_1")
+    await page.get_by_role("button", name="Continue").click()
+
+    # Enrol: the secret is shown once; the first code confirms it and opens a session.
+    await page.get_by_role("button", name="Set up 2FA").click()
+    secret = await page.get_by_label("Secret").input_value()
+    await page.get_by_label("Authentication code").fill("000000")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#code-error")).to_have_text("The code is not valid now.")
+    await page.get_by_label("Authentication code").fill(code_at(secret, clock()))
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="Generated Tokens")).to_be_visible()
+
+    # Generate up to the limit; the value is shown once; one more is refused, saying why.
+    values = []
+    for number in range(1, MAX_TOKENS + 1):
+        await page.get_by_label("Name", exact=True).fill(f"CI {number}")
+        await page.get_by_role("button", name="Generate New Token").click()
+        values.append(await page.locator("#new-token").input_value())
+    assert all(value.startswith("tok_") for value in values)
+    await page.get_by_label("Name", exact=True).fill("One too many")
+    await page.get_by_role("button", name="Generate New Token").click()
+    await expect(page.locator("#name-error")).to_have_text(
+        f"You already have {MAX_TOKENS} tokens, the most a user can hold: "
+        "delete one to generate another."
+    )
+    rows = page.locator("table.tokens tbody tr")
+    await expect(rows).to_have_count(MAX_TOKENS)
+    await screenshot(page, "tokens-limit")
+
+    # Rename by clicking the name.
+    token_id = values[0].split(".")[0]
+    row = page.locator(f'tr[data-token="{token_id}"]')
+    await row.get_by_role("button", name="CI 1", exact=True).click()
+    await row.get_by_label("New name of CI 1").fill("Deploy <bot>")
+    await row.get_by_role("button", name="Save").click()
+    await expect(page.locator(".flash")).to_have_text("Token renamed to Deploy <bot>.")
+    await expect(row.locator(".rename-toggle")).to_have_text("Deploy <bot>")
+
+    # The status switch.
+    system = dashboard.app[TOKEN_SYSTEM]
+    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    await row.get_by_role("switch").click()
+    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "false")
+    assert (await system.tokens.get("user_ada", token_id)).status == TokenStatus.DISABLED
+    await row.get_by_role("switch").click()
+    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+
+    # Copy the id: the button shows on hover.
+    id_cell = row.locator(".hover-copy")
+    await expect(id_cell.get_by_role("button")).to_be_hidden()
+    await id_cell.hover()
+    await id_cell.get_by_role("button").click()
+    assert await page.evaluate("navigator.clipboard.readText()") == token_id
+
+    # Delete, after a confirmation (dismissed once).
+    last = page.locator(f'tr[data-token="{values[-1].split(".")[0]}"]')
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    await last.get_by_role("button", name=f"Delete CI {MAX_TOKENS}").click()
+    await expect(rows).to_have_count(MAX_TOKENS)
+    page.once("dialog", lambda dialog: dialog.accept())
+    await last.get_by_role("button", name=f"Delete CI {MAX_TOKENS}").click()
+    await expect(page.locator(".flash")).to_have_text(f"CI {MAX_TOKENS} deleted.")
+    await expect(rows).to_have_count(MAX_TOKENS - 1)
+    await screenshot(page, "tokens-table")
+
+    # A use of the token shows in its usage history.
+    await system.users.claim("user_ada", ResourceKind.CHANNEL, "general")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            dashboard.url(f"/api/v2/channelsbyname/general/message?zapikey={values[0]}"),
+            json={"text": "<b>deployed</b>"},
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
+    await page.reload()
+    await expect(row.locator(".invocations")).to_have_text("1")
+    await row.get_by_role("link", name=token_id).click()
+    await expect(page.get_by_role("heading", name="Deploy <bot>")).to_be_visible()
+    usage = page.locator("table.usage tbody tr")
+    await expect(usage).to_have_count(1)
+    await expect(usage.first).to_contain_text("general")
+
+    # Get Webhook URL: the options follow the module.
+    await page.get_by_role("link", name="Get Webhook URL").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_label("Channel unique name")).to_have_value("general")
+    await expect(dialog.get_by_label("Appkey")).to_be_hidden()
+    await dialog.get_by_role("button", name="Show URL").click()
+    url = dialog.get_by_label("Webhook URL")
+    await expect(url).to_have_value(
+        dashboard.url("/api/v2/channelsbyname/general/message?zapikey={zapikey}")
+    )
+    await expect(dialog.locator(".url-incomplete")).to_be_visible()
+    await dialog.get_by_label("Token").fill(values[0])
+    await dialog.get_by_role("button", name="Show URL").click()
+    await expect(url).to_have_value(
+        dashboard.url(f"/api/v2/channelsbyname/general/message?zapikey={values[0]}")
+    )
+    await expect(dialog.locator(".url-incomplete")).to_be_hidden()
+    await dialog.get_by_label("Token").fill(values[1])
+    await dialog.get_by_role("button", name="Show URL").click()
+    await expect(dialog.locator(".field-error")).to_contain_text("is not the value of token")
+    await dialog.get_by_label("Module").select_option("extension_sandbox")
+    await expect(dialog.get_by_label("App id")).to_be_visible()
+    await expect(dialog.get_by_label("Appkey")).to_be_visible()
+    await expect(dialog.locator(".none-owned")).to_be_visible()
+    await dialog.get_by_label("Module").select_option("bot_incoming")
+    await expect(dialog.get_by_label("Bot unique name")).to_be_visible()
+    await dialog.get_by_label("Module").select_option("channel")
+    await dialog.get_by_label("Token").fill(values[0])
+    await dialog.get_by_role("button", name="Show URL").click()
+    await expect(url).to_have_value(
+        dashboard.url(f"/api/v2/channelsbyname/general/message?zapikey={values[0]}")
+    )
+    await screenshot(page, "token-webhook-url")
+    await dialog.get_by_role("button", name="Close").click()
+
+    # After 15 minutes every action asks for a code again; then it works again.
+    await page.goto(dashboard.url("/ui/tokens/user_ada"))
+    clock.advance(SESSION_S)
+    await row.get_by_role("switch").click()
+    await expect(page.locator(".flash")).to_contain_text("Your 2FA session has expired")
+    await expect(page.get_by_label("Authentication code")).to_be_visible()
+    assert (await system.tokens.get("user_ada", token_id)).status == TokenStatus.ACTIVE
+    await screenshot(page, "tokens-reprompt")
+    await page.get_by_label("Authentication code").fill(code_at(secret, clock()))
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="Generated Tokens")).to_be_visible()
+    assert "tfs_" not in str(await page.context.cookies())

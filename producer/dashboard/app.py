@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from producer.api import REDIS_UNAVAILABLE_ERRORS, SESSION_AUTHENTICATED, Problem
-from producer.dashboard import auth, webhooks
+from producer.dashboard import auth, tokens, webhooks
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
 
@@ -136,4 +136,5 @@ def create_app() -> web.Application:
     app.router.add_static("/static/", STATIC_FOLDER, name="static", append_version=True)
     auth.add_routes(app)
     webhooks.add_routes(app)
+    tokens.add_routes(app)
     return app

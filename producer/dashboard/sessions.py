@@ -100,6 +100,14 @@ class SessionStore:
         """Forget the session (sign out, or replaced at sign-in)."""
         await self._redis.delete(self._key(session.cookie))
 
+    async def read(self, session: Session, name: str) -> str | None:
+        """A value the dashboard keeps in the session (see ``LAYOUT["dashboard_session"]``)."""
+        return cast(str | None, await self._redis.hget(self._key(session.cookie), name))
+
+    async def write(self, session: Session, name: str, value: str) -> None:
+        """Keep ``value`` in the session as ``name``."""
+        await self._redis.hset(self._key(session.cookie), name, value)
+
     async def flash(self, session: Session, message: str) -> None:
         """A notice shown once, on the next page this session renders."""
         await self._redis.hset(self._key(session.cookie), "flash", message)
