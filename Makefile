@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps redis node-deps
+.PHONY: demo test lint bench system-deps redis node-deps chromium
 
 $(BIN)/cliq-webhooks: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ node-deps:
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent
 
+# Debian's Chromium: the dashboard tests drive it headless (Playwright, no browser download).
+chromium:
+	@[ -x /usr/bin/chromium ] || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
 # promtool and prometheus check deploy/prometheus and run in the monitoring tests.
-system-deps: redis node-deps
+system-deps: redis node-deps chromium
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)

@@ -14,8 +14,9 @@ Routes:
   (:func:`exempt_from_api_key`).
 
 The management routes live in :mod:`producer.api_manage`, the webhook-token routes in
-:mod:`producer.api_tokens`; this module keeps what they share: settings, problems,
-middlewares, request-body and pagination helpers.
+:mod:`producer.api_tokens`, the dashboard (HTML pages under ``/ui/``, a sub-application
+with its own session authentication) in :mod:`producer.dashboard`; this module keeps what
+they share: settings, problems, middlewares, request-body and pagination helpers.
 
 Every error is an RFC 9457 problem (``application/problem+json``) whose ``type`` is a
 stable URI from :data:`PROBLEM_BASE`; field errors carry ``errors``. Redis clients are
@@ -65,6 +66,7 @@ from producer.settings import (
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
+    parse_positive_int,
     read_options,
 )
 
@@ -185,6 +187,12 @@ API_OPTIONS: tuple[Option, ...] = (
         parse_public_url,
     ),
     DELIVERY_TIMEOUT,
+    Option(
+        "DASHBOARD_SESSION_TTL",
+        "3600",
+        "Seconds a dashboard session lasts without being used (/ui/).",
+        parse_positive_int,
+    ),
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.
@@ -201,6 +209,7 @@ class ApiSettings:
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     public_url: str = ""
     delivery_timeout: float = 10.0
+    dashboard_session_ttl: int = 3600
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
     test_send_margin_s: float = 5.0
@@ -377,6 +386,9 @@ REDIS_PROBE = web.AppKey("redis_probe", aioredis.Redis)
 # Route templates whose handlers authenticate callers themselves, with other credentials
 # than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
 SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
+# Marks a sub-application that authenticates its own requests (the dashboard: a session
+# cookie); the bearer-key middleware leaves every path under its prefix to it.
+SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
 
 
 def exempt_from_api_key(app: web.Application, route: str) -> None:
@@ -479,7 +491,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
     keys = request.app[SETTINGS].api_keys
     route = route_label(request)
-    if keys and route not in PUBLIC_ROUTES and route not in request.app[SELF_AUTHENTICATED]:
+    if (
+        keys
+        and route not in PUBLIC_ROUTES
+        and route not in request.app[SELF_AUTHENTICATED]
+        and not _authenticates_itself(request)
+    ):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -495,6 +512,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
             )
     return await handler(request)
+
+
+def _authenticates_itself(request: web.Request) -> bool:
+    """Whether the request went to a sub-application marked :data:`SESSION_AUTHENTICATED`."""
+    return any(app.get(SESSION_AUTHENTICATED, False) for app in request.match_info.apps)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -810,7 +832,7 @@ def create_app(
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics, name="metrics")
     # Imported here: the route modules use this module's problems and app keys.
-    from producer import api_manage, api_tokens, openapi
+    from producer import api_manage, api_tokens, dashboard, openapi
 
     for module in (api_manage, api_tokens):
         module.add_routes(app)
@@ -820,4 +842,6 @@ def create_app(
         # OPENAPI_SCHEMAS is optional: components a module's paths refer to.
         [api_manage.OPENAPI_SCHEMAS, getattr(api_tokens, "OPENAPI_SCHEMAS", {})],
     )
+    # After the document: the dashboard's HTML pages are not part of the API.
+    app.add_subapp(dashboard.PREFIX, dashboard.create_app())
     return app

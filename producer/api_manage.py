@@ -266,15 +266,6 @@ async def _load_endpoints(producer: Producer, ids: Sequence[str]) -> list[Endpoi
     return [Endpoint.from_hash(row, producer.secret_box) if row else None for row in rows]
 
 
-async def _load_deliveries(producer: Producer, ids: Sequence[str]) -> list[Delivery | None]:
-    """Deliveries by id in one round trip; ``None`` for one whose retention ran out."""
-    async with producer.redis.pipeline(transaction=False) as pipe:
-        for delivery_id in ids:
-            pipe.hgetall(producer.keys.delivery(delivery_id))
-        rows: list[dict[str, str]] = await pipe.execute()
-    return [Delivery.from_hash(i, row) if row else None for i, row in zip(ids, rows, strict=True)]
-
-
 # ---------------------------------------------------------------- endpoints
 
 
@@ -313,7 +304,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
             found = await producer.endpoints.all(workspace_id=workspace_id, status=status)
             items, next_position = _page_after(found, after, limit)
         else:
-            items, next_position = await _scan_endpoints(producer, status, after, limit)
+            items, next_position = await scan_endpoints(producer, status, after, limit)
     next_cursor = encode_cursor(ENDPOINT_CURSOR, next_position) if next_position else None
     return web.json_response(page([e.public_dict() for e in items], next_cursor))
 
@@ -329,7 +320,7 @@ def _page_after(
     return rest[:limit], (last.created_ms, last.id)
 
 
-async def _scan_endpoints(
+async def scan_endpoints(
     producer: Producer, status: EndpointStatus | None, after: tuple[int, str] | None, limit: int
 ) -> tuple[list[Endpoint], tuple[int, str] | None]:
     """A page from the index of all endpoints (by creation), within the scan budget."""
@@ -521,12 +512,12 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
     producer = _producer(request)
     async with _registry("Redis is unavailable; the attempts could not be read."):
         await producer.endpoints.get(endpoint_id)
-        items, next_position = await _scan_attempts(producer, endpoint_id, selected, after, limit)
+        items, next_position = await scan_attempts(producer, endpoint_id, selected, after, limit)
     next_cursor = encode_cursor(ENDPOINT_ATTEMPTS_CURSOR, next_position) if next_position else None
     return web.json_response(page(items, next_cursor))
 
 
-async def _scan_attempts(
+async def scan_attempts(
     producer: Producer,
     endpoint_id: str,
     selected: AttemptFilter,
@@ -546,7 +537,7 @@ async def _scan_attempts(
     key = producer.keys.endpoint_deliveries(endpoint_id)
     async for chunk in _scan_index(producer.redis, key, start, descending=True):
         positions = [p for p in chunk if after is None or _not_seen(p, after)]
-        loaded = await _load_deliveries(producer, [member for _, member in positions])
+        loaded = await producer.deliveries.load([member for _, member in positions])
         for position, delivery in zip(positions, loaded, strict=True):
             examined += 1
             if delivery is not None:
@@ -665,6 +656,22 @@ async def send_test(request: web.Request) -> web.Response:
     async with _registry("Redis is unavailable; no test event was sent."):
         await producer.endpoints.get(endpoint_id)
     wait_s = request.app[SETTINGS].test_send_wait_s
+    result = await request_test_send(producer, endpoint_id, event_type, wait_s)
+    if result is None:
+        raise Problem(
+            TEST_TIMEOUT, f"no worker answered within {wait_s:g} s — is a worker running?"
+        )
+    return web.json_response(result)
+
+
+async def request_test_send(
+    producer: Producer, endpoint_id: str, event_type: str, wait_s: float
+) -> dict[str, Any] | None:
+    """Ask a worker to send a test event (the contract above) and wait for its answer.
+
+    The result has the ``TestResult`` schema; ``None`` when no worker answered within
+    ``wait_s`` (the request is then withdrawn). Redis trouble is a 503 problem.
+    """
     request_id = "ts_" + secrets.token_hex(10)
     now_ms = int(time.time() * 1000)
     message = orjson.dumps(
@@ -684,10 +691,8 @@ async def send_test(request: web.Request) -> web.Response:
         # Withdraw the request: a worker that starts later must not send a stale test.
         async with redis_deadline("Redis is unavailable."):
             await producer.redis.lrem(requests_key, 1, message)
-        raise Problem(
-            TEST_TIMEOUT, f"no worker answered within {wait_s:g} s — is a worker running?"
-        )
-    return web.json_response(parse_test_result(raw, endpoint_id, event_type))
+        return None
+    return parse_test_result(raw, endpoint_id, event_type)
 
 
 async def _await_result(redis: aioredis.Redis, key: str, wait_s: float) -> str | None:

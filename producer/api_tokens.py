@@ -365,6 +365,21 @@ async def get_webhook_url(request: web.Request) -> web.Response:
         ("module", "name", "token", "appkey"),
         ("module", "name"),
     )
+    return web.json_response(
+        await make_webhook_url(_system(request), user_id, token_id, public_base(request), body)
+    )
+
+
+def public_base(request: web.Request) -> str:
+    """Where third parties reach this API: ``PUBLIC_URL``, else the request's own origin."""
+    return request.config_dict[SETTINGS].public_url or f"{request.scheme}://{request.host}"
+
+
+async def make_webhook_url(
+    system: TokenSystem, user_id: str, token_id: str, base: str, body: dict[str, str]
+) -> dict[str, Any]:
+    """ "Get Webhook URL" for ``body`` (``module``, ``name``, optionally ``token`` and
+    ``appkey``, all strings): 422 naming the field at fault. The dashboard uses it too."""
     modules = [m.value for m in WebhookModule]
     if body["module"] not in modules:
         raise invalid_field("module", f"must be one of {', '.join(modules)}")
@@ -372,7 +387,6 @@ async def get_webhook_url(request: web.Request) -> web.Response:
     name: str = body["name"]
     if not ID_PATTERN.match(name):
         raise invalid_field("name", "must be 1-128 characters of A-Z, a-z, 0-9, '_' or '-'")
-    system = _system(request)
     extension = module in (WebhookModule.EXTENSION_SANDBOX, WebhookModule.EXTENSION_MARKETPLACE)
     if "appkey" in body and not extension:
         raise invalid_field("appkey", "is only for the extension modules")
@@ -385,15 +399,12 @@ async def get_webhook_url(request: web.Request) -> web.Response:
                 raise invalid_field("token", f"is not the value of token {token_id!r}")
     token = body.get("token", "{zapikey}")
     appkey = body.get("appkey", "{appkey}") if extension else ""
-    base = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
-    return web.json_response(
-        {
-            "module": module.value,
-            "name": name,
-            "url": webhook_url(base, module, name, token, appkey),
-            "complete": "token" in body and (not extension or "appkey" in body),
-        }
-    )
+    return {
+        "module": module.value,
+        "name": name,
+        "url": webhook_url(base, module, name, token, appkey),
+        "complete": "token" in body and (not extension or "appkey" in body),
+    }
 
 
 async def _check_owned(

@@ -141,7 +141,7 @@ class DeliveryLog:
 
     async def get(self, delivery_id: str) -> Delivery:
         """One delivery, or :class:`DeliveryNotFound`."""
-        (delivery,) = await self._load([delivery_id])
+        (delivery,) = await self.load([delivery_id])
         if delivery is None:
             raise DeliveryNotFound(f"no delivery with id {delivery_id!r}")
         return delivery
@@ -150,14 +150,14 @@ class DeliveryLog:
         """An endpoint's most recent deliveries, newest first."""
         key = self._keys.endpoint_deliveries(endpoint_id)
         ids = cast(list[str], await self._redis.zrevrange(key, 0, limit - 1))
-        return [d for d in await self._load(ids) if d is not None]
+        return [d for d in await self.load(ids) if d is not None]
 
     async def for_event(self, event_id: str) -> list[Delivery]:
         """Every delivery of an event, in fan-out order."""
         ids = cast(
             list[str], await self._redis.lrange(self._keys.event_deliveries(event_id), 0, -1)
         )
-        return [d for d in await self._load(ids) if d is not None]
+        return [d for d in await self.load(ids) if d is not None]
 
     async def dead_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
         """Ids of an endpoint's dead deliveries that died at or after ``since_ms``."""
@@ -187,7 +187,17 @@ class DeliveryLog:
             replayed.extend(ids)
         return replayed
 
-    async def _load(self, ids: Sequence[str]) -> list[Delivery | None]:
+    async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The type of each of these events still stored, in one round trip."""
+        unique = sorted(set(event_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event_id in unique:
+                pipe.hget(self._keys.event(event_id), "t")
+            types: list[str | None] = await pipe.execute()
+        return {i: t for i, t in zip(unique, types, strict=True) if t is not None}
+
+    async def load(self, ids: Sequence[str]) -> list[Delivery | None]:
+        """Deliveries by id in one round trip; ``None`` for one whose retention ran out."""
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:

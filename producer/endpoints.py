@@ -106,6 +106,13 @@ def validate_filter(patterns: Iterable[str], catalogue: Catalogue) -> tuple[str,
     return tuple(result)
 
 
+def validate_workspace(workspace_id: str) -> str:
+    """A workspace id: it becomes part of Redis keys."""
+    if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
+        raise EndpointError("workspace", "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-'")
+    return workspace_id
+
+
 def validate_email(email: str) -> str:
     """A plausible email address for failure notifications."""
     if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
@@ -257,12 +264,10 @@ class EndpointRegistry:
         rate_limit: float = 0.0,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once)."""
-        if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
-            raise EndpointError("workspace", "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-'")
         now = _now_ms()
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
-            workspace_id=workspace_id,
+            workspace_id=validate_workspace(workspace_id),
             url=validate_url(url),
             secret=new_secret(),
             events=validate_filter(events, self.catalogue),

@@ -79,6 +79,13 @@ LAYOUT: dict[str, str] = {
     # Hash (TTL): a 2FA session by the SHA-256 hex of its bearer value: user (u),
     # verified ms (v).
     "twofa_session": "2fa:{}",
+    # Hash (expires when unused): a dashboard session, by the SHA-256 hex of its cookie
+    # value: CSRF token (csrf), signed in (auth: 1), created ms (c), a one-shot notice
+    # (flash), the Webhook Tokens screen's user (user) and that user's 2FA session
+    # (tfa:<user id>, sealed like secrets).
+    "dashboard_session": "ui:ses:{}",
+    # List (1 h): the delivery ids one dashboard replay enqueued, to show its progress.
+    "dashboard_replay": "ui:rpl:{}",
 }
 
 
@@ -183,6 +190,14 @@ class Keys:
     def twofa_session(self, digest: str) -> str:
         """See ``LAYOUT["twofa_session"]``."""
         return self._key("twofa_session", digest)
+
+    def dashboard_session(self, digest: str) -> str:
+        """See ``LAYOUT["dashboard_session"]``."""
+        return self._key("dashboard_session", digest)
+
+    def dashboard_replay(self, replay_id: str) -> str:
+        """See ``LAYOUT["dashboard_replay"]``."""
+        return self._key("dashboard_replay", replay_id)
 
     def queue_key(self, queue: str, suffix: str) -> str:
         """A key of bullmq's layout, e.g. ``queue_key("deliveries", "wait")``."""

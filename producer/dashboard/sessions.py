@@ -1,0 +1,153 @@
+"""Dashboard sessions: an opaque id in a cookie, the state in Redis, a CSRF token each.
+
+The cookie carries 32 random bytes (URL-safe base64) and nothing else. Redis keeps the
+session under the SHA-256 of that value (``LAYOUT["dashboard_session"]``), so a Redis
+dump or replica holds no cookie that would sign anyone in. A session expires when it
+has not been used for ``DASHBOARD_SESSION_TTL`` seconds; one that never signed in (it
+only carries the login form's CSRF token) after :data:`ANONYMOUS_TTL_S`.
+
+Every session has its own synchronizer token: forms carry it in a hidden ``csrf``
+field (scripts in an ``X-CSRF-Token`` header) and every POST is refused without it
+(:func:`producer.dashboard.app.session_gate`). Signing in replaces the session with a
+new id, so an id planted before sign-in (session fixation) never becomes signed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from producer.keys import Keys
+
+COOKIE_NAME = "cliq_ui"
+COOKIE_PATH = "/ui/"
+ANONYMOUS_TTL_S = 900
+_ID_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Session:
+    """One browser's session: its cookie value, CSRF token and whether it signed in."""
+
+    cookie: str
+    csrf: str
+    signed_in: bool
+    # True when the cookie must be (re)sent with the response.
+    new: bool = False
+
+    def csrf_matches(self, presented: str) -> bool:
+        """Whether ``presented`` is this session's CSRF token (constant time)."""
+        return hmac.compare_digest(presented.encode(), self.csrf.encode())
+
+
+def _digest(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+class SessionStore:
+    """Sessions in Redis under one key prefix."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    def _key(self, cookie: str) -> str:
+        return self._keys.dashboard_session(_digest(cookie))
+
+    async def load(self, cookie: str | None) -> Session | None:
+        """The session of this cookie value, its expiry pushed back; ``None`` if unknown."""
+        if not cookie or len(cookie) > 100:
+            return None
+        key = self._key(cookie)
+        fields = cast(dict[str, str], await self._redis.hgetall(key))
+        if "csrf" not in fields:
+            return None
+        signed_in = fields.get("auth") == "1"
+        await self._redis.expire(key, self._ttl_s if signed_in else ANONYMOUS_TTL_S)
+        return Session(cookie=cookie, csrf=fields["csrf"], signed_in=signed_in)
+
+    async def create(self, *, signed_in: bool) -> Session:
+        """A new session with a fresh id and CSRF token."""
+        session = Session(
+            cookie=secrets.token_urlsafe(_ID_BYTES),
+            csrf=secrets.token_urlsafe(_ID_BYTES),
+            signed_in=signed_in,
+            new=True,
+        )
+        key = self._key(session.cookie)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "csrf": session.csrf,
+                    "auth": "1" if signed_in else "0",
+                    "c": str(int(time.time() * 1000)),
+                },
+            )
+            pipe.expire(key, self._ttl_s if signed_in else ANONYMOUS_TTL_S)
+            await pipe.execute()
+        return session
+
+    async def destroy(self, session: Session) -> None:
+        """Forget the session (sign out, or replaced at sign-in)."""
+        await self._redis.delete(self._key(session.cookie))
+
+    async def read(self, session: Session, name: str) -> str | None:
+        """A value the dashboard keeps in the session (see ``LAYOUT["dashboard_session"]``)."""
+        return cast(str | None, await self._redis.hget(self._key(session.cookie), name))
+
+    async def write(self, session: Session, name: str, value: str) -> None:
+        """Keep ``value`` in the session as ``name``."""
+        await self._redis.hset(self._key(session.cookie), name, value)
+
+    async def flash(self, session: Session, message: str) -> None:
+        """A notice shown once, on the next page this session renders."""
+        await self._redis.hset(self._key(session.cookie), "flash", message)
+
+    async def pop_flash(self, session: Session) -> str | None:
+        """The pending notice, removed."""
+        key = self._key(session.cookie)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(key, "flash")
+            pipe.hdel(key, "flash")
+            message, _ = await pipe.execute()
+        return cast(str | None, message)
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    """Send the session's cookie: HttpOnly, SameSite=Lax, Secure when served over https.
+
+    Lax rather than Strict: a link into the dashboard from elsewhere (an email about a
+    failing endpoint) finds the user signed in; GETs change nothing, and every POST needs
+    the CSRF token besides.
+    """
+    response.set_cookie(
+        COOKIE_NAME,
+        session.cookie,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Lax",
+        secure=served_over_https(request),
+    )
+
+
+def clear_cookie(response: web.StreamResponse) -> None:
+    """Remove the session cookie from the browser."""
+    response.del_cookie(COOKIE_NAME, path=COOKIE_PATH)
+
+
+def served_over_https(request: web.Request) -> bool:
+    """Whether the browser reached us over https (directly, or through a TLS proxy).
+
+    Trusting ``X-Forwarded-Proto`` here is safe: it can only add the Secure flag.
+    """
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or forwarded == "https"
