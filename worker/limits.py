@@ -36,9 +36,11 @@ log = structlog.get_logger("cliq.limits")
 # Leases are renewed every maintenance tick; a worker that stops renewing (it died)
 # frees its endpoints' capacity this soon.
 LEASE_TTL_S = 5.0
-# How long a delivery may wait for a slot held by this worker, and how recently a
-# slot must have been freed for the wait to be worth it (a hung endpoint frees none).
+# A delivery waits for a slot held by this worker while the line moves: it leaves when
+# no slot was freed for LOCAL_WAIT_S (a hung endpoint frees none), or after
+# MAX_LOCAL_WAIT_S in all. To join the line, a slot must have been freed recently.
 LOCAL_WAIT_S = 1.0
+MAX_LOCAL_WAIT_S = 10.0
 MOVING_WITHIN_S = 0.5
 IDLE_RELEASE_S = 0.25
 MAINTENANCE_INTERVAL_S = 0.25
@@ -136,9 +138,16 @@ class EndpointLimiter:
     async def _wait_locally(self, slots: EndpointSlots) -> float | None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slots.waiters.append(waiter)
-        await asyncio.wait({waiter}, timeout=LOCAL_WAIT_S)
-        if waiter.done():
-            return None  # release() handed us its slot
+        give_up_at = time.monotonic() + MAX_LOCAL_WAIT_S
+        while True:
+            await asyncio.wait({waiter}, timeout=LOCAL_WAIT_S)
+            if waiter.done():
+                return None  # release() handed us its slot
+            now = time.monotonic()
+            # A long line that moves is no reason to leave it (a busy machine moves it
+            # more slowly); a line that stopped is.
+            if now - slots.last_release >= LOCAL_WAIT_S or now >= give_up_at:
+                break
         waiter.cancel()
         with contextlib.suppress(ValueError):
             slots.waiters.remove(waiter)
