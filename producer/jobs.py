@@ -85,6 +85,27 @@ class DeliveryBatch:
         return cls(tuple(items), deferrals)
 
 
+def is_bell(data: Any) -> bool:
+    """Whether job data is a doorbell's (``{"bell": 1}``, written by outbox.lua).
+
+    A bell job carries no items: its worker claims those waiting on the ready list.
+    Raises ``ValueError`` on a malformed bell.
+    """
+    if not isinstance(data, dict) or "bell" not in data:
+        return False
+    if data != {"bell": 1}:
+        raise ValueError(f"malformed bell job data {data!r}")
+    return True
+
+
+def claimed_batch(entries: Sequence[str]) -> DeliveryBatch:
+    """The batch of ready-list entries a bell job claimed (JSON ``[delivery id, attempt]``).
+
+    Raises ``ValueError`` on anything malformed.
+    """
+    return DeliveryBatch.from_dict({"items": [json.loads(entry) for entry in entries]})
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A job on its way to bullmq (the outbox member is its JSON form)."""

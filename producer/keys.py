@@ -51,6 +51,14 @@ LAYOUT: dict[str, str] = {
     "outbox": "outbox",
     # Counter: source of unique batch job ids.
     "sequence": "seq",
+    # List: the doorbell's waiting items, oldest at the head: JSON [delivery id, attempt]
+    # of new deliveries that did not fill a batch. A bell job takes them (see outbox.lua).
+    "ready": "ready",
+    # String (10 s TTL): set while a bell job is on its way or waiting, unclaimed.
+    "bell": "bell",
+    # List (1 week TTL): the ready items a bell job took, kept until it has finished
+    # them, so a re-run (crash, stall) attempts the same items again.
+    "claimed": "claimed:{}",
     # Hash: deliveries now queued / scheduled (gauges), delivered / dead (totals).
     "stats": "stats",
     # List: "send test event" requests from the API, taken by any worker (JSON).
@@ -140,6 +148,20 @@ class Keys:
     def outbox(self) -> str:
         """See ``LAYOUT["outbox"]``."""
         return self._key("outbox")
+
+    @property
+    def ready(self) -> str:
+        """See ``LAYOUT["ready"]``."""
+        return self._key("ready")
+
+    @property
+    def bell(self) -> str:
+        """See ``LAYOUT["bell"]``."""
+        return self._key("bell")
+
+    def claimed(self, job_id: str) -> str:
+        """See ``LAYOUT["claimed"]``."""
+        return self._key("claimed", job_id)
 
     @property
     def stats(self) -> str:

@@ -1,5 +1,6 @@
 -- Store events and their deliveries, and write the delivery jobs to the outbox,
--- all at once: a publish either happened completely or not at all.
+-- all at once: a publish either happened completely or not at all. Full batches
+-- become jobs; the rest waits on the ready list for a bell job (see outbox.lua).
 -- ARGV: prefix, now_ms, batch_size, retention_s, event_count, then per event:
 --   event_id, body, type, workspace_id, created_ms, delivery_count,
 --   then delivery_count pairs of (delivery_id, endpoint_id).
@@ -42,6 +43,6 @@ for e = 1, event_count do
     results[e] = count
   end
 end
-jobs.flush()
+jobs.ring()
 if created_total > 0 then redis.call('HINCRBY', K.stats(), 'queued', created_total) end
 return {results, jobs.members}

@@ -43,8 +43,9 @@ class Publisher:
     """Stores events once, creates one delivery per subscribed endpoint, enqueues them.
 
     Publishing the same event id twice creates no second set of deliveries. When
-    :meth:`publish_many` returns, every delivery is stored and its job is in the
-    outbox at least: nothing acknowledged can be lost.
+    :meth:`publish_many` returns, every delivery is stored, and its job is in the
+    outbox at least or it waits on the ready list for a bell job (see outbox.lua):
+    nothing acknowledged can be lost.
     """
 
     def __init__(

@@ -330,8 +330,12 @@ async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
     await queue.add("deliver", {"items": "not a list"}, {"jobId": "bad1"})
     await queue.add("deliver", {"items": [["dlv_missing", 1], ["x", "y"]]}, {"jobId": "bad2"})
     await queue.add("deliver", {"items": [["dlv_does_not_exist", 1]]}, {"jobId": "bad3"})
+    await queue.add("deliver", {"bell": "yes"}, {"jobId": "bad4"})
+    # A bell whose claimed items are not [delivery id, attempt] entries.
+    await producer.redis.rpush(producer.keys.claimed("bad5"), "nonsense", '["dlv_x"]')
+    await queue.add("deliver", {"bell": 1}, {"jobId": "bad5"})
     await wait_until(
-        lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad jobs not seen"
+        lambda: worker.metrics.bad_jobs._value.get() == 4, 10, message="bad jobs not seen"
     )
     await producer.publisher.publish(make_event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
@@ -427,3 +431,123 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
     assert len(delivery.attempts) == 1  # no retries after 410
     assert len(receiver.received) == 1
     assert worker.metrics.endpoint_transitions.labels("disabled")._value.get() == 1
+
+
+# ---------------------------------------------------------------- the doorbell
+
+
+async def bell_keys_empty(producer: Producer, redis: aioredis.Redis) -> bool:
+    """Nothing left on the ready list, no bell flag, no claimed items."""
+    claimed = [key async for key in redis.scan_iter(producer.keys.claimed("*"))]
+    return (
+        await redis.llen(producer.keys.ready) == 0
+        and not await redis.exists(producer.keys.bell)
+        and claimed == []
+    )
+
+
+async def waiting_delivery_jobs(producer: Producer) -> int:
+    return int(await producer.dispatcher.queues[DELIVERY_QUEUE].getWaitingCount())
+
+
+async def test_single_publishes_ring_one_bell_and_a_worker_delivers_them_all(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
+) -> None:
+    await endpoint(producer, receiver)
+    published = []
+    for _ in range(30):
+        published.append(await producer.publisher.publish(make_event(producer, "issue.created")))
+        assert await waiting_delivery_jobs(producer) <= 1
+    (bell,) = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
+    assert bell.data == {"bell": 1}
+    assert await redis.llen(producer.keys.ready) == 30
+    assert await redis.zcard(producer.keys.outbox) == 0
+    assert await redis.hget(producer.keys.stats, "queued") == "30"
+
+    await worker_factory()
+    requests = await receiver.wait_for(30, 15)
+    assert {r.json()["id"] for r in requests} == {p.event_id for p in published}
+
+    async def settled() -> bool:
+        return await bell_keys_empty(producer, redis)
+
+    await wait_until(settled, 5, message="ready list, bell flag or claimed items left")
+    assert await redis.hget(producer.keys.stats, "queued") == "0"
+
+
+async def test_full_batches_stay_jobs_and_only_the_rest_waits_for_a_bell(
+    producer: Producer, redis: aioredis.Redis, receiver: Receiver
+) -> None:
+    await endpoint(producer, receiver)
+    batch = producer.settings.batch_size
+    await producer.publisher.publish_many(
+        [make_event(producer, "issue.created") for _ in range(batch + 3)]
+    )
+    jobs = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
+    assert sorted(len(job.data.get("items", [])) for job in jobs) == [0, batch]  # bell, batch
+    assert await redis.llen(producer.keys.ready) == 3
+
+
+async def test_a_bell_job_rerun_after_a_crash_past_its_claim_loses_nothing(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
+) -> None:
+    """A worker died after claiming: the bell job runs again and gets the same items."""
+    from producer.scripts import load_script
+
+    await endpoint(producer, receiver)
+    first = [await producer.publisher.publish(make_event(producer, "issue.created"))]
+    first.append(await producer.publisher.publish(make_event(producer, "issue.created")))
+    (bell,) = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
+    claim = load_script(redis, "worker", "claim.lua")
+    entries, members = await claim(args=[producer.keys.prefix, bell.id, 0, 50, 60])
+    assert len(entries) == 2
+    assert members == []
+    assert await redis.llen(producer.keys.ready) == 0
+    assert await redis.llen(producer.keys.claimed(bell.id)) == 2
+    # The claim answered the bell: the next publish rings a new one.
+    later = await producer.publisher.publish(make_event(producer, "issue.created"))
+    assert await waiting_delivery_jobs(producer) == 2
+
+    await worker_factory()
+    requests = await receiver.wait_for(3, 15)
+    assert sorted(r.json()["id"] for r in requests) == sorted(r.event_id for r in [*first, later])
+
+    async def settled() -> bool:
+        return await bell_keys_empty(producer, redis)
+
+    await wait_until(settled, 5, message="ready list, bell flag or claimed items left")
+    for result in first:
+        (delivery,) = await producer.deliveries.for_event(result.event_id)
+        assert [a.number for a in delivery.attempts] == [1]
+
+
+async def test_housekeeping_rings_a_bell_when_the_last_one_was_lost(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
+) -> None:
+    await endpoint(producer, receiver)
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
+    queue = producer.dispatcher.queues[DELIVERY_QUEUE]
+    await queue.drain()  # the bell job is gone (as if failed for good) ...
+    await redis.delete(producer.keys.bell)  # ... and its flag expired
+    assert await waiting_delivery_jobs(producer) == 0
+    assert await redis.llen(producer.keys.ready) == 1
+
+    await worker_factory()
+    (request,) = await receiver.wait_for(1, 15)
+    assert request.json()["id"] == result.event_id
+
+
+async def test_the_oldest_waiting_gauge_counts_the_ready_list(
+    producer: Producer, receiver: Receiver, redis: aioredis.Redis, redis_url: str
+) -> None:
+    from worker.service import WorkerService
+    from worker.settings import WorkerSettings
+
+    await endpoint(producer, receiver)
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
+    (delivery,) = await producer.deliveries.for_event(result.event_id)
+    created = int(time.time() * 1000) - 60_000
+    await redis.hset(producer.keys.delivery(delivery.id), "c", created)
+    service = WorkerService(WorkerSettings.from_env(worker_env(redis_url)))
+    await service._refresh_gauges(producer.dispatcher, redis)
+    assert 59 < service.metrics.oldest_waiting._value.get() < 70

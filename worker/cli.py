@@ -366,11 +366,14 @@ async def status(args: argparse.Namespace) -> int:
         }
         failing = await p.endpoints.all(status=EndpointStatus.FAILING)
         outbox = await p.redis.zcard(p.keys.outbox)
+        ready = await p.redis.llen(p.keys.ready)
     counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
     report = {
         "deliveries": counts,
         "jobs": jobs,
         "outbox": outbox,
+        # New deliveries waiting for a bell job (see producer/outbox.lua).
+        "ready": ready,
         "failing_endpoints": [e.public_dict() for e in failing],
     }
 
@@ -381,6 +384,7 @@ async def status(args: argparse.Namespace) -> int:
                 [(q, *c.values()) for q, c in jobs.items()],
                 ["QUEUE (jobs)", "WAIT", "ACTIVE", "DELAYED", "FAILED"],
             ),
+            f"{ready} new deliveries on the ready list (waiting for a bell job)",
         ]
         if failing:
             parts.append(

@@ -1,10 +1,11 @@
 """Processing a delivery job: load the batch, sign, POST, record each outcome.
 
 A job carries a batch of (delivery, attempt) items, so bullmq's cost is paid once
-per batch. Each item lives on its own: it is skipped if its attempt is already
-recorded (a re-run after a crash), its failure schedules only itself (grouped
-with others due at the same time), and its outcome is written as soon as it is
-known, through a group commit shared by every job of the process.
+per batch (a bell job claims its batch from the ready list: producer/outbox.lua).
+Each item lives on its own: it is skipped if its attempt is already recorded (a
+re-run after a crash), its failure schedules only itself (grouped with others due
+at the same time), and its outcome is written as soon as it is known, through a
+group commit shared by every job of the process.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import structlog
 
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
-from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
+from producer.jobs import (
+    WEEK_S,
+    DeliveryBatch,
+    DeliveryItem,
+    JobDispatcher,
+    JobSpec,
+    claimed_batch,
+    is_bell,
+)
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
@@ -76,6 +85,7 @@ class DeliveryProcessor:
         keys: Keys,
         schedule: RetrySchedule,
         retention_s: int,
+        batch_size: int,
         concurrency: int,
         sender: Sender,
         dispatcher: JobDispatcher,
@@ -87,6 +97,7 @@ class DeliveryProcessor:
         self._keys = keys
         self._schedule = schedule
         self._retention_s = retention_s
+        self._batch_size = batch_size
         self._sender = sender
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -96,6 +107,8 @@ class DeliveryProcessor:
         self._in_flight = 0
         self._load = load_script(redis, "worker", "load.lua")
         self._record = load_script(redis, "worker", "record.lua")
+        self._claim = load_script(redis, "worker", "claim.lua")
+        self._ring = load_script(redis, "worker", "ring.lua")
         self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
 
     async def process(self, job: Any, _token: str) -> int:
@@ -105,11 +118,36 @@ class DeliveryProcessor:
         crashes on it. Redis errors propagate, so bullmq retries the job later.
         """
         try:
-            batch = DeliveryBatch.from_dict(job.data)
+            bell = is_bell(job.data)
+            batch = await self._claimed(job.id) if bell else DeliveryBatch.from_dict(job.data)
         except ValueError as exc:
             self._metrics.bad_jobs.inc()
             log.error("bad_job", queue=job.queue.name, job_id=job.id, error=str(exc))
             return 0
+        attempted = await self._attempt(batch)
+        if bell and batch.items:  # finished: a re-run from here on has nothing to repeat
+            await self._redis.delete(self._keys.claimed(job.id))
+        return attempted
+
+    async def _claimed(self, job_id: str) -> DeliveryBatch:
+        """Claim a bell job's items from the ready list; ring the next bell if more wait."""
+        entries, members = await self._claim(
+            args=[self._keys.prefix, job_id, int(time.time() * 1000), self._batch_size, WEEK_S]
+        )
+        await self._dispatcher.dispatch(members)
+        return claimed_batch(entries)
+
+    async def ring(self) -> bool:
+        """Ring a bell if items wait on the ready list and no bell is on its way.
+
+        Housekeeping's safety net for a lost bell job (its flag expires).
+        """
+        members = await self._ring(args=[self._keys.prefix, int(time.time() * 1000)])
+        await self._dispatcher.dispatch(members)
+        return bool(members)
+
+    async def _attempt(self, batch: DeliveryBatch) -> int:
+        """Attempt the batch's items; returns how many were attempted (not deferred)."""
         targets = await self._targets(batch.items)
         # A task group: when an outcome cannot be recorded (Redis is gone), the rest of
         # the batch stops sending too, instead of making attempts nobody can record.

@@ -81,7 +81,7 @@ class Metrics:
         )
         self.oldest_waiting = Gauge(
             "cliq_queue_oldest_waiting_seconds",
-            "Age of the oldest delivery job waiting to be taken (0 when none waits).",
+            "Age of the oldest delivery job or ready-list item waiting (0 when none waits).",
             registry=r,
             multiprocess_mode="mostrecent",
         )

@@ -27,7 +27,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
-from producer.jobs import JobDispatcher, QueueOptions, bullmq_connection, redis_client
+from producer.jobs import (
+    JobDispatcher,
+    QueueOptions,
+    bullmq_connection,
+    claimed_batch,
+    redis_client,
+)
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.secretbox import SecretBox
 from worker import __version__
@@ -99,6 +105,7 @@ class WorkerService:
             keys=self.keys,
             schedule=s.retry_schedule,
             retention_s=s.producer.delivery_retention,
+            batch_size=s.producer.batch_size,
             concurrency=s.worker_concurrency,
             sender=sender,
             dispatcher=dispatcher,
@@ -223,7 +230,7 @@ class WorkerService:
     async def _housekeeping(
         self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor
     ) -> None:
-        """Sweep the outbox, refresh the gauges, watch the queue loops."""
+        """Sweep the outbox, ring a lost bell again, refresh the gauges, watch the loops."""
         while not self._stop.is_set():
             self.metrics.in_flight.set(processor.in_flight)
             if not self._alive():
@@ -235,6 +242,8 @@ class WorkerService:
                 swept = await dispatcher.sweep(OUTBOX_GRACE_S)
                 if swept:
                     log.warning("outbox_swept", jobs=swept)
+                if await processor.ring():
+                    log.info("bell_rung", reason="items ready and no bell on its way")
                 await self._refresh_gauges(dispatcher, redis)
             except Exception as exc:  # Redis down: report and keep trying
                 log.warning("housekeeping_failed", error=str(exc))
@@ -250,13 +259,20 @@ class WorkerService:
             counts = await queue.getJobCounts("wait", "active", "delayed", "failed", "prioritized")
             for state, value in counts.items():
                 self.metrics.queue_jobs.labels(name, state).set(value)
+        stamps = []
         oldest = await redis.lindex(self.keys.queue_key(DELIVERY_QUEUE, "wait"), -1)
-        age = 0.0
         if oldest is not None:
-            stamp = await redis.hget(self.keys.queue_key(DELIVERY_QUEUE, oldest), "timestamp")
-            if stamp is not None:
-                age = max(0.0, time.time() - int(stamp) / 1000)
-        self.metrics.oldest_waiting.set(age)
+            stamps.append(
+                await redis.hget(self.keys.queue_key(DELIVERY_QUEUE, oldest), "timestamp")
+            )
+        # Items waiting for a bell job are waiting deliveries too (their hash has created ms).
+        ready = await redis.lindex(self.keys.ready, 0)
+        if ready is not None:
+            with contextlib.suppress(ValueError):
+                (item,) = claimed_batch([ready]).items
+                stamps.append(await redis.hget(self.keys.delivery(item.delivery_id), "c"))
+        ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
+        self.metrics.oldest_waiting.set(max([0.0, *ages]))
 
     async def _start_http(self, ping: Callable[[], Awaitable[Any]]) -> web.AppRunner | None:
         """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable)."""
