@@ -27,6 +27,7 @@ from deploy_checks import (
     procfile_command,
     venv_tool,
 )
+from support import make_event, producer_for
 
 KUBERNETES = DEPLOY / "kubernetes"
 MANIFESTS = sorted(p for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -178,7 +179,7 @@ def test_monitors_scrape_with_the_job_names_the_alert_rules_use() -> None:
         assert endpoint["path"] == "/metrics"
 
 
-def test_keda_scales_the_workers_on_the_exact_wait_list_key() -> None:
+def test_keda_scales_the_workers_on_the_exact_backlog_keys() -> None:
     found = resources()
     scaled = found[("ScaledObject", "cliq-webhooks-worker")]
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
@@ -186,23 +187,25 @@ def test_keda_scales_the_workers_on_the_exact_wait_list_key() -> None:
     assert set(spec) <= SCALED_OBJECT_FIELDS
     assert ("Deployment", spec["scaleTargetRef"]["name"]) in found
     assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis"
-    meta = trigger["metadata"]
-    assert set(meta) <= REDIS_TRIGGER_FIELDS
-    assert all(isinstance(value, str) for value in meta.values())  # KEDA wants strings
     env = settings()
-    assert meta["listName"] == Keys(env["KEY_PREFIX"]).queue_key(DELIVERY_QUEUE, "wait")
-    assert meta["listName"] == "cliq:deliveries:wait"
-    assert int(meta["listLength"]) > 0
+    keys = Keys(env["KEY_PREFIX"])
+    lists = {trigger["metadata"]["listName"] for trigger in spec["triggers"]}
+    assert lists == {keys.queue_key(DELIVERY_QUEUE, "wait"), keys.ready}
+    assert lists == {"cliq:deliveries:wait", "cliq:ready"}
     redis_url = urlsplit(env["REDIS_URL"])
-    assert meta["address"] == f"{redis_url.hostname}:{redis_url.port}"
-    assert meta["databaseIndex"] == redis_url.path.strip("/")
-    assert meta["enableTLS"] == ("true" if redis_url.scheme == "rediss" else "false")
-    auth = found[("TriggerAuthentication", trigger["authenticationRef"]["name"])]
-    for ref in auth["spec"]["secretTargetRef"]:
-        assert ref["key"] in found[("Secret", ref["name"])]["stringData"]
-    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"password"}
+    for trigger in spec["triggers"]:
+        assert trigger["type"] == "redis"
+        meta = trigger["metadata"]
+        assert set(meta) <= REDIS_TRIGGER_FIELDS
+        assert all(isinstance(value, str) for value in meta.values())  # KEDA wants strings
+        assert int(meta["listLength"]) > 0
+        assert meta["address"] == f"{redis_url.hostname}:{redis_url.port}"
+        assert meta["databaseIndex"] == redis_url.path.strip("/")
+        assert meta["enableTLS"] == ("true" if redis_url.scheme == "rediss" else "false")
+        auth = found[("TriggerAuthentication", trigger["authenticationRef"]["name"])]
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["key"] in found[("Secret", ref["name"])]["stringData"]
+        assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"password"}
 
 
 def test_the_hpa_alternative_scales_the_workers_on_cpu_they_request() -> None:
@@ -222,7 +225,7 @@ def test_kustomization_lists_the_manifests_with_one_autoscaler() -> None:
     assert {p.name for p in MANIFESTS} - set(listed) == {"autoscaling-hpa.yaml"}
 
 
-async def test_the_wait_list_is_a_redis_list_of_due_delivery_jobs(
+async def test_the_backlog_keys_are_redis_lists_of_what_is_due(
     redis_url: str, redis: aioredis.Redis
 ) -> None:
     keys = Keys("cliq")
@@ -233,8 +236,19 @@ async def test_the_wait_list_is_a_redis_list_of_due_delivery_jobs(
         await dispatcher.add([JobSpec(DELIVERY_QUEUE, "later", batch, delay_ms=60_000)])
     finally:
         await dispatcher.close()
-    (trigger,) = resources()[("ScaledObject", "cliq-webhooks-worker")]["spec"]["triggers"]
-    wait = trigger["metadata"]["listName"]
+    triggers = resources()[("ScaledObject", "cliq-webhooks-worker")]["spec"]["triggers"]
+    wait, ready = (t["metadata"]["listName"] for t in triggers)
     assert await redis.type(wait) == "list"
     # What KEDA reads: only the due job, not the one scheduled for later.
     assert await redis.lrange(wait, 0, -1) == ["due"]
+    # A single event published with no worker running waits on the ready list.
+    async with producer_for(redis_url) as producer:
+        await producer.endpoints.create(
+            workspace_id="ws_1",
+            url="https://hooks.example/",
+            events=["*"],
+            owner_email="o@example.com",
+        )
+        await producer.publisher.publish(make_event(producer))
+    assert await redis.type(ready) == "list"
+    assert await redis.llen(ready) == 1
