@@ -230,7 +230,10 @@ def isolation_rows(b: TableBuilder) -> None:
         "deliveries/s",
         label="isolation 1 hung",
         ratio=b.own_ratio(name, "ratio", "healthy"),
-        notes=f"target >= 0.90x; {share}, {per_cpu}; {hung}; {cpu_notes(b, name, ONE_WORKER)}",
+        notes=(
+            f"the nine keep {share} (target >= 0.90x; the ratio column compares with all"
+            f" ten), {per_cpu}; {hung}; {cpu_notes(b, name, ONE_WORKER)}"
+        ),
     )
 
 

@@ -13,7 +13,13 @@ from producer.context import Producer
 from producer.endpoints import Endpoint
 from producer.events import parse_event
 from producer.keys import Keys
-from worker.limits import EndpointLimiter, deferral_delay_s
+from worker.limits import (
+    MAX_DEFERRAL_S,
+    MOVING_WITHIN_S,
+    STALLED_AFTER_S,
+    EndpointLimiter,
+    deferral_delay_s,
+)
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -101,6 +107,21 @@ async def test_rate_limit_spaces_requests(producer: Producer, redis: aioredis.Re
     wait = await limiter.acquire(slow)
     assert wait is not None
     assert 8 < wait <= 10
+
+
+async def test_a_stalled_endpoint_defers_for_the_longest_a_moving_one_briefly(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=1)
+    now = [1000.0]
+    limiter = EndpointLimiter(redis, Keys(), "w", clock=lambda: now[0])
+    assert await limiter.acquire(endpoint) is None  # its one request never ends
+    now[0] += MOVING_WITHIN_S + 0.1
+    assert await limiter.acquire(endpoint) == 0.0  # not moving: the usual back-off
+    now[0] = 1000.0 + STALLED_AFTER_S
+    assert await limiter.acquire(endpoint) == MAX_DEFERRAL_S  # stalled
+    limiter.release(endpoint.id)
+    assert await limiter.acquire(endpoint) is None
 
 
 def test_deferrals_back_off() -> None:

@@ -21,6 +21,7 @@ import contextlib
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +37,19 @@ log = structlog.get_logger("cliq.limits")
 # Leases are renewed every maintenance tick; a worker that stops renewing (it died)
 # frees its endpoints' capacity this soon.
 LEASE_TTL_S = 5.0
-# A delivery waits for a slot held by this worker while the line moves: it leaves when
-# no slot was freed for LOCAL_WAIT_S (a hung endpoint frees none), or after
-# MAX_LOCAL_WAIT_S in all. To join the line, a slot must have been freed recently.
+# A delivery that finds its endpoint at the cap joins a local line if the endpoint is
+# moving (a slot freed, or its requests started, within MOVING_WITHIN_S). It stays while
+# the line moves and leaves when no slot was freed for MOVING_WITHIN_S (a hanging
+# endpoint frees none), or after MAX_LOCAL_WAIT_S in all. Rate-limited requests wait
+# up to LOCAL_WAIT_S for a permit.
 LOCAL_WAIT_S = 1.0
 MAX_LOCAL_WAIT_S = 10.0
 MOVING_WITHIN_S = 0.5
 IDLE_RELEASE_S = 0.25
 MAINTENANCE_INTERVAL_S = 0.25
 MAX_DEFERRAL_S = 5.0
+# At its cap here with no slot freed for this long: the endpoint is stalled.
+STALLED_AFTER_S = LOCAL_WAIT_S
 # A rate-limited endpoint may send this many requests back to back.
 RATE_BURST_REQUESTS = 1
 
@@ -76,8 +81,14 @@ class EndpointLimiter:
     """Grants this worker's requests a slot on their endpoint, or says to defer them."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, worker_id: str, lease_ttl_s: float = LEASE_TTL_S
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        worker_id: str,
+        lease_ttl_s: float = LEASE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._redis = redis
         self._keys = keys
         self._worker_id = worker_id
@@ -100,7 +111,7 @@ class EndpointLimiter:
         while True:
             if slots.busy < slots.held:
                 if slots.busy == 0:
-                    slots.active_since = time.monotonic()
+                    slots.active_since = self._clock()
                 slots.busy += 1
                 return None
             if min(slots.cap, slots.share) <= slots.held:
@@ -115,14 +126,19 @@ class EndpointLimiter:
         # Moving: a slot was freed, or the requests holding them started, just now. A
         # busy healthy endpoint frees slots every few ms; a hanging one frees none.
         progress = max(slots.last_release, slots.active_since)
-        if slots.held and time.monotonic() - progress < MOVING_WITHIN_S:
+        idle_s = self._clock() - progress
+        if slots.held and idle_s < MOVING_WITHIN_S:
             return await self._wait_locally(slots)
+        if slots.held and idle_s >= STALLED_AFTER_S:
+            # Stalled (hanging): no slot frees before its requests time out, so stay out
+            # as long as a deferral may instead of coming back to find it full again.
+            return MAX_DEFERRAL_S
         return 0.0
 
     def release(self, endpoint_id: str) -> None:
         """The request is over: hand its slot to a waiter, or let it idle (or go back)."""
         slots = self._endpoints[endpoint_id]
-        slots.last_release = slots.idle_since = time.monotonic()
+        slots.last_release = slots.idle_since = self._clock()
         if slots.held > min(slots.cap, slots.share):
             slots.held -= 1
             slots.busy -= 1
@@ -138,15 +154,15 @@ class EndpointLimiter:
     async def _wait_locally(self, slots: EndpointSlots) -> float | None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slots.waiters.append(waiter)
-        give_up_at = time.monotonic() + MAX_LOCAL_WAIT_S
+        give_up_at = self._clock() + MAX_LOCAL_WAIT_S
         while True:
-            await asyncio.wait({waiter}, timeout=LOCAL_WAIT_S)
+            await asyncio.wait({waiter}, timeout=MOVING_WITHIN_S)
             if waiter.done():
                 return None  # release() handed us its slot
-            now = time.monotonic()
+            now = self._clock()
             # A long line that moves is no reason to leave it (a busy machine moves it
             # more slowly); a line that stopped is.
-            if now - slots.last_release >= LOCAL_WAIT_S or now >= give_up_at:
+            if now - slots.last_release >= MOVING_WITHIN_S or now >= give_up_at:
                 break
         waiter.cancel()
         with contextlib.suppress(ValueError):
@@ -165,7 +181,7 @@ class EndpointLimiter:
     async def _rate_permit(self, endpoint: Endpoint) -> float | None:
         """None once a permit is taken; else the seconds until one is free (if too long)."""
         interval_ms = 1000.0 / endpoint.rate_limit
-        deadline = time.monotonic() + LOCAL_WAIT_S
+        deadline = self._clock() + LOCAL_WAIT_S
         while True:
             wait_ms = await self._call(
                 "rate", endpoint.id, interval_ms, interval_ms * (RATE_BURST_REQUESTS - 1)
@@ -173,7 +189,7 @@ class EndpointLimiter:
             wait_s = float(wait_ms) / 1000
             if wait_s <= 0:
                 return None
-            if time.monotonic() + wait_s > deadline:
+            if self._clock() + wait_s > deadline:
                 return wait_s
             await asyncio.sleep(wait_s)
 
@@ -200,7 +216,7 @@ class EndpointLimiter:
                 log.warning("lease_maintenance_failed", error=str(exc))
 
     async def _hand_back(self, everything: bool = False) -> None:
-        now = time.monotonic()
+        now = self._clock()
         releases: list[str | int] = []
         for endpoint_id, slots in list(self._endpoints.items()):
             give_back, slots.surplus = slots.surplus, 0
