@@ -6,6 +6,7 @@ Configured once, by the entry point. Secrets are never passed to a logger; the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -26,6 +27,35 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+class _LinesOrNothing(structlog.BytesLogger):
+    """Writes JSON lines; a line that cannot be written is dropped.
+
+    When whatever reads the process's stderr goes away (a supervisor killed), every
+    write fails with a broken pipe: the process must go on, and stop on SIGTERM, rather
+    than fail in whatever code logged.
+    """
+
+    def msg(self, message: bytes) -> None:
+        """Write one line, or drop it."""
+        with contextlib.suppress(OSError):
+            super().msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _ConsoleOrNothing(structlog.PrintLogger):
+    """The console counterpart of :class:`_LinesOrNothing`."""
+
+    def msg(self, message: str) -> None:
+        """Print one line, or drop it."""
+        with contextlib.suppress(OSError):
+            super().msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def _dumps(event: Any, **_kwargs: Any) -> bytes:
     return orjson.dumps(event, default=str)
 
@@ -40,11 +70,7 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     # JSON goes out as bytes, one write per line (a log line per attempt is a hot path).
-    factory: Any = (
-        structlog.BytesLoggerFactory(sys.stderr.buffer)
-        if as_json
-        else structlog.PrintLoggerFactory(sys.stderr)
-    )
+    logger: Any = _LinesOrNothing(sys.stderr.buffer) if as_json else _ConsoleOrNothing(sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -55,7 +81,7 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=factory,
+        logger_factory=lambda *_args: logger,
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)

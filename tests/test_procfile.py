@@ -85,5 +85,11 @@ async def test_honcho_runs_the_api_and_two_workers_each_on_its_own_port(
         assert process.wait(60) in (0, -signal.SIGTERM, 143)
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            # honcho stops its children on SIGTERM; a SIGKILL first would orphan them
+            # (each runs in a session of its own), still working on the test's Redis.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

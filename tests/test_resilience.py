@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +20,7 @@ from producer.endpoints import EndpointStatus
 from harness import ReceiverFactory, RedisServer, ScriptedResponse, SmtpServer
 from harness.polling import wait_until
 from support import (
+    PROJECT,
     WorkerProcess,
     delivery_job_counts,
     make_event,
@@ -199,3 +203,29 @@ async def test_without_smtp_the_email_lands_in_the_outbox_folder(
         assert worker.metrics.notifications.labels("outbox")._value.get() == 1
     finally:
         await worker.stop()
+
+
+async def test_a_worker_whose_log_reader_went_away_delivers_and_stops_on_sigterm(
+    producer: Producer, receiver_factory: ReceiverFactory, redis_url: str, tmp_path: Path
+) -> None:
+    # As under a supervisor that was killed: every write to stderr fails (broken pipe).
+    receiver = await receiver_factory()
+    await producer.endpoints.create(
+        workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"
+    )
+    env = {**os.environ, **worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"))}
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the worker's first line
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", env=env, cwd=PROJECT, stdout=writer, stderr=writer
+    )
+    os.close(writer)
+    try:
+        await publish_one(producer)
+        await receiver.wait_for(1, 20)
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 15) == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()

@@ -221,11 +221,15 @@ class WorkerService:
             loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        log.info("signal_received", signal=sig.name)
         self.stop()
+        log.info("signal_received", signal=sig.name)
 
     def _alive(self) -> bool:
         return all(not loop.done() for loop in self._loops)
+
+    def _healthy(self) -> bool:
+        # Not before the queue loops run: a supervisor would count a starting worker.
+        return bool(self._loops) and self._alive() and not self._stop.is_set()
 
     async def _housekeeping(
         self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor
@@ -286,7 +290,7 @@ class WorkerService:
             )
 
         async def healthz(_request: web.Request) -> web.Response:
-            ok = self._alive() and not self._stop.is_set()
+            ok = self._healthy()
             return web.json_response({"ok": ok}, status=200 if ok else 503)
 
         async def readyz(_request: web.Request) -> web.Response:
