@@ -119,7 +119,9 @@ async def test_a_stalled_endpoint_defers_for_the_longest_a_moving_one_briefly(
     now[0] += MOVING_WITHIN_S + 0.1
     assert await limiter.acquire(endpoint) == 0.0  # not moving: the usual back-off
     now[0] = 1000.0 + STALLED_AFTER_S
-    assert await limiter.acquire(endpoint) == MAX_DEFERRAL_S  # stalled
+    stalled = await limiter.acquire(endpoint)
+    assert stalled is not None
+    assert 0.8 * MAX_DEFERRAL_S <= stalled <= MAX_DEFERRAL_S
     limiter.release(endpoint.id)
     assert await limiter.acquire(endpoint) is None
 

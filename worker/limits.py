@@ -131,8 +131,8 @@ class EndpointLimiter:
             return await self._wait_locally(slots)
         if slots.held and idle_s >= STALLED_AFTER_S:
             # Stalled (hanging): no slot frees before its requests time out, so stay out
-            # as long as a deferral may instead of coming back to find it full again.
-            return MAX_DEFERRAL_S
+            # about as long as a deferral may instead of coming back to find it full.
+            return MAX_DEFERRAL_S * random.uniform(0.8, 1.0)
         return 0.0
 
     def release(self, endpoint_id: str) -> None:
