@@ -619,7 +619,9 @@ async def test_webhook_tokens_behind_2fa_from_enrolment_to_webhook_url(
     await page.goto(dashboard.url("/ui/tokens/user_ada"))
     clock.advance(SESSION_S)
     await row.get_by_role("switch").click()
-    await expect(page.locator(".flash")).to_contain_text("Your 2FA session has expired")
+    await expect(page.locator(".flash.flash-warning")).to_contain_text(
+        "Your 2FA session has expired"
+    )
     await expect(page.get_by_label("Authentication code")).to_be_visible()
     assert (await system.tokens.get("user_ada", token_id)).status == TokenStatus.ACTIVE
     await screenshot(page, "tokens-reprompt")

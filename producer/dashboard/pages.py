@@ -98,9 +98,11 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **NO_STORE})
 
 
-async def flash_and_redirect(request: web.Request, location: str, message: str) -> web.Response:
-    """Show ``message`` on the next page and send the browser to ``location``."""
+async def flash_and_redirect(
+    request: web.Request, location: str, message: str, *, warning: bool = False
+) -> web.Response:
+    """Show ``message`` (a warning if so) on the next page and send the browser to ``location``."""
     session = session_of(request)
     if session is not None:
-        await store_of(request).flash(session, message)
+        await store_of(request).flash(session, message, warning=warning)
     return see_other(location)

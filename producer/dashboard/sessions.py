@@ -33,6 +33,14 @@ _ID_BYTES = 32
 
 
 @dataclass(frozen=True)
+class Flash:
+    """A notice for the next page: the outcome of an action, or a warning."""
+
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
 class Session:
     """One browser's session: its cookie value, CSRF token and whether it signed in."""
 
@@ -108,18 +116,21 @@ class SessionStore:
         """Keep ``value`` in the session as ``name``."""
         await self._redis.hset(self._key(session.cookie), name, value)
 
-    async def flash(self, session: Session, message: str) -> None:
+    async def flash(self, session: Session, message: str, *, warning: bool = False) -> None:
         """A notice shown once, on the next page this session renders."""
-        await self._redis.hset(self._key(session.cookie), "flash", message)
+        kind = "warning" if warning else "done"
+        await self._redis.hset(
+            self._key(session.cookie), mapping={"flash": message, "flash_kind": kind}
+        )
 
-    async def pop_flash(self, session: Session) -> str | None:
+    async def pop_flash(self, session: Session) -> Flash | None:
         """The pending notice, removed."""
         key = self._key(session.cookie)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(key, "flash")
-            pipe.hdel(key, "flash")
-            message, _ = await pipe.execute()
-        return cast(str | None, message)
+            pipe.hmget(key, "flash", "flash_kind")
+            pipe.hdel(key, "flash", "flash_kind")
+            (message, kind), _ = await pipe.execute()
+        return None if message is None else Flash(message, warning=kind == "warning")
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:

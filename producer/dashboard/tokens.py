@@ -160,6 +160,7 @@ def _needs_code(handler: Any) -> Any:
                 _user_url(request.match_info["user_id"]),
                 f"Your 2FA session has expired ({SESSION_S // 60} minutes): enter a new "
                 "code, then try again.",
+                warning=True,
             )
         return response
 
