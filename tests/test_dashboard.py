@@ -29,6 +29,7 @@ from test_tokens import FakeClock
 
 from producer.api import ApiSettings, create_app
 from producer.context import Producer
+from producer.dashboard import webhooks as webhooks_module
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.token_context import CLOCK, TOKEN_SYSTEM, Clock
@@ -431,6 +432,22 @@ async def test_bad_log_filters_are_explained_next_to_their_fields(
 
 
 # ---------------------------------------------------------------- CSRF, phone width
+
+
+async def test_an_unexpected_error_is_a_page_not_a_json_problem(
+    page: Page, dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(webhooks_module, "scan_endpoints", broken)
+    await sign_in(page, dashboard)
+    response = await page.reload()
+    assert response is not None
+    assert response.status == 500
+    assert response.headers["content-type"].startswith("text/html")
+    await expect(page.get_by_role("heading", name="Something went wrong")).to_be_visible()
+    await expect(page.get_by_text("a bug")).to_have_count(0)  # no details for the browser
 
 
 async def test_a_post_without_the_sessions_csrf_token_is_refused(

@@ -87,6 +87,15 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             title="Redis unavailable",
             detail="The dashboard cannot reach Redis right now; try again shortly.",
         )
+    except Exception:  # a bug: a page that says so, not the API's JSON problem
+        log.exception("dashboard_error", path=request.path)
+        return await render(
+            request,
+            "error.html",
+            status=500,
+            title="Something went wrong",
+            detail="The error was logged. Try again; if it persists, tell the operator.",
+        )
 
 
 @web.middleware
