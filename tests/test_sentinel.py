@@ -18,9 +18,14 @@ import redis.exceptions
 from producer.api import probe_client
 from producer.context import Producer
 from producer.events import Event
-from producer.jobs import bullmq_connection, redis_client
+from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
 from producer.publisher import PublishResult
-from producer.sentinel import SentinelMasterClient, SentinelUrl, parse_sentinel_url
+from producer.sentinel import (
+    BlockingSentinelPool,
+    SentinelMasterClient,
+    SentinelUrl,
+    parse_sentinel_url,
+)
 from producer.settings import ProducerSettings, SettingsError
 
 from harness import Receiver, RedisServer, RedisServerFactory
@@ -140,6 +145,9 @@ async def test_the_clients_reach_the_primary_through_the_sentinel(watched: Watch
     try:
         for_bullmq = bullmq_connection(watched.url)
         assert isinstance(for_bullmq, SentinelMasterClient)
+        # Our client keeps its bounded pool: a burst waits for a connection, as before.
+        assert isinstance(own.connection_pool, BlockingSentinelPool)
+        assert own.connection_pool.max_connections == MAX_CONNECTIONS
         assert await own.set("seen-through-sentinel", "yes")
         assert await probe.ping()
         assert await for_bullmq.get("seen-through-sentinel") == "yes"
