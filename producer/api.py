@@ -60,6 +60,7 @@ from producer import jsonwire
 from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
+from producer.sentinel import is_sentinel_url, parse_sentinel_url
 from producer.settings import (
     DELIVERY_TIMEOUT,
     PROCESS_OPTIONS,
@@ -398,12 +399,14 @@ def exempt_from_api_key(app: web.Application, route: str) -> None:
 
 def probe_client(redis_url: str) -> aioredis.Redis:
     """A client for readiness checks: no retries, so an outage shows within the timeout."""
-    return aioredis.Redis.from_url(
-        redis_url,
-        socket_connect_timeout=READY_TIMEOUT_S,
-        socket_timeout=READY_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
+    options: dict[str, Any] = {
+        "socket_connect_timeout": READY_TIMEOUT_S,
+        "socket_timeout": READY_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if is_sentinel_url(redis_url):
+        return parse_sentinel_url(redis_url).client(**options)
+    return aioredis.Redis.from_url(redis_url, **options)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:

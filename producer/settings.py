@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producer.secretbox import parse_key
+from producer.sentinel import is_sentinel_url, parse_sentinel_url
 
 DEFAULT_REDIS_URL = ""  # empty: the demo starts a private Redis; other commands use localhost.
 FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -120,6 +121,13 @@ def parse_event_types(raw: str) -> tuple[str, ...]:
     return names
 
 
+def parse_redis_url(raw: str) -> str:
+    """A Redis URL; a ``redis+sentinel://`` one is checked here, the others on connecting."""
+    if is_sentinel_url(raw):
+        parse_sentinel_url(raw)
+    return raw
+
+
 def parse_prefix(raw: str) -> str:
     """A Redis key prefix; ``{name}`` hash tags keep every key in one cluster slot."""
     if not raw or any(ch in raw for ch in " :\n"):
@@ -131,8 +139,10 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     Option(
         "REDIS_URL",
         DEFAULT_REDIS_URL,
-        "Redis to use (redis://, rediss:// for TLS). Empty: 127.0.0.1:6379, or a private "
-        "Redis started by `demo`.",
+        "Redis to use (redis://, rediss:// for TLS, redis+sentinel:// for the primary "
+        "that Sentinels name). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
+        parse_redis_url,
+        secret=True,  # it may hold a password
     ),
     Option(
         "KEY_PREFIX",

@@ -210,8 +210,9 @@ class RedisServer:
         if self._owns_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _launch(self) -> None:
-        args = [
+    def _arguments(self) -> list[str]:
+        """The command line that starts this server."""
+        return [
             self._binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -221,6 +222,9 @@ class RedisServer:
             *DEFAULT_ARGS,
             *self.extra_args,
         ]  # fmt: skip
+
+    def _launch(self) -> None:
+        args = self._arguments()
         with self.stderr_file.open("ab") as stderr:
             process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
@@ -272,3 +276,20 @@ class RedisServer:
     def __repr__(self) -> str:
         pid = self._process.pid if self._process is not None else None
         return f"RedisServer(port={self.port}, pid={pid}, dir={str(self.directory)!r})"
+
+
+class SentinelServer(RedisServer):
+    """``redis-server --sentinel`` on a free 127.0.0.1 port, with its own config file.
+
+    It monitors nothing until told to (``SENTINEL MONITOR``); Sentinel rewrites the file
+    as it learns, so the file lives in this server's folder.
+    """
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "sentinel.conf"
+
+    def _arguments(self) -> list[str]:
+        self.config_file.touch()
+        binary, *options = super()._arguments()
+        return [binary, str(self.config_file), "--sentinel", *options]
