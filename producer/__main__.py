@@ -17,7 +17,7 @@ from aiohttp import web
 
 from producer import logs
 from producer.api import SERVE_OPTIONS, ApiSettings, create_app
-from producer.settings import SettingsError, add_flags, env_with_flags
+from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=settings.api_host,
         port=settings.port,
         api_keys=len(settings.api_keys),
-        redis_url=_without_password(settings.producer.effective_redis_url),
+        redis_url=without_password(settings.producer.effective_redis_url),
     )
     try:
         web.run_app(
@@ -76,16 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     log.info("api_stopped")
     return 0
-
-
-def _without_password(url: str) -> str:
-    """A Redis URL fit for a log line."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}://{user + ':' if user else ''}***@{host}"
 
 
 if __name__ == "__main__":

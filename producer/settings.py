@@ -254,3 +254,13 @@ def env_with_flags(namespace: argparse.Namespace, options: Sequence[Option]) -> 
         if value is not None:
             merged[option.env] = value
     return merged
+
+
+def without_password(url: str) -> str:
+    """A Redis URL fit for a log line or an error message: its password masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"

@@ -205,10 +205,12 @@ def test_bad_retry_schedule_is_refused_with_the_variable_named(redis_url: str) -
 def test_unreachable_redis_is_a_clear_error_and_a_failure_exit() -> None:
     from worker.localredis import free_port
 
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    url = f"redis://:hunter2@127.0.0.1:{port}/0"
     result = cli(url, "publish", "--workspace", "ws_1", "--type", "issue.created")
     assert result.returncode == 1
-    assert f"cannot reach Redis at {url}" in result.stderr
+    assert f"cannot reach Redis at redis://***@127.0.0.1:{port}/0" in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 async def test_status_and_attempts_report_what_happened(redis_url: str, receiver: Receiver) -> None:

@@ -30,6 +30,7 @@ from producer.settings import (
     SettingsError,
     add_flags,
     env_with_flags,
+    without_password,
 )
 from worker import __version__
 from worker.settings import WORKER_OPTIONS, WorkerSettings
@@ -621,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except redis.exceptions.ConnectionError as exc:
-        url = settings.producer.effective_redis_url
+        url = without_password(settings.producer.effective_redis_url)
         print(f"error: cannot reach Redis at {url}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
