@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from producer.deliveries import AttemptOutcome
+
 ATTEMPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 END_TO_END_BUCKETS_S = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 14400,
@@ -110,6 +112,14 @@ class Metrics:
             registry=r,
         )
         self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}
+        # Every series exists from the start, at 0: rate() and increase() then see the
+        # first events too, not only those after the series' first scrape.
+        for outcome in (*AttemptOutcome, "duplicate"):
+            self.deliveries.labels(outcome)
+        for status in ("failing", "active", "disabled"):
+            self.endpoint_transitions.labels(status)
+        for result in ("sent", "outbox", "failed"):
+            self.notifications.labels(result)
         self.worker_up = Gauge(
             "cliq_worker_up",
             "1 while this worker's queue loops are running.",
