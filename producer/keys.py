@@ -227,11 +227,16 @@ class Keys:
 
 
 def lua_prelude() -> str:
-    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`.
+    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, and the name of
+    the delivery queue as ``DELIVERY_QUEUE``.
 
     Scripts receive the prefix as ``ARGV[1]``.
     """
-    lines = ["local K = {}", "local PREFIX = ARGV[1]"]
+    lines = [
+        "local K = {}",
+        "local PREFIX = ARGV[1]",
+        f"local DELIVERY_QUEUE = '{DELIVERY_QUEUE}'",
+    ]
     for name, template in LAYOUT.items():
         head, _, tail = template.partition("{}")
         if _:

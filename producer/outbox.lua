@@ -21,13 +21,19 @@ local function push_all(key, values)
   end
 end
 
+-- Write a due delivery job (id: prefix and a sequence number) to the outbox; returns
+-- its member.
+local function outbox_job(now, id_prefix, data)
+  local job_id = id_prefix .. redis.call('INCR', K.sequence())
+  local member = cjson.encode({q = DELIVERY_QUEUE, id = job_id, data = data, delay = 0})
+  redis.call('ZADD', K.outbox(), now, member)
+  return member
+end
+
 -- Write a bell job to the outbox unless one is waiting; returns its member or nil.
 local function ring_bell(now)
   if not redis.call('SET', K.bell(), 1, 'NX', 'PX', BELL_TTL_MS) then return nil end
-  local job_id = 'bell' .. redis.call('INCR', K.sequence())
-  local member = cjson.encode({q = 'deliveries', id = job_id, data = {bell = 1}, delay = 0})
-  redis.call('ZADD', K.outbox(), now, member)
-  return member
+  return outbox_job(now, 'bell', {bell = 1})
 end
 
 local function batch_writer(now, batch_size)
@@ -35,10 +41,7 @@ local function batch_writer(now, batch_size)
   local items = {}
   function writer.flush()
     if #items == 0 then return end
-    local job_id = 'b' .. redis.call('INCR', K.sequence())
-    local member = cjson.encode({q = 'deliveries', id = job_id, data = {items = items}, delay = 0})
-    redis.call('ZADD', K.outbox(), now, member)
-    writer.members[#writer.members + 1] = member
+    writer.members[#writer.members + 1] = outbox_job(now, 'b', {items = items})
     items = {}
   end
   -- The partial batch goes to the tail of the ready list (oldest first), for a bell.
