@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from producer.events import ID_PATTERN, Catalogue
@@ -241,6 +242,18 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class Subscribers:
+    """A workspace's endpoints as of one version of them (``LAYOUT["workspace_version"]``)."""
+
+    version: str
+    endpoints: tuple[Endpoint, ...]
+
+    def for_type(self, event_type: str) -> list[str]:
+        """Ids of the endpoints that receive an event of ``event_type``."""
+        return [endpoint.id for endpoint in self.endpoints if endpoint.wants(event_type)]
+
+
 class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
@@ -280,7 +293,7 @@ class EndpointRegistry:
             rate_limit=validate_rate_limit(rate_limit),
         )
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash(self._box))
+            self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
             await pipe.execute()
@@ -307,17 +320,24 @@ class EndpointRegistry:
             endpoints = [e for e in endpoints if e.status == status]
         return sorted(endpoints, key=lambda e: (e.created_ms, e.id))
 
-    async def workspace_endpoints(self, workspace_ids: Iterable[str]) -> dict[str, list[Endpoint]]:
-        """Every endpoint of each workspace, in two round trips whatever their number."""
+    async def workspace_endpoints(self, workspace_ids: Iterable[str]) -> dict[str, Subscribers]:
+        """Every endpoint of each workspace, with its version, in two round trips in all.
+
+        The version is read before the endpoints: a change in between makes the list
+        newer than its version says, which only costs a publish one more try.
+        """
         ws_list = sorted(set(workspace_ids))
         async with self._redis.pipeline(transaction=False) as pipe:
             for ws in ws_list:
+                pipe.get(self._keys.workspace_version(ws))
                 pipe.smembers(self._keys.workspace_endpoints(ws))
-            members: list[set[str]] = await pipe.execute()
+            replies: list[Any] = await pipe.execute()
+        versions: list[str | None] = replies[0::2]
+        members: list[set[str]] = replies[1::2]
         loaded = {e.id: e for e in await self._load(sorted(set().union(*members)))}
         return {
-            ws: [loaded[i] for i in sorted(ids) if i in loaded]
-            for ws, ids in zip(ws_list, members, strict=True)
+            ws: Subscribers(version or "0", tuple(loaded[i] for i in sorted(ids) if i in loaded))
+            for ws, version, ids in zip(ws_list, versions, members, strict=True)
         }
 
     async def update(
@@ -351,7 +371,7 @@ class EndpointRegistry:
             else endpoint.rate_limit,
             updated_ms=_now_ms(),
         )
-        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash(self._box))
+        await self._write(changed)
         return changed
 
     async def set_status(self, endpoint_id: str, status: EndpointStatus) -> Endpoint:
@@ -359,14 +379,11 @@ class EndpointRegistry:
         endpoint = await self.get(endpoint_id)
         changed = replace(endpoint, status=status, updated_ms=_now_ms())
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self._keys.endpoint(endpoint_id),
-                mapping=changed.to_hash(self._box),
-            )
             if status == EndpointStatus.FAILING:
                 pipe.sadd(self._keys.failing, endpoint_id)
             else:
                 pipe.srem(self._keys.failing, endpoint_id)
+            self._stage(pipe, changed)
             await pipe.execute()
         return changed
 
@@ -381,7 +398,7 @@ class EndpointRegistry:
             previous_secret_until_ms=now + grace_s * 1000,
             updated_ms=now,
         )
-        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=changed.to_hash(self._box))
+        await self._write(changed)
         return changed
 
     async def delete(self, endpoint_id: str) -> None:
@@ -392,7 +409,19 @@ class EndpointRegistry:
             pipe.srem(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint_id)
             pipe.zrem(self._keys.endpoints, endpoint_id)
             pipe.srem(self._keys.failing, endpoint_id)
+            pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
             await pipe.execute()
+
+    async def _write(self, endpoint: Endpoint) -> None:
+        """Store a changed endpoint (see :meth:`_stage`)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._stage(pipe, endpoint)
+            await pipe.execute()
+
+    def _stage(self, pipe: Pipeline, endpoint: Endpoint) -> None:
+        """Queue the writes of a changed endpoint, its workspace's version bump included."""
+        pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash(self._box))
+        pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
 
     async def _load(self, ids: Sequence[str]) -> list[Endpoint]:
         if not ids:

@@ -40,8 +40,12 @@ LAYOUT: dict[str, str] = {
     "endpoint_leases": "ep:{}:leases",
     # String: the endpoint rate limiter's theoretical arrival time (ms, GCRA).
     "endpoint_rate": "ep:{}:rate",
-    # Set: a workspace's endpoint ids, read on every publish.
+    # Set: a workspace's endpoint ids.
     "workspace_endpoints": "ws:{}:eps",
+    # Counter: bumped by every change to a workspace's endpoints (added, edited, deleted,
+    # status). Publishers cache a workspace's subscribers under it; the publish script
+    # refuses a stale version, so a cached list is never used after a change.
+    "workspace_version": "ws:{}:ver",
     # Sorted set: every endpoint id by creation time (ms).
     "endpoints": "eps",
     # Set: ids of endpoints whose status is failing.
@@ -133,6 +137,10 @@ class Keys:
     def workspace_endpoints(self, workspace_id: str) -> str:
         """See ``LAYOUT["workspace_endpoints"]``."""
         return self._key("workspace_endpoints", workspace_id)
+
+    def workspace_version(self, workspace_id: str) -> str:
+        """See ``LAYOUT["workspace_version"]``."""
+        return self._key("workspace_version", workspace_id)
 
     @property
     def endpoints(self) -> str:

@@ -1,22 +1,34 @@
 -- Store events and their deliveries, and write the delivery jobs to the outbox,
 -- all at once: a publish either happened completely or not at all. Full batches
 -- become jobs; the rest waits on the ready list for a bell job (see outbox.lua).
--- ARGV: prefix, now_ms, batch_size, retention_s, event_count, then per event:
+-- ARGV: prefix, now_ms, batch_size, retention_s, workspace_count, then per workspace:
+--   workspace_id, the version its endpoint list was read at;
+--   then event_count, then per event:
 --   event_id, body, type, workspace_id, created_ms, delivery_count,
 --   then delivery_count pairs of (delivery_id, endpoint_id).
 -- Returns {per-event results, outbox members}; a result is the number of
 -- deliveries created, or -1 when the event id was already published.
+-- Returns {'stale', workspace ids} and writes nothing when a version is out of date.
 local now = tonumber(ARGV[2])
 local batch_size = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
-local event_count = tonumber(ARGV[5])
+local workspace_count = tonumber(ARGV[5])
 
+local stale = {}
+for w = 0, workspace_count - 1 do
+  local workspace, version = ARGV[6 + 2 * w], ARGV[7 + 2 * w]
+  if (redis.call('GET', K.workspace_version(workspace)) or '0') ~= version then
+    stale[#stale + 1] = workspace
+  end
+end
+if #stale > 0 then return {'stale', stale} end
+
+local event_count = tonumber(ARGV[6 + 2 * workspace_count])
 local results = {}
 local jobs = batch_writer(now, batch_size)
 local created_total = 0
 
-
-local i = 6
+local i = 7 + 2 * workspace_count
 for e = 1, event_count do
   local event_id, body, etype, workspace = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local created, count = ARGV[i + 4], tonumber(ARGV[i + 5])

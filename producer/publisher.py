@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
-from producer.endpoints import EndpointRegistry
+from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
@@ -19,11 +20,27 @@ from producer.settings import ProducerSettings
 # Bounds the size of one script call (Redis blocks while a script runs). Up to this
 # many events are stored all-or-nothing: the API's batch limit is the same.
 EVENTS_PER_SCRIPT = 1000
+# Workspaces whose endpoints a publisher keeps in memory (oldest dropped first).
+MAX_CACHED_WORKSPACES = 10_000
+# publish.lua's answer when a cached endpoint list is out of date: reload and try again,
+# this many times in all.
+STALE = "stale"
+STALE_TRIES = 5
 
 
 def new_delivery_id() -> str:
     """A fresh delivery id (``dlv_`` + 20 hex characters)."""
     return "dlv_" + secrets.token_hex(10)
+
+
+class SubscribersChanging(redis.exceptions.TryAgainError):
+    """A workspace's endpoints changed during every try of a publish; nothing was stored.
+
+    A ``TryAgainError``: like Redis's own, it asks the caller to retry (the API's 503).
+    """
+
+    def __init__(self, workspaces: Sequence[str]) -> None:
+        super().__init__(f"the endpoints of {', '.join(workspaces)} kept changing; try again")
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,9 @@ class Publisher:
         self._dispatcher = dispatcher
         self._settings = settings
         self._script = load_script(redis, "producer", "publish.lua")
+        # Endpoints by workspace, each list tagged with the version it was read at: the
+        # publish script checks the version, so a single event costs one round trip.
+        self._cache: dict[str, Subscribers] = {}
 
     async def publish(self, event: Event) -> PublishResult:
         """Publish one event."""
@@ -76,29 +96,48 @@ class Publisher:
         return results
 
     async def _publish_chunk(self, events: Sequence[Event]) -> list[PublishResult]:
-        endpoints = await self._registry.workspace_endpoints(e.workspace_id for e in events)
-        args: list[str | int] = [
-            self._keys.prefix,
-            int(time.time() * 1000),
-            self._settings.batch_size,
-            self._settings.delivery_retention,
-            len(events),
-        ]
-        for event in events:
-            targets = [ep.id for ep in endpoints[event.workspace_id] if ep.wants(event.type)]
-            args += [
-                event.id,
-                event.body.decode(),
-                event.type,
-                event.workspace_id,
-                event.created_ms,
-                len(targets),
+        workspaces = {event.workspace_id for event in events}
+        for _ in range(STALE_TRIES):
+            subscribers = await self._subscribers(workspaces)
+            args: list[str | int] = [
+                self._keys.prefix,
+                int(time.time() * 1000),
+                self._settings.batch_size,
+                self._settings.delivery_retention,
+                len(subscribers),
             ]
-            for endpoint_id in targets:
-                args += [new_delivery_id(), endpoint_id]
-        counts, members = await self._script(args=args)
-        await self._dispatcher.dispatch(members)
-        return [
-            PublishResult(event.id, max(count, 0), count < 0)
-            for event, count in zip(events, counts, strict=True)
-        ]
+            for workspace, current in subscribers.items():
+                args += [workspace, current.version]
+            args.append(len(events))
+            for event in events:
+                targets = subscribers[event.workspace_id].for_type(event.type)
+                args += [
+                    event.id,
+                    event.body.decode(),
+                    event.type,
+                    event.workspace_id,
+                    event.created_ms,
+                    len(targets),
+                ]
+                for endpoint_id in targets:
+                    args += [new_delivery_id(), endpoint_id]
+            first, second = await self._script(args=args)
+            if first != STALE:
+                await self._dispatcher.dispatch(second)
+                return [
+                    PublishResult(event.id, max(count, 0), count < 0)
+                    for event, count in zip(events, first, strict=True)
+                ]
+            for workspace in second:
+                self._cache.pop(workspace, None)
+        raise SubscribersChanging(sorted(workspaces))
+
+    async def _subscribers(self, workspaces: set[str]) -> dict[str, Subscribers]:
+        """Each workspace's endpoints, from the cache or (missing ones) from Redis."""
+        missing = workspaces - self._cache.keys()
+        if missing:
+            for workspace, loaded in (await self._registry.workspace_endpoints(missing)).items():
+                if len(self._cache) >= MAX_CACHED_WORKSPACES:
+                    del self._cache[next(iter(self._cache))]  # the oldest entry
+                self._cache[workspace] = loaded
+        return {workspace: self._cache[workspace] for workspace in sorted(workspaces)}

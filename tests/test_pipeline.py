@@ -431,6 +431,8 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
     assert len(delivery.attempts) == 1  # no retries after 410
     assert len(receiver.received) == 1
     assert worker.metrics.endpoint_transitions.labels("disabled")._value.get() == 1
+    # This producer's cached endpoint list (from the first publish) is out of date now.
+    assert (await producer.publisher.publish(make_event(producer, "issue.created"))).deliveries == 0
 
 
 # ---------------------------------------------------------------- the doorbell

@@ -27,6 +27,13 @@ local function finish(key, event_id)
   end
 end
 
+-- A status change, as producer/endpoints.py writes one: it bumps the workspace's
+-- version, so publishers stop using their cached copy of its endpoints.
+local function set_status(endpoint_key, status)
+  redis.call('HSET', endpoint_key, 'status', status, 'updated', now)
+  redis.call('INCR', K.workspace_version(redis.call('HGET', endpoint_key, 'workspace')))
+end
+
 local i = 5
 for k = 1, count do
   local delivery_id, number, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
@@ -53,7 +60,7 @@ for k = 1, count do
       finish(key, event_id)
       redis.call('HINCRBY', stats, 'delivered', 1)
       if redis.call('HGET', endpoint_key, 'status') == 'failing' then
-        redis.call('HSET', endpoint_key, 'status', 'active', 'updated', now)
+        set_status(endpoint_key, 'active')
         redis.call('SREM', K.failing(), endpoint_id)
         codes[k] = 'recovered'
       end
@@ -63,13 +70,13 @@ for k = 1, count do
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
       local status = redis.call('HGET', endpoint_key, 'status')
       if disable == '1' and (status == 'active' or status == 'failing') then
-        redis.call('HSET', endpoint_key, 'status', 'disabled', 'updated', now)
+        set_status(endpoint_key, 'disabled')
         redis.call('SREM', K.failing(), endpoint_id)
         redis.call('ZADD', outbox, now, notify)
         members[#members + 1] = notify
         codes[k] = 'disabled'
       elseif disable ~= '1' and status == 'active' then
-        redis.call('HSET', endpoint_key, 'status', 'failing', 'updated', now)
+        set_status(endpoint_key, 'failing')
         redis.call('SADD', K.failing(), endpoint_id)
         if notify ~= '' then
           redis.call('ZADD', outbox, now, notify)
