@@ -254,6 +254,10 @@ class Subscribers:
         return [endpoint.id for endpoint in self.endpoints if endpoint.wants(event_type)]
 
 
+# Compares endpoints field by field (sealing the same secret twice gives two values).
+UNSEALED = SecretBox()
+
+
 class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
@@ -371,7 +375,7 @@ class EndpointRegistry:
             else endpoint.rate_limit,
             updated_ms=_now_ms(),
         )
-        await self._write(changed)
+        await self._write(changed, endpoint)
         return changed
 
     async def set_status(self, endpoint_id: str, status: EndpointStatus) -> Endpoint:
@@ -383,7 +387,7 @@ class EndpointRegistry:
                 pipe.sadd(self._keys.failing, endpoint_id)
             else:
                 pipe.srem(self._keys.failing, endpoint_id)
-            self._stage(pipe, changed)
+            self._stage(pipe, changed, endpoint)
             await pipe.execute()
         return changed
 
@@ -398,7 +402,7 @@ class EndpointRegistry:
             previous_secret_until_ms=now + grace_s * 1000,
             updated_ms=now,
         )
-        await self._write(changed)
+        await self._write(changed, endpoint)
         return changed
 
     async def delete(self, endpoint_id: str) -> None:
@@ -412,15 +416,24 @@ class EndpointRegistry:
             pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
             await pipe.execute()
 
-    async def _write(self, endpoint: Endpoint) -> None:
-        """Store a changed endpoint (see :meth:`_stage`)."""
+    async def _write(self, endpoint: Endpoint, before: Endpoint) -> None:
+        """Store the fields of ``endpoint`` that differ from ``before`` (see :meth:`_stage`)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            self._stage(pipe, endpoint)
+            self._stage(pipe, endpoint, before)
             await pipe.execute()
 
-    def _stage(self, pipe: Pipeline, endpoint: Endpoint) -> None:
-        """Queue the writes of a changed endpoint, its workspace's version bump included."""
-        pipe.hset(self._keys.endpoint(endpoint.id), mapping=endpoint.to_hash(self._box))
+    def _stage(self, pipe: Pipeline, endpoint: Endpoint, before: Endpoint | None = None) -> None:
+        """Queue the writes of a new or changed endpoint, and bump its workspace's version.
+
+        Of a changed one (``before`` given) only the fields that differ are written: an
+        edit must not undo a status a worker set meanwhile (failing, disabled).
+        """
+        fields = endpoint.to_hash(self._box)
+        if before is not None:
+            old, new = before.to_hash(UNSEALED), endpoint.to_hash(UNSEALED)
+            fields = {name: value for name, value in fields.items() if old[name] != new[name]}
+        if fields:
+            pipe.hset(self._keys.endpoint(endpoint.id), mapping=fields)
         pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
 
     async def _load(self, ids: Sequence[str]) -> list[Endpoint]:

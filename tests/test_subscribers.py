@@ -1,4 +1,5 @@
-"""A publisher's cached endpoint lists never outlive a change, whoever made it.
+"""Endpoint changes: a publisher's cached lists never outlive one, whoever made it,
+and an edit never undoes what a worker changed meanwhile.
 
 Each publisher keeps its workspaces' endpoints in memory, tagged with the workspace's
 version; the publish script refuses a stale version. Here a second producer on the
@@ -130,3 +131,30 @@ async def test_endpoints_that_never_hold_still_fail_the_publish_with_nothing_sto
     assert registry.reads == STALE_TRIES
     assert not await redis.exists(producer.keys.event(event.id))
     assert (await publisher.publish(event)).deliveries == 1
+
+
+class StaleReads(EndpointRegistry):
+    """Reads an endpoint as it was before a worker changed its status (a race, made sure)."""
+
+    def __init__(self, producer: Producer, stale: Endpoint) -> None:
+        super().__init__(producer.redis, producer.keys, producer.catalogue, producer.secret_box)
+        self.stale = stale
+
+    async def get(self, endpoint_id: str) -> Endpoint:
+        return self.stale
+
+
+async def test_an_edit_racing_a_worker_keeps_the_status_the_worker_set(
+    producer: Producer, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    endpoint = await create(producer, receiver)
+    await redis.hset(producer.keys.endpoint(endpoint.id), "status", "failing")  # the worker
+    registry = StaleReads(producer, endpoint)
+
+    await registry.update(endpoint.id, url="https://example.com/new")
+    await registry.rotate_secret(endpoint.id)
+
+    now = await producer.endpoints.get(endpoint.id)
+    assert now.status == EndpointStatus.FAILING
+    assert now.url == "https://example.com/new"
+    assert now.previous_secret == endpoint.secret != now.secret
