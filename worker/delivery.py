@@ -45,6 +45,8 @@ from worker.signing import signature_headers
 log = structlog.get_logger("cliq.delivery")
 
 RECORD_MAX_OUTCOMES = 500
+# batch.lua's reply: {deliveries, events, endpoints} (see there).
+Loaded = list[Any]
 GONE = 410
 
 
@@ -117,25 +119,32 @@ class DeliveryProcessor:
         Bad job data is logged and counted, and the job completes: a worker never
         crashes on it. Redis errors propagate, so bullmq retries the job later.
         """
+        loaded: Loaded | None = None
         try:
             bell = is_bell(job.data)
-            batch = await self._claimed(job.id) if bell else DeliveryBatch.from_dict(job.data)
+            if bell:
+                batch, loaded = await self._claimed(job.id)
+            else:
+                batch = DeliveryBatch.from_dict(job.data)
         except ValueError as exc:
             self._metrics.bad_jobs.inc()
             log.error("bad_job", queue=job.queue.name, job_id=job.id, error=str(exc))
             return 0
-        attempted = await self._attempt(batch)
+        attempted = await self._attempt(batch, loaded)
         if bell and batch.items:  # finished: a re-run from here on has nothing to repeat
             await self._redis.delete(self._keys.claimed(job.id))
         return attempted
 
-    async def _claimed(self, job_id: str) -> DeliveryBatch:
-        """Claim a bell job's items from the ready list; ring the next bell if more wait."""
-        entries, members = await self._claim(
+    async def _claimed(self, job_id: str) -> tuple[DeliveryBatch, Loaded]:
+        """Claim a bell job's items from the ready list, and what they need (batch.lua).
+
+        Rings the next bell if more items wait.
+        """
+        entries, members, loaded = await self._claim(
             args=[self._keys.prefix, job_id, int(time.time() * 1000), self._batch_size, WEEK_S]
         )
         await self._dispatcher.dispatch(members)
-        return claimed_batch(entries)
+        return claimed_batch(entries), loaded
 
     async def ring(self) -> bool:
         """Ring a bell if items wait on the ready list and no bell is on its way.
@@ -146,9 +155,12 @@ class DeliveryProcessor:
         await self._dispatcher.dispatch(members)
         return bool(members)
 
-    async def _attempt(self, batch: DeliveryBatch) -> int:
-        """Attempt the batch's items; returns how many were attempted (not deferred)."""
-        targets = await self._targets(batch.items)
+    async def _attempt(self, batch: DeliveryBatch, loaded: Loaded | None) -> int:
+        """Attempt the batch's items; returns how many were attempted (not deferred).
+
+        ``loaded``: what batch.lua read for the items, if it already was.
+        """
+        targets = await self._targets(batch.items, loaded)
         # A task group: when an outcome cannot be recorded (Redis is gone), the rest of
         # the batch stops sending too, instead of making attempts nobody can record.
         async with asyncio.TaskGroup() as group:
@@ -173,13 +185,13 @@ class DeliveryProcessor:
         )
         await self._dispatcher.add([spec])
 
-    async def _targets(self, items: Sequence[DeliveryItem]) -> list[Target]:
-        """Load the batch; items that need no HTTP request are settled here."""
+    async def _targets(self, items: Sequence[DeliveryItem], loaded: Loaded | None) -> list[Target]:
+        """Load the batch (unless given); items that need no HTTP request are settled here."""
         if not items:
             return []
-        rows, flat_events, endpoint_rows = await self._load(
-            args=[self._keys.prefix, *(item.delivery_id for item in items)]
-        )
+        if loaded is None:
+            loaded = await self._load(args=[self._keys.prefix, *(i.delivery_id for i in items)])
+        rows, flat_events, endpoint_rows = loaded
         events = {  # each body encoded once, whatever the fan-out within the batch
             flat_events[k]: (
                 flat_events[k + 1].encode(),

@@ -1,31 +1,5 @@
--- Everything a batch needs, in one round trip.
--- ARGV: prefix, then delivery ids.
--- Returns {deliveries, events, endpoints}:
---   deliveries[k] = {state, attempts made, round base, event id, endpoint id}, or 0 if gone
---   events        = flat {id, body, type, created_ms, ...}, each distinct event once
---   endpoints     = {{id, HGETALL...}, ...}, each distinct endpoint once (deleted: just {id})
-local deliveries, events, endpoints = {}, {}, {}
-local seen_events, seen_endpoints = {}, {}
-for k = 2, #ARGV do
-  local row = redis.call('HMGET', K.delivery(ARGV[k]), 's', 'n', 'r', 'e', 'p')
-  if row[1] then
-    deliveries[#deliveries + 1] = row
-    local event_id, endpoint_id = row[4], row[5]
-    if not seen_events[event_id] then
-      seen_events[event_id] = true
-      local ev = redis.call('HMGET', K.event(event_id), 'b', 't', 'c')
-      if ev[1] then
-        for _, value in ipairs({event_id, ev[1], ev[2], ev[3]}) do events[#events + 1] = value end
-      end
-    end
-    if not seen_endpoints[endpoint_id] then
-      seen_endpoints[endpoint_id] = true
-      local fields = redis.call('HGETALL', K.endpoint(endpoint_id))
-      table.insert(fields, 1, endpoint_id)
-      endpoints[#endpoints + 1] = fields
-    end
-  else
-    deliveries[#deliveries + 1] = 0
-  end
-end
-return {deliveries, events, endpoints}
+-- Everything a batch job needs, in one round trip (see batch.lua).
+-- ARGV: prefix, then delivery ids. Returns load_batch's {deliveries, events, endpoints}.
+local ids = {}
+for k = 2, #ARGV do ids[#ids + 1] = ARGV[k] end
+return load_batch(ids)
