@@ -38,6 +38,7 @@ from harness.raw_http import (
     huge_body,
     short_body,
     silent,
+    trickle,
 )
 from support import RunningWorker, delivery_job_counts, producer_for, start_worker, worker_env
 
@@ -299,6 +300,38 @@ async def test_receiver_that_never_answers_times_out_within_the_delivery_timeout
     assert 900 <= attempt.latency_ms < 2000, attempt.latency_ms
     assert attempt.outcome == AttemptOutcome.RETRY
     assert delivery.state == DeliveryState.SCHEDULED
+    await assert_still_delivers(producer, receiver, worker)
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        trickle(b"HTTP/1.1 200 OK\r\nX-Slow: "),
+        trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"),
+    ],
+    ids=["head", "body"],
+)
+async def test_receiver_that_trickles_its_answer_times_out_within_the_delivery_timeout(
+    producer: Producer,
+    receiver: Receiver,
+    worker_factory: StartWorker,
+    raw_server_factory: RawServerFactory,
+    behaviour: Behaviour,
+) -> None:
+    """A byte every 0.2 s never lets a read wait long: only the total timeout ends it."""
+    server = await raw_server_factory(behaviour)
+    ep = await make_endpoint(producer, server.url())
+    worker = await worker_factory(RETRY_SCHEDULE="0,30", DELIVERY_TIMEOUT="1")
+    await producer.publisher.publish(make_event(producer))
+
+    (exchange,) = await server.wait_finished(1, 10)
+    assert exchange.peer_gone
+    assert 0.9 <= exchange.duration_s < 2.0, exchange.duration_s
+    delivery = await first_attempt(producer, ep.id, 5)
+    (attempt,) = delivery.attempts
+    assert attempt.status is None
+    assert attempt.error == "timeout: no complete answer within 1s"
+    assert attempt.outcome == AttemptOutcome.RETRY
     await assert_still_delivers(producer, receiver, worker)
 
 

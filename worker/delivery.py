@@ -41,6 +41,7 @@ from worker.recorder import GroupCommit
 from worker.schedule import RetrySchedule
 from worker.sender import Response, Sender
 from worker.signing import signature_headers
+from worker.slots import Slots
 
 log = structlog.get_logger("cliq.delivery")
 
@@ -105,7 +106,7 @@ class DeliveryProcessor:
         self._metrics = metrics
         self._limiter = limiter
         self._box = box
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, "worker", "load.lua")
         self._record = load_script(redis, "worker", "record.lua")

@@ -155,6 +155,21 @@ def endless_header(status: int = 200) -> Behaviour:
     return behave
 
 
+def trickle(head: bytes, every_s: float = 0.2) -> Behaviour:
+    """Send ``head``, then one more byte every ``every_s`` (until the client leaves)."""
+
+    async def behave(exchange: RawExchange) -> None:
+        if not await exchange.send(head):
+            return
+        deadline = exchange.accepted_at + exchange.cap_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(every_s)  # the pace of the misbehaviour, not a wait for state
+            if not await exchange.send(b"t"):
+                return
+
+    return behave
+
+
 def silent() -> Behaviour:
     """Accept and read the request, never answer; wait for the client to give up."""
 
