@@ -17,6 +17,7 @@ from aiohttp import web
 
 from producer import logs
 from producer.api import SERVE_OPTIONS, ApiSettings, create_app
+from producer.collector import tune_for_service
 from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 
 EXIT_BAD_INPUT = 2
@@ -61,9 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_keys=len(settings.api_keys),
         redis_url=without_password(settings.producer.effective_redis_url),
     )
+    app = create_app(settings)
+    tune_for_service()
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.api_host,
             port=settings.port,
             shutdown_timeout=settings.shutdown_grace,

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import redis.exceptions
 
 from producer import jsonwire, logs
+from producer.collector import tune_for_service
 from producer.context import Producer
 from producer.deliveries import DeliveryNotFound
 from producer.endpoints import EndpointError, EndpointNotFound, EndpointStatus
@@ -454,6 +455,7 @@ async def run_worker(args: argparse.Namespace) -> int:
         return await Supervisor(settings, args.processes, env).run()
     from worker.service import WorkerService
 
+    tune_for_service()
     return await WorkerService(settings).run()
 
 
