@@ -293,3 +293,22 @@ class SentinelServer(RedisServer):
         self.config_file.touch()
         binary, *options = super()._arguments()
         return [binary, str(self.config_file), "--sentinel", *options]
+
+
+class ClusterNodeServer(RedisServer):
+    """``redis-server --cluster-enabled yes`` on a free 127.0.0.1 port: one node of a cluster.
+
+    It serves no slot and knows no other node until told to; its cluster state file (which
+    the node rewrites as it learns) lives in this server's folder.
+    """
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "nodes.conf"
+
+    def _arguments(self) -> list[str]:
+        return [
+            *super()._arguments(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(self.config_file),
+        ]  # fmt: skip
