@@ -12,9 +12,9 @@ from enum import StrEnum
 from typing import cast
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
+from producer.cluster import RedisClient
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
 from producer.secretbox import SecretBox
@@ -245,7 +245,7 @@ class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, catalogue: Catalogue, box: SecretBox
+        self, redis: RedisClient, keys: Keys, catalogue: Catalogue, box: SecretBox
     ) -> None:
         self._redis = redis
         self._keys = keys

@@ -7,8 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
+from producer.cluster import RedisClient
 from producer.endpoints import EndpointRegistry
 from producer.events import Event
 from producer.jobs import JobDispatcher
@@ -50,7 +49,7 @@ class Publisher:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         registry: EndpointRegistry,
         dispatcher: JobDispatcher,
@@ -61,7 +60,7 @@ class Publisher:
         self._registry = registry
         self._dispatcher = dispatcher
         self._settings = settings
-        self._script = load_script(redis, "producer", "publish.lua")
+        self._script = load_script(redis, keys, "producer", "publish.lua")
 
     async def publish(self, event: Event) -> PublishResult:
         """Publish one event."""
@@ -78,7 +77,6 @@ class Publisher:
     async def _publish_chunk(self, events: Sequence[Event]) -> list[PublishResult]:
         endpoints = await self._registry.workspace_endpoints(e.workspace_id for e in events)
         args: list[str | int] = [
-            self._keys.prefix,
             int(time.time() * 1000),
             self._settings.batch_size,
             self._settings.delivery_retention,
@@ -96,7 +94,7 @@ class Publisher:
             ]
             for endpoint_id in targets:
                 args += [new_delivery_id(), endpoint_id]
-        counts, members = await self._script(args=args)
+        counts, members = await self._script(*args)
         await self._dispatcher.dispatch(members)
         return [
             PublishResult(event.id, max(count, 0), count < 0)
