@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 
 from producer.api import ApiSettings, create_app, probe_client
@@ -32,7 +33,8 @@ from worker.settings import WorkerSettings
 from harness import Receiver
 from harness.polling import wait_until
 from harness.redis_cluster import RedisClusterServers, command, slot_of
-from harness.redis_server import free_port
+from harness.redis_server import ClusterNodeServer, free_port
+from harness.tls import self_signed
 from support import make_event, start_worker, worker_env
 
 PREFIX = "{cliq}"
@@ -53,10 +55,33 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSe
 @pytest.fixture
 def cluster_url(cluster: RedisClusterServers) -> str:
     """The emptied cluster's URL, naming one node that does not serve our slot."""
+    return f"redis+cluster://127.0.0.1:{seed_node(cluster).port}"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: tuple[Path, Path]
+) -> Iterator[RedisClusterServers]:
+    """Three primaries that also serve TLS clients and speak TLS among themselves."""
+    servers = RedisClusterServers(tmp_path_factory.mktemp("tls-cluster"), tls=tls_files)
+    servers.start()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+def seed_node(cluster: RedisClusterServers) -> ClusterNodeServer:
+    """Empty the cluster; the node to name in its URL: one that does not serve our slot."""
     for port in cluster.ports:
         command(port, "FLUSHALL")
-    seed = next(port for port in cluster.ports if port != cluster.owner(SLOT))
-    return f"redis+cluster://127.0.0.1:{seed}"
+    return next(node for node in cluster.nodes if node.port != cluster.owner(SLOT))
 
 
 @pytest.fixture
@@ -251,6 +276,30 @@ async def test_an_unreachable_cluster_is_503_not_a_server_error() -> None:
         assert (await response.json())["type"].endswith("redis-unavailable")
     finally:
         await client.close()
+
+
+async def test_publish_and_deliver_through_a_tls_cluster(
+    tls_cluster: RedisClusterServers,
+    tls_files: tuple[Path, Path],
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    cert, _key = tls_files
+    seed = seed_node(tls_cluster).tls_port
+    url = f"rediss+cluster://127.0.0.1:{seed}?ssl_cert_reqs=required&ssl_ca_certs={cert}"
+    async with Producer(ProducerSettings.from_env(env(url))) as producer:
+        await subscribe(producer, receiver)
+        worker = await start_worker(worker_env(url, KEY_PREFIX=PREFIX, NOTIFY_OUTBOX=str(tmp_path)))
+        try:
+            await deliver(producer, receiver, 3, "tls")
+        finally:
+            assert await worker.stop() == 0
+
+    # A certificate that is not trusted (the system CAs do not know it) is refused.
+    untrusted = url.split("&ssl_ca_certs=")[0]
+    async with Producer(ProducerSettings.from_env(env(untrusted))) as producer:
+        with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+            await producer.redis.ping()
 
 
 async def test_deliveries_go_on_after_the_slot_moves_to_another_primary(

@@ -34,8 +34,10 @@ def slot_of(key: str) -> int:
 class RedisClusterServers:
     """``primaries`` cluster nodes forming one cluster; ``close()`` stops them all."""
 
-    def __init__(self, directory: Path, primaries: int = 3) -> None:
-        self.nodes = [ClusterNodeServer(directory=directory / f"node{i}") for i in range(primaries)]
+    def __init__(
+        self, directory: Path, primaries: int = 3, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        self.nodes = [ClusterNodeServer(directory / f"node{i}", tls=tls) for i in range(primaries)]
 
     @property
     def ports(self) -> list[int]:
@@ -55,8 +57,12 @@ class RedisClusterServers:
                     else (index + 1) * share - 1
                 )
                 command(node.port, "CLUSTER", "ADDSLOTSRANGE", index * share, last)
+            first = self.nodes[0]
             for node in self.nodes[1:]:
-                command(node.port, "CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
+                command(
+                    node.port,
+                    "CLUSTER", "MEET", "127.0.0.1", first.tls_port or first.port, first.bus_port,
+                )  # fmt: skip
             wait_until_sync(
                 self._ready, READY_TIMEOUT_S, interval=0.1, message="the cluster did not form"
             )
