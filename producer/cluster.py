@@ -104,20 +104,42 @@ class BlockingRedisCluster(RedisCluster):
 
 
 class BlockingClusterPipeline(ClusterPipeline):
-    """A pipeline of a :class:`BlockingRedisCluster`, executed in one of its turns."""
+    """A pipeline of a :class:`BlockingRedisCluster`, executed in one of its turns.
 
-    __slots__ = ("_owner",)
+    A transaction sent to a node that no longer serves our slot (it moved) is refused
+    whole (``MOVED``, then ``EXECABORT``: nothing applied). redis-py's cluster client
+    follows ``MOVED`` for commands but not for transactions, so this one learns where the
+    slot went and sends the transaction there, once.
+    """
+
+    __slots__ = ("_is_transaction", "_owner", "_queued")
 
     def __init__(self, client: BlockingRedisCluster, transaction: bool | None) -> None:
         super().__init__(client, transaction)
         self._owner = client
+        self._is_transaction = bool(transaction)
+        self._queued: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Queue a command (and remember it, to send the transaction again)."""
+        self._queued.append((args, kwargs))
+        return super().execute_command(*args, **kwargs)
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         """Send the queued commands once a turn is free."""
+        queued, self._queued = self._queued, []
         async with self._owner.turn():
-            return await super().execute(raise_on_error, allow_redirections)
+            try:
+                return await super().execute(raise_on_error, allow_redirections)
+            except redis_errors.MovedError as moved:
+                if not self._is_transaction:
+                    raise
+                await self._owner.nodes_manager.move_slot(moved)
+                for args, kwargs in queued:
+                    super().execute_command(*args, **kwargs)
+                return await super().execute(raise_on_error, allow_redirections)
 
 
 @dataclass(frozen=True)

@@ -319,6 +319,11 @@ async def test_deliveries_go_on_after_the_slot_moves_to_another_primary(
         # While idle (no delivery in flight); the worker's housekeeping goes on meanwhile.
         await asyncio.to_thread(cluster.move_slot, SLOT, after)
         assert keys_per_node(cluster)[before] == 0
+        # The producer's first command after the move is a transaction (MULTI/EXEC), which
+        # the old node refuses with MOVED: it is sent again to the new one.
+        await producer.endpoints.create(
+            workspace_id="ws_2", url=receiver.url(), events=["*"], owner_email="o@example.com"
+        )
         await deliver(producer, receiver, 3, "after")
     finally:
         assert await worker.stop() == 0
