@@ -90,17 +90,16 @@ class BlockingRedisCluster(RedisCluster):
         return BlockingClusterPipeline(self, transaction)  # type: ignore[abstract]
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
-        """Learn the slots from the seed nodes; none answering is a ``ConnectionError``.
+        """Learn the slots from the seed nodes; failing to is a ``ConnectionError``.
 
-        redis-py reports it as a ``RedisClusterException``, which callers would take for
-        a bug rather than an unreachable Redis (the API answers 503 to the latter).
+        redis-py reports no seed answering, slots no node serves or a seed that is no
+        cluster node as a ``RedisClusterException``, which callers would take for a bug
+        rather than for a Redis they cannot use (the API answers 503 to that).
         """
         try:
             return await super().initialize(*args, **kwargs)
         except redis_errors.RedisClusterException as exc:
-            if isinstance(exc.__cause__, redis_errors.ConnectionError | redis_errors.TimeoutError):
-                raise redis_errors.ConnectionError(str(exc)) from exc
-            raise
+            raise redis_errors.ConnectionError(str(exc)) from exc
 
 
 class BlockingClusterPipeline(ClusterPipeline):

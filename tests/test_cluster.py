@@ -30,7 +30,7 @@ from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
 from producer.settings import ProducerSettings, SettingsError, without_password
 from worker.settings import WorkerSettings
 
-from harness import Receiver
+from harness import Receiver, RedisServer
 from harness.polling import wait_until
 from harness.redis_cluster import RedisClusterServers, command, slot_of
 from harness.redis_server import ClusterNodeServer, free_port
@@ -299,6 +299,15 @@ async def test_publish_and_deliver_through_a_tls_cluster(
     untrusted = url.split("&ssl_ca_certs=")[0]
     async with Producer(ProducerSettings.from_env(env(untrusted))) as producer:
         with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+            await producer.redis.ping()
+
+
+async def test_a_cluster_url_naming_a_server_that_is_no_cluster_node_fails_clearly(
+    redis_server: RedisServer,
+) -> None:
+    url = f"redis+cluster://127.0.0.1:{redis_server.port}"
+    async with Producer(ProducerSettings.from_env(env(url))) as producer:
+        with pytest.raises(redis.exceptions.ConnectionError, match="Cluster mode is not enabled"):
             await producer.redis.ping()
 
 
