@@ -89,6 +89,15 @@ class BlockingRedisCluster(RedisCluster):
         # only the client sets as abstract.
         return BlockingClusterPipeline(self, transaction)  # type: ignore[abstract]
 
+    def relearn_slots(self) -> None:
+        """Read the slot map again before the next command.
+
+        redis-py does so after a command's connection error, not after a pipeline's: a
+        client whose first command after a failover is a pipeline would keep sending
+        everything to the primary that died.
+        """
+        self._initialize = True
+
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         """Learn the slots from the seed nodes; failing to is a ``ConnectionError``.
 
@@ -108,7 +117,8 @@ class BlockingClusterPipeline(ClusterPipeline):
     A transaction sent to a node that no longer serves our slot (it moved) is refused
     whole (``MOVED``, then ``EXECABORT``: nothing applied). redis-py's cluster client
     follows ``MOVED`` for commands but not for transactions, so this one learns where the
-    slot went and sends the transaction there, once.
+    slot went and sends the transaction there, once. After a connection error the client
+    reads the slot map again (:meth:`BlockingRedisCluster.relearn_slots`).
     """
 
     __slots__ = ("_is_transaction", "_owner", "_queued")
@@ -131,14 +141,26 @@ class BlockingClusterPipeline(ClusterPipeline):
         queued, self._queued = self._queued, []
         async with self._owner.turn():
             try:
-                return await super().execute(raise_on_error, allow_redirections)
-            except redis_errors.MovedError as moved:
-                if not self._is_transaction:
-                    raise
-                await self._owner.nodes_manager.move_slot(moved)
-                for args, kwargs in queued:
-                    super().execute_command(*args, **kwargs)
-                return await super().execute(raise_on_error, allow_redirections)
+                return await self._send(queued, raise_on_error, allow_redirections)
+            except RedisCluster.ERRORS_ALLOW_RETRY:
+                self._owner.relearn_slots()
+                raise
+
+    async def _send(
+        self,
+        queued: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        raise_on_error: bool,
+        allow_redirections: bool,
+    ) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except redis_errors.MovedError as moved:
+            if not self._is_transaction:
+                raise
+            await self._owner.nodes_manager.move_slot(moved)
+            for args, kwargs in queued:
+                super().execute_command(*args, **kwargs)
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 @dataclass(frozen=True)

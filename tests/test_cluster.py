@@ -16,7 +16,7 @@ import pytest
 import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import ApiSettings, create_app, probe_client
+from producer.api import REDIS_UNAVAILABLE_ERRORS, ApiSettings, create_app, probe_client
 from producer.cluster import (
     BlockingRedisCluster,
     ClusterUrl,
@@ -26,6 +26,7 @@ from producer.cluster import (
 )
 from producer.context import Producer
 from producer.deliveries import DeliveryState
+from producer.events import Event
 from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
 from producer.settings import ProducerSettings, SettingsError, without_password
 from worker.settings import WorkerSettings
@@ -108,13 +109,31 @@ async def subscribe(producer: Producer, receiver: Receiver) -> None:
 
 
 async def deliver(producer: Producer, receiver: Receiver, count: int, label: str) -> None:
-    """Publish ``count`` events and wait until the receiver got each of them."""
+    """Publish ``count`` events (retrying a publish that failed, as API callers do after a
+    503); wait until the receiver got each of them and the worker recorded it."""
     before = len(receiver.received)
     events = [make_event(producer, data={label: n}) for n in range(count)]
     for event in events:
-        await producer.publisher.publish(event)
-    got = await receiver.wait_for(before + count, 20)
+
+        async def published(event: Event = event) -> bool:
+            try:
+                await producer.publisher.publish(event)
+            except REDIS_UNAVAILABLE_ERRORS:
+                return False
+            return True
+
+        await wait_until(published, 20, interval=0.1, message=f"could not publish {event.id}")
+    got = await receiver.wait_for(before + count, 30)
     assert {request.json()["id"] for request in got[before:]} == {e.id for e in events}
+
+    async def recorded() -> bool:
+        for event in events:
+            (delivery,) = await producer.deliveries.for_event(event.id)
+            if delivery.state != DeliveryState.DELIVERED:
+                return False
+        return True
+
+    await wait_until(recorded, 10, interval=0.05, message="the deliveries were not recorded")
 
 
 # -- URLs and settings -----------------------------------------------------------------
@@ -309,6 +328,38 @@ async def test_a_cluster_url_naming_a_server_that_is_no_cluster_node_fails_clear
     async with Producer(ProducerSettings.from_env(env(url))) as producer:
         with pytest.raises(redis.exceptions.ConnectionError, match="Cluster mode is not enabled"):
             await producer.redis.ping()
+
+
+async def test_deliveries_go_on_after_a_failover_to_a_replica(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Our slot's primary dies; its replica takes over; clients find it through the seed."""
+    servers = RedisClusterServers(tmp_path_factory.mktemp("failover"), node_timeout_ms=1000)
+    servers.start()
+    try:
+        primary = servers.owner(SLOT)
+        replica = servers.add_replica(primary).port
+        seed = next(port for port in servers.ports if port not in (primary, replica))
+        url = f"redis+cluster://127.0.0.1:{seed}"
+        async with Producer(ProducerSettings.from_env(env(url))) as producer:
+            await subscribe(producer, receiver)
+            worker = await start_worker(
+                worker_env(url, KEY_PREFIX=PREFIX, NOTIFY_OUTBOX=str(tmp_path))
+            )
+            try:
+                await deliver(producer, receiver, 3, "before")
+                servers.node(primary).kill()
+                await wait_until(
+                    lambda: servers.owner(SLOT, asked=seed) == replica,
+                    20,
+                    interval=0.1,
+                    message="the replica did not take over",
+                )
+                await deliver(producer, receiver, 3, "after")
+            finally:
+                assert await worker.stop() == 0
+    finally:
+        servers.close()
 
 
 async def test_deliveries_go_on_after_the_slot_moves_to_another_primary(

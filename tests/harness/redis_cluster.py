@@ -32,12 +32,28 @@ def slot_of(key: str) -> int:
 
 
 class RedisClusterServers:
-    """``primaries`` cluster nodes forming one cluster; ``close()`` stops them all."""
+    """``primaries`` cluster nodes forming one cluster; ``close()`` stops them all.
+
+    ``node_timeout_ms`` is how long a node may not answer before the others count it as
+    failed (and its replica, if it has one, takes over); Redis's default is 15 s.
+    """
 
     def __init__(
-        self, directory: Path, primaries: int = 3, tls: tuple[Path, Path] | None = None
+        self,
+        directory: Path,
+        primaries: int = 3,
+        tls: tuple[Path, Path] | None = None,
+        node_timeout_ms: int | None = None,
     ) -> None:
-        self.nodes = [ClusterNodeServer(directory / f"node{i}", tls=tls) for i in range(primaries)]
+        self.directory = directory
+        self.tls = tls
+        self.extra_args = (
+            ("--cluster-node-timeout", str(node_timeout_ms)) if node_timeout_ms else ()
+        )
+        self.nodes = [self._node(index) for index in range(primaries)]
+
+    def _node(self, index: int) -> ClusterNodeServer:
+        return ClusterNodeServer(self.directory / f"node{index}", self.tls, self.extra_args)
 
     @property
     def ports(self) -> list[int]:
@@ -57,18 +73,52 @@ class RedisClusterServers:
                     else (index + 1) * share - 1
                 )
                 command(node.port, "CLUSTER", "ADDSLOTSRANGE", index * share, last)
-            first = self.nodes[0]
             for node in self.nodes[1:]:
-                command(
-                    node.port,
-                    "CLUSTER", "MEET", "127.0.0.1", first.tls_port or first.port, first.bus_port,
-                )  # fmt: skip
+                self._meet(node)
             wait_until_sync(
                 self._ready, READY_TIMEOUT_S, interval=0.1, message="the cluster did not form"
             )
         except (AssertionError, RedisServerError, redis.RedisError):
             self.close()
             raise
+
+    def _meet(self, node: ClusterNodeServer) -> None:
+        first = self.nodes[0]
+        command(
+            node.port,
+            "CLUSTER", "MEET", "127.0.0.1", first.tls_port or first.port, first.bus_port,
+        )  # fmt: skip
+
+    def add_replica(self, primary_port: int) -> ClusterNodeServer:
+        """Start one more node and make it a replica of the primary on ``primary_port``.
+
+        Returns once the replica has synchronised and every node knows its role.
+        """
+        node = self._node(len(self.nodes))
+        self.nodes.append(node)
+        node.start()
+        self._meet(node)
+        wait_until_sync(self._ready, READY_TIMEOUT_S, interval=0.1, message="the node did not join")
+        primary_id = self.node_id(primary_port)
+        command(node.port, "CLUSTER", "REPLICATE", primary_id)
+
+        def replicating() -> bool:
+            link = command(node.port, "INFO", "replication").get("master_link_status") == "up"
+            replica_id = self.node_id(node.port)
+            return link and all(
+                any(replica_id in line for line in command(port, "CLUSTER", "REPLICAS", primary_id))
+                for port in self.ports
+                if port != node.port
+            )
+
+        wait_until_sync(
+            replicating, READY_TIMEOUT_S, interval=0.1, message="the replica did not sync"
+        )
+        return node
+
+    def node(self, port: int) -> ClusterNodeServer:
+        """The node on ``port``."""
+        return next(node for node in self.nodes if node.port == port)
 
     def _ready(self) -> bool:
         for port in self.ports:

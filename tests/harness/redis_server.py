@@ -305,8 +305,10 @@ class ClusterNodeServer(RedisServer):
     ``tls_port`` and speaks TLS on the bus.
     """
 
-    def __init__(self, directory: Path, tls: tuple[Path, Path] | None = None) -> None:
-        super().__init__(directory=directory)
+    def __init__(
+        self, directory: Path, tls: tuple[Path, Path] | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
+        super().__init__(extra_args, directory=directory)
         self.tls = tls
         self.bus_port = 0
         self.tls_port = 0
