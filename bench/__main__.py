@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from bench.context import Context
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BenchError
@@ -135,6 +137,7 @@ async def measure(
         stack.push_async_callback(recorder.stop)
         admin = redis_client(local.url)
         stack.push_async_callback(admin.aclose)
+        assert isinstance(admin, aioredis.Redis)  # the bench's Redis is one local server
         # The caller's settings (BATCH_SIZE, KEY_PREFIX...) apply, but never its Redis.
         settings = ProducerSettings.from_env({**os.environ, "REDIS_URL": local.url})
         ctx = Context(plan, admin, local.url, settings, sink, recorder, workdir)

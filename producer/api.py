@@ -57,6 +57,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from producer import jsonwire
+from producer.cluster import RedisClient, is_cluster_url, parse_cluster_url, ping
 from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
@@ -79,6 +80,8 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 # compact and normalized, the request's may be indented.
 SINGLE_EVENT_SLACK_BYTES = 4 * 1024
 READY_TIMEOUT_S = 2.0
+# Readiness checks running at once on a cluster; more wait their turn (within the above).
+PROBE_CONNECTIONS = 4
 # No request waits longer than this for Redis (the producer's client has no read timeout).
 REDIS_DEADLINE_S = 10.0
 READ_CHUNK_BYTES = 64 * 1024
@@ -383,7 +386,7 @@ class ApiMetrics:
 SETTINGS = web.AppKey("settings", ApiSettings)
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCER = web.AppKey("producer", Producer)
-REDIS_PROBE = web.AppKey("redis_probe", aioredis.Redis)
+REDIS_PROBE: web.AppKey[RedisClient] = web.AppKey("redis_probe")
 # Route templates whose handlers authenticate callers themselves, with other credentials
 # than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
 SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
@@ -397,7 +400,7 @@ def exempt_from_api_key(app: web.Application, route: str) -> None:
     app[SELF_AUTHENTICATED].add(route)
 
 
-def probe_client(redis_url: str) -> aioredis.Redis:
+def probe_client(redis_url: str) -> RedisClient:
     """A client for readiness checks: no retries, so an outage shows within the timeout."""
     options: dict[str, Any] = {
         "socket_connect_timeout": READY_TIMEOUT_S,
@@ -406,6 +409,8 @@ def probe_client(redis_url: str) -> aioredis.Redis:
     }
     if is_sentinel_url(redis_url):
         return parse_sentinel_url(redis_url).client(**options)
+    if is_cluster_url(redis_url):
+        return parse_cluster_url(redis_url).client(max_connections=PROBE_CONNECTIONS, **options)
     return aioredis.Redis.from_url(redis_url, **options)
 
 
@@ -798,7 +803,7 @@ async def readyz(request: web.Request) -> web.Response:
     """``GET /readyz``: 200 when Redis answers ``PING`` within :data:`READY_TIMEOUT_S`."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[REDIS_PROBE].ping()
+            await ping(request.app[REDIS_PROBE], request.app[PRODUCER].keys.prefix)
     except (TimeoutError, redis.exceptions.RedisError) as exc:
         log.warning("not_ready", error=repr(exc))
         raise Problem(

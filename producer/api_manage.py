@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -62,6 +61,7 @@ from producer.api import (
     read_optional_json_object,
     redis_deadline,
 )
+from producer.cluster import RedisClient
 from producer.context import Producer
 from producer.deliveries import (
     Attempt,
@@ -232,7 +232,7 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
 
 
 async def _scan_index(
-    redis: aioredis.Redis, key: str, start: float | str, *, descending: bool
+    redis: RedisClient, key: str, start: float | str, *, descending: bool
 ) -> AsyncIterator[list[tuple[int, str]]]:
     """A sorted set's positions ``(score, member)`` from ``start`` (inclusive) on, in chunks.
 
@@ -695,7 +695,7 @@ async def request_test_send(
     return parse_test_result(raw, endpoint_id, event_type)
 
 
-async def _await_result(redis: aioredis.Redis, key: str, wait_s: float) -> str | None:
+async def _await_result(redis: RedisClient, key: str, wait_s: float) -> str | None:
     """Poll ``key`` until it holds a result (read and deleted at once) or time runs out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s

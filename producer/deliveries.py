@@ -13,8 +13,8 @@ from enum import StrEnum
 from typing import Any, cast
 
 import orjson
-import redis.asyncio as aioredis
 
+from producer.cluster import RedisClient
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
 from producer.scripts import load_script
@@ -131,13 +131,13 @@ class DeliveryLog:
     """Reads deliveries and attempts; re-enqueues dead deliveries."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, dispatcher: JobDispatcher, batch_size: int
+        self, redis: RedisClient, keys: Keys, dispatcher: JobDispatcher, batch_size: int
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._dispatcher = dispatcher
         self._batch_size = batch_size
-        self._replay = load_script(redis, "producer", "replay.lua")
+        self._replay = load_script(redis, keys, "producer", "replay.lua")
 
     async def get(self, delivery_id: str) -> Delivery:
         """One delivery, or :class:`DeliveryNotFound`."""
@@ -176,13 +176,12 @@ class DeliveryLog:
         for start in range(0, len(delivery_ids), 1000):
             chunk = list(delivery_ids[start : start + 1000])
             args: list[str | int] = [
-                self._keys.prefix,
                 int(time.time() * 1000),
                 self._batch_size,
                 len(chunk),
                 *chunk,
             ]
-            ids, members = await self._replay(args=args)
+            ids, members = await self._replay(*args)
             await self._dispatcher.dispatch(members)
             replayed.extend(ids)
         return replayed

@@ -12,10 +12,11 @@ from enum import StrEnum
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.typing import EncodableT, FieldT
 
+from producer.cluster import RedisClient
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
 from producer.secretbox import SecretBox
@@ -262,7 +263,7 @@ class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, catalogue: Catalogue, box: SecretBox
+        self, redis: RedisClient, keys: Keys, catalogue: Catalogue, box: SecretBox
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -422,7 +423,9 @@ class EndpointRegistry:
             self._stage(pipe, endpoint, before)
             await pipe.execute()
 
-    def _stage(self, pipe: Pipeline, endpoint: Endpoint, before: Endpoint | None = None) -> None:
+    def _stage(
+        self, pipe: Pipeline | ClusterPipeline, endpoint: Endpoint, before: Endpoint | None = None
+    ) -> None:
         """Queue the writes of a new or changed endpoint, and bump its workspace's version.
 
         Of a changed one (``before`` given) only the fields that differ are written: an

@@ -238,7 +238,8 @@ def lua_prelude() -> str:
     """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, and the name of
     the delivery queue as ``DELIVERY_QUEUE``.
 
-    Scripts receive the prefix as ``ARGV[1]``.
+    Scripts receive the prefix as ``ARGV[1]`` (and as their one key, see
+    :class:`producer.scripts.Script`).
     """
     lines = [
         "local K = {}",

@@ -7,9 +7,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 import redis.exceptions
 
+from producer.cluster import RedisClient
 from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
 from producer.jobs import JobDispatcher
@@ -67,7 +67,7 @@ class Publisher:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         registry: EndpointRegistry,
         dispatcher: JobDispatcher,
@@ -78,7 +78,7 @@ class Publisher:
         self._registry = registry
         self._dispatcher = dispatcher
         self._settings = settings
-        self._script = load_script(redis, "producer", "publish.lua")
+        self._script = load_script(redis, keys, "producer", "publish.lua")
         # Endpoints by workspace, each list tagged with the version it was read at: the
         # publish script checks the version, so a single event costs one round trip.
         self._cache: dict[str, Subscribers] = {}
@@ -100,7 +100,6 @@ class Publisher:
         for _ in range(STALE_TRIES):
             subscribers = await self._subscribers(workspaces)
             args: list[str | int] = [
-                self._keys.prefix,
                 int(time.time() * 1000),
                 self._settings.batch_size,
                 self._settings.delivery_retention,
@@ -121,7 +120,7 @@ class Publisher:
                 ]
                 for endpoint_id in targets:
                     args += [new_delivery_id(), endpoint_id]
-            first, second = await self._script(args=args)
+            first, second = await self._script(*args)
             if first != STALE:
                 await self._dispatcher.dispatch(second)
                 return [

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
-import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
+from redis.typing import EncodableT
 
-from producer.keys import lua_prelude
+from producer.cluster import RedisClient
+from producer.keys import Keys, lua_prelude
 
 
 def _read(package: str, name: str) -> str:
@@ -23,11 +24,30 @@ LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def load_script(redis: aioredis.Redis, package: str, name: str) -> AsyncScript:
+class Script:
+    """One of our Lua scripts, registered on a client: call it with its arguments.
+
+    It receives the key prefix first (``ARGV[1]``), from which it builds every key it
+    touches. The prefix is also its one declared key (``KEYS[1]``): Redis Cluster runs a
+    script on the node that serves its declared keys (one without any goes to a random
+    node, which refuses ours), and every key of ours has the prefix's hash tag, hence
+    its slot.
+    """
+
+    def __init__(self, redis: RedisClient, keys: Keys, source: str) -> None:
+        self._script = redis.register_script(source)
+        self._prefix = keys.prefix
+
+    async def __call__(self, *args: EncodableT) -> Any:
+        """Run the script (loading it first on a server that does not know it)."""
+        return await self._script(keys=[self._prefix], args=[self._prefix, *args])
+
+
+def load_script(redis: RedisClient, keys: Keys, package: str, name: str) -> Script:
     """Register ``<package>/<name>`` (a ``.lua`` file shipped with the package).
 
     Every script can use ``K`` (the key layout) and the functions of its package's
     :data:`LIBRARIES`.
     """
     parts = [lua_prelude(), *(_read(*library) for library in LIBRARIES[package])]
-    return redis.register_script("".join(parts) + _read(package, name))
+    return Script(redis, keys, "".join(parts) + _read(package, name))

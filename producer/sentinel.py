@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from producer.redis_urls import scheme_of, split_hosts_url
 
 SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -75,43 +76,26 @@ class SentinelUrl:
 
 def is_sentinel_url(url: str) -> bool:
     """Whether ``url`` names a Redis through its Sentinels."""
-    return url.partition("://")[0].lower() == SCHEME
+    return scheme_of(url) == SCHEME
 
 
 def parse_sentinel_url(url: str) -> SentinelUrl:
     """Parse a ``redis+sentinel://`` URL; raises ``ValueError`` saying what is wrong."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() != SCHEME:
+    if not is_sentinel_url(url):
         raise ValueError(f"not a {SCHEME}:// URL")
-    credentials, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = credentials.partition(":")
-    sentinels = tuple(_address(host) for host in hosts.split(","))
-    path = [unquote(segment) for segment in parts.path.split("/") if segment]
-    if not path or len(path) > 2:
+    parts = split_hosts_url(url, DEFAULT_SENTINEL_PORT, "Sentinel")
+    if not parts.path or len(parts.path) > 2:
         raise ValueError(f"{SCHEME}:// URLs end with /<primary name>[/<db>]")
     try:
-        db = int(path[1]) if len(path) == 2 else 0
+        db = int(parts.path[1]) if len(parts.path) == 2 else 0
     except ValueError:
-        raise ValueError(f"database {path[1]!r} is not a number") from None
-    query = parse_qs(parts.query)
-    unknown = set(query) - {"sentinel_password"}
-    if unknown:
-        raise ValueError(f"unknown {SCHEME}:// parameter(s): {', '.join(sorted(unknown))}")
+        raise ValueError(f"database {parts.path[1]!r} is not a number") from None
+    parts.refuse_parameters(frozenset({"sentinel_password"}))
     return SentinelUrl(
-        sentinels=sentinels,
-        primary=path[0],
+        sentinels=parts.hosts,
+        primary=parts.path[0],
         db=db,
-        username=unquote(username) or None,
-        password=unquote(password) if password else None,
-        sentinel_password=query["sentinel_password"][-1] if query else None,
+        username=parts.username,
+        password=parts.password,
+        sentinel_password=parts.query.get("sentinel_password"),
     )
-
-
-def _address(text: str) -> tuple[str, int]:
-    host, colon, port = text.rpartition(":")
-    if not colon or text.endswith("]"):
-        host, port = text, str(DEFAULT_SENTINEL_PORT)
-    host = host.strip("[]")  # an IPv6 address is written in brackets
-    if not host or not port.isdigit():
-        raise ValueError(f"Sentinel address {text!r} is not host:port")
-    return host, int(port)

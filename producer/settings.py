@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from producer.cluster import hash_tag, is_cluster_url, parse_cluster_url
 from producer.secretbox import parse_key
 from producer.sentinel import is_sentinel_url, parse_sentinel_url
 
@@ -122,9 +123,12 @@ def parse_event_types(raw: str) -> tuple[str, ...]:
 
 
 def parse_redis_url(raw: str) -> str:
-    """A Redis URL; a ``redis+sentinel://`` one is checked here, the others on connecting."""
+    """A Redis URL; ``redis+sentinel://`` and ``redis+cluster://`` ones are checked here,
+    the others on connecting."""
     if is_sentinel_url(raw):
         parse_sentinel_url(raw)
+    elif is_cluster_url(raw):
+        parse_cluster_url(raw)
     return raw
 
 
@@ -140,14 +144,16 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         "REDIS_URL",
         DEFAULT_REDIS_URL,
         "Redis to use (redis://, rediss:// for TLS, redis+sentinel:// for the primary "
-        "that Sentinels name). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
+        "that Sentinels name, redis+cluster:// or rediss+cluster:// for a Redis Cluster's "
+        "seed nodes). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
         parse_redis_url,
         secret=True,  # it may hold a password
     ),
     Option(
         "KEY_PREFIX",
         "cliq",
-        "Prefix of every Redis key; use a hash tag such as {cliq} on Redis Cluster.",
+        "Prefix of every Redis key; a redis+cluster:// REDIS_URL needs a hash tag such as "
+        "{cliq} in it.",
         parse_prefix,
     ),
     Option(
@@ -216,6 +222,16 @@ class ProducerSettings:
     batch_size: int = 50
     delivery_retention: int = 7 * 24 * 3600
     secret_encryption_key: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if is_cluster_url(self.redis_url) and hash_tag(self.key_prefix) is None:
+            # Without one, keys a script or transaction touches together land in different
+            # slots: Redis would refuse them (CROSSSLOT) at the first publish.
+            raise SettingsError(
+                f"KEY_PREFIX={self.key_prefix!r}: with a Redis Cluster (REDIS_URL "
+                "redis+cluster://) it needs a hash tag, e.g. {cliq}, so that every key "
+                "lands in one slot"
+            )
 
     @property
     def effective_redis_url(self) -> str:

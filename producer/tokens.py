@@ -21,8 +21,8 @@ from enum import StrEnum
 from typing import cast
 
 import orjson
-import redis.asyncio as aioredis
 
+from producer.cluster import RedisClient
 from producer.keys import Keys
 from producer.scripts import load_script
 from producer.users import UserDirectory, digest, same_digest
@@ -155,7 +155,7 @@ class TokenRegistry:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         users: UserDirectory,
         clock: Callable[[], float] = time.time,
@@ -164,8 +164,8 @@ class TokenRegistry:
         self._keys = keys
         self._users = users
         self._clock = clock
-        self._create = load_script(redis, "producer", "token_create.lua")
-        self._record = load_script(redis, "producer", "token_record.lua")
+        self._create = load_script(redis, keys, "producer", "token_create.lua")
+        self._record = load_script(redis, keys, "producer", "token_record.lua")
 
     def now_ms(self) -> int:
         """The registry's clock, in ms (tokens and uses are stamped with it)."""
@@ -181,9 +181,7 @@ class TokenRegistry:
         token_id = TOKEN_ID_PREFIX + secrets.token_hex(8)
         secret = secrets.token_urlsafe(SECRET_BYTES)
         now_ms = self.now_ms()
-        created = await self._create(
-            args=[self._keys.prefix, user_id, token_id, name, digest(secret), now_ms, MAX_TOKENS]
-        )
+        created = await self._create(user_id, token_id, name, digest(secret), now_ms, MAX_TOKENS)
         if not created:
             raise TokenLimitReached
         token = WebhookToken(
@@ -256,15 +254,12 @@ class TokenRegistry:
         """
         result = int(
             await self._record(
-                args=[
-                    self._keys.prefix,
-                    token.id,
-                    token.user_id,
-                    int(counted),
-                    usage.at_ms,
-                    orjson.dumps(usage.to_dict()),
-                    USAGE_HISTORY,
-                ]
+                token.id,
+                token.user_id,
+                int(counted),
+                usage.at_ms,
+                orjson.dumps(usage.to_dict()),
+                USAGE_HISTORY,
             )
         )
         if result < 0:

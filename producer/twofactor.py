@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
 
-import redis.asyncio as aioredis
-
 from producer import totp
+from producer.cluster import RedisClient
 from producer.keys import Keys
 from producer.scripts import load_script
 from producer.secretbox import TOTP_ASSOCIATED_DATA, SecretBox
@@ -80,7 +79,7 @@ class TwoFactor:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         users: UserDirectory,
         box: SecretBox,
@@ -91,7 +90,7 @@ class TwoFactor:
         self._users = users
         self._box = box
         self._clock = clock
-        self._accept = load_script(redis, "producer", "totp_accept.lua")
+        self._accept = load_script(redis, keys, "producer", "totp_accept.lua")
 
     async def enroll(self, user_id: str) -> Enrolment:
         """A new secret awaiting confirmation (it replaces any earlier unconfirmed one).
@@ -162,9 +161,7 @@ class TwoFactor:
         now = self._clock()
         valid = code.isascii() and code.isdigit()
         step = totp.matching_step(secret, code, now) if valid else None
-        result = await self._accept(
-            args=[self._keys.prefix, user_id, -1 if step is None else step, MAX_FAILURES, LOCKOUT_S]
-        )
+        result = await self._accept(user_id, -1 if step is None else step, MAX_FAILURES, LOCKOUT_S)
         if result == -2:
             raise TwoFactorError(
                 TwoFactorFailure.LOCKED,

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
 
-import redis.asyncio as aioredis
-
+from producer.cluster import RedisClient
 from producer.events import ID_PATTERN
 from producer.keys import Keys
 
@@ -160,7 +159,7 @@ class UserDirectory:
     """Users, their workspace, and the channels, bots and apps they own."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, clock: Callable[[], float] = time.time
+        self, redis: RedisClient, keys: Keys, clock: Callable[[], float] = time.time
     ) -> None:
         self._redis = redis
         self._keys = keys

@@ -500,10 +500,8 @@ async def test_a_bell_job_rerun_after_a_crash_past_its_claim_loses_nothing(
     first = [await producer.publisher.publish(make_event(producer, "issue.created"))]
     first.append(await producer.publisher.publish(make_event(producer, "issue.created")))
     (bell,) = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
-    claim = load_script(redis, "worker", "claim.lua")
-    entries, members, (rows, _events, _endpoints) = await claim(
-        args=[producer.keys.prefix, bell.id, 0, 50, 60]
-    )
+    claim = load_script(redis, producer.keys, "worker", "claim.lua")
+    entries, members, (rows, _events, _endpoints) = await claim(bell.id, 0, 50, 60)
     assert len(entries) == 2
     assert [row[3] for row in rows] == [result.event_id for result in first]
     assert members == []

@@ -146,6 +146,7 @@ async def test_the_clients_reach_the_primary_through_the_sentinel(watched: Watch
         for_bullmq = bullmq_connection(watched.url)
         assert isinstance(for_bullmq, SentinelMasterClient)
         # Our client keeps its bounded pool: a burst waits for a connection, as before.
+        assert isinstance(own, aioredis.Redis)
         assert isinstance(own.connection_pool, BlockingSentinelPool)
         assert own.connection_pool.max_connections == MAX_CONNECTIONS
         assert await own.set("seen-through-sentinel", "yes")

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 
+from producer.cluster import RedisClient
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import (
@@ -84,7 +84,7 @@ class DeliveryProcessor:
     def __init__(
         self,
         *,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         schedule: RetrySchedule,
         retention_s: int,
@@ -108,10 +108,10 @@ class DeliveryProcessor:
         self._box = box
         self._slots = Slots(concurrency)
         self._in_flight = 0
-        self._load = load_script(redis, "worker", "load.lua")
-        self._record = load_script(redis, "worker", "record.lua")
-        self._claim = load_script(redis, "worker", "claim.lua")
-        self._ring = load_script(redis, "worker", "ring.lua")
+        self._load = load_script(redis, keys, "worker", "load.lua")
+        self._record = load_script(redis, keys, "worker", "record.lua")
+        self._claim = load_script(redis, keys, "worker", "claim.lua")
+        self._ring = load_script(redis, keys, "worker", "ring.lua")
         self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
 
     async def process(self, job: Any, _token: str) -> int:
@@ -142,7 +142,7 @@ class DeliveryProcessor:
         Rings the next bell if more items wait.
         """
         entries, members, loaded = await self._claim(
-            args=[self._keys.prefix, job_id, int(time.time() * 1000), self._batch_size, WEEK_S]
+            job_id, int(time.time() * 1000), self._batch_size, WEEK_S
         )
         await self._dispatcher.dispatch(members)
         return claimed_batch(entries), loaded
@@ -152,7 +152,7 @@ class DeliveryProcessor:
 
         Housekeeping's safety net for a lost bell job (its flag expires).
         """
-        members = await self._ring(args=[self._keys.prefix, int(time.time() * 1000)])
+        members = await self._ring(int(time.time() * 1000))
         await self._dispatcher.dispatch(members)
         return bool(members)
 
@@ -191,7 +191,7 @@ class DeliveryProcessor:
         if not items:
             return []
         if loaded is None:
-            loaded = await self._load(args=[self._keys.prefix, *(i.delivery_id for i in items)])
+            loaded = await self._load(*(item.delivery_id for item in items))
         rows, flat_events, endpoint_rows = loaded
         events = {  # each body encoded once, whatever the fan-out within the batch
             flat_events[k]: (
@@ -368,7 +368,7 @@ class DeliveryProcessor:
     async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
         now_ms = int(time.time() * 1000)
-        args: list[str | int] = [self._keys.prefix, now_ms, self._retention_s, len(outcomes)]
+        args: list[str | int] = [now_ms, self._retention_s, len(outcomes)]
         retries: dict[int, list[DeliveryItem]] = defaultdict(list)
         for outcome in outcomes:
             notify = ""
@@ -398,7 +398,7 @@ class DeliveryProcessor:
                 delay_ms,
             )
             args.append(spec.to_json())
-        codes, members = await self._record(args=args)
+        codes, members = await self._record(*args)
         await self._dispatcher.dispatch(members)
         return list(codes)
 

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 
+from producer.cluster import RedisClient
 from producer.endpoints import Endpoint
 from producer.keys import Keys
 from producer.scripts import load_script
@@ -82,7 +82,7 @@ class EndpointLimiter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         worker_id: str,
         lease_ttl_s: float = LEASE_TTL_S,
@@ -93,7 +93,7 @@ class EndpointLimiter:
         self._keys = keys
         self._worker_id = worker_id
         self._lease_ttl_ms = int(lease_ttl_s * 1000)
-        self._script = load_script(redis, "worker", "leases.lua")
+        self._script = load_script(redis, keys, "worker", "leases.lua")
         self._endpoints: dict[str, EndpointSlots] = {}
 
     async def acquire(self, endpoint: Endpoint) -> float | None:
@@ -195,14 +195,7 @@ class EndpointLimiter:
 
     async def _call(self, op: str, *args: str | int | float) -> Any:
         return await self._script(
-            args=[
-                self._keys.prefix,
-                op,
-                int(time.time() * 1000),
-                self._worker_id,
-                self._lease_ttl_ms,
-                *args,
-            ]
+            op, int(time.time() * 1000), self._worker_id, self._lease_ttl_ms, *args
         )
 
     async def maintain(self) -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 from bullmq import Worker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from producer.cluster import ping
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.jobs import (
@@ -124,7 +125,7 @@ class WorkerService:
             redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
         )
         self._install_signal_handlers()
-        runner = await self._start_http(redis.ping)
+        runner = await self._start_http(lambda: ping(redis, self.keys.prefix))
         housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor))
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())

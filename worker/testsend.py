@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
 
+from producer.cluster import RedisClient
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointNotFound, EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
@@ -99,7 +99,7 @@ class SendTestListener:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         registry: EndpointRegistry,
         catalogue: Catalogue,

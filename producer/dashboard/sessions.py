@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
+from producer.cluster import RedisClient
 from producer.keys import Keys
 
 COOKIE_NAME = "cliq_ui"
@@ -62,7 +62,7 @@ def _digest(cookie: str) -> str:
 class SessionStore:
     """Sessions in Redis under one key prefix."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, ttl_s: int) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s

@@ -293,3 +293,47 @@ class SentinelServer(RedisServer):
         self.config_file.touch()
         binary, *options = super()._arguments()
         return [binary, str(self.config_file), "--sentinel", *options]
+
+
+class ClusterNodeServer(RedisServer):
+    """``redis-server --cluster-enabled yes`` on a free 127.0.0.1 port: one node of a cluster.
+
+    It serves no slot and knows no other node until told to; its cluster state file (which
+    the node rewrites as it learns) lives in this server's folder. Its cluster bus gets a
+    free port of its own (by default Redis takes the port + 10000, which may be taken or
+    above 65535). With ``tls`` (a certificate and its key) it also serves TLS clients on
+    ``tls_port`` and speaks TLS on the bus.
+    """
+
+    def __init__(
+        self, directory: Path, tls: tuple[Path, Path] | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
+        super().__init__(extra_args, directory=directory)
+        self.tls = tls
+        self.bus_port = 0
+        self.tls_port = 0
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "nodes.conf"
+
+    def _arguments(self) -> list[str]:
+        self.bus_port = self.bus_port or free_port()
+        args = [
+            *super()._arguments(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(self.config_file),
+            "--cluster-port", str(self.bus_port),
+        ]  # fmt: skip
+        if self.tls is not None:
+            self.tls_port = self.tls_port or free_port()
+            cert, key = self.tls
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cluster", "yes",
+                "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(cert),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        return args
