@@ -15,8 +15,10 @@ from producer.events import parse_event
 from producer.keys import Keys
 from worker.limits import (
     MAX_DEFERRAL_S,
+    MAX_STALLED_DEFERRAL_S,
     MOVING_WITHIN_S,
     STALLED_AFTER_S,
+    Deferral,
     EndpointLimiter,
     deferral_delay_s,
 )
@@ -49,14 +51,14 @@ async def test_the_cap_holds_across_workers_who_get_fair_shares(
     assert await one.acquire(endpoint) is None
     assert one._endpoints[endpoint.id].held == 3
     # Worker two finds the cap taken and nothing freed recently: defer at once.
-    assert await two.acquire(endpoint) == 0.0
+    assert await two.acquire(endpoint) == Deferral()
     # Worker one learns that two wants a share (ceil(3 / 2) = 2) and, as a request
     # ends, gives its surplus lease back instead of keeping it.
     await one._renew()
     one.release(endpoint.id)
     await one._hand_back()
     assert await two.acquire(endpoint) is None
-    assert await two.acquire(endpoint) == 0.0  # all 3 leases held: one has 2 (1 busy), two 1
+    assert await two.acquire(endpoint) == Deferral()  # all 3 leases held: one has 2 (1 busy), two 1
     # Within its share, worker one reuses its own freed slots, without a round trip...
     assert await one.acquire(endpoint) is None  # 2 of 2 busy
     one.release(endpoint.id)
@@ -76,7 +78,7 @@ async def test_idle_leases_go_back_and_a_dead_workers_leases_expire(
     two = EndpointLimiter(redis, Keys(), "worker-two")
     assert await one.acquire(endpoint) is None
     one.release(endpoint.id)
-    assert await two.acquire(endpoint) == 0.0  # one still holds its (idle) lease
+    assert await two.acquire(endpoint) == Deferral()  # one still holds its (idle) lease
     await one.close()  # hands back idle leases
     assert await two.acquire(endpoint) is None
 
@@ -84,7 +86,7 @@ async def test_idle_leases_go_back_and_a_dead_workers_leases_expire(
     other = await an_endpoint(producer, max_in_flight=1)
     assert await crashed.acquire(other) is None  # and it never releases nor renews
     survivor = EndpointLimiter(redis, Keys(), "survivor")
-    assert await survivor.acquire(other) == 0.0
+    assert await survivor.acquire(other) == Deferral()
 
     async def free_again() -> bool:
         return await survivor.acquire(other) is None
@@ -104,9 +106,10 @@ async def test_rate_limit_spaces_requests(producer: Producer, redis: aioredis.Re
     slow = replace(endpoint, rate_limit=0.1)  # one per 10 s: too long to wait locally
     assert await limiter.acquire(slow) is None
     limiter.release(endpoint.id)
-    wait = await limiter.acquire(slow)
-    assert wait is not None
-    assert 8 < wait <= 10
+    deferral = await limiter.acquire(slow)
+    assert deferral is not None
+    assert 8 < deferral.hint_s <= 10
+    assert not deferral.stalled
 
 
 async def test_a_stalled_endpoint_defers_for_the_longest_a_moving_one_briefly(
@@ -117,11 +120,9 @@ async def test_a_stalled_endpoint_defers_for_the_longest_a_moving_one_briefly(
     limiter = EndpointLimiter(redis, Keys(), "w", clock=lambda: now[0])
     assert await limiter.acquire(endpoint) is None  # its one request never ends
     now[0] += MOVING_WITHIN_S + 0.1
-    assert await limiter.acquire(endpoint) == 0.0  # not moving: the usual back-off
+    assert await limiter.acquire(endpoint) == Deferral()  # not moving: the usual back-off
     now[0] = 1000.0 + STALLED_AFTER_S
-    stalled = await limiter.acquire(endpoint)
-    assert stalled is not None
-    assert 0.8 * MAX_DEFERRAL_S <= stalled <= MAX_DEFERRAL_S
+    assert await limiter.acquire(endpoint) == Deferral(stalled=True)
     limiter.release(endpoint.id)
     assert await limiter.acquire(endpoint) is None
 
@@ -129,8 +130,15 @@ async def test_a_stalled_endpoint_defers_for_the_longest_a_moving_one_briefly(
 def test_deferrals_back_off() -> None:
     assert 0.25 <= deferral_delay_s(0) <= 0.5
     assert 2 <= deferral_delay_s(3) <= 4
-    assert deferral_delay_s(10) <= 5
-    assert deferral_delay_s(0, hint_s=12) == 12
+    assert deferral_delay_s(10) <= MAX_DEFERRAL_S
+    assert deferral_delay_s(0, [Deferral(hint_s=12)]) == 12
+
+
+def test_a_stalled_endpoint_keeps_its_backlog_out_longer_each_time_up_to_a_minute() -> None:
+    stalled = [Deferral(stalled=True), Deferral()]
+    assert 0.8 * MAX_DEFERRAL_S <= deferral_delay_s(0, stalled) <= MAX_DEFERRAL_S
+    assert 1.6 * MAX_DEFERRAL_S <= deferral_delay_s(1, stalled) <= 2 * MAX_DEFERRAL_S
+    assert 0.8 * MAX_STALLED_DEFERRAL_S <= deferral_delay_s(8, stalled) <= MAX_STALLED_DEFERRAL_S
 
 
 def max_concurrency(receiver: Receiver, hold_s: float) -> int:

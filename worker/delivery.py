@@ -35,7 +35,7 @@ from producer.jobs import (
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
-from worker.limits import EndpointLimiter, deferral_delay_s
+from worker.limits import Deferral, EndpointLimiter, deferral_delay_s
 from worker.metrics import Metrics
 from worker.recorder import GroupCommit
 from worker.schedule import RetrySchedule
@@ -166,19 +166,19 @@ class DeliveryProcessor:
         # the batch stops sending too, instead of making attempts nobody can record.
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._deliver(target)) for target in targets]
-        waits = [task.result() for task in tasks]
-        deferred = [(t.item, w) for t, w in zip(targets, waits, strict=True) if w is not None]
+        results = [task.result() for task in tasks]
+        deferred = [(t.item, d) for t, d in zip(targets, results, strict=True) if d is not None]
         if deferred:
             await self._defer(deferred, batch.deferrals)
         return len(targets) - len(deferred)
 
-    async def _defer(self, deferred: list[tuple[DeliveryItem, float]], deferrals: int) -> None:
+    async def _defer(self, deferred: list[tuple[DeliveryItem, Deferral]], deferrals: int) -> None:
         """Put back items whose endpoint is at its limit: same attempt, later, in a new job.
 
         Added before this job completes: a crash in between runs this job again, and
         the copy of an item that was meanwhile attempted is skipped as a duplicate.
         """
-        delay_s = deferral_delay_s(deferrals, max(wait for _, wait in deferred))
+        delay_s = deferral_delay_s(deferrals, (deferral for _, deferral in deferred))
         self._metrics.deferred.inc(len(deferred))
         batch = DeliveryBatch(tuple(item for item, _ in deferred), deferrals + 1)
         spec = JobSpec(
@@ -262,12 +262,12 @@ class DeliveryProcessor:
         )
         return Outcome(item, AttemptOutcome.DEAD, attempt, event_id, endpoint_id)
 
-    async def _deliver(self, target: Target) -> float | None:
-        """Attempt one delivery; a float instead means: deferred, retry in that many s."""
+    async def _deliver(self, target: Target) -> Deferral | None:
+        """Attempt one delivery, or return why it must wait (its endpoint is at a limit)."""
         endpoint = target.endpoint
-        wait = await self._limiter.acquire(endpoint)
-        if wait is not None:
-            return wait
+        deferral = await self._limiter.acquire(endpoint)
+        if deferral is not None:
+            return deferral
         try:
             response = await self._post(target)
         finally:

@@ -21,7 +21,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ MOVING_WITHIN_S = 0.5
 IDLE_RELEASE_S = 0.25
 MAINTENANCE_INTERVAL_S = 0.25
 MAX_DEFERRAL_S = 5.0
+MAX_STALLED_DEFERRAL_S = 60.0
 # At its cap here with no slot freed for this long: the endpoint is stalled.
 STALLED_AFTER_S = LOCAL_WAIT_S
 # A rate-limited endpoint may send this many requests back to back.
@@ -71,10 +72,32 @@ class EndpointSlots:
     idle_since: float = 0.0
 
 
-def deferral_delay_s(deferrals: int, hint_s: float = 0.0) -> float:
-    """How long a deferred delivery stays out: doubling per deferral, jittered, up to 5 s."""
-    base = min(MAX_DEFERRAL_S, 0.5 * 2.0**deferrals)
-    return max(hint_s, base * random.uniform(0.5, 1.0))
+@dataclass(frozen=True)
+class Deferral:
+    """A delivery put back because its endpoint is at a limit (no attempt spent)."""
+
+    hint_s: float = 0.0
+    """The earliest sensible retry, in seconds (0: no particular time)."""
+    stalled: bool = False
+    """The endpoint hangs: at its cap here with no slot freed for ``STALLED_AFTER_S``."""
+
+
+def deferral_delay_s(deferrals: int, deferred: Iterable[Deferral] = ()) -> float:
+    """How long deferred deliveries stay out: doubling per deferral, jittered.
+
+    Up to 5 s when their endpoint is only busy. When it stalled, 4-5 s at first (its
+    requests hold their slots until they time out), then up to 60 s: each return of
+    its backlog costs a load and a job, so the backlog of an endpoint that hangs for
+    minutes must not come back every few seconds.
+    """
+    growth = 2.0**deferrals
+    delay = min(MAX_DEFERRAL_S, 0.5 * growth) * random.uniform(0.5, 1.0)
+    for deferral in deferred:
+        delay = max(delay, deferral.hint_s)
+        if deferral.stalled:
+            stalled_s = min(MAX_STALLED_DEFERRAL_S, MAX_DEFERRAL_S * growth)
+            delay = max(delay, stalled_s * random.uniform(0.8, 1.0))
+    return delay
 
 
 class EndpointLimiter:
@@ -96,13 +119,12 @@ class EndpointLimiter:
         self._script = load_script(redis, keys, "worker", "leases.lua")
         self._endpoints: dict[str, EndpointSlots] = {}
 
-    async def acquire(self, endpoint: Endpoint) -> float | None:
-        """None: a slot is taken (call :meth:`release` after the request). Else defer;
-        the float is the earliest sensible retry in seconds (0: no particular time)."""
+    async def acquire(self, endpoint: Endpoint) -> Deferral | None:
+        """None: a slot is taken (call :meth:`release` after the request). Else defer."""
         if endpoint.rate_limit > 0:
             wait_s = await self._rate_permit(endpoint)
             if wait_s is not None:
-                return wait_s
+                return Deferral(hint_s=wait_s)
         slots = self._endpoints.get(endpoint.id)
         if slots is None:
             slots = EndpointSlots(endpoint.max_in_flight, endpoint.max_in_flight)
@@ -129,11 +151,8 @@ class EndpointLimiter:
         idle_s = self._clock() - progress
         if slots.held and idle_s < MOVING_WITHIN_S:
             return await self._wait_locally(slots)
-        if slots.held and idle_s >= STALLED_AFTER_S:
-            # Stalled (hanging): no slot frees before its requests time out, so stay out
-            # about as long as a deferral may instead of coming back to find it full.
-            return MAX_DEFERRAL_S * random.uniform(0.8, 1.0)
-        return 0.0
+        # Stalled (hanging): no slot frees before its requests time out.
+        return Deferral(stalled=bool(slots.held) and idle_s >= STALLED_AFTER_S)
 
     def release(self, endpoint_id: str) -> None:
         """The request is over: hand its slot to a waiter, or let it idle (or go back)."""
@@ -151,7 +170,7 @@ class EndpointLimiter:
                 return
         slots.busy -= 1
 
-    async def _wait_locally(self, slots: EndpointSlots) -> float | None:
+    async def _wait_locally(self, slots: EndpointSlots) -> Deferral | None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slots.waiters.append(waiter)
         give_up_at = self._clock() + MAX_LOCAL_WAIT_S
@@ -167,7 +186,7 @@ class EndpointLimiter:
         waiter.cancel()
         with contextlib.suppress(ValueError):
             slots.waiters.remove(waiter)
-        return 0.0
+        return Deferral()
 
     async def _lease(self, endpoint_id: str, slots: EndpointSlots) -> None:
         try:
