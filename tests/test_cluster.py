@@ -36,7 +36,7 @@ from harness.polling import wait_until
 from harness.redis_cluster import RedisClusterServers, command, slot_of
 from harness.redis_server import ClusterNodeServer, free_port
 from harness.tls import self_signed
-from support import make_event, start_worker, worker_env
+from support import RunningWorker, make_event, start_worker, worker_env
 
 PREFIX = "{cliq}"
 SLOT = slot_of(PREFIX)
@@ -237,30 +237,34 @@ async def test_the_clients_follow_the_slots_from_a_node_that_does_not_serve_ours
             await for_bullmq.aclose()  # bullmq closes it twice: harmless
 
 
-async def test_publish_retry_and_deliver_through_a_cluster(
-    cluster: RedisClusterServers,
-    producer: Producer,
-    receiver: Receiver,
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+async def cluster_worker(
+    producer: Producer, receiver: Receiver, tmp_path: Path
+) -> AsyncIterator[RunningWorker]:
+    """A worker on the cluster, and an endpoint of ``producer``'s sending to ``receiver``."""
     await subscribe(producer, receiver)
     worker = await start_worker(
         worker_env(producer.settings.redis_url, KEY_PREFIX=PREFIX, NOTIFY_OUTBOX=str(tmp_path))
     )
-    try:
-        await deliver(producer, receiver, 5, "n")
-        receiver.respond(status=500)  # the first attempt fails, the retry is delivered
-        failed = await producer.publisher.publish(make_event(producer, data={"retried": True}))
+    yield worker
+    assert await worker.stop() == 0
 
-        async def retried() -> bool:
-            (delivery,) = await producer.deliveries.for_event(failed.event_id)
-            return delivery.state == DeliveryState.DELIVERED
 
-        await wait_until(retried, 15, interval=0.1, message="the failed delivery was not retried")
+@pytest.mark.usefixtures("cluster_worker")
+async def test_publish_retry_and_deliver_through_a_cluster(
+    cluster: RedisClusterServers, producer: Producer, receiver: Receiver
+) -> None:
+    await deliver(producer, receiver, 5, "n")
+    receiver.respond(status=500)  # the first attempt fails, the retry is delivered
+    failed = await producer.publisher.publish(make_event(producer, data={"retried": True}))
+
+    async def retried() -> bool:
         (delivery,) = await producer.deliveries.for_event(failed.event_id)
-        assert [attempt.status for attempt in delivery.attempts] == [500, 200]
-    finally:
-        assert await worker.stop() == 0
+        return delivery.state == DeliveryState.DELIVERED
+
+    await wait_until(retried, 15, interval=0.1, message="the failed delivery was not retried")
+    (delivery,) = await producer.deliveries.for_event(failed.event_id)
+    assert [attempt.status for attempt in delivery.attempts] == [500, 200]
     # Every key, ours and bullmq's, is in our slot, on the node that serves it.
     per_node = keys_per_node(cluster)
     assert per_node.pop(cluster.owner(SLOT)) > 0
@@ -362,29 +366,20 @@ async def test_deliveries_go_on_after_a_failover_to_a_replica(
         servers.close()
 
 
+@pytest.mark.usefixtures("cluster_worker")
 async def test_deliveries_go_on_after_the_slot_moves_to_another_primary(
-    cluster: RedisClusterServers,
-    producer: Producer,
-    receiver: Receiver,
-    tmp_path: Path,
+    cluster: RedisClusterServers, producer: Producer, receiver: Receiver
 ) -> None:
-    await subscribe(producer, receiver)
-    worker = await start_worker(
-        worker_env(producer.settings.redis_url, KEY_PREFIX=PREFIX, NOTIFY_OUTBOX=str(tmp_path))
+    await deliver(producer, receiver, 3, "before")
+    before = cluster.owner(SLOT)
+    after = next(port for port in cluster.ports if port != before)
+    # While idle (no delivery in flight); the worker's housekeeping goes on meanwhile.
+    await asyncio.to_thread(cluster.move_slot, SLOT, after)
+    assert keys_per_node(cluster)[before] == 0
+    # The producer's first command after the move is a transaction (MULTI/EXEC), which
+    # the old node refuses with MOVED: it is sent again to the new one.
+    await producer.endpoints.create(
+        workspace_id="ws_2", url=receiver.url(), events=["*"], owner_email="o@example.com"
     )
-    try:
-        await deliver(producer, receiver, 3, "before")
-        before = cluster.owner(SLOT)
-        after = next(port for port in cluster.ports if port != before)
-        # While idle (no delivery in flight); the worker's housekeeping goes on meanwhile.
-        await asyncio.to_thread(cluster.move_slot, SLOT, after)
-        assert keys_per_node(cluster)[before] == 0
-        # The producer's first command after the move is a transaction (MULTI/EXEC), which
-        # the old node refuses with MOVED: it is sent again to the new one.
-        await producer.endpoints.create(
-            workspace_id="ws_2", url=receiver.url(), events=["*"], owner_email="o@example.com"
-        )
-        await deliver(producer, receiver, 3, "after")
-    finally:
-        assert await worker.stop() == 0
+    await deliver(producer, receiver, 3, "after")
     assert keys_per_node(cluster)[after] > 0
