@@ -101,12 +101,13 @@ def is_bell(data: Any) -> bool:
     return True
 
 
-def claimed_batch(entries: Sequence[str]) -> DeliveryBatch:
-    """The batch of ready-list entries a bell job claimed (JSON ``[delivery id, attempt]``).
+def ready_item(entry: str) -> DeliveryItem:
+    """One entry of the ready list (JSON ``[delivery id, attempt]``, see outbox.lua).
 
     Raises ``ValueError`` on anything malformed.
     """
-    return DeliveryBatch.from_dict({"items": [json.loads(entry) for entry in entries]})
+    (item,) = DeliveryBatch.from_dict({"items": [json.loads(entry)]}).items
+    return item
 
 
 @dataclass(frozen=True)

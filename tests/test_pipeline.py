@@ -331,11 +331,11 @@ async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
     await queue.add("deliver", {"items": [["dlv_missing", 1], ["x", "y"]]}, {"jobId": "bad2"})
     await queue.add("deliver", {"items": [["dlv_does_not_exist", 1]]}, {"jobId": "bad3"})
     await queue.add("deliver", {"bell": "yes"}, {"jobId": "bad4"})
-    # A bell whose claimed items are not [delivery id, attempt] entries.
+    # A bell whose claimed items are not [delivery id, attempt] entries: each one counts.
     await producer.redis.rpush(producer.keys.claimed("bad5"), "nonsense", '["dlv_x"]')
     await queue.add("deliver", {"bell": 1}, {"jobId": "bad5"})
     await wait_until(
-        lambda: worker.metrics.bad_jobs._value.get() == 4, 10, message="bad jobs not seen"
+        lambda: worker.metrics.bad_jobs._value.get() == 3 + 2, 10, message="bad jobs not seen"
     )
     await producer.publisher.publish(make_event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
@@ -538,6 +538,28 @@ async def test_housekeeping_rings_a_bell_when_the_last_one_was_lost(
     await worker_factory()
     (request,) = await receiver.wait_for(1, 15)
     assert request.json()["id"] == result.event_id
+
+
+async def test_a_malformed_ready_entry_is_reported_and_the_rest_of_its_batch_delivered(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
+) -> None:
+    await endpoint(producer, receiver)
+    # Only our scripts write the ready list: these stand for a hand edit of Redis.
+    await redis.rpush(producer.keys.ready, "not json", '["dlv_x", 0]')
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
+    assert await redis.llen(producer.keys.ready) == 3  # one bell for all three
+
+    worker = await worker_factory()
+    (request,) = await receiver.wait_for(1, 15)
+    assert request.json()["id"] == result.event_id
+    await wait_until(
+        lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad entries not counted"
+    )
+
+    async def settled() -> bool:
+        return await bell_keys_empty(producer, redis)
+
+    await wait_until(settled, 5, message="ready list, bell flag or claimed items left")
 
 
 async def test_the_oldest_waiting_gauge_counts_the_ready_list(

@@ -29,8 +29,8 @@ from producer.jobs import (
     DeliveryItem,
     JobDispatcher,
     JobSpec,
-    claimed_batch,
     is_bell,
+    ready_item,
 )
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.scripts import load_script
@@ -132,7 +132,7 @@ class DeliveryProcessor:
             log.error("bad_job", queue=job.queue.name, job_id=job.id, error=str(exc))
             return 0
         attempted = await self._attempt(batch, loaded)
-        if bell and batch.items:  # finished: a re-run from here on has nothing to repeat
+        if bell:  # finished: a re-run from here on has nothing to repeat
             await self._redis.delete(self._keys.claimed(job.id))
         return attempted
 
@@ -141,11 +141,22 @@ class DeliveryProcessor:
 
         Rings the next bell if more items wait.
         """
-        entries, members, loaded = await self._claim(
+        entries, members, (rows, events, endpoints) = await self._claim(
             job_id, int(time.time() * 1000), self._batch_size, WEEK_S
         )
         await self._dispatcher.dispatch(members)
-        return claimed_batch(entries), loaded
+        items, kept = [], []
+        for entry, row in zip(entries, rows, strict=True):
+            try:
+                items.append(ready_item(entry))
+            except ValueError as exc:
+                # Only written by our scripts: one that is not is reported, and the rest
+                # of the batch goes on.
+                self._metrics.bad_jobs.inc()
+                log.error("bad_ready_entry", job_id=job_id, entry=entry[:200], error=str(exc))
+                continue
+            kept.append(row)
+        return DeliveryBatch(tuple(items)), [kept, events, endpoints]
 
     async def ring(self) -> bool:
         """Ring a bell if items wait on the ready list and no bell is on its way.

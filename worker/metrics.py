@@ -108,7 +108,7 @@ class Metrics:
         )
         self.bad_jobs = Counter(
             "cliq_bad_jobs_total",
-            "Jobs whose data could not be processed (recorded, skipped).",
+            "Jobs, or ready-list entries, whose data could not be processed (logged, skipped).",
             registry=r,
         )
         self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}

@@ -32,7 +32,7 @@ from producer.jobs import (
     JobDispatcher,
     QueueOptions,
     bullmq_connection,
-    claimed_batch,
+    ready_item,
     redis_client,
 )
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
@@ -274,7 +274,7 @@ class WorkerService:
         ready = await redis.lindex(self.keys.ready, 0)
         if ready is not None:
             with contextlib.suppress(ValueError):
-                (item,) = claimed_batch([ready]).items
+                item = ready_item(ready)
                 stamps.append(await redis.hget(self.keys.delivery(item.delivery_id), "c"))
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
