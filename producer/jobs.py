@@ -46,6 +46,20 @@ class DeliveryItem:
     delivery_id: str
     attempt: int
 
+    @classmethod
+    def parse(cls, value: Any) -> DeliveryItem:
+        """An item from its JSON form ``[delivery id, attempt]``; ``ValueError`` if malformed."""
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not isinstance(value[0], str)
+            or not isinstance(value[1], int)
+            or isinstance(value[1], bool)
+            or value[1] < 1
+        ):
+            raise ValueError(f"malformed delivery item {value!r}")
+        return cls(value[0], value[1])
+
 
 @dataclass(frozen=True)
 class DeliveryBatch:
@@ -70,18 +84,7 @@ class DeliveryBatch:
         """Parse job data; raises ``ValueError`` on anything malformed."""
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):
             raise ValueError("delivery job data must be an object with an 'items' list")
-        items = []
-        for entry in data["items"]:
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 2
-                or not isinstance(entry[0], str)
-                or not isinstance(entry[1], int)
-                or isinstance(entry[1], bool)
-                or entry[1] < 1
-            ):
-                raise ValueError(f"malformed delivery item {entry!r}")
-            items.append(DeliveryItem(entry[0], entry[1]))
+        items = [DeliveryItem.parse(entry) for entry in data["items"]]
         deferrals = data.get("deferrals", 0)
         if not isinstance(deferrals, int) or isinstance(deferrals, bool) or deferrals < 0:
             raise ValueError(f"malformed deferrals {deferrals!r}")
@@ -106,8 +109,7 @@ def ready_item(entry: str) -> DeliveryItem:
 
     Raises ``ValueError`` on anything malformed.
     """
-    (item,) = DeliveryBatch.from_dict({"items": [json.loads(entry)]}).items
-    return item
+    return DeliveryItem.parse(json.loads(entry))
 
 
 @dataclass(frozen=True)
