@@ -91,12 +91,12 @@ def deferral_delay_s(deferrals: int, deferred: Iterable[Deferral] = ()) -> float
     minutes must not come back every few seconds.
     """
     growth = 2.0**deferrals
+    deferred = list(deferred)
     delay = min(MAX_DEFERRAL_S, 0.5 * growth) * random.uniform(0.5, 1.0)
-    for deferral in deferred:
-        delay = max(delay, deferral.hint_s)
-        if deferral.stalled:
-            stalled_s = min(MAX_STALLED_DEFERRAL_S, MAX_DEFERRAL_S * growth)
-            delay = max(delay, stalled_s * random.uniform(0.8, 1.0))
+    delay = max([delay, *(deferral.hint_s for deferral in deferred)])
+    if any(deferral.stalled for deferral in deferred):
+        stalled_s = min(MAX_STALLED_DEFERRAL_S, MAX_DEFERRAL_S * growth)
+        delay = max(delay, stalled_s * random.uniform(0.8, 1.0))
     return delay
 
 
