@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
+from redis.typing import EncodableT
 
 from producer.cluster import RedisClient
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
@@ -202,7 +204,7 @@ class DeliveryProcessor:
         if not items:
             return []
         if loaded is None:
-            loaded = await self._load(*(item.delivery_id for item in items))
+            loaded = await self._load(orjson.dumps([item.delivery_id for item in items]))
         rows, flat_events, endpoint_rows = loaded
         events = {  # each body encoded once, whatever the fan-out within the batch
             flat_events[k]: (
@@ -379,28 +381,31 @@ class DeliveryProcessor:
     async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
         now_ms = int(time.time() * 1000)
-        args: list[str | int] = [now_ms, self._retention_s, len(outcomes)]
+        rows: list[tuple[str, int, str, str, str, str, int]] = []
         retries: dict[int, list[DeliveryItem]] = defaultdict(list)
         for outcome in outcomes:
             notify = ""
-            due: int | str = ""
+            due = ""
             if outcome.kind == AttemptOutcome.RETRY and outcome.delay_s is not None:
                 delay_ms = int(outcome.delay_s * 1000)
-                due = now_ms + delay_ms
+                due = str(now_ms + delay_ms)
                 retries[delay_ms].append(
                     DeliveryItem(outcome.item.delivery_id, outcome.item.attempt + 1)
                 )
             elif outcome.kind == AttemptOutcome.DEAD:
                 notify = notification_spec(outcome).to_json()
-            args += [
-                outcome.item.delivery_id,
-                outcome.item.attempt,
-                outcome.kind.value,
-                outcome.attempt.to_json(),
-                due,
-                notify,
-                1 if outcome.disable else 0,
-            ]
+            rows.append(
+                (
+                    outcome.item.delivery_id,
+                    outcome.item.attempt,
+                    outcome.kind.value,
+                    outcome.attempt.to_json(),
+                    due,
+                    notify,
+                    1 if outcome.disable else 0,
+                )
+            )
+        args: list[EncodableT] = [now_ms, self._retention_s, orjson.dumps(rows)]
         for delay_ms, items in retries.items():
             spec = JobSpec(
                 RETRY_QUEUE,

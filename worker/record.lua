@@ -1,9 +1,10 @@
 -- Record attempt outcomes, move deliveries and endpoints to their next state,
 -- and write the jobs those changes cause to the outbox: all at once.
--- ARGV: prefix, now_ms, retention_s, outcome_count, then per outcome:
---   delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
+-- ARGV: prefix, now_ms, retention_s, outcomes (one JSON array: a few hundred separate
+-- arguments cost the worker more to pack than the script costs to run), where each
+-- outcome is [delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
---   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)
+--   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)],
 -- then any number of retry job members, written to the outbox as they are.
 -- Returns {per-outcome codes, outbox members written}. Codes:
 --   'dup'       this attempt was already recorded (a re-run job): nothing changed
@@ -14,7 +15,7 @@
 --   'disabled'  dead with 410 Gone: the endpoint was disabled (email queued)
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
-local count = tonumber(ARGV[4])
+local outcomes = cjson.decode(ARGV[4])
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
 
@@ -34,11 +35,8 @@ local function set_status(endpoint_key, status)
   redis.call('INCR', K.workspace_version(redis.call('HGET', endpoint_key, 'workspace')))
 end
 
-local i = 5
-for k = 1, count do
-  local delivery_id, number, kind = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local attempt, due, notify, disable = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  i = i + 7
+for k, outcome in ipairs(outcomes) do
+  local delivery_id, number, kind, attempt, due, notify, disable = unpack(outcome)
   local key = K.delivery(delivery_id)
   local row = redis.call('HMGET', key, 's', 'n', 'e', 'p')
   if not row[1] then
@@ -69,13 +67,13 @@ for k = 1, count do
       redis.call('HINCRBY', stats, 'dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
       local status = redis.call('HGET', endpoint_key, 'status')
-      if disable == '1' and (status == 'active' or status == 'failing') then
+      if disable == 1 and (status == 'active' or status == 'failing') then
         set_status(endpoint_key, 'disabled')
         redis.call('SREM', K.failing(), endpoint_id)
         redis.call('ZADD', outbox, now, notify)
         members[#members + 1] = notify
         codes[k] = 'disabled'
-      elseif disable ~= '1' and status == 'active' then
+      elseif disable ~= 1 and status == 'active' then
         set_status(endpoint_key, 'failing')
         redis.call('SADD', K.failing(), endpoint_id)
         if notify ~= '' then
@@ -87,7 +85,7 @@ for k = 1, count do
     end
   end
 end
-for m = i, #ARGV do
+for m = 5, #ARGV do
   redis.call('ZADD', outbox, now, ARGV[m])
   members[#members + 1] = ARGV[m]
 end
