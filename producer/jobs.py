@@ -91,19 +91,6 @@ class DeliveryBatch:
         return cls(tuple(items), deferrals)
 
 
-def is_bell(data: Any) -> bool:
-    """Whether job data is a doorbell's (``{"bell": 1}``, written by outbox.lua).
-
-    A bell job carries no items: its worker claims those waiting on the ready list.
-    Raises ``ValueError`` on a malformed bell.
-    """
-    if not isinstance(data, dict) or "bell" not in data:
-        return False
-    if data != {"bell": 1}:
-        raise ValueError(f"malformed bell job data {data!r}")
-    return True
-
-
 def ready_item(entry: str) -> DeliveryItem:
     """One entry of the ready list (JSON ``[delivery id, attempt]``, see outbox.lua).
 
@@ -270,7 +257,7 @@ class JobDispatcher:
         for queue, jobs in by_queue.items():
             # addBulk runs bullmq's scripts in a MULTI pipeline, which redis-py's cluster
             # client refuses, and which costs one job twice the CPU of an add (~0.34 ms
-            # instead of 0.17: a bell rung by a single publish is one job). One by one is
+            # instead of 0.17: a retry job of one delivery is common). One by one is
             # as safe: an outbox member stays until all its jobs are in, and a job whose
             # id exists is not added twice.
             if self._cluster or len(jobs) == 1:

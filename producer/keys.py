@@ -55,14 +55,17 @@ LAYOUT: dict[str, str] = {
     "outbox": "outbox",
     # Counter: source of unique batch job ids.
     "sequence": "seq",
-    # List: the doorbell's waiting items, oldest at the head: JSON [delivery id, attempt]
-    # of new deliveries that did not fill a batch. A bell job takes them (see outbox.lua).
+    # List: new deliveries that did not fill a batch (events published one at a time),
+    # oldest at the head, as JSON [delivery id, attempt]. Workers take them as they
+    # arrive (worker/pickup.py).
     "ready": "ready",
-    # String (10 s TTL): set while a bell job is on its way or waiting, unclaimed.
-    "bell": "bell",
-    # List (1 week TTL): the ready items a bell job took, kept until it has finished
-    # them, so a re-run (crash, stall) attempts the same items again.
+    # Hash: claim id -> worker id, for every claim a worker holds (see worker/claims.lua).
+    "claims": "claims",
+    # List (1 week TTL): the ready items of one claim, kept until its worker has
+    # attempted them; they go back to the ready list if the worker dies first.
     "claimed": "claimed:{}",
+    # String (TTL: JOB_LOCK_TIMEOUT): present while a worker is alive (it renews it).
+    "worker": "worker:{}",
     # Hash: deliveries now queued / scheduled (gauges), delivered / dead (totals).
     "stats": "stats",
     # List: "send test event" requests from the API, taken by any worker (JSON).
@@ -163,13 +166,17 @@ class Keys:
         return self._key("ready")
 
     @property
-    def bell(self) -> str:
-        """See ``LAYOUT["bell"]``."""
-        return self._key("bell")
+    def claims(self) -> str:
+        """See ``LAYOUT["claims"]``."""
+        return self._key("claims")
 
-    def claimed(self, job_id: str) -> str:
+    def claimed(self, claim_id: str) -> str:
         """See ``LAYOUT["claimed"]``."""
-        return self._key("claimed", job_id)
+        return self._key("claimed", claim_id)
+
+    def worker(self, worker_id: str) -> str:
+        """See ``LAYOUT["worker"]``."""
+        return self._key("worker", worker_id)
 
     @property
     def stats(self) -> str:

@@ -1,6 +1,6 @@
 -- Store events and their deliveries, and write the delivery jobs to the outbox,
 -- all at once: a publish either happened completely or not at all. Full batches
--- become jobs; the rest waits on the ready list for a bell job (see outbox.lua).
+-- become jobs; the rest waits on the ready list for a worker (see outbox.lua).
 -- ARGV: prefix, now_ms, batch_size, retention_s, workspace_count, then per workspace:
 --   workspace_id, the version its endpoint list was read at;
 --   then event_count, then per event:
@@ -55,6 +55,6 @@ for e = 1, event_count do
     results[e] = count
   end
 end
-jobs.ring()
+jobs.ready()
 if created_total > 0 then redis.call('HINCRBY', K.stats(), 'queued', created_total) end
 return {results, jobs.members}

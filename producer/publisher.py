@@ -61,7 +61,7 @@ class Publisher:
 
     Publishing the same event id twice creates no second set of deliveries. When
     :meth:`publish_many` returns, every delivery is stored, and its job is in the
-    outbox at least or it waits on the ready list for a bell job (see outbox.lua):
+    outbox at least or it waits on the ready list for a worker (see outbox.lua):
     nothing acknowledged can be lost.
     """
 

@@ -16,7 +16,7 @@ def _read(package: str, name: str) -> str:
 
 
 # Lua functions shared by the scripts of a package, placed before each of them:
-# producer/outbox.lua (outbox jobs, the doorbell) everywhere, and the worker's batch
+# producer/outbox.lua (outbox jobs, the ready list) everywhere, and the worker's batch
 # loading in the worker's scripts.
 LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
     "producer": (("producer", "outbox.lua"),),

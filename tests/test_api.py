@@ -134,8 +134,12 @@ async def test_publish_one_event_stores_it_and_enqueues_its_deliveries(
     assert await response.json() == {"id": "evt_one", "deliveries": 1, "duplicate": False}
     assert response.headers["Location"] == "/v1/events/evt_one"
     assert await redis.llen(producer.keys.event_deliveries("evt_one")) == 1
-    assert await redis.zcard(producer.keys.outbox) == 0  # handed to bullmq
-    assert await redis.llen(producer.keys.queue_key(DELIVERY_QUEUE, "wait")) == 1
+    # A partial batch: its delivery waits on the ready list for a worker, with no job.
+    delivery_id = await redis.lindex(producer.keys.event_deliveries("evt_one"), 0)
+    ready = await redis.lrange(producer.keys.ready, 0, -1)
+    assert [json.loads(entry) for entry in ready] == [[delivery_id, 1]]
+    assert await redis.zcard(producer.keys.outbox) == 0
+    assert await redis.llen(producer.keys.queue_key(DELIVERY_QUEUE, "wait")) == 0
 
 
 async def test_an_event_without_id_gets_a_generated_one(api: Client) -> None:

@@ -223,8 +223,8 @@ async def test_status_and_attempts_report_what_happened(redis_url: str, receiver
     ok_json(cli(redis_url, "publish", "--workspace", "ws_1", "--type", "issue.created", "--json"))
     status = ok_json(cli(redis_url, "status", "--json"))
     assert status["deliveries"]["queued"] == 1
-    assert status["ready"] == 1  # a single publish: its delivery waits for the bell job
-    assert status["jobs"]["deliveries"]["wait"] == 1  # that bell
+    assert status["ready"] == 1  # a single publish: its delivery waits for a worker
+    assert status["jobs"]["deliveries"]["wait"] == 0  # and costs no bullmq job
     assert status["failing_endpoints"] == []
     assert "1 new deliveries on the ready list" in cli(redis_url, "status").stdout
     attempts = ok_json(cli(redis_url, "attempts", "--endpoint", added["id"], "--json"))

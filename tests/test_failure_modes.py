@@ -480,7 +480,7 @@ async def healthz(session: aiohttp.ClientSession, port: int, path: str = "/healt
         return response.status
 
 
-@pytest.mark.parametrize("how", ["cancelled", "crashed"])
+@pytest.mark.parametrize("how", ["cancelled", "crashed", "pickup cancelled"])
 async def test_a_dead_queue_loop_turns_healthz_503_and_exits_1(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker, how: str
 ) -> None:
@@ -493,7 +493,10 @@ async def test_a_dead_queue_loop_turns_healthz_503_and_exits_1(
         assert await healthz(session, port, "/readyz") == 200
 
         loop = worker.service._loops[0]  # the delivery queue's loop
-        if how == "cancelled":
+        if how == "pickup cancelled":  # the loop that takes single events (worker/pickup.py)
+            assert worker.service._pickup is not None
+            loop = worker.service._pickup
+        if how.endswith("cancelled"):
             loop.cancel()
         else:
             # bullmq's run() catches an error of its own loop, prints it and returns.
@@ -501,9 +504,11 @@ async def test_a_dead_queue_loop_turns_healthz_503_and_exits_1(
                 raise RuntimeError("simulated bullmq loop failure")
 
             worker.service._queue_workers[0].processJob = broken_process_job
-            await producer.publisher.publish(make_event(producer))
+            # A full batch: a job (a partial one waits on the ready list, without one).
+            batch = producer.settings.batch_size
+            await producer.publisher.publish_many([make_event(producer) for _ in range(batch)])
         await wait_until(loop.done, 10, message="the queue loop did not end")
-        if how == "cancelled":
+        if how.endswith("cancelled"):
             assert loop.cancelled()
         else:
             assert not loop.cancelled()

@@ -330,12 +330,9 @@ async def test_a_bad_job_is_logged_and_skipped_and_the_worker_goes_on(
     await queue.add("deliver", {"items": "not a list"}, {"jobId": "bad1"})
     await queue.add("deliver", {"items": [["dlv_missing", 1], ["x", "y"]]}, {"jobId": "bad2"})
     await queue.add("deliver", {"items": [["dlv_does_not_exist", 1]]}, {"jobId": "bad3"})
-    await queue.add("deliver", {"bell": "yes"}, {"jobId": "bad4"})
-    # A bell whose claimed items are not [delivery id, attempt] entries: each one counts.
-    await producer.redis.rpush(producer.keys.claimed("bad5"), "nonsense", '["dlv_x"]')
-    await queue.add("deliver", {"bell": 1}, {"jobId": "bad5"})
+    await queue.add("deliver", {"bell": 1}, {"jobId": "bad4"})  # no items at all
     await wait_until(
-        lambda: worker.metrics.bad_jobs._value.get() == 3 + 2, 10, message="bad jobs not seen"
+        lambda: worker.metrics.bad_jobs._value.get() == 3, 10, message="bad jobs not seen"
     )
     await producer.publisher.publish(make_event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
@@ -380,14 +377,17 @@ async def test_crash_between_store_and_enqueue_is_repaired_by_the_outbox_sweep(
         return None
 
     producer.dispatcher.dispatch = no_dispatch  # type: ignore[method-assign]
-    result = await producer.publisher.publish(make_event(producer, "issue.created"))
+    batch = producer.settings.batch_size  # a full batch: a job (a partial one needs none)
+    results = await producer.publisher.publish_many(
+        [make_event(producer, "issue.created") for _ in range(batch)]
+    )
     assert await redis.zcard(producer.keys.outbox) == 1
     # Make the spec look old enough for the sweep (it leaves young ones to their writer).
     (member,) = cast(list[str], await redis.zrange(producer.keys.outbox, 0, -1))
     await redis.zadd(producer.keys.outbox, {member: int(time.time() * 1000) - 60_000})
     await worker_factory()
-    (request,) = await receiver.wait_for(1, 15)
-    assert request.json()["id"] == result.event_id
+    requests = await receiver.wait_for(batch, 15)
+    assert {r.json()["id"] for r in requests} == {r.event_id for r in results}
 
     async def outbox_empty() -> bool:
         return await redis.zcard(producer.keys.outbox) == 0
@@ -435,16 +435,17 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
     assert (await producer.publisher.publish(make_event(producer, "issue.created"))).deliveries == 0
 
 
-# ---------------------------------------------------------------- the doorbell
+# ---------------------------------------------------------------- the ready list
 
 
-async def bell_keys_empty(producer: Producer, redis: aioredis.Redis) -> bool:
-    """Nothing left on the ready list, no bell flag, no claimed items."""
+async def ready_list_settled(producer: Producer, redis: aioredis.Redis) -> bool:
+    """Nothing left on the ready list and nothing claimed (registered inboxes are empty)."""
     claimed = [key async for key in redis.scan_iter(producer.keys.claimed("*"))]
+    claims = await redis.hgetall(producer.keys.claims)
     return (
         await redis.llen(producer.keys.ready) == 0
-        and not await redis.exists(producer.keys.bell)
         and claimed == []
+        and all(str(claim).endswith(".in") for claim in claims)
     )
 
 
@@ -452,32 +453,40 @@ async def waiting_delivery_jobs(producer: Producer) -> int:
     return int(await producer.dispatcher.queues[DELIVERY_QUEUE].getWaitingCount())
 
 
-async def test_single_publishes_ring_one_bell_and_a_worker_delivers_them_all(
+async def test_single_publishes_wait_on_the_ready_list_without_jobs_and_a_worker_takes_them(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
 ) -> None:
     await endpoint(producer, receiver)
-    published = []
-    for _ in range(30):
-        published.append(await producer.publisher.publish(make_event(producer, "issue.created")))
-        assert await waiting_delivery_jobs(producer) <= 1
-    (bell,) = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
-    assert bell.data == {"bell": 1}
+    published = [
+        await producer.publisher.publish(make_event(producer, "issue.created")) for _ in range(30)
+    ]
+    assert await waiting_delivery_jobs(producer) == 0
     assert await redis.llen(producer.keys.ready) == 30
     assert await redis.zcard(producer.keys.outbox) == 0
     assert await redis.hget(producer.keys.stats, "queued") == "30"
 
-    await worker_factory()
+    worker = await worker_factory()
     requests = await receiver.wait_for(30, 15)
     assert {r.json()["id"] for r in requests} == {p.event_id for p in published}
-
-    async def settled() -> bool:
-        return await bell_keys_empty(producer, redis)
-
-    await wait_until(settled, 5, message="ready list, bell flag or claimed items left")
+    await wait_until(
+        lambda: ready_list_settled(producer, redis), 5, message="ready or claimed items left"
+    )
     assert await redis.hget(producer.keys.stats, "queued") == "0"
+    # Published while the worker waits: each is taken as it arrives.
+    later = [
+        await producer.publisher.publish(make_event(producer, "issue.created")) for _ in range(5)
+    ]
+    requests = await receiver.wait_for(35, 15)
+    assert {r.json()["id"] for r in requests[30:]} == {p.event_id for p in later}
+    assert await waiting_delivery_jobs(producer) == 0
+    await wait_until(
+        lambda: worker.metrics.deliveries.labels("delivered")._value.get() == 35,
+        5,
+        message="not every delivery recorded",
+    )
 
 
-async def test_full_batches_stay_jobs_and_only_the_rest_waits_for_a_bell(
+async def test_full_batches_stay_jobs_and_only_the_rest_waits_on_the_ready_list(
     producer: Producer, redis: aioredis.Redis, receiver: Receiver
 ) -> None:
     await endpoint(producer, receiver)
@@ -486,58 +495,79 @@ async def test_full_batches_stay_jobs_and_only_the_rest_waits_for_a_bell(
         [make_event(producer, "issue.created") for _ in range(batch + 3)]
     )
     jobs = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
-    assert sorted(len(job.data.get("items", [])) for job in jobs) == [0, batch]  # bell, batch
+    assert [len(job.data["items"]) for job in jobs] == [batch]
     assert await redis.llen(producer.keys.ready) == 3
 
 
-async def test_a_bell_job_rerun_after_a_crash_past_its_claim_loses_nothing(
+async def test_every_waiting_worker_gets_a_share_of_single_publishes(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
 ) -> None:
-    """A worker died after claiming: the bell job runs again and gets the same items."""
+    await endpoint(producer, receiver)
+    workers = [await worker_factory(), await worker_factory()]
+    for count in range(1, 41):
+        await producer.publisher.publish(make_event(producer, "issue.created"))
+        await receiver.wait_for(count, 10)  # both workers wait again before the next one
+
+    def delivered() -> list[float]:
+        return [w.metrics.deliveries.labels("delivered")._value.get() for w in workers]
+
+    await wait_until(lambda: sum(delivered()) == 40, 5, message="not every delivery recorded")
+    assert min(delivered()) > 0, delivered()
+
+
+async def test_the_claims_of_a_worker_that_died_go_back_and_are_delivered_once(
+    producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
+) -> None:
+    """Claims whose worker key expired go back to the ready list; a live worker's stay."""
     from producer.scripts import load_script
 
     await endpoint(producer, receiver)
-    first = [await producer.publisher.publish(make_event(producer, "issue.created"))]
-    first.append(await producer.publisher.publish(make_event(producer, "issue.created")))
-    (bell,) = await producer.dispatcher.queues[DELIVERY_QUEUE].getWaiting()
-    claim = load_script(redis, producer.keys, "worker", "claim.lua")
-    entries, members, (rows, _events, _endpoints) = await claim(bell.id, 0, 50, 60)
+    claims = load_script(redis, producer.keys, "worker", "claims.lua")
+    first = [
+        await producer.publisher.publish(make_event(producer, "issue.created")) for _ in range(3)
+    ]
+    # "gone" took two and died (its key is not there); "alive" took one and renews.
+    await claims("renew", "alive", 60_000, "alive.in")
+    entries, (rows, _, _) = await claims("take", "gone", "gone.in", "gone.1", 2, 60)
     assert len(entries) == 2
-    assert [row[3] for row in rows] == [result.event_id for result in first]
-    assert members == []
+    assert [row[3] for row in rows] == [result.event_id for result in first[:2]]
+    await claims("take", "alive", "alive.in", "alive.1", 1, 60)
     assert await redis.llen(producer.keys.ready) == 0
-    assert await redis.llen(producer.keys.claimed(bell.id)) == 2
-    # The claim answered the bell: the next publish rings a new one.
-    later = await producer.publisher.publish(make_event(producer, "issue.created"))
-    assert await waiting_delivery_jobs(producer) == 2
+    assert await redis.llen(producer.keys.claimed("gone.1")) == 2
 
-    await worker_factory()
-    requests = await receiver.wait_for(3, 15)
-    assert sorted(r.json()["id"] for r in requests) == sorted(r.event_id for r in [*first, later])
-
-    async def settled() -> bool:
-        return await bell_keys_empty(producer, redis)
-
-    await wait_until(settled, 5, message="ready list, bell flag or claimed items left")
-    for result in first:
+    await worker_factory()  # its housekeeping finds the dead worker's claim
+    requests = await receiver.wait_for(2, 15)
+    assert sorted(r.json()["id"] for r in requests) == sorted(r.event_id for r in first[:2])
+    assert not await redis.exists(producer.keys.claimed("gone.1"))
+    assert await redis.llen(producer.keys.claimed("alive.1")) == 1  # still its own
+    assert await redis.hget(producer.keys.claims, "alive.1") == "alive"
+    for result in first[:2]:
         (delivery,) = await producer.deliveries.for_event(result.event_id)
         assert [a.number for a in delivery.attempts] == [1]
 
 
-async def test_housekeeping_rings_a_bell_when_the_last_one_was_lost(
+async def test_a_stopping_worker_gives_back_what_it_could_not_finish(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
 ) -> None:
     await endpoint(producer, receiver)
+    receiver.hang()
+    worker = await worker_factory(SHUTDOWN_GRACE="0.5", DELIVERY_TIMEOUT="30")
     result = await producer.publisher.publish(make_event(producer, "issue.created"))
-    queue = producer.dispatcher.queues[DELIVERY_QUEUE]
-    await queue.drain()  # the bell job is gone (as if failed for good) ...
-    await redis.delete(producer.keys.bell)  # ... and its flag expired
-    assert await waiting_delivery_jobs(producer) == 0
+    await receiver.wait_for(1, 10)
+    assert await worker.stop() == 0
+    # The cancelled attempt was not recorded: the item waits for the next worker.
     assert await redis.llen(producer.keys.ready) == 1
+    assert await redis.hgetall(producer.keys.claims) == {}
+    assert not await redis.exists(producer.keys.worker(worker.service.worker_id))
 
+    receiver.default = ScriptedResponse()
     await worker_factory()
-    (request,) = await receiver.wait_for(1, 15)
-    assert request.json()["id"] == result.event_id
+    await wait_until(
+        lambda: ready_list_settled(producer, redis), 10, message="ready or claimed items left"
+    )
+    (delivery,) = await producer.deliveries.for_event(result.event_id)
+    assert delivery.state == DeliveryState.DELIVERED
+    assert [a.number for a in delivery.attempts] == [1]
 
 
 async def test_a_malformed_ready_entry_is_reported_and_the_rest_of_its_batch_delivered(
@@ -547,7 +577,7 @@ async def test_a_malformed_ready_entry_is_reported_and_the_rest_of_its_batch_del
     # Only our scripts write the ready list: these stand for a hand edit of Redis.
     await redis.rpush(producer.keys.ready, "not json", '["dlv_x", 0]')
     result = await producer.publisher.publish(make_event(producer, "issue.created"))
-    assert await redis.llen(producer.keys.ready) == 3  # one bell for all three
+    assert await redis.llen(producer.keys.ready) == 3
 
     worker = await worker_factory()
     (request,) = await receiver.wait_for(1, 15)
@@ -556,10 +586,9 @@ async def test_a_malformed_ready_entry_is_reported_and_the_rest_of_its_batch_del
         lambda: worker.metrics.bad_jobs._value.get() == 2, 10, message="bad entries not counted"
     )
 
-    async def settled() -> bool:
-        return await bell_keys_empty(producer, redis)
-
-    await wait_until(settled, 5, message="ready list, bell flag or claimed items left")
+    await wait_until(
+        lambda: ready_list_settled(producer, redis), 5, message="ready or claimed items left"
+    )
 
 
 async def test_the_oldest_waiting_gauge_counts_the_ready_list(

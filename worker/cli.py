@@ -374,7 +374,7 @@ async def status(args: argparse.Namespace) -> int:
         "deliveries": counts,
         "jobs": jobs,
         "outbox": outbox,
-        # New deliveries waiting for a bell job (see producer/outbox.lua).
+        # New deliveries waiting for a worker to take them (see worker/pickup.py).
         "ready": ready,
         "failing_endpoints": [e.public_dict() for e in failing],
     }
@@ -386,7 +386,7 @@ async def status(args: argparse.Namespace) -> int:
                 [(q, *c.values()) for q, c in jobs.items()],
                 ["QUEUE (jobs)", "WAIT", "ACTIVE", "DELAYED", "FAILED"],
             ),
-            f"{ready} new deliveries on the ready list (waiting for a bell job)",
+            f"{ready} new deliveries on the ready list (waiting for a worker)",
         ]
         if failing:
             parts.append(

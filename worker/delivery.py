@@ -1,7 +1,7 @@
 """Processing a delivery job: load the batch, sign, POST, record each outcome.
 
 A job carries a batch of (delivery, attempt) items, so bullmq's cost is paid once
-per batch (a bell job claims its batch from the ready list: producer/outbox.lua).
+per batch; a claim on the ready list is such a batch without a job (worker/pickup.py).
 Each item lives on its own: it is skipped if its attempt is already recorded (a
 re-run after a crash), its failure schedules only itself (grouped with others due
 at the same time), and its outcome is written as soon as it is known, through a
@@ -26,12 +26,10 @@ from producer.cluster import RedisClient
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import (
-    WEEK_S,
     DeliveryBatch,
     DeliveryItem,
     JobDispatcher,
     JobSpec,
-    is_bell,
     ready_item,
 )
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
@@ -112,8 +110,6 @@ class DeliveryProcessor:
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
         self._record = load_script(redis, keys, "worker", "record.lua")
-        self._claim = load_script(redis, keys, "worker", "claim.lua")
-        self._ring = load_script(redis, keys, "worker", "ring.lua")
         self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
 
     async def process(self, job: Any, _token: str) -> int:
@@ -122,52 +118,31 @@ class DeliveryProcessor:
         Bad job data is logged and counted, and the job completes: a worker never
         crashes on it. Redis errors propagate, so bullmq retries the job later.
         """
-        loaded: Loaded | None = None
         try:
-            bell = is_bell(job.data)
-            if bell:
-                batch, loaded = await self._claimed(job.id)
-            else:
-                batch = DeliveryBatch.from_dict(job.data)
+            batch = DeliveryBatch.from_dict(job.data)
         except ValueError as exc:
             self._metrics.bad_jobs.inc()
             log.error("bad_job", queue=job.queue.name, job_id=job.id, error=str(exc))
             return 0
-        attempted = await self._attempt(batch, loaded)
-        if bell:  # finished: a re-run from here on has nothing to repeat
-            await self._redis.delete(self._keys.claimed(job.id))
-        return attempted
+        return await self._attempt(batch, None)
 
-    async def _claimed(self, job_id: str) -> tuple[DeliveryBatch, Loaded]:
-        """Claim a bell job's items from the ready list, and what they need (batch.lua).
+    async def attempt_claimed(self, claim_id: str, entries: Sequence[str], loaded: Loaded) -> int:
+        """Attempt the ready-list entries of a claim (worker/pickup.py), loaded with them.
 
-        Rings the next bell if more items wait.
+        Returns how many were attempted. A malformed entry (only our scripts write the
+        list) is reported and counted on its own; the rest of the claim goes on.
         """
-        entries, members, (rows, events, endpoints) = await self._claim(
-            job_id, int(time.time() * 1000), self._batch_size, WEEK_S
-        )
-        await self._dispatcher.dispatch(members)
+        rows, events, endpoints = loaded
         items, kept = [], []
         for entry, row in zip(entries, rows, strict=True):
             try:
                 items.append(ready_item(entry))
             except ValueError as exc:
-                # Only written by our scripts: one that is not is reported, and the rest
-                # of the batch goes on.
                 self._metrics.bad_jobs.inc()
-                log.error("bad_ready_entry", job_id=job_id, entry=entry[:200], error=str(exc))
+                log.error("bad_ready_entry", claim_id=claim_id, entry=entry[:200], error=str(exc))
                 continue
             kept.append(row)
-        return DeliveryBatch(tuple(items)), [kept, events, endpoints]
-
-    async def ring(self) -> bool:
-        """Ring a bell if items wait on the ready list and no bell is on its way.
-
-        Housekeeping's safety net for a lost bell job (its flag expires).
-        """
-        members = await self._ring(int(time.time() * 1000))
-        await self._dispatcher.dispatch(members)
-        return bool(members)
+        return await self._attempt(DeliveryBatch(tuple(items)), [kept, events, endpoints])
 
     async def _attempt(self, batch: DeliveryBatch, loaded: Loaded | None) -> int:
         """Attempt the batch's items; returns how many were attempted (not deferred).

@@ -42,6 +42,7 @@ from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.metrics import Metrics
 from worker.notify import Notifier
+from worker.pickup import Pickup
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
@@ -65,6 +66,7 @@ class WorkerService:
         self._exit_code = 0
         self._queue_workers: list[Worker] = []
         self._loops: list[asyncio.Task[None]] = []
+        self._pickup: asyncio.Task[None] | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -121,12 +123,21 @@ class WorkerService:
             outbox_dir=s.notify_outbox,
             metrics=self.metrics,
         )
+        pickup = Pickup(
+            redis,
+            self.keys,
+            processor,
+            worker_id=self.worker_id,
+            batch_size=s.producer.batch_size,
+            max_claims=self._job_concurrency(),
+            ttl_s=s.job_lock_timeout,
+        )
         test_sends = SendTestListener(
             redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
         )
         self._install_signal_handlers()
         runner = await self._start_http(lambda: ping(redis, self.keys.prefix))
-        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor))
+        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor, pickup))
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
         self._queue_workers = [
@@ -141,6 +152,7 @@ class WorkerService:
         # Our own tasks around bullmq's loops: when one ends while we are not
         # stopping, the loop died (bullmq only prints the traceback).
         self._loops = [asyncio.create_task(w.run()) for w in self._queue_workers]
+        self._pickup = asyncio.create_task(pickup.run())
         self.metrics.worker_up.set(1)
         log.info(
             "worker_started",
@@ -153,7 +165,9 @@ class WorkerService:
             await self._stop.wait()
         finally:
             self.metrics.worker_up.set(0)
-            await self._drain()
+            self._pickup.cancel()
+            await asyncio.gather(self._pickup, return_exceptions=True)
+            await asyncio.gather(self._drain(), pickup.close(s.shutdown_grace))
             for task in (housekeeping, lease_keeping, answering):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -226,16 +240,17 @@ class WorkerService:
         log.info("signal_received", signal=sig.name)
 
     def _alive(self) -> bool:
-        return all(not loop.done() for loop in self._loops)
+        loops = [*self._loops, *([self._pickup] if self._pickup else [])]
+        return all(not loop.done() for loop in loops)
 
     def _healthy(self) -> bool:
         # Not before the queue loops run: a supervisor would count a starting worker.
         return bool(self._loops) and self._alive() and not self._stop.is_set()
 
     async def _housekeeping(
-        self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor
+        self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor, pickup: Pickup
     ) -> None:
-        """Sweep the outbox, ring a lost bell again, refresh the gauges, watch the loops."""
+        """Sweep the outbox, give back dead workers' claims, refresh gauges, watch the loops."""
         while not self._stop.is_set():
             self.metrics.in_flight.set(processor.in_flight)
             if not self._alive():
@@ -247,8 +262,9 @@ class WorkerService:
                 swept = await dispatcher.sweep(OUTBOX_GRACE_S)
                 if swept:
                     log.warning("outbox_swept", jobs=swept)
-                if await processor.ring():
-                    log.info("bell_rung", reason="items ready and no bell on its way")
+                returned = await pickup.reclaim()
+                if returned:
+                    log.warning("claims_returned", entries=returned, reason="worker gone")
                 await self._refresh_gauges(dispatcher, redis)
             except Exception as exc:  # Redis down: report and keep trying
                 log.warning("housekeeping_failed", error=str(exc))
@@ -270,7 +286,7 @@ class WorkerService:
             stamps.append(
                 await redis.hget(self.keys.queue_key(DELIVERY_QUEUE, oldest), "timestamp")
             )
-        # Items waiting for a bell job are waiting deliveries too (their hash has created ms).
+        # Items on the ready list are waiting deliveries too (their hash has created ms).
         ready = await redis.lindex(self.keys.ready, 0)
         if ready is not None:
             with contextlib.suppress(ValueError):
