@@ -5,18 +5,27 @@
 -- while it lives. The claims of a worker whose key expired go back to the head of the
 -- ready list for any worker: their items are attempted again, and one whose attempt
 -- was recorded meanwhile is skipped as a duplicate.
--- ARGV: prefix, op, worker_id, then by op:
---   take     inbox_id, claim_id, batch_size, claimed_ttl_s -> {entries, batch}: the
---            JSON [delivery id, attempt] entries taken, and load_batch's reply for them
---   finish   claim_id                   -> 'ok' (its items are attempted)
---   renew    ttl_ms, inbox_id           -> 'ok'
---   release  claim ids...               -> entries given back (it could not finish them)
---   retire                              -> entries given back: all of the worker's
---            claims (it stops); its key is deleted
---   reclaim  (worker_id unused)         -> entries given back from every worker whose
---            key expired
+-- ARGV: prefix, op, worker_id, then by op (done ids: claims whose items are all
+-- attempted, dropped first):
+--   take     inbox_id, claim_id, batch_size, claimed_ttl_s, done ids... -> {entries,
+--            batch}: the JSON [delivery id, attempt] entries taken, and load_batch's
+--            reply for them
+--   renew    ttl_ms, inbox_id, done ids...   -> 'ok'
+--   release  claim ids...                    -> entries given back (it could not
+--            finish them)
+--   retire   done ids...                     -> entries given back: all of the
+--            worker's other claims (it stops); its key is deleted
+--   reclaim  (worker_id unused)              -> entries given back from every worker
+--            whose key expired
 local op, worker = ARGV[2], ARGV[3]
 local claims = K.claims()
+
+local function drop(first)
+  for k = first, #ARGV do
+    redis.call('DEL', K.claimed(ARGV[k]))
+    redis.call('HDEL', claims, ARGV[k])
+  end
+end
 
 -- Back to the head of the ready list, in their order.
 local function give_back(claim_id)
@@ -29,6 +38,7 @@ local function give_back(claim_id)
 end
 
 if op == 'take' then
+  drop(8)
   local inbox, claim_id = ARGV[4], ARGV[5]
   local batch_size, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
   local entries = redis.call('LRANGE', K.claimed(inbox), 0, -1)
@@ -52,11 +62,8 @@ if op == 'take' then
     end
   end
   return {entries, load_batch(ids)}
-elseif op == 'finish' then
-  redis.call('DEL', K.claimed(ARGV[4]))
-  redis.call('HDEL', claims, ARGV[4])
-  return 'ok'
 elseif op == 'renew' then
+  drop(6)
   redis.call('SET', K.worker(worker), 1, 'PX', tonumber(ARGV[4]))
   redis.call('HSET', claims, ARGV[5], worker)
   return 'ok'
@@ -65,7 +72,10 @@ elseif op == 'release' then
   for k = 4, #ARGV do returned = returned + give_back(ARGV[k]) end
   return returned
 elseif op == 'retire' or op == 'reclaim' then
-  if op == 'retire' then redis.call('DEL', K.worker(worker)) end
+  if op == 'retire' then
+    drop(4)
+    redis.call('DEL', K.worker(worker))
+  end
   local returned = 0
   local owners = redis.call('HGETALL', claims)
   for j = 1, #owners, 2 do
