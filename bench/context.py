@@ -47,8 +47,11 @@ class Context:
         await self.redis.flushall()
 
     async def used_memory(self) -> int:
-        """Bytes Redis has allocated for data (INFO memory ``used_memory``)."""
-        return int((await self.redis.info("memory"))["used_memory"])
+        """Bytes Redis has allocated for data: INFO memory ``used_memory`` without the
+        clients' buffers (the query buffer that held a large publish is kept for a while
+        after it, and is not what the deliveries cost)."""
+        memory = await self.redis.info("memory")
+        return int(memory["used_memory"]) - int(memory["mem_clients_normal"])
 
     async def stats(self) -> dict[str, int]:
         """The ``<prefix>:stats`` hash: queued / scheduled gauges, delivered / dead totals."""

@@ -166,7 +166,7 @@ def build_rows(results: Results) -> list[Row]:
             "bytes_fanout_1",
             "B/delivery",
             label="  memory fan-out 1",
-            notes="Redis used_memory growth / deliveries queued, no worker",
+            notes="Redis used_memory growth (client buffers excluded) / deliveries queued",
         )
         b.add(
             "publish-batch",
