@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 from standardwebhooks.webhooks import Webhook
 
 from producer.context import Producer
@@ -544,6 +545,38 @@ async def test_the_claims_of_a_worker_that_died_go_back_and_are_delivered_once(
     for result in first[:2]:
         (delivery,) = await producer.deliveries.for_event(result.event_id)
         assert [a.number for a in delivery.attempts] == [1]
+
+
+async def test_a_claim_cut_short_by_a_redis_error_goes_back_and_is_delivered(
+    producer: Producer,
+    receiver: Receiver,
+    worker_factory: StartWorker,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.delivery import DeliveryProcessor
+
+    attempt_claimed = DeliveryProcessor.attempt_claimed
+    failures: list[str] = []
+
+    async def fails_once(self: DeliveryProcessor, claim_id: str, *args: Any) -> int:
+        if not failures:
+            failures.append(claim_id)
+            raise redis_errors.ConnectionError("simulated: Redis went away mid-claim")
+        return await attempt_claimed(self, claim_id, *args)
+
+    monkeypatch.setattr(DeliveryProcessor, "attempt_claimed", fails_once)
+    await endpoint(producer, receiver)
+    worker = await worker_factory()
+    result = await producer.publisher.publish(make_event(producer, "issue.created"))
+    # Given back by the worker's next renewal (JOB_LOCK_TIMEOUT=2: every 0.67 s), then taken.
+    (request,) = await receiver.wait_for(1, 10)
+    assert request.json()["id"] == result.event_id
+    assert len(failures) == 1
+    await wait_until(
+        lambda: ready_list_settled(producer, redis), 5, message="ready or claimed items left"
+    )
+    assert not worker.task.done()
 
 
 async def test_a_stopping_worker_gives_back_what_it_could_not_finish(
