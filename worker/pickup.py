@@ -66,6 +66,7 @@ class Pickup:
         # Claims attempted: dropped by the next call that goes to Redis anyway (a take,
         # a renewal), which saves a round trip per claim when events come one by one.
         self._done: list[str] = []
+        self._renewing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Take ready items and attempt them, until cancelled. Redis errors are retried."""
@@ -75,26 +76,22 @@ class Pickup:
             if await self._renew():
                 break
             await asyncio.sleep(RETRY_S)
-        renewing = asyncio.create_task(self._keep_alive())
-        try:
-            while True:
-                await self._room.acquire()  # released when the claim taken is attempted
-                started = False
-                try:
-                    taken = await self._wait_for_items()
-                    if taken is not None:
-                        self._start(*taken)
-                        started = True
-                except Exception as exc:
-                    log.warning("pickup_failed", error=str(exc))
-                    await asyncio.sleep(RETRY_S)
-                finally:
-                    if not started:
-                        self._room.release()
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+        # Until close(): claims still being attempted while the worker drains stay ours.
+        self._renewing = asyncio.create_task(self._keep_alive())
+        while True:
+            await self._room.acquire()  # released when the claim taken is attempted
+            started = False
+            try:
+                taken = await self._wait_for_items()
+                if taken is not None:
+                    self._start(*taken)
+                    started = True
+            except Exception as exc:
+                log.warning("pickup_failed", error=str(exc))
+                await asyncio.sleep(RETRY_S)
+            finally:
+                if not started:
+                    self._room.release()
 
     async def _wait_for_items(self) -> tuple[str, list[str], Any] | None:
         """BLMOVE one item into the inbox, then claim it with up to a batch more."""
@@ -165,6 +162,10 @@ class Pickup:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
         # Everything of ours still claimed, also a claim whose take was cut short.
         try:
             returned = await self._script("retire", self._worker_id, *self._done)
