@@ -88,7 +88,6 @@ class DeliveryProcessor:
         keys: Keys,
         schedule: RetrySchedule,
         retention_s: int,
-        batch_size: int,
         concurrency: int,
         sender: Sender,
         dispatcher: JobDispatcher,
@@ -96,11 +95,8 @@ class DeliveryProcessor:
         limiter: EndpointLimiter,
         box: SecretBox,
     ) -> None:
-        self._redis = redis
-        self._keys = keys
         self._schedule = schedule
         self._retention_s = retention_s
-        self._batch_size = batch_size
         self._sender = sender
         self._dispatcher = dispatcher
         self._metrics = metrics

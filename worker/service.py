@@ -108,7 +108,6 @@ class WorkerService:
             keys=self.keys,
             schedule=s.retry_schedule,
             retention_s=s.producer.delivery_retention,
-            batch_size=s.producer.batch_size,
             concurrency=s.worker_concurrency,
             sender=sender,
             dispatcher=dispatcher,
