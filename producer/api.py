@@ -109,6 +109,10 @@ _DEADLINE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REDIS_UNAVAILABL
 
 # ---------------------------------------------------------------- settings
 
+# Failed attempts are not rate limited (API and dashboard sign-in alike): a key this
+# long of visible ASCII cannot be guessed by trying, unless it was chosen to be guessed.
+MIN_API_KEY_LENGTH = 16
+
 
 @dataclass(frozen=True)
 class ApiKeys:
@@ -118,12 +122,19 @@ class ApiKeys:
 
     @classmethod
     def parse(cls, raw: str) -> ApiKeys:
-        """Comma-separated keys of visible ASCII; errors never repeat a key."""
+        """Comma-separated keys of visible ASCII, each at least
+        :data:`MIN_API_KEY_LENGTH` long; errors never repeat a key."""
         keys = [item.strip() for item in raw.split(",") if item.strip()]
         for number, key in enumerate(keys, start=1):
             if not all(33 <= ord(ch) <= 126 for ch in key):
                 raise ValueError(
                     f"key {number} of {len(keys)} has a character other than visible ASCII"
+                )
+            if len(key) < MIN_API_KEY_LENGTH:
+                raise ValueError(
+                    f"key {number} of {len(keys)} is shorter than {MIN_API_KEY_LENGTH}"
+                    " characters; make one with: python3 -c 'import secrets;"
+                    " print(secrets.token_urlsafe(24))'"
                 )
         return cls(frozenset(_digest(key) for key in keys))
 

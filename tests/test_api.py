@@ -537,6 +537,12 @@ def test_settings_hash_api_keys_and_never_repeat_them() -> None:
     assert KEY_ONE not in str(raised.value)
     assert "with space" not in str(raised.value)
 
+    with pytest.raises(SettingsError, match="API_KEYS") as raised:
+        ApiSettings.from_env({"API_KEYS": f"{KEY_ONE},abc123"})
+    assert "key 2 of 2 is shorter than 16 characters" in str(raised.value)
+    assert "abc123" not in str(raised.value)
+    assert len(ApiSettings.from_env({"API_KEYS": "x" * 16}).api_keys) == 1
+
 
 @pytest.mark.parametrize(
     ("env", "name"),
