@@ -516,6 +516,28 @@ async def test_every_waiting_worker_gets_a_share_of_single_publishes(
     assert min(delivered()) > 0, delivered()
 
 
+async def test_claims_given_back_go_to_the_head_of_the_ready_list_in_their_order(
+    producer: Producer, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    from producer.scripts import load_script
+
+    await endpoint(producer, receiver)
+    claims = load_script(redis, producer.keys, "worker", "claims.lua")
+    for _ in range(5):
+        await producer.publisher.publish(make_event(producer, "issue.created"))
+    published = await redis.lrange(producer.keys.ready, 0, -1)
+    await claims("take", "w1", "w1.in", "w1.1", 2, 60)
+    await claims("take", "w1", "w1.in", "w1.2", 2, 60)
+    assert await redis.lrange(producer.keys.ready, 0, -1) == published[4:]
+    # The first claim was finished (a done id rides on a renewal); the second is not.
+    await claims("renew", "w1", 60_000, "w1.in", "w1.1")
+    assert await claims("reclaim", "") == 0  # w1 is alive
+    assert await claims("retire", "w1") == 2
+    assert await redis.lrange(producer.keys.ready, 0, -1) == published[2:]
+    assert await redis.hgetall(producer.keys.claims) == {}
+    assert not await redis.exists(producer.keys.worker("w1"))
+
+
 async def test_the_claims_of_a_worker_that_died_go_back_and_are_delivered_once(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker, redis: aioredis.Redis
 ) -> None:
