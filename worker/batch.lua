@@ -1,4 +1,4 @@
--- Everything a batch of deliveries needs, read at once (load.lua, claim.lua).
+-- Everything a batch of deliveries needs, read at once (load.lua, claims.lua).
 -- Returns {deliveries, events, endpoints} for the delivery ids in `ids`:
 --   deliveries[k] = {state, attempts made, round base, event id, endpoint id}, or 0 if gone
 --   events        = flat {id, body, type, created_ms, ...}, each distinct event once
