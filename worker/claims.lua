@@ -78,10 +78,13 @@ elseif op == 'retire' or op == 'reclaim' then
   end
   local returned = 0
   local owners = redis.call('HGETALL', claims)
+  local gone = {}  -- by owner: each worker's key is looked up once, whatever its claims
   for j = 1, #owners, 2 do
     local owner = owners[j + 1]
-    if (op == 'retire' and owner == worker)
-        or (op == 'reclaim' and redis.call('EXISTS', K.worker(owner)) == 0) then
+    if op == 'reclaim' and gone[owner] == nil then
+      gone[owner] = redis.call('EXISTS', K.worker(owner)) == 0
+    end
+    if (op == 'retire' and owner == worker) or (op == 'reclaim' and gone[owner]) then
       returned = returned + give_back(owners[j])
     end
   end
