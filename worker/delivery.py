@@ -35,7 +35,8 @@ from producer.jobs import (
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
-from worker.limits import Deferral, EndpointLimiter, deferral_delay_s
+from worker.batches import Admission, Batches, Keeper
+from worker.limits import EndpointLimiter
 from worker.metrics import Metrics
 from worker.recorder import GroupCommit
 from worker.schedule import RetrySchedule
@@ -46,6 +47,9 @@ from worker.slots import Slots
 log = structlog.get_logger("cliq.delivery")
 
 RECORD_MAX_OUTCOMES = 500
+# Pauses between tries of an outcome write that failed: about 6 s in all, longer than
+# a Redis restart takes. Then the batch is given back to be run again.
+RECORD_RETRY_DELAYS_S = (0.1, 0.3, 0.6, 1.0, 2.0, 2.0)
 # batch.lua's reply: {deliveries, events, endpoints} (see there).
 Loaded = list[Any]
 GONE = 410
@@ -107,6 +111,7 @@ class DeliveryProcessor:
         self._load = load_script(redis, keys, "worker", "load.lua")
         self._record = load_script(redis, keys, "worker", "record.lua")
         self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
+        self._batches = Batches(metrics, limiter, dispatcher)
 
     async def process(self, job: Any, _token: str) -> int:
         """Attempt every item of the job; returns how many were attempted.
@@ -143,32 +148,14 @@ class DeliveryProcessor:
     async def _attempt(self, batch: DeliveryBatch, loaded: Loaded | None) -> int:
         """Attempt the batch's items; returns how many were attempted (not deferred).
 
-        ``loaded``: what batch.lua read for the items, if it already was.
+        ``loaded``: what batch.lua read for the items, if it already was. How the
+        deliveries run together is worker/batches.py's.
         """
-        targets = await self._targets(batch.items, loaded)
-        # A task group: when an outcome cannot be recorded (Redis is gone), the rest of
-        # the batch stops sending too, instead of making attempts nobody can record.
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._deliver(target)) for target in targets]
-        results = [task.result() for task in tasks]
-        deferred = [(t.item, d) for t, d in zip(targets, results, strict=True) if d is not None]
-        if deferred:
-            await self._defer(deferred, batch.deferrals)
-        return len(targets) - len(deferred)
-
-    async def _defer(self, deferred: list[tuple[DeliveryItem, Deferral]], deferrals: int) -> None:
-        """Put back items whose endpoint is at its limit: same attempt, later, in a new job.
-
-        Added before this job completes: a crash in between runs this job again, and
-        the copy of an item that was meanwhile attempted is skipped as a duplicate.
-        """
-        delay_s = deferral_delay_s(deferrals, (deferral for _, deferral in deferred))
-        self._metrics.deferred.inc(len(deferred))
-        batch = DeliveryBatch(tuple(item for item, _ in deferred), deferrals + 1)
-        spec = JobSpec(
-            RETRY_QUEUE, "d" + secrets.token_hex(8), batch.to_dict(), int(delay_s * 1000)
-        )
-        await self._dispatcher.add([spec])
+        deliveries = []
+        for target in await self._targets(batch.items, loaded):
+            admission = Admission(target.item, target.endpoint.id)
+            deliveries.append((admission, self._deliver(target, admission)))
+        return await self._batches.run(deliveries, batch.deferrals)
 
     async def _targets(self, items: Sequence[DeliveryItem], loaded: Loaded | None) -> list[Target]:
         """Load the batch (unless given); items that need no HTTP request are settled here."""
@@ -246,16 +233,23 @@ class DeliveryProcessor:
         )
         return Outcome(item, AttemptOutcome.DEAD, attempt, event_id, endpoint_id)
 
-    async def _deliver(self, target: Target) -> Deferral | None:
-        """Attempt one delivery, or return why it must wait (its endpoint is at a limit)."""
+    async def _deliver(self, target: Target, admission: Admission) -> None:
+        """Attempt one delivery, or tell its batch why it must wait (a limit)."""
         endpoint = target.endpoint
-        deferral = await self._limiter.acquire(endpoint)
-        if deferral is not None:
-            return deferral
         try:
-            response = await self._post(target)
+            deferral = await self._limiter.acquire(endpoint)
+        except BaseException as exc:
+            admission.fail(exc)
+            raise
+        admission.decide(deferral)
+        if deferral is not None:
+            return
+        answered: bool | None = None  # unknown if cancelled
+        try:
+            response = await self._post(target, admission)
+            answered = not response.timed_out
         finally:
-            self._limiter.release(endpoint.id)
+            self._limiter.release(endpoint.id, answered)
         self._metrics.attempt(response.status, response.duration_s)
         outcome = self._outcome(target, response, time.time() - response.duration_s)
         code = await self._commit(outcome)
@@ -273,11 +267,11 @@ class DeliveryProcessor:
         )
         if outcome.kind == AttemptOutcome.DELIVERED and code != "dup":
             self._metrics.end_to_end.observe(max(0.0, time.time() - target.event_created_ms / 1000))
-        return None
 
-    async def _post(self, target: Target) -> Response:
+    async def _post(self, target: Target, admission: Admission) -> Response:
         endpoint = target.endpoint
         async with self._slots:
+            admission.sent_at = time.monotonic()
             # Signed once a slot is free, so the timestamp is fresh when the request leaves.
             now = time.time()
             headers = request_headers(
@@ -315,9 +309,31 @@ class DeliveryProcessor:
         return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay, gone)
 
     async def _commit(self, outcome: Outcome) -> str:
-        code = await self._recorder.submit(outcome)
-        self._count(outcome, code)
-        return code
+        """Record an outcome, retrying for a few seconds (a Redis restart, a full Redis).
+
+        Raises the last error when every try failed. Retrying is safe: record.lua
+        answers ``dup`` for an attempt that was recorded after all.
+        """
+        delays = iter(RECORD_RETRY_DELAYS_S)
+        while True:
+            try:
+                code = await self._recorder.submit(outcome)
+            except Exception as exc:
+                delay_s = next(delays, None)
+                if delay_s is None:
+                    log.warning(
+                        "outcome_not_recorded",
+                        event_id=outcome.event_id,
+                        endpoint_id=outcome.endpoint_id,
+                        delivery_id=outcome.item.delivery_id,
+                        attempt=outcome.item.attempt,
+                        error=str(exc),
+                    )
+                    raise
+                await asyncio.sleep(delay_s)
+            else:
+                self._count(outcome, code)
+                return code
 
     def _count(self, outcome: Outcome, code: str) -> None:
         if code == "dup":
@@ -394,8 +410,14 @@ class DeliveryProcessor:
         """HTTP attempts in progress (a plain count: the gauge is set from it)."""
         return self._in_flight
 
-    async def close(self) -> None:
-        """Wait for outcomes still being written."""
+    def keep_stalled_in(self, keeper: Keeper) -> None:
+        """Where batches keep the requests to stalled endpoints they leave behind."""
+        self._batches.keeper = keeper
+
+    async def close(self, grace_s: float) -> None:
+        """Give deliveries that batches left behind ``grace_s`` to end (then cancel them),
+        and wait for outcomes still being written."""
+        await self._batches.drain(grace_s)
         await self._recorder.close()
 
 

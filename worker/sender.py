@@ -49,6 +49,8 @@ class Response:
     duration_s: float
     excerpt: str
     retry_after_s: float | None = None
+    timed_out: bool = False
+    """No complete answer within ``DELIVERY_TIMEOUT`` (or no connection within 5 s)."""
 
     @property
     def ok(self) -> bool:
@@ -154,7 +156,8 @@ class Sender:
                 )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             error = describe_error(exc, self._timeout_s)
-            return Response(None, error, time.perf_counter() - started, "")
+            timed_out = isinstance(exc, TimeoutError)
+            return Response(None, error, time.perf_counter() - started, "", timed_out=timed_out)
 
     @staticmethod
     async def _read_excerpt(response: aiohttp.ClientResponse) -> str:

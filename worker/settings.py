@@ -21,6 +21,15 @@ from producer.settings import (
 from worker.destinations import DestinationPolicy, IPNetwork, parse_networks
 from worker.schedule import RetrySchedule
 
+
+def parse_share(raw: str) -> float:
+    """A fraction greater than 0 and at most 1."""
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be greater than 0 and at most 1")
+    return value
+
+
 WORKER_OPTIONS: tuple[Option, ...] = (
     *PROCESS_OPTIONS,
     Option(
@@ -36,6 +45,13 @@ WORKER_OPTIONS: tuple[Option, ...] = (
         "200",
         "HTTP requests one worker process keeps in flight at most.",
         parse_positive_int,
+    ),
+    Option(
+        "STALLED_CONCURRENCY_SHARE",
+        "0.5",
+        "Share of WORKER_CONCURRENCY that requests to stalled endpoints (no answer lately, "
+        "or the last request timed out) may hold together; more are deferred.",
+        parse_share,
     ),
     Option(
         "SMTP_URL",
@@ -89,6 +105,7 @@ class WorkerSettings:
     retry_schedule: RetrySchedule = field(default_factory=RetrySchedule)
     delivery_timeout: float = 10.0
     worker_concurrency: int = 200
+    stalled_concurrency_share: float = 0.5
     smtp_url: str = ""
     notify_from: str = "cliq-webhooks@localhost"
     notify_outbox: str = "outbox"
@@ -101,6 +118,11 @@ class WorkerSettings:
     allowed_private_networks: tuple[IPNetwork, ...] = ()
     job_lock_timeout: float = 30.0
     shutdown_grace: float = 25.0
+
+    @property
+    def stalled_budget(self) -> int:
+        """Requests that stalled endpoints may hold together in one worker (at least 1)."""
+        return max(1, int(self.stalled_concurrency_share * self.worker_concurrency))
 
     @property
     def destination_policy(self) -> DestinationPolicy | None:
