@@ -176,6 +176,16 @@ async def experiment(case: str, wait_s: float, workdir: Path) -> dict[str, Any]:
             with contextlib.suppress(BenchError):
                 await poll(all_in, wait_s, "not delivered")
                 last_at = time.monotonic() - disturbed
+
+            async def settled() -> bool:
+                idle = (await scrape(port)).get("cliq_deliveries_in_flight") == 0
+                return idle and not any(await leases(admin, keys, [e.id for e in endpoints]))
+
+            # Idle leases go back within a second once the last requests have ended; the
+            # in-flight gauge is refreshed by housekeeping every 2 s (after a restart its
+            # first call may wait out a dead connection: up to 10 s).
+            with contextlib.suppress(BenchError):
+                await poll(settled, 15 if last_at is not None else 0, "not settled")
             samples = await scrape(port)
             missing_events = len(
                 {
