@@ -113,7 +113,7 @@ class Batches:
                     await self._defer(deferred, deferrals)
                 except Exception as exc:
                     errors.append(exc)
-            errors += await self._finish(tasks, deferrals)
+            errors += await self._finish(tasks)
         except BaseException:  # cancelled: so are its deliveries (not the detached ones)
             for task in tasks:
                 if task not in self._detached:
@@ -123,9 +123,7 @@ class Batches:
             raise errors[0]
         return len(deliveries) - len(deferred)
 
-    async def _finish(
-        self, tasks: dict[asyncio.Task[None], Admission], deferrals: int
-    ) -> list[BaseException]:
+    async def _finish(self, tasks: dict[asyncio.Task[None], Admission]) -> list[BaseException]:
         """Wait for the deliveries, or leave those that stall behind; their errors."""
         pending = set(tasks)
         errors: list[BaseException] = []
