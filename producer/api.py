@@ -41,7 +41,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 from aiohttp import web
@@ -53,15 +52,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from producer import jsonwire
-from producer.cluster import RedisClient, is_cluster_url, parse_cluster_url, ping
 from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
-from producer.sentinel import is_sentinel_url, parse_sentinel_url
+from producer.redis.clients import PROBE_TIMEOUT_S, RedisClient, ping, probe_client
 from producer.settings import (
     DELIVERY_TIMEOUT,
     PROCESS_OPTIONS,
@@ -79,9 +75,7 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 # A single event's body may exceed MAX_PAYLOAD_BYTES by this much: the delivered body is
 # compact and normalized, the request's may be indented.
 SINGLE_EVENT_SLACK_BYTES = 4 * 1024
-READY_TIMEOUT_S = 2.0
-# Readiness checks running at once on a cluster; more wait their turn (within the above).
-PROBE_CONNECTIONS = 4
+READY_TIMEOUT_S = PROBE_TIMEOUT_S
 # No request waits longer than this for Redis (the producer's client has no read timeout).
 REDIS_DEADLINE_S = 10.0
 READ_CHUNK_BYTES = 64 * 1024
@@ -409,20 +403,6 @@ SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
 def exempt_from_api_key(app: web.Application, route: str) -> None:
     """Let callers of ``route`` (a template) in without an API key: its handler checks them."""
     app[SELF_AUTHENTICATED].add(route)
-
-
-def probe_client(redis_url: str) -> RedisClient:
-    """A client for readiness checks: no retries, so an outage shows within the timeout."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": READY_TIMEOUT_S,
-        "socket_timeout": READY_TIMEOUT_S,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if is_sentinel_url(redis_url):
-        return parse_sentinel_url(redis_url).client(**options)
-    if is_cluster_url(redis_url):
-        return parse_cluster_url(redis_url).client(max_connections=PROBE_CONNECTIONS, **options)
-    return aioredis.Redis.from_url(redis_url, **options)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:

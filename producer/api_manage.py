@@ -61,7 +61,6 @@ from producer.api import (
     read_optional_json_object,
     redis_deadline,
 )
-from producer.cluster import RedisClient
 from producer.context import Producer
 from producer.deliveries import (
     Attempt,
@@ -99,6 +98,7 @@ from producer.openapi import (
     query_parameter,
     schema_ref,
 )
+from producer.redis.clients import RedisClient
 
 log = structlog.get_logger("producer.api")
 

@@ -7,9 +7,10 @@ from types import TracebackType
 from producer.deliveries import DeliveryLog
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
-from producer.jobs import JobDispatcher, QueueOptions, redis_client
+from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
 from producer.publisher import Publisher
+from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
 from producer.settings import ProducerSettings
 

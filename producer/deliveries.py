@@ -14,9 +14,9 @@ from typing import Any, cast
 
 import orjson
 
-from producer.cluster import RedisClient
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 
 RESPONSE_EXCERPT_BYTES = 1024

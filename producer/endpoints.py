@@ -16,9 +16,9 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 from redis.typing import EncodableT, FieldT
 
-from producer.cluster import RedisClient
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.secretbox import SecretBox
 
 SECRET_PREFIX = "whsec_"

@@ -7,8 +7,8 @@ from typing import Any
 
 from redis.typing import EncodableT
 
-from producer.cluster import RedisClient
 from producer.keys import Keys, lua_prelude
+from producer.redis.clients import RedisClient
 
 
 def _read(package: str, name: str) -> str:

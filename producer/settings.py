@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer.cluster import hash_tag, is_cluster_url, parse_cluster_url
+from producer.redis.clients import RedisKind, check_url, kind_of
+from producer.redis.cluster import hash_tag
 from producer.secretbox import parse_key
-from producer.sentinel import is_sentinel_url, parse_sentinel_url
 
 DEFAULT_REDIS_URL = ""  # empty: the demo starts a private Redis; other commands use localhost.
 FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -125,11 +125,7 @@ def parse_event_types(raw: str) -> tuple[str, ...]:
 def parse_redis_url(raw: str) -> str:
     """A Redis URL; ``redis+sentinel://`` and ``redis+cluster://`` ones are checked here,
     the others on connecting."""
-    if is_sentinel_url(raw):
-        parse_sentinel_url(raw)
-    elif is_cluster_url(raw):
-        parse_cluster_url(raw)
-    return raw
+    return check_url(raw)
 
 
 def parse_prefix(raw: str) -> str:
@@ -224,7 +220,7 @@ class ProducerSettings:
     secret_encryption_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if is_cluster_url(self.redis_url) and hash_tag(self.key_prefix) is None:
+        if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:
             # Without one, keys a script or transaction touches together land in different
             # slots: Redis would refuse them (CROSSSLOT) at the first publish.
             raise SettingsError(

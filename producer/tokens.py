@@ -22,8 +22,8 @@ from typing import cast
 
 import orjson
 
-from producer.cluster import RedisClient
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.users import UserDirectory, digest, same_digest
 

@@ -24,8 +24,8 @@ from enum import StrEnum
 from typing import cast
 
 from producer import totp
-from producer.cluster import RedisClient
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import TOTP_ASSOCIATED_DATA, SecretBox
 from producer.users import UserDirectory, digest

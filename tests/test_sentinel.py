@@ -15,12 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from producer.api import probe_client
 from producer.context import Producer
 from producer.events import Event
-from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
 from producer.publisher import PublishResult
-from producer.sentinel import (
+from producer.redis.clients import MAX_CONNECTIONS, bullmq_connection, probe_client, redis_client
+from producer.redis.sentinel import (
     BlockingSentinelPool,
     SentinelMasterClient,
     SentinelUrl,

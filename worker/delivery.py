@@ -22,7 +22,6 @@ import orjson
 import structlog
 from redis.typing import EncodableT
 
-from producer.cluster import RedisClient
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import (
@@ -33,6 +32,7 @@ from producer.jobs import (
     ready_item,
 )
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
 from worker.limits import Deferral, EndpointLimiter, deferral_delay_s

@@ -27,9 +27,9 @@ from typing import Any
 
 import structlog
 
-from producer.cluster import RedisClient
 from producer.endpoints import Endpoint
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 
 log = structlog.get_logger("cliq.limits")

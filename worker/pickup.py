@@ -21,9 +21,9 @@ from typing import Any
 
 import structlog
 
-from producer.cluster import RedisClient
 from producer.jobs import WEEK_S
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from worker.delivery import DeliveryProcessor
 

@@ -25,17 +25,11 @@ from aiohttp import web
 from bullmq import Worker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producer.cluster import ping
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
-from producer.jobs import (
-    JobDispatcher,
-    QueueOptions,
-    bullmq_connection,
-    ready_item,
-    redis_client,
-)
+from producer.jobs import JobDispatcher, QueueOptions, ready_item
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.redis.clients import bullmq_connection, ping, redis_client
 from producer.secretbox import SecretBox
 from worker import __version__
 from worker.delivery import DeliveryProcessor

@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 import structlog
 
-from producer.cluster import RedisClient
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointNotFound, EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
 from producer.jobs import DeliveryItem
 from producer.keys import Keys
 from producer.publisher import new_delivery_id
+from producer.redis.clients import RedisClient
 from worker import __version__
 from worker.delivery import request_headers
 from worker.sender import Sender
