@@ -55,7 +55,7 @@ from producer.openapi import (
     schema_ref,
 )
 from producer.token_context import TOKEN_SYSTEM, TokenSystem, install
-from producer.tokens import (
+from producer.tokens.registry import (
     MAX_NAME_LENGTH,
     MAX_TOKENS,
     USAGE_HISTORY,
@@ -65,8 +65,8 @@ from producer.tokens import (
     TokenStatus,
     WebhookToken,
 )
-from producer.twofactor import SESSION_S, TwoFactorError, TwoFactorFailure
-from producer.users import (
+from producer.tokens.twofactor import SESSION_S, TwoFactorError, TwoFactorFailure
+from producer.tokens.users import (
     MAX_APP_NAME_LENGTH,
     AppEnvironment,
     ResourceKind,

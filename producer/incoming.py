@@ -55,8 +55,8 @@ from producer.openapi import (
     schema_ref,
 )
 from producer.token_context import TOKEN_SYSTEM, TokenSystem
-from producer.tokens import TokenGone, TokenStatus, Usage, WebhookToken
-from producer.users import AppEnvironment, ResourceKind
+from producer.tokens.registry import TokenGone, TokenStatus, Usage, WebhookToken
+from producer.tokens.users import AppEnvironment, ResourceKind
 
 log = structlog.get_logger("producer.incoming")
 

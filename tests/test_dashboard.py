@@ -33,10 +33,10 @@ from producer.dashboard import webhooks as webhooks_module
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.token_context import CLOCK, TOKEN_SYSTEM, Clock
-from producer.tokens import MAX_TOKENS, TokenStatus
-from producer.totp import code_at
-from producer.twofactor import SESSION_S
-from producer.users import ResourceKind
+from producer.tokens.registry import MAX_TOKENS, TokenStatus
+from producer.tokens.totp import code_at
+from producer.tokens.twofactor import SESSION_S
+from producer.tokens.users import ResourceKind
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until

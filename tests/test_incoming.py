@@ -17,7 +17,7 @@ from test_tokens import Api, User, api_factory_for, enrolled_user, ok
 
 from producer.context import Producer
 from producer.keys import Keys
-from producer.tokens import USAGE_HISTORY
+from producer.tokens.registry import USAGE_HISTORY
 
 from harness import Receiver
 from support import RunningWorker, start_worker, worker_env
