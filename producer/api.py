@@ -58,6 +58,11 @@ from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
 from producer.redis.clients import PROBE_TIMEOUT_S, RedisClient, ping, probe_client
+from producer.redis.errors import (
+    REDIS_UNAVAILABLE_ERRORS,
+    RedisUnavailable,
+    deadline,
+)
 from producer.settings import (
     DELIVERY_TIMEOUT,
     PROCESS_OPTIONS,
@@ -76,8 +81,6 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 # compact and normalized, the request's may be indented.
 SINGLE_EVENT_SLACK_BYTES = 4 * 1024
 READY_TIMEOUT_S = PROBE_TIMEOUT_S
-# No request waits longer than this for Redis (the producer's client has no read timeout).
-REDIS_DEADLINE_S = 10.0
 READ_CHUNK_BYTES = 64 * 1024
 # Largest JSON body of every route but POST /v1/events (which has its own limits).
 MAX_JSON_BODY_BYTES = 256 * 1024
@@ -88,18 +91,6 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # including unknown ones and routes added later, requires a key when keys are set.
 PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 UNMATCHED_ROUTE = "unmatched"
-
-# Redis errors that mean "not available right now" (503), as opposed to a bug (500).
-REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,  # includes BusyLoadingError
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-)
-_DEADLINE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REDIS_UNAVAILABLE_ERRORS)
-
 
 # ---------------------------------------------------------------- settings
 
@@ -468,6 +459,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except Problem as problem:
         return problem.response()
+    except RedisUnavailable as exc:  # a step that said what it could not do
+        return Problem(REDIS_UNAVAILABLE, exc.detail).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -679,11 +672,10 @@ def validate_event(
 async def redis_deadline(detail: str) -> AsyncIterator[None]:
     """503 with ``detail`` when Redis fails or takes longer than :data:`REDIS_DEADLINE_S`."""
     try:
-        async with asyncio.timeout(REDIS_DEADLINE_S):
+        async with deadline(detail):
             yield
-    except _DEADLINE_ERRORS as exc:
-        log.warning("redis_unavailable", error=repr(exc))
-        raise Problem(REDIS_UNAVAILABLE, detail) from exc
+    except RedisUnavailable as exc:
+        raise Problem(REDIS_UNAVAILABLE, exc.detail) from exc.__cause__
 
 
 # ---------------------------------------------------------------- pagination

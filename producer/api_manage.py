@@ -15,32 +15,15 @@ Routes (all under the API key, see :func:`producer.api.authenticate`):
   with the receiver's status, latency and response excerpt.
 * ``GET /v1/event-types``: the catalogue, each type with a complete example event.
 
-Test sends are performed by a worker, because signing and the destination policy (the
-SSRF guard) live there and this package cannot import them. The contract:
-
-* the API ``LPUSH``-es a request, the JSON object ``{"id", "endpoint_id", "event_type",
-  "requested_ms", "deadline_ms"}``, to the list :attr:`producer.keys.Keys.test_requests`;
-* a worker ``BRPOP``-s it, drops it if ``deadline_ms`` has passed, sends the test event,
-  and ``SET``-s the JSON result ``{"id", "endpoint_id", "event_id", "event_type", "ok",
-  "status", "error", "latency_ms", "response"}`` (what ``worker.testsend.send_test_event``
-  returns, plus the request's ``id``) at :meth:`producer.keys.Keys.test_result` of the request's id,
-  with a TTL of :data:`TEST_RESULT_TTL_S`;
-* the API polls that key until ``ApiSettings.test_send_wait_s`` has passed, then removes
-  its request (``LREM``) and answers 504.
+Test sends are performed by a worker: the protocol is :mod:`producer.testsends`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
 
@@ -63,14 +46,15 @@ from producer.api import (
 )
 from producer.context import Producer
 from producer.deliveries import (
-    Attempt,
+    RECENT_WINDOW,
+    AttemptFilter,
     AttemptOutcome,
-    Delivery,
     DeliveryNotFound,
-    DeliveryState,
+    attempt_entry,
 )
 from producer.endpoints import (
     DEFAULT_MAX_IN_FLIGHT,
+    MAX_DESCRIPTION_LENGTH,
     MAX_IN_FLIGHT_LIMIT,
     MAX_URL_LENGTH,
     ROTATION_GRACE_S,
@@ -83,7 +67,6 @@ from producer.events import (
     ID_PATTERN,
     EventError,
     example_data,
-    format_timestamp,
     parse_event,
     parse_timestamp,
 )
@@ -98,25 +81,12 @@ from producer.openapi import (
     query_parameter,
     schema_ref,
 )
-from producer.redis.clients import RedisClient
+from producer.scans import SCAN_BUDGET
+from producer.testsends import request_test_send
 
 log = structlog.get_logger("producer.api")
 
-# The endpoint GET summarises this many of the endpoint's latest deliveries (one read).
-RECENT_WINDOW = 100
-# A listing examines at most this many index entries per page, so that a filter that
-# matches little costs bounded work: the page then ends early, with a cursor.
-SCAN_BUDGET = 1000
-SCAN_CHUNK = 100
-MAX_DESCRIPTION_LENGTH = 1024
 MAX_ROTATION_GRACE_S = 30 * 24 * 3600
-
-# Test sends (their keys: "test_requests" and "test_result" in producer.keys.LAYOUT).
-TEST_RESULT_TTL_S = 60
-# Polling for the result: fast at first (an idle worker answers in milliseconds), then
-# at most four times a second.
-TEST_POLL_FIRST_S = 0.02
-TEST_POLL_MAX_S = 0.25
 
 TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
 
@@ -180,11 +150,6 @@ def _instant_ms(raw: object, field_name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def iso_time(ms: int) -> str:
-    """Milliseconds since the epoch as ISO 8601 UTC (``Z``), as the API shows times."""
-    return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
-
-
 def _reject_unknown(body: dict[str, jsonwire.JSONValue], allowed: Sequence[str]) -> None:
     """422 naming the first member of ``body`` that is not ``allowed`` (typos fail loudly)."""
     unknown = sorted(set(body) - set(allowed))
@@ -228,44 +193,6 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- index scans
-
-
-async def _scan_index(
-    redis: RedisClient, key: str, start: float | str, *, descending: bool
-) -> AsyncIterator[list[tuple[int, str]]]:
-    """A sorted set's positions ``(score, member)`` from ``start`` (inclusive) on, in chunks.
-
-    Members of equal score come in the order Redis keeps them (by member), so positions
-    order the entries completely and compare as tuples.
-    """
-    offset = 0
-    while True:
-        if descending:
-            rows = await redis.zrevrangebyscore(
-                key, start, "-inf", start=offset, num=SCAN_CHUNK, withscores=True
-            )
-        else:
-            rows = await redis.zrangebyscore(
-                key, start, "+inf", start=offset, num=SCAN_CHUNK, withscores=True
-            )
-        chunk = [(int(score), member) for member, score in cast(list[tuple[str, float]], rows)]
-        if chunk:
-            yield chunk
-        if len(chunk) < SCAN_CHUNK:
-            return
-        offset += len(chunk)
-
-
-async def _load_endpoints(producer: Producer, ids: Sequence[str]) -> list[Endpoint | None]:
-    """Endpoints by id in one round trip; ``None`` for one deleted meanwhile."""
-    async with producer.redis.pipeline(transaction=False) as pipe:
-        for endpoint_id in ids:
-            pipe.hgetall(producer.keys.endpoint(endpoint_id))
-        rows: list[dict[str, str]] = await pipe.execute()
-    return [Endpoint.from_hash(row, producer.secret_box) if row else None for row in rows]
-
-
 # ---------------------------------------------------------------- endpoints
 
 
@@ -304,7 +231,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
             found = await producer.endpoints.all(workspace_id=workspace_id, status=status)
             items, next_position = _page_after(found, after, limit)
         else:
-            items, next_position = await scan_endpoints(producer, status, after, limit)
+            items, next_position = await producer.endpoints.scan(status, after, limit)
     next_cursor = encode_cursor(ENDPOINT_CURSOR, next_position) if next_position else None
     return web.json_response(page([e.public_dict() for e in items], next_cursor))
 
@@ -320,60 +247,17 @@ def _page_after(
     return rest[:limit], (last.created_ms, last.id)
 
 
-async def scan_endpoints(
-    producer: Producer, status: EndpointStatus | None, after: tuple[int, str] | None, limit: int
-) -> tuple[list[Endpoint], tuple[int, str] | None]:
-    """A page from the index of all endpoints (by creation), within the scan budget."""
-    found: list[tuple[tuple[int, str], Endpoint]] = []
-    examined = 0
-    start: float | str = after[0] if after else "-inf"
-    async for chunk in _scan_index(
-        producer.redis, producer.keys.endpoints, start, descending=False
-    ):
-        positions = [p for p in chunk if after is None or p > after]
-        loaded = await _load_endpoints(producer, [member for _, member in positions])
-        for position, endpoint in zip(positions, loaded, strict=True):
-            examined += 1
-            if endpoint is not None and (status is None or endpoint.status == status):
-                found.append((position, endpoint))
-            if len(found) > limit:
-                return [e for _, e in found[:limit]], found[limit - 1][0]
-            if examined >= SCAN_BUDGET:
-                return [e for _, e in found], position
-    return [e for _, e in found], None
-
-
 async def get_endpoint(request: web.Request) -> web.Response:
     """``GET /v1/endpoints/{id}``: the endpoint, with a summary of its recent deliveries."""
     endpoint_id = _path_id(request, "endpoint")
     producer = _producer(request)
     async with _registry("Redis is unavailable; the endpoint could not be read."):
         endpoint = await producer.endpoints.get(endpoint_id)
-        recent = await producer.deliveries.for_endpoint(endpoint_id, RECENT_WINDOW)
-        dead_total = await producer.redis.zcard(producer.keys.endpoint_dead(endpoint_id))
+        recent = await producer.deliveries.recent(endpoint_id)
+        dead_total = await producer.deliveries.dead_total(endpoint_id)
     return web.json_response(
-        {**endpoint.public_dict(), "recent": recent_summary(recent), "dead_total": dead_total}
+        {**endpoint.public_dict(), "recent": recent.to_dict(), "dead_total": dead_total}
     )
-
-
-def recent_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
-    """Counts by state and the latest attempt, success and error of these deliveries."""
-    attempts = [(a, d) for d in deliveries for a in d.attempts]
-    last = max(attempts, key=lambda pair: pair[0].at_ms, default=None)
-    successes = [a.at_ms for a, _ in attempts if a.outcome == AttemptOutcome.DELIVERED]
-    failures = [pair for pair in attempts if pair[0].outcome != AttemptOutcome.DELIVERED]
-    last_failure = max(failures, key=lambda pair: pair[0].at_ms, default=None)
-    states = [d.state for d in deliveries]
-    return {
-        "window": RECENT_WINDOW,
-        "deliveries": len(deliveries),
-        "delivered": states.count(DeliveryState.DELIVERED),
-        "dead": states.count(DeliveryState.DEAD),
-        "pending": states.count(DeliveryState.QUEUED) + states.count(DeliveryState.SCHEDULED),
-        "last_attempt_at": iso_time(last[0].at_ms) if last else None,
-        "last_delivered_at": iso_time(max(successes)) if successes else None,
-        "last_error": attempt_entry(*last_failure) if last_failure else None,
-    }
 
 
 async def patch_endpoint(request: web.Request) -> web.Response:
@@ -446,62 +330,30 @@ async def rotate_secret(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- the delivery log
 
 
-@dataclass(frozen=True)
-class AttemptFilter:
-    """The delivery log's query: an outcome and a time window (ms, inclusive)."""
-
-    outcome: AttemptOutcome | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-
-    @classmethod
-    def from_query(cls, request: web.Request) -> AttemptFilter:
-        """Read ``outcome``, ``since`` and ``until``; 422 naming the parameter at fault."""
-        raw_outcome = request.query.get("outcome")
-        outcomes = [o.value for o in AttemptOutcome]
-        if raw_outcome is not None and raw_outcome not in outcomes:
-            raise invalid_field("outcome", f"must be one of {', '.join(outcomes)}")
-        since, until = (request.query.get(name) for name in ("since", "until"))
-        result = cls(
-            outcome=AttemptOutcome(raw_outcome) if raw_outcome is not None else None,
-            since_ms=_instant_ms(since, "since") if since is not None else None,
-            until_ms=_instant_ms(until, "until") if until is not None else None,
-        )
-        since_ms, until_ms = result.since_ms, result.until_ms
-        if since_ms is not None and until_ms is not None and since_ms > until_ms:
-            raise invalid_field("until", "must not be earlier than since")
-        return result
-
-    def matches(self, attempt: Attempt) -> bool:
-        """Whether ``attempt`` is selected."""
-        return (
-            (self.outcome is None or attempt.outcome == self.outcome)
-            and (self.since_ms is None or attempt.at_ms >= self.since_ms)
-            and (self.until_ms is None or attempt.at_ms <= self.until_ms)
-        )
-
-
-def attempt_entry(attempt: Attempt, delivery: Delivery) -> dict[str, Any]:
-    """One attempt as the delivery log shows it: with its delivery, event and endpoint."""
-    return {
-        "delivery_id": delivery.id,
-        "event_id": delivery.event_id,
-        "endpoint_id": delivery.endpoint_id,
-        "at": iso_time(attempt.at_ms),
-        **attempt.to_dict(),
-    }
+def attempt_filter(request: web.Request) -> AttemptFilter:
+    """Read ``outcome``, ``since`` and ``until``; 422 naming the parameter at fault."""
+    raw_outcome = request.query.get("outcome")
+    outcomes = [o.value for o in AttemptOutcome]
+    if raw_outcome is not None and raw_outcome not in outcomes:
+        raise invalid_field("outcome", f"must be one of {', '.join(outcomes)}")
+    since, until = (request.query.get(name) for name in ("since", "until"))
+    result = AttemptFilter(
+        outcome=AttemptOutcome(raw_outcome) if raw_outcome is not None else None,
+        since_ms=_instant_ms(since, "since") if since is not None else None,
+        until_ms=_instant_ms(until, "until") if until is not None else None,
+    )
+    since_ms, until_ms = result.since_ms, result.until_ms
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        raise invalid_field("until", "must not be earlier than since")
+    return result
 
 
 async def endpoint_attempts(request: web.Request) -> web.Response:
-    """``GET /v1/endpoints/{id}/attempts``: its attempts, newest deliveries first.
-
-    Deliveries are walked by creation time from the newest (``until`` bounds where
-    the walk starts, since no attempt precedes its delivery); each one's attempts come
-    newest first. A page examines at most :data:`SCAN_BUDGET` deliveries.
-    """
+    """``GET /v1/endpoints/{id}/attempts``: its attempts, newest deliveries first
+    (:meth:`producer.deliveries.DeliveryLog.scan_attempts`)."""
     endpoint_id = _path_id(request, "endpoint")
     limit = query_limit(request)
-    selected = AttemptFilter.from_query(request)
+    selected = attempt_filter(request)
     cursor = request.query.get("cursor")
     after: tuple[int, str, int] | None = None
     if cursor is not None:
@@ -512,71 +364,18 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
     producer = _producer(request)
     async with _registry("Redis is unavailable; the attempts could not be read."):
         await producer.endpoints.get(endpoint_id)
-        items, next_position = await scan_attempts(producer, endpoint_id, selected, after, limit)
+        items, next_position = await producer.deliveries.scan_attempts(
+            endpoint_id, selected, after, limit
+        )
     next_cursor = encode_cursor(ENDPOINT_ATTEMPTS_CURSOR, next_position) if next_position else None
     return web.json_response(page(items, next_cursor))
-
-
-async def scan_attempts(
-    producer: Producer,
-    endpoint_id: str,
-    selected: AttemptFilter,
-    after: tuple[int, str, int] | None,
-    limit: int,
-) -> tuple[list[dict[str, Any]], tuple[int, str, int] | None]:
-    """A page of an endpoint's attempts after ``after`` (created, delivery, number).
-
-    A position's number 0 means "every attempt of that delivery was seen".
-    """
-    found: list[tuple[tuple[int, str, int], dict[str, Any]]] = []
-    examined = 0
-    if after is not None:
-        start: float | str = after[0]
-    else:
-        start = selected.until_ms if selected.until_ms is not None else "+inf"
-    key = producer.keys.endpoint_deliveries(endpoint_id)
-    async for chunk in _scan_index(producer.redis, key, start, descending=True):
-        positions = [p for p in chunk if after is None or _not_seen(p, after)]
-        loaded = await producer.deliveries.load([member for _, member in positions])
-        for position, delivery in zip(positions, loaded, strict=True):
-            examined += 1
-            if delivery is not None:
-                below = after[2] if after is not None and position == after[:2] else None
-                found.extend(_selected_attempts(delivery, position, selected, below))
-            if len(found) > limit:
-                return [entry for _, entry in found[:limit]], found[limit - 1][0]
-            if examined >= SCAN_BUDGET:
-                return [entry for _, entry in found], (*position, 0)
-    return [entry for _, entry in found], None
-
-
-def _not_seen(position: tuple[int, str], after: tuple[int, str, int]) -> bool:
-    """Whether a delivery at ``position`` has attempts a page ending at ``after`` did not
-    show: it comes later in the walk, or it is the cursor's own, partly shown, delivery."""
-    return position < after[:2] or (position == after[:2] and after[2] > 0)
-
-
-def _selected_attempts(
-    delivery: Delivery, position: tuple[int, str], selected: AttemptFilter, below: int | None
-) -> list[tuple[tuple[int, str, int], dict[str, Any]]]:
-    """A delivery's selected attempts, newest first, numbered below ``below`` if given."""
-    return [
-        ((*position, attempt.number), attempt_entry(attempt, delivery))
-        for attempt in sorted(delivery.attempts, key=_newest_first)
-        if (below is None or attempt.number < below) and selected.matches(attempt)
-    ]
-
-
-def _newest_first(attempt: Attempt) -> int:
-    """Sort key: an attempt's number, highest first."""
-    return -attempt.number
 
 
 async def event_attempts(request: web.Request) -> web.Response:
     """``GET /v1/events/{id}/attempts``: every attempt of the event, newest first."""
     event_id = _path_id(request, "event")
     limit = query_limit(request)
-    selected = AttemptFilter.from_query(request)
+    selected = attempt_filter(request)
     cursor = request.query.get("cursor")
     after: tuple[int, str, int] | None = None
     if cursor is not None:
@@ -656,91 +455,12 @@ async def send_test(request: web.Request) -> web.Response:
     async with _registry("Redis is unavailable; no test event was sent."):
         await producer.endpoints.get(endpoint_id)
     wait_s = request.app[SETTINGS].test_send_wait_s
-    result = await request_test_send(producer, endpoint_id, event_type, wait_s)
+    result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
     if result is None:
         raise Problem(
             TEST_TIMEOUT, f"no worker answered within {wait_s:g} s — is a worker running?"
         )
-    return web.json_response(result)
-
-
-async def request_test_send(
-    producer: Producer, endpoint_id: str, event_type: str, wait_s: float
-) -> dict[str, Any] | None:
-    """Ask a worker to send a test event (the contract above) and wait for its answer.
-
-    The result has the ``TestResult`` schema; ``None`` when no worker answered within
-    ``wait_s`` (the request is then withdrawn). Redis trouble is a 503 problem.
-    """
-    request_id = "ts_" + secrets.token_hex(10)
-    now_ms = int(time.time() * 1000)
-    message = orjson.dumps(
-        {
-            "id": request_id,
-            "endpoint_id": endpoint_id,
-            "event_type": event_type,
-            "requested_ms": now_ms,
-            "deadline_ms": now_ms + int(wait_s * 1000),
-        }
-    ).decode()
-    requests_key = producer.keys.test_requests
-    async with redis_deadline("Redis is unavailable; no test event was sent."):
-        await producer.redis.lpush(requests_key, message)
-    raw = await _await_result(producer.redis, producer.keys.test_result(request_id), wait_s)
-    if raw is None:
-        # Withdraw the request: a worker that starts later must not send a stale test.
-        async with redis_deadline("Redis is unavailable."):
-            await producer.redis.lrem(requests_key, 1, message)
-        return None
-    return parse_test_result(raw, endpoint_id, event_type)
-
-
-async def _await_result(redis: RedisClient, key: str, wait_s: float) -> str | None:
-    """Poll ``key`` until it holds a result (read and deleted at once) or time runs out."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    interval = TEST_POLL_FIRST_S
-    while True:
-        async with (
-            redis_deadline("Redis is unavailable; the test result could not be read."),
-            redis.pipeline(transaction=True) as pipe,
-        ):
-            pipe.get(key)
-            pipe.delete(key)
-            raw, _ = await pipe.execute()
-        if raw is not None:
-            return cast(str, raw)
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return None
-        await asyncio.sleep(min(interval, remaining))
-        interval = min(interval * 2, TEST_POLL_MAX_S)
-
-
-def parse_test_result(raw: str, endpoint_id: str, event_type: str) -> dict[str, Any]:
-    """The API's answer from a worker's result; a malformed one is a server error."""
-    result = orjson.loads(raw)
-    if not isinstance(result, dict):
-        raise ValueError(f"test result is not a JSON object: {raw[:200]!r}")
-    status = result.get("status")
-    latency = result.get("latency_ms")
-    return {
-        "endpoint_id": endpoint_id,
-        "event_type": event_type,
-        "event_id": _str_or_none(result.get("event_id")),
-        "ok": result.get("ok") is True,
-        "status": status if isinstance(status, int) and not isinstance(status, bool) else None,
-        "error": _str_or_none(result.get("error")),
-        "latency_ms": latency
-        if isinstance(latency, int | float) and not isinstance(latency, bool)
-        else 0.0,
-        "response": result.get("response") if isinstance(result.get("response"), str) else "",
-    }
-
-
-def _str_or_none(value: object) -> str | None:
-    """``value`` if it is a string."""
-    return value if isinstance(value, str) else None
+    return web.json_response(result.to_dict())
 
 
 # ---------------------------------------------------------------- the catalogue

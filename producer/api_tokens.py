@@ -43,8 +43,7 @@ from producer.api import (
     read_json_object,
     redis_deadline,
 )
-from producer.api_manage import iso_time
-from producer.events import ID_PATTERN
+from producer.events import ID_PATTERN, iso_time
 from producer.incoming import WebhookModule, webhook_url
 from producer.openapi import (
     json_response,

@@ -140,6 +140,11 @@ def format_timestamp(moment: datetime) -> str:
     return f"{text.removesuffix('.000')}Z"
 
 
+def iso_time(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC (``Z``), as the API shows times."""
+    return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
+
+
 def parse_timestamp(raw: object) -> datetime:
     """Parse an ISO 8601 timestamp that carries a timezone (``Z`` or an offset)."""
     if not isinstance(raw, str):

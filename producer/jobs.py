@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from bullmq import Queue
 
+from producer.backoff import DELIVERY_JOB_BACKOFF_MS, NOTIFICATION_BACKOFF_MS, job_backoff
 from producer.keys import DELIVERY_QUEUES, NOTIFICATION_QUEUE, Keys
 from producer.redis.clients import RedisClient, RedisKind, bullmq_connection, kind_of
 
@@ -117,11 +118,11 @@ class JobSpec:
 class QueueOptions:
     """How bullmq treats our jobs; the delivery schedule itself is ours, not bullmq's."""
 
-    # A batch job fails only when Redis or the worker itself broke mid-batch:
-    # retry it soon; its finished items are skipped on the next run.
+    # A batch job fails only when Redis or the worker itself broke mid-batch: retried
+    # soon (producer.backoff); its finished items are skipped on the next run.
     delivery_job_attempts: int = 20
     notification_attempts: int = 12
-    notification_backoff_ms: int = 30_000
+    notification_backoff_ms: int = NOTIFICATION_BACKOFF_MS
 
     def job_options(self, spec: JobSpec) -> dict[str, Any]:
         """bullmq options for ``spec``."""
@@ -134,10 +135,10 @@ class QueueOptions:
             options["delay"] = spec.delay_ms
         if spec.queue == NOTIFICATION_QUEUE:
             options["attempts"] = self.notification_attempts
-            options["backoff"] = {"type": "exponential", "delay": self.notification_backoff_ms}
+            options["backoff"] = job_backoff(self.notification_backoff_ms)
         else:
             options["attempts"] = self.delivery_job_attempts
-            options["backoff"] = {"type": "exponential", "delay": 1000}
+            options["backoff"] = job_backoff(DELIVERY_JOB_BACKOFF_MS)
         return options
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import REDIS_UNAVAILABLE_ERRORS, ApiSettings, create_app
+from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.events import Event
@@ -28,6 +28,7 @@ from producer.redis.clients import (
     redis_client,
 )
 from producer.redis.cluster import BlockingRedisCluster, ClusterUrl, hash_tag, parse_cluster_url
+from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.settings import ProducerSettings, SettingsError, without_password
 from worker.settings import WorkerSettings
 

@@ -429,18 +429,18 @@ async def send_test(args: argparse.Namespace) -> int:
     result = await send_test_event(worker_settings(args), args.endpoint, args.type)
     emit(
         args,
-        result,
+        result.to_dict(),
         lambda: render_fields(
             [
-                ("event", result["event_id"]),
-                ("status", result["status"] if result["status"] is not None else "-"),
-                ("error", result["error"] or ""),
-                ("latency", f"{result['latency_ms']:.1f} ms"),
-                ("response", result["response"]),
+                ("event", result.event_id),
+                ("status", result.status if result.status is not None else "-"),
+                ("error", result.error or ""),
+                ("latency", f"{result.latency_ms:.1f} ms"),
+                ("response", result.response),
             ]
         ),
     )
-    return 0 if result["ok"] else EXIT_FAILURE
+    return 0 if result.ok else EXIT_FAILURE
 
 
 # ---------------------------------------------------------------- processes

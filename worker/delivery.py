@@ -22,6 +22,7 @@ import orjson
 import structlog
 from redis.typing import EncodableT
 
+from producer.backoff import deferral_delay_s
 from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import (
@@ -35,7 +36,7 @@ from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
-from worker.limits import Deferral, EndpointLimiter, deferral_delay_s
+from worker.limits import Deferral, EndpointLimiter
 from worker.metrics import Metrics
 from worker.recorder import GroupCommit
 from worker.schedule import RetrySchedule

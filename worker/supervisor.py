@@ -24,14 +24,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from producer.backoff import restart_pause_s
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger("cliq.supervisor")
 
-RESTART_PAUSE_MAX_S = 30.0
-# A child that ran this long before dying is restarted at once; one that dies
-# sooner waits longer each time (a crash loop must not spin).
-STABLE_AFTER_S = 10.0
 KILL_MARGIN_S = 5.0
 
 
@@ -105,12 +102,7 @@ class Supervisor:
                 continue
             pid, code = child.process.pid, child.process.returncode
             mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
-            lived = time.monotonic() - child.started_at
-            child.pause_s = (
-                0.0
-                if lived >= STABLE_AFTER_S
-                else min(RESTART_PAUSE_MAX_S, max(1.0, child.pause_s * 2))
-            )
+            child.pause_s = restart_pause_s(child.pause_s, time.monotonic() - child.started_at)
             child.restarts += 1
             log.warning(
                 "child_died", child=child.index, pid=pid, exit_code=code, restart_in_s=child.pause_s

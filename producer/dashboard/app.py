@@ -20,10 +20,11 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer.api import REDIS_UNAVAILABLE_ERRORS, SESSION_AUTHENTICATED, Problem
+from producer.api import REDIS_UNAVAILABLE, SESSION_AUTHENTICATED, Problem
 from producer.dashboard import auth, tokens, webhooks
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
+from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS, RedisUnavailable
 
 log = structlog.get_logger("producer.dashboard")
 
@@ -77,6 +78,14 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             status=problem.kind.status,
             title=problem.kind.title,
             detail=problem.detail,
+        )
+    except RedisUnavailable as exc:  # a step that said what it could not do
+        return await render(
+            request,
+            "error.html",
+            status=REDIS_UNAVAILABLE.status,
+            title=REDIS_UNAVAILABLE.title,
+            detail=exc.detail,
         )
     except REDIS_UNAVAILABLE_ERRORS as exc:
         log.warning("redis_unavailable", path=request.path, error=repr(exc))

@@ -8,9 +8,9 @@
   replay one delivery or every failed one since a time, with its progress.
 
 Every read and change goes through the registry and the delivery log
-(:mod:`producer.endpoints`, :mod:`producer.deliveries`) and the management API's own
-helpers (:mod:`producer.api_manage`: listing scans, the delivery-log scan, test sends),
-so the dashboard applies exactly the API's rules.
+(:mod:`producer.endpoints`, :mod:`producer.deliveries`: listing scans, the delivery-log
+scan, summaries) and the test-send protocol (:mod:`producer.testsends`), as the API's
+do, so the dashboard applies exactly the API's rules.
 """
 
 from __future__ import annotations
@@ -29,17 +29,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from producer.api import decode_cursor, encode_cursor, redis_deadline
-from producer.api_manage import (
-    ENDPOINT_ATTEMPTS_CURSOR,
-    ENDPOINT_CURSOR,
-    MAX_DESCRIPTION_LENGTH,
-    RECENT_WINDOW,
-    AttemptFilter,
-    recent_summary,
-    request_test_send,
-    scan_attempts,
-    scan_endpoints,
-)
+from producer.api_manage import ENDPOINT_ATTEMPTS_CURSOR, ENDPOINT_CURSOR
 from producer.context import Producer
 from producer.dashboard.pages import (
     flash_and_redirect,
@@ -47,8 +37,16 @@ from producer.dashboard.pages import (
     render,
     settings_of,
 )
-from producer.deliveries import AttemptOutcome, Delivery, DeliveryNotFound, DeliveryState
+from producer.deliveries import (
+    RECENT_WINDOW,
+    AttemptFilter,
+    AttemptOutcome,
+    DeliveryNotFound,
+    DeliveryState,
+    RecentSummary,
+)
 from producer.endpoints import (
+    MAX_DESCRIPTION_LENGTH,
     Endpoint,
     EndpointError,
     EndpointNotFound,
@@ -58,8 +56,10 @@ from producer.endpoints import (
     validate_url,
     validate_workspace,
 )
-from producer.events import ID_PATTERN, Catalogue, parse_timestamp
+from producer.events import ID_PATTERN, Catalogue
+from producer.messages import TestSendResult
 from producer.settings import parse_list
+from producer.testsends import request_test_send
 
 log = structlog.get_logger("producer.dashboard")
 
@@ -220,17 +220,15 @@ class Health:
     last_error: Mapping[str, Any] | None
 
     @classmethod
-    def of(cls, deliveries: list[Delivery]) -> Health:
-        """The health of these deliveries (newest first)."""
-        summary = recent_summary(deliveries)
-        last = summary["last_delivered_at"]
+    def of(cls, summary: RecentSummary) -> Health:
+        """The health these deliveries show."""
         return cls(
-            deliveries=summary["deliveries"],
-            delivered=summary["delivered"],
-            dead=summary["dead"],
-            pending=summary["pending"],
-            last_delivered_ms=int(parse_timestamp(last).timestamp() * 1000) if last else None,
-            last_error=summary["last_error"],
+            deliveries=summary.deliveries,
+            delivered=summary.delivered,
+            dead=summary.dead,
+            pending=summary.pending,
+            last_delivered_ms=summary.last_delivered_ms,
+            last_error=summary.last_error,
         )
 
     @property
@@ -316,7 +314,7 @@ class TestPanel:
     """The "Send Test Event" form's state: the type chosen and what came back."""
 
     event_type: str = ""
-    result: Mapping[str, Any] | None = None
+    result: TestSendResult | None = None
     error: str | None = None
     field_error: str | None = None
 
@@ -389,10 +387,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
         created_ms, endpoint_id = decode_cursor(cursor, ENDPOINT_CURSOR, (int, str))
         after = (created_ms, endpoint_id)
     async with redis_deadline("Redis is unavailable; the webhooks could not be listed."):
-        endpoints, next_position = await scan_endpoints(producer, status, after, PAGE_SIZE)
-        recents = await asyncio.gather(
-            *(producer.deliveries.for_endpoint(e.id, RECENT_WINDOW) for e in endpoints)
-        )
+        endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)
+        recents = await asyncio.gather(*(producer.deliveries.recent(e.id) for e in endpoints))
     next_link = None
     if next_position:
         params = {"cursor": encode_cursor(ENDPOINT_CURSOR, next_position)}
@@ -562,11 +558,11 @@ async def _detail_page(
     progress = None
     async with _endpoint_errors("Redis is unavailable; the webhook could not be read."):
         endpoint = await producer.endpoints.get(endpoint_id)
-        recent = await producer.deliveries.for_endpoint(endpoint_id, RECENT_WINDOW)
-        dead_total = await producer.redis.zcard(producer.keys.endpoint_dead(endpoint_id))
+        recent = await producer.deliveries.recent(endpoint_id)
+        dead_total = await producer.deliveries.dead_total(endpoint_id)
         if not query.errors:
-            entries, next_position = await scan_attempts(
-                producer, endpoint_id, query.selected, after, PAGE_SIZE
+            entries, next_position = await producer.deliveries.scan_attempts(
+                endpoint_id, query.selected, after, PAGE_SIZE
             )
         types = await producer.deliveries.event_types([e["event_id"] for e in entries])
         if "replay" in request.query:
@@ -606,7 +602,7 @@ async def send_test(request: web.Request) -> web.Response:
     async with _endpoint_errors("Redis is unavailable; no test event was sent."):
         await producer.endpoints.get(endpoint_id)
     wait_s = settings_of(request).test_send_wait_s
-    result = await request_test_send(producer, endpoint_id, event_type, wait_s)
+    result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
     if result is None:
         panel = TestPanel(
             event_type, error=f"No worker answered within {wait_s:g} s: is a worker running?"

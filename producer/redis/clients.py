@@ -19,6 +19,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
+from producer.backoff import RECONNECT_BASE_S, RECONNECT_CAP_S, RECONNECT_TRIES
 from producer.redis.cluster import SCHEME as CLUSTER_SCHEME
 from producer.redis.cluster import TLS_SCHEME as CLUSTER_TLS_SCHEME
 from producer.redis.cluster import parse_cluster_url
@@ -129,7 +130,9 @@ def bullmq_connection(redis_url: str) -> dict[str, Any] | RedisClient:
             "decode_responses": True,
             "socket_timeout": None,
             "socket_keepalive": True,
-            "retry": Retry(ExponentialBackoff(cap=20, base=1), 20),
+            "retry": Retry(
+                ExponentialBackoff(cap=RECONNECT_CAP_S, base=RECONNECT_BASE_S), RECONNECT_TRIES
+            ),
             "retry_on_error": [
                 redis_errors.BusyLoadingError,
                 redis_errors.ConnectionError,
