@@ -16,8 +16,9 @@ import structlog
 from aiohttp import web
 
 from producer import logs
-from producer.api import SERVE_OPTIONS, ApiSettings, create_app
 from producer.collector import tune_for_service
+from producer.http.app import create_app
+from producer.http.state import SERVE_OPTIONS, ApiSettings
 from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 
 EXIT_BAD_INPUT = 2
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logs.configure(settings.log_format, settings.log_level)
-    log = structlog.get_logger("producer.api")
+    log = structlog.get_logger("cliq.producer.http")
     log.info(
         "api_starting",
         host=settings.api_host,

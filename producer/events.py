@@ -53,7 +53,7 @@ EXAMPLE_DATA: dict[str, dict[str, jsonwire.JSONValue]] = {
     "comment": {"id": "comment_123", "issue_id": "issue_xyz789", "body": "Looks good to me"},
     "project": {"id": "project_42", "name": "Website relaunch", "lead": "user_456"},
     "member": {"id": "user_789", "name": "Ada Lovelace", "role": "member"},
-    # What producer.incoming publishes: the resource, who posted, and the posted body.
+    # What producer.tokens.incoming publishes: the resource, who posted, and the posted body.
     "channel": {
         "channel": "general",
         "user_id": "user_456",

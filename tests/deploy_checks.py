@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.api import SERVE_OPTIONS, ApiMetrics, ApiSettings
 from producer.deliveries import AttemptOutcome
+from producer.http.metrics import ApiMetrics
+from producer.http.state import SERVE_OPTIONS, ApiSettings
 from worker.metrics import STATUS_CLASSES, Metrics
 from worker.settings import WORKER_OPTIONS, WorkerSettings
 from worker.supervisor import KILL_MARGIN_S

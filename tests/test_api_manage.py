@@ -1,4 +1,5 @@
-"""The management API (``producer.api_manage``) on 127.0.0.1 against the private Redis.
+"""The management API (``producer.http``: endpoints, deliveries, testsends, catalogue) on
+127.0.0.1 against the private Redis.
 
 Delivery-log and replay tests run a real in-process worker and a real receiver; test
 sends are answered by a small stand-in for the worker side of the contract.
@@ -20,12 +21,16 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from test_api import ApiFactory, Client, problem
 
-from producer import api_manage, scans
-from producer.api import MAX_JSON_BODY_BYTES, ApiSettings, create_app
+from producer import scans
 from producer.context import Producer
 from producer.deliveries import RECENT_WINDOW, Delivery, DeliveryState
 from producer.endpoints import MAX_DESCRIPTION_LENGTH, EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, iso_time, parse_event
+from producer.http import catalogue, deliveries, endpoints_spec, testsends
+from producer.http.app import create_app
+from producer.http.bodies import MAX_JSON_BODY_BYTES
+from producer.http.endpoints import MAX_ROTATION_GRACE_S
+from producer.http.state import ApiSettings
 from producer.keys import Keys
 from producer.testsends import TEST_RESULT_TTL_S
 
@@ -337,7 +342,7 @@ async def test_rotate_secret_reveals_the_new_one_and_keeps_the_old_signing(
     again = await ok(await api.post(path))
     assert again["previous_secret_until_ms"] >= now_ms + 24 * 3600 * 1000 - 5000
 
-    for grace in (-1, 1.5, "60", api_manage.MAX_ROTATION_GRACE_S + 1):
+    for grace in (-1, 1.5, "60", MAX_ROTATION_GRACE_S + 1):
         body = await problem(await api.post(path, json={"grace_s": grace}), 422, "invalid-fields")
         assert body["errors"][0]["field"] == "grace_s"
     await problem(await api.post(path, json={"grace": 1}), 422, "invalid-fields")
@@ -820,7 +825,8 @@ async def test_every_management_route_needs_the_api_key(api_factory: ApiFactory)
     api = await api_factory(API_KEYS=KEY)
     routes = [
         (method.upper(), path.replace("{id}", "x_1"))
-        for path, item in api_manage.OPENAPI_PATHS.items()
+        for spec in (endpoints_spec, deliveries, testsends, catalogue)
+        for path, item in spec.OPENAPI_PATHS.items()
         for method in item
     ]
     assert len(routes) == 14

@@ -16,10 +16,11 @@ import pytest
 import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.events import Event
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 from producer.redis.clients import (
     MAX_CONNECTIONS,
     bullmq_connection,

@@ -27,11 +27,12 @@ from playwright.async_api import (
 )
 from test_tokens import FakeClock
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
-from producer.token_context import CLOCK, TOKEN_SYSTEM, Clock
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
+from producer.tokens.context import CLOCK, TOKEN_SYSTEM, Clock
 from producer.tokens.registry import MAX_TOKENS, TokenStatus
 from producer.tokens.totp import code_at
 from producer.tokens.twofactor import SESSION_S

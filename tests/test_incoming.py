@@ -1,4 +1,4 @@
-"""Incoming webhooks (``producer.incoming``): token-authenticated calls become events
+"""Incoming webhooks (``producer.tokens.incoming``): token-authenticated calls become events
 that a real worker delivers to a real receiver; refusals enqueue nothing.
 """
 

@@ -1,4 +1,4 @@
-"""Webhook tokens and their 2FA (``producer.api_tokens``): a real API on 127.0.0.1 with
+"""Webhook tokens and their 2FA (``producer.tokens.routes``): a real API on 127.0.0.1 with
 the private Redis. TOTP codes come from the enrolled secret; time moves by an injected
 clock, never by sleeping.
 """
@@ -19,12 +19,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from test_api import Client, problem
 
-from producer.api import ApiSettings, create_app
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 from producer.keys import Keys
 from producer.secretbox import new_key
 from producer.settings import SettingsError
-from producer.token_context import CLOCK, Clock
 from producer.tokens import totp
+from producer.tokens.context import CLOCK, Clock
 from producer.tokens.registry import MAX_TOKENS, USAGE_HISTORY
 from producer.tokens.twofactor import MAX_FAILURES, SESSION_S
 

@@ -23,7 +23,7 @@ from producer.dashboard.pages import (
 )
 from producer.dashboard.sessions import clear_cookie
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 HOME = "/ui/webhooks"
 

@@ -15,7 +15,7 @@ it has expired every token page asks for a code again.
   URL", a dialog whose options follow the chosen module.
 
 Every change goes through :mod:`producer.tokens.registry`, :mod:`producer.tokens.users`,
-:mod:`producer.tokens.twofactor` and :func:`producer.api_tokens.make_webhook_url`.
+:mod:`producer.tokens.twofactor` and :func:`producer.tokens.webhook_urls.make_webhook_url`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from producer.api import Problem, redis_deadline
-from producer.api_tokens import make_webhook_url, public_base
 from producer.dashboard.pages import (
     flash_and_redirect,
     producer_of,
@@ -39,8 +37,9 @@ from producer.dashboard.pages import (
 )
 from producer.dashboard.sessions import Session
 from producer.events import ID_PATTERN
-from producer.incoming import WebhookModule
-from producer.token_context import TOKEN_SYSTEM, TokenSystem
+from producer.http.problems import Problem, redis_deadline
+from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
+from producer.tokens.modules import WebhookModule
 from producer.tokens.registry import (
     MAX_NAME_LENGTH,
     MAX_TOKENS,
@@ -53,8 +52,9 @@ from producer.tokens.registry import (
 )
 from producer.tokens.twofactor import SESSION_S, TwoFactorError, TwoFactorFailure
 from producer.tokens.users import User, UserError, UserNotFound
+from producer.tokens.webhook_urls import make_webhook_url, public_base
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 HOME = "/ui/tokens"
 # Sealed with its own purpose: a stored 2FA session opens nothing else.

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from producer.api import PRODUCER
 from producer.context import Producer
+from producer.http.state import PRODUCER
 from producer.tokens.registry import TokenRegistry
 from producer.tokens.twofactor import TwoFactor
 from producer.tokens.users import UserDirectory
