@@ -122,7 +122,7 @@ class TestSendRequest:
         try:
             requested_ms = int(fields.get("requested_ms", 0))
             deadline_ms = int(fields["deadline_ms"])
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"deadline_ms is missing or not a number: {exc}") from None
         return cls(
             id=_text(fields, "id"),

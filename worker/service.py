@@ -37,6 +37,7 @@ from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.pickup import Pickup
+from worker.request import user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
@@ -88,7 +89,7 @@ class WorkerService:
             timeout_s=s.delivery_timeout,
             max_connections=s.worker_concurrency,
             policy=s.destination_policy,
-            user_agent=f"cliq-webhooks/{__version__}",
+            user_agent=user_agent(),
         )
         await sender.start()
         limiter = EndpointLimiter(

@@ -25,8 +25,7 @@ from producer.messages import TestSendRequest, TestSendResult
 from producer.publisher import new_delivery_id
 from producer.redis.clients import RedisClient
 from producer.testsends import answer, take_request
-from worker import __version__
-from worker.delivery import request_headers
+from worker.request import request_headers, user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 
@@ -79,7 +78,7 @@ async def send_test_event(
             timeout_s=settings.delivery_timeout,
             max_connections=1,
             policy=settings.destination_policy,
-            user_agent=f"cliq-webhooks/{__version__}",
+            user_agent=user_agent(),
         )
         await sender.start()
         try:
