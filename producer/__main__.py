@@ -8,7 +8,6 @@ connections and give in-flight requests ``SHUTDOWN_GRACE`` seconds to finish.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from producer import logs
 from producer.collector import tune_for_service
 from producer.http.app import create_app
 from producer.http.state import SERVE_OPTIONS, ApiSettings
+from producer.loop import new_event_loop
 from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 
 EXIT_BAD_INPUT = 2
@@ -35,15 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flags(parser, SERVE_OPTIONS)
     return parser
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (as the worker uses), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
