@@ -31,7 +31,7 @@ from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 
-log = structlog.get_logger("cliq.limits")
+log = structlog.get_logger("cliq.worker.limits")
 
 # Leases are renewed every maintenance tick; a worker that stops renewing (it died)
 # frees its endpoints' capacity this soon.

@@ -25,12 +25,11 @@ from aiohttp import web
 from bullmq import Worker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producer.endpoints import EndpointRegistry
-from producer.events import Catalogue
+from producer.context import Producer
+from producer.health import liveness, readiness
 from producer.jobs import JobDispatcher, QueueOptions, ready_item
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
-from producer.redis.clients import bullmq_connection, ping, redis_client
-from producer.secretbox import SecretBox
+from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
@@ -42,7 +41,7 @@ from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
 
-log = structlog.get_logger("cliq.worker")
+log = structlog.get_logger("cliq.worker.service")
 
 HOUSEKEEPING_INTERVAL_S = 2.0
 # Outbox members younger than this are still being dispatched by whoever wrote them.
@@ -71,20 +70,13 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
-        redis_url = s.producer.effective_redis_url
-        redis = redis_client(redis_url)
-        dispatcher = JobDispatcher(
-            redis,
-            self.keys,
-            redis_url,
-            QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000)),
+        # The producer's parts over one Redis: the registry, the dispatcher, the secret box.
+        producer = Producer(
+            s.producer, QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000))
         )
-        box = SecretBox(s.producer.secret_encryption_key)
-        if not box.encrypting:
+        redis, dispatcher, registry = producer.redis, producer.dispatcher, producer.endpoints
+        if not producer.secret_box.encrypting:
             log.warning("secrets_not_encrypted", hint="set SECRET_ENCRYPTION_KEY")
-        registry = EndpointRegistry(
-            redis, self.keys, Catalogue.with_extras(s.producer.event_types_extra), box
-        )
         sender = Sender(
             timeout_s=s.delivery_timeout,
             max_connections=s.worker_concurrency,
@@ -108,7 +100,7 @@ class WorkerService:
             dispatcher=dispatcher,
             metrics=self.metrics,
             limiter=limiter,
-            box=box,
+            box=producer.secret_box,
         )
         notifier = Notifier(
             registry=registry,
@@ -171,8 +163,7 @@ class WorkerService:
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
             await sender.close()
-            await dispatcher.close()
-            await redis.aclose()
+            await producer.close()
             if runner is not None:
                 await runner.cleanup()
             log.info("worker_stopped", exit_code=self._exit_code)
@@ -301,17 +292,16 @@ class WorkerService:
             )
 
         async def healthz(_request: web.Request) -> web.Response:
-            ok = self._healthy()
-            return web.json_response({"ok": ok}, status=200 if ok else 503)
+            return liveness(self._healthy())
 
         async def readyz(_request: web.Request) -> web.Response:
             try:
-                await asyncio.wait_for(ping(), 2)
+                await asyncio.wait_for(ping(), PROBE_TIMEOUT_S)
                 redis_ok = True
             except Exception:
                 redis_ok = False
             ok = redis_ok and self._alive() and not self._stop.is_set()
-            return web.json_response({"ok": ok, "redis": redis_ok}, status=200 if ok else 503)
+            return readiness(ok, redis=redis_ok)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

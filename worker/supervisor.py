@@ -25,9 +25,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from producer.backoff import restart_pause_s
+from producer.health import liveness, readiness
 from worker.settings import WorkerSettings
 
-log = structlog.get_logger("cliq.supervisor")
+log = structlog.get_logger("cliq.worker.supervisor")
 
 KILL_MARGIN_S = 5.0
 
@@ -144,18 +145,25 @@ class Supervisor:
                 body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
 
-        async def healthz(_request: web.Request) -> web.Response:
+        def children() -> tuple[bool, dict[str, object]]:
             alive = [c.running for c in self._children]
             ok = all(alive) and not self._stop.is_set()
             pids = [c.process.pid for c in self._children if c.running and c.process]
             restarts = sum(c.restarts for c in self._children)
-            body = {"ok": ok, "children": len(alive), "pids": pids, "restarts": restarts}
-            return web.json_response(body, status=200 if ok else 503)
+            return ok, {"children": len(alive), "pids": pids, "restarts": restarts}
+
+        async def healthz(_request: web.Request) -> web.Response:
+            ok, details = children()
+            return liveness(ok, **details)
+
+        async def readyz(_request: web.Request) -> web.Response:
+            ok, details = children()
+            return readiness(ok, **details)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", healthz)
+        app.router.add_get("/readyz", readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self._settings.metrics_host, self._settings.metrics_port).start()

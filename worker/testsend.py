@@ -29,7 +29,7 @@ from worker.request import request_headers, user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 
-log = structlog.get_logger("cliq.testsend")
+log = structlog.get_logger("cliq.worker.testsend")
 
 CONCURRENT_TEST_SENDS = 4
 # Short, so that a stopping worker is not held up by its wait for requests.
