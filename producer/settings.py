@@ -1,8 +1,9 @@
 """Configuration: every setting is an environment variable and a CLI flag.
 
-Each setting is declared once as an :class:`Option`; ``from_env`` reads the
-environment (or an explicit mapping, for tests) and the CLI builds its flags
-from the same declarations, so the two can never drift apart.
+Each setting is declared once as an :class:`Option`, its default included; ``from_env``
+reads the environment (or an explicit mapping, for tests), the CLI builds its flags
+from the same declarations, and the settings classes take their fields' defaults from
+them (:attr:`Option.value`), so none of these can drift apart.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class Option:
     def dest(self) -> str:
         """The attribute name on the settings object."""
         return self.env.lower()
+
+    @property
+    def value(self) -> Any:
+        """The default, parsed: what a settings class declares as its field's default."""
+        return self.parse(self.default)
 
     def read(self, env: Mapping[str, str]) -> Any:
         """Parse this option's value from ``env``, falling back to the default."""
@@ -135,55 +141,69 @@ def parse_prefix(raw: str) -> str:
     return raw
 
 
+REDIS_URL = Option(
+    "REDIS_URL",
+    DEFAULT_REDIS_URL,
+    "Redis to use (redis://, rediss:// for TLS, redis+sentinel:// for the primary "
+    "that Sentinels name, redis+cluster:// or rediss+cluster:// for a Redis Cluster's "
+    "seed nodes). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
+    parse_redis_url,
+    secret=True,  # it may hold a password
+)
+
+KEY_PREFIX = Option(
+    "KEY_PREFIX",
+    "cliq",
+    "Prefix of every Redis key; a redis+cluster:// REDIS_URL needs a hash tag such as "
+    "{cliq} in it.",
+    parse_prefix,
+)
+
+EVENT_TYPES_EXTRA = Option(
+    "EVENT_TYPES_EXTRA",
+    "",
+    "Comma-separated event types accepted in addition to the built-in catalogue.",
+    parse_event_types,
+)
+
+MAX_PAYLOAD_BYTES = Option(
+    "MAX_PAYLOAD_BYTES",
+    str(256 * 1024),
+    "Largest accepted event, measured as the JSON body that is delivered.",
+    parse_positive_int,
+)
+
+BATCH_SIZE = Option(
+    "BATCH_SIZE",
+    "50",
+    "Deliveries carried by one queue job: the queue's cost is paid once per batch.",
+    parse_positive_int,
+)
+
+SECRET_ENCRYPTION_KEY = Option(
+    "SECRET_ENCRYPTION_KEY",
+    "",
+    "URL-safe base64 of 32 random bytes: endpoint secrets are stored sealed with it "
+    "(AES-256-GCM). Empty: stored as they are.",
+    parse_key,
+    secret=True,
+)
+
+DELIVERY_RETENTION = Option(
+    "DELIVERY_RETENTION",
+    str(7 * 24 * 3600),
+    "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
+    parse_positive_int,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "REDIS_URL",
-        DEFAULT_REDIS_URL,
-        "Redis to use (redis://, rediss:// for TLS, redis+sentinel:// for the primary "
-        "that Sentinels name, redis+cluster:// or rediss+cluster:// for a Redis Cluster's "
-        "seed nodes). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
-        parse_redis_url,
-        secret=True,  # it may hold a password
-    ),
-    Option(
-        "KEY_PREFIX",
-        "cliq",
-        "Prefix of every Redis key; a redis+cluster:// REDIS_URL needs a hash tag such as "
-        "{cliq} in it.",
-        parse_prefix,
-    ),
-    Option(
-        "EVENT_TYPES_EXTRA",
-        "",
-        "Comma-separated event types accepted in addition to the built-in catalogue.",
-        parse_event_types,
-    ),
-    Option(
-        "MAX_PAYLOAD_BYTES",
-        str(256 * 1024),
-        "Largest accepted event, measured as the JSON body that is delivered.",
-        parse_positive_int,
-    ),
-    Option(
-        "BATCH_SIZE",
-        "50",
-        "Deliveries carried by one queue job: the queue's cost is paid once per batch.",
-        parse_positive_int,
-    ),
-    Option(
-        "SECRET_ENCRYPTION_KEY",
-        "",
-        "URL-safe base64 of 32 random bytes: endpoint secrets are stored sealed with it "
-        "(AES-256-GCM). Empty: stored as they are.",
-        parse_key,
-        secret=True,
-    ),
-    Option(
-        "DELIVERY_RETENTION",
-        str(7 * 24 * 3600),
-        "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
-        parse_positive_int,
-    ),
+    REDIS_URL,
+    KEY_PREFIX,
+    EVENT_TYPES_EXTRA,
+    MAX_PAYLOAD_BYTES,
+    BATCH_SIZE,
+    SECRET_ENCRYPTION_KEY,
+    DELIVERY_RETENTION,
 )
 
 
@@ -193,31 +213,30 @@ DELIVERY_TIMEOUT = Option(
 )
 
 # Read by every long-running process (the API and the workers).
-PROCESS_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
-    ),
-    Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level),
-    Option(
-        "SHUTDOWN_GRACE",
-        "25",
-        "Seconds in-flight work (attempts, requests) gets to finish after SIGTERM/SIGINT.",
-        parse_positive_float,
-    ),
+LOG_FORMAT = Option(
+    "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
 )
+LOG_LEVEL = Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level)
+SHUTDOWN_GRACE = Option(
+    "SHUTDOWN_GRACE",
+    "25",
+    "Seconds in-flight work (attempts, requests) gets to finish after SIGTERM/SIGINT.",
+    parse_positive_float,
+)
+PROCESS_OPTIONS: tuple[Option, ...] = (LOG_FORMAT, LOG_LEVEL, SHUTDOWN_GRACE)
 
 
 @dataclass(frozen=True)
 class ProducerSettings:
     """Settings that the producer side (publishing, registry) needs."""
 
-    redis_url: str = DEFAULT_REDIS_URL
-    key_prefix: str = "cliq"
-    event_types_extra: tuple[str, ...] = ()
-    max_payload_bytes: int = 256 * 1024
-    batch_size: int = 50
-    delivery_retention: int = 7 * 24 * 3600
-    secret_encryption_key: bytes | None = field(default=None, repr=False)
+    redis_url: str = REDIS_URL.value
+    key_prefix: str = KEY_PREFIX.value
+    event_types_extra: tuple[str, ...] = EVENT_TYPES_EXTRA.value
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES.value
+    batch_size: int = BATCH_SIZE.value
+    delivery_retention: int = DELIVERY_RETENTION.value
+    secret_encryption_key: bytes | None = field(default=SECRET_ENCRYPTION_KEY.value, repr=False)
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:

@@ -22,8 +22,11 @@ from producer.http.metrics import ApiMetrics
 from producer.redis.clients import RedisClient
 from producer.settings import (
     DELIVERY_TIMEOUT,
+    LOG_FORMAT,
+    LOG_LEVEL,
     PROCESS_OPTIONS,
     PRODUCER_OPTIONS,
+    SHUTDOWN_GRACE,
     Option,
     ProducerSettings,
     parse_positive_int,
@@ -99,36 +102,42 @@ def parse_api_port(raw: str) -> int:
     return value
 
 
+API_HOST = Option("API_HOST", "0.0.0.0", "Address the HTTP API listens on.")
+PORT = Option(
+    "PORT",
+    "8080",
+    "Port the HTTP API listens on (platforms such as Heroku set $PORT).",
+    parse_api_port,
+)
+API_KEYS = Option(
+    "API_KEYS",
+    "",
+    "Comma-separated bearer tokens accepted by /v1/*. Empty: no authentication "
+    "(a warning is logged at start). Prefer the variable: flags show in process lists.",
+    ApiKeys.parse,
+    secret=True,
+)
+PUBLIC_URL = Option(
+    "PUBLIC_URL",
+    "",
+    "Base URL third parties reach this API at, used in the webhook URLs of tokens "
+    "(e.g. https://hooks.example.com). Empty: the scheme and host of each request.",
+    parse_public_url,
+)
+DASHBOARD_SESSION_TTL = Option(
+    "DASHBOARD_SESSION_TTL",
+    "3600",
+    "Seconds a dashboard session lasts without being used (/ui/).",
+    parse_positive_int,
+)
+
 API_OPTIONS: tuple[Option, ...] = (
-    Option("API_HOST", "0.0.0.0", "Address the HTTP API listens on."),
-    Option(
-        "PORT",
-        "8080",
-        "Port the HTTP API listens on (platforms such as Heroku set $PORT).",
-        parse_api_port,
-    ),
-    Option(
-        "API_KEYS",
-        "",
-        "Comma-separated bearer tokens accepted by /v1/*. Empty: no authentication "
-        "(a warning is logged at start). Prefer the variable: flags show in process lists.",
-        ApiKeys.parse,
-        secret=True,
-    ),
-    Option(
-        "PUBLIC_URL",
-        "",
-        "Base URL third parties reach this API at, used in the webhook URLs of tokens "
-        "(e.g. https://hooks.example.com). Empty: the scheme and host of each request.",
-        parse_public_url,
-    ),
+    API_HOST,
+    PORT,
+    API_KEYS,
+    PUBLIC_URL,
     DELIVERY_TIMEOUT,
-    Option(
-        "DASHBOARD_SESSION_TTL",
-        "3600",
-        "Seconds a dashboard session lasts without being used (/ui/).",
-        parse_positive_int,
-    ),
+    DASHBOARD_SESSION_TTL,
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.
@@ -140,18 +149,18 @@ class ApiSettings:
     """Everything the API process is configured with."""
 
     producer: ProducerSettings = field(default_factory=ProducerSettings)
-    api_host: str = "0.0.0.0"
-    port: int = 8080
-    api_keys: ApiKeys = field(default_factory=ApiKeys)
-    public_url: str = ""
-    delivery_timeout: float = 10.0
-    dashboard_session_ttl: int = 3600
+    api_host: str = API_HOST.value
+    port: int = PORT.value
+    api_keys: ApiKeys = API_KEYS.value
+    public_url: str = PUBLIC_URL.value
+    delivery_timeout: float = DELIVERY_TIMEOUT.value
+    dashboard_session_ttl: int = DASHBOARD_SESSION_TTL.value
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
     test_send_margin_s: float = 5.0
-    shutdown_grace: float = 25.0
-    log_format: str = "auto"
-    log_level: str = "info"
+    shutdown_grace: float = SHUTDOWN_GRACE.value
+    log_format: str = LOG_FORMAT.value
+    log_level: str = LOG_LEVEL.value
 
     @property
     def test_send_wait_s(self) -> float:
