@@ -111,6 +111,39 @@ def test_the_producer_never_imports_the_worker_or_the_cli() -> None:
     assert upward == set()
 
 
+# Top to bottom: a module imports modules of its own layer or of the layers below it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("cli", "producer.__main__", "worker.__main__"),  # entry points
+    ("worker",),
+    ("producer.http", "producer.dashboard", "producer.tokens"),
+    ("producer",),  # the contract and the domain
+    ("producer.redis", "producer.backoff"),  # plumbing
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of ``module``: that of the longest prefix naming it."""
+    matches = [
+        (len(prefix), index)
+        for index, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(matches)[1]
+
+
+def test_every_import_goes_down_the_layers() -> None:
+    upward = {
+        (module, target)
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer_of(target) < layer_of(module)
+    }
+    assert upward == set()
+    assert layer_of("producer.http.app") == 2
+    assert layer_of("producer.redis.clients") == 4
+
+
 def test_no_module_is_over_600_lines() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
     assert {name: lines for name, lines in sizes.items() if lines > MAX_LINES} == {}
