@@ -75,6 +75,7 @@ from producer.settings import (
 log = structlog.get_logger("producer.api")
 
 MAX_BATCH_EVENTS = 1000
+# The default of MAX_BATCH_BYTES: 1,000 events of 16 KiB on average.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 # A single event's body may exceed MAX_PAYLOAD_BYTES by this much: the delivered body is
 # compact and normalized, the request's may be indented.
@@ -203,6 +204,13 @@ API_OPTIONS: tuple[Option, ...] = (
     ),
     DELIVERY_TIMEOUT,
     Option(
+        "MAX_BATCH_BYTES",
+        str(MAX_BATCH_BYTES),
+        "Largest request body of POST /v1/events (a batch); a larger Content-Length is "
+        "refused (413) before anything is read.",
+        parse_positive_int,
+    ),
+    Option(
         "DASHBOARD_SESSION_TTL",
         "3600",
         "Seconds a dashboard session lasts without being used (/ui/).",
@@ -224,6 +232,7 @@ class ApiSettings:
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     public_url: str = ""
     delivery_timeout: float = 10.0
+    max_batch_bytes: int = MAX_BATCH_BYTES
     dashboard_session_ttl: int = 3600
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
@@ -552,28 +561,30 @@ def require_json(request: web.Request) -> None:
         )
 
 
-async def read_body(request: web.Request, single_limit: int) -> bytes:
-    """The request body; 413 as soon as it exceeds its limit.
+async def read_body(request: web.Request, batch_limit: int, single_limit: int) -> bytes:
+    """The body of ``POST /v1/events``; 413 before it is read, or as soon as it is too large.
 
-    The limit is :data:`MAX_BATCH_BYTES`, and ``single_limit`` once the first
-    significant byte shows a single event (``{``).
+    A declared length over ``batch_limit`` (``MAX_BATCH_BYTES``) is refused before
+    anything is read; while reading, the limit is ``batch_limit``, and ``single_limit``
+    once the first significant byte shows a single event (``{``). No more than the
+    limit is ever buffered.
     """
     declared = request.content_length
-    if declared is not None and declared > MAX_BATCH_BYTES:
-        raise _too_large(MAX_BATCH_BYTES, "a request")
+    if declared is not None and declared > batch_limit:
+        raise _too_large(batch_limit, "a request")
     body = bytearray()
-    limit = MAX_BATCH_BYTES
+    limit = batch_limit
     kind_known = False
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
         if not kind_known:
-            significant = chunk.lstrip()
+            significant = (body + chunk).lstrip()
             if significant:
                 kind_known = True
                 if significant.startswith(b"{"):
-                    limit = single_limit
-        if len(body) > limit:
+                    limit = min(single_limit, batch_limit)
+        if len(body) + len(chunk) > limit:
             raise _too_large(limit, "a single event" if limit == single_limit else "a request")
+        body += chunk
     return bytes(body)
 
 
@@ -581,7 +592,8 @@ def _too_large(limit: int, what: str) -> Problem:
     hint = (
         "MAX_PAYLOAD_BYTES plus 4 KiB"
         if what == "a single event"
-        else f"split the batch into requests of at most {MAX_BATCH_EVENTS} events"
+        else f"MAX_BATCH_BYTES; split the batch into smaller requests of at most "
+        f"{MAX_BATCH_EVENTS} events"
     )
     return Problem(PAYLOAD_TOO_LARGE, f"The body of {what} may be at most {limit} bytes ({hint}).")
 
@@ -611,9 +623,9 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         raise too_large
     body = bytearray()
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
-        if len(body) > limit:
+        if len(body) + len(chunk) > limit:
             raise too_large
+        body += chunk
     return bytes(body)
 
 
@@ -770,7 +782,11 @@ async def post_events(request: web.Request) -> web.Response:
     require_json(request)
     producer = request.app[PRODUCER]
     max_payload = producer.settings.max_payload_bytes
-    body = await read_body(request, single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES)
+    body = await read_body(
+        request,
+        batch_limit=request.app[SETTINGS].max_batch_bytes,
+        single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES,
+    )
     document = decode_json(body)
     batch = isinstance(document, list)
     if batch:
@@ -839,7 +855,9 @@ def create_app(
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
         middlewares=[observe, problems, authenticate],
-        client_max_size=MAX_BATCH_BYTES,
+        # A backstop: every route reads its body through read_body or read_limited, with
+        # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
+        client_max_size=settings.max_batch_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics(metrics_registry)

@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from producer.api import (
+    MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     MAX_PAGE_LIMIT,
     PROBLEM_CONTENT_TYPE,
@@ -375,7 +376,11 @@ CORE_PATHS: dict[str, Any] = {
             description="A JSON object publishes one event; a JSON array publishes a batch "
             f"of 1 to {MAX_BATCH_EVENTS}, validated completely before anything is stored "
             "(422 lists every bad item by `index`). Publishing an id again is answered as a "
-            "duplicate and delivers nothing twice.",
+            "duplicate and delivers nothing twice. The body of a batch may be at most "
+            f"`MAX_BATCH_BYTES` ({MAX_BATCH_BYTES} bytes, 16 MiB, by default), that of a "
+            "single event `MAX_PAYLOAD_BYTES` + 4 KiB (the event as delivered at most "
+            "`MAX_PAYLOAD_BYTES`, 256 KiB by default); a `Content-Length` over the limit is "
+            "answered 413 before the body is read, a chunked body is read up to it only.",
             body={
                 "oneOf": [
                     schema_ref("EventInput"),
