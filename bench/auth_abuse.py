@@ -136,13 +136,15 @@ async def oversize_forms(base: str, pid: int, with_session: bool) -> dict[str, A
 async def measure() -> dict[str, Any]:
     """Start Redis and the API, take every measurement, stop both.
 
-    Each memory figure comes from a fresh API process of its own: the rise of its peak
-    over its memory before the forms is what they cost.
+    Each figure comes from a fresh API process of its own: failures are limited per
+    process, and the rise of a process's peak memory over its memory before the forms
+    is what they cost.
     """
     workdir = Path(tempfile.mkdtemp(prefix="cliq-auth-abuse-"))
     results: dict[str, Any] = {"api_logs": str(workdir)}
     async with LocalRedis() as redis:
-        for name in ("failures", "forms_without_session", "forms_with_session"):
+        # A process each: the limit of failures counts per process and address.
+        for name in ("wrong_keys", "wrong_sign_ins", "forms_without_session", "forms_with_session"):
             port = free_port()
             env = {
                 **os.environ,
@@ -156,9 +158,10 @@ async def measure() -> dict[str, Any]:
             try:
                 await api.wait_for_port(port)
                 base = f"http://127.0.0.1:{port}"
-                if name == "failures":
+                if name == "wrong_keys":
                     async with aiohttp.ClientSession() as http:
                         results["api_wrong_keys"] = await wrong_keys(http, base)
+                elif name == "wrong_sign_ins":
                     results["dashboard_wrong_sign_ins"] = await wrong_sign_ins(base)
                 else:
                     with_session = name == "forms_with_session"

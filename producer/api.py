@@ -57,6 +57,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from producer import jsonwire
+from producer.auth_throttle import AUTH_FAILURES_PER_MINUTE, AuthThrottle, Surface
 from producer.cluster import RedisClient, is_cluster_url, parse_cluster_url, ping
 from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
@@ -110,8 +111,9 @@ _DEADLINE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REDIS_UNAVAILABL
 
 # ---------------------------------------------------------------- settings
 
-# Failed attempts are not rate limited (API and dashboard sign-in alike): a key this
-# long of visible ASCII cannot be guessed by trying, unless it was chosen to be guessed.
+# A key this long of visible ASCII cannot be guessed by trying, unless it was chosen to
+# be guessed; failed attempts are limited besides, but per API process and address
+# (producer.auth_throttle), which alone would not stop a patient guesser.
 MIN_API_KEY_LENGTH = 16
 
 
@@ -195,6 +197,7 @@ API_OPTIONS: tuple[Option, ...] = (
         ApiKeys.parse,
         secret=True,
     ),
+    AUTH_FAILURES_PER_MINUTE,
     Option(
         "PUBLIC_URL",
         "",
@@ -230,6 +233,7 @@ class ApiSettings:
     api_host: str = "0.0.0.0"
     port: int = 8080
     api_keys: ApiKeys = field(default_factory=ApiKeys)
+    auth_failures_per_minute: int = 30
     public_url: str = ""
     delivery_timeout: float = 10.0
     max_batch_bytes: int = MAX_BATCH_BYTES
@@ -277,6 +281,9 @@ class ProblemKind:
 
 INVALID_JSON = ProblemKind("invalid-json", 400, "Request body is not valid JSON")
 UNAUTHORIZED = ProblemKind("unauthorized", 401, "Missing or invalid API key")
+TOO_MANY_FAILURES = ProblemKind(
+    "too-many-failed-authentications", 429, "Too many failed authentications"
+)
 NOT_FOUND = ProblemKind("not-found", 404, "Not found")
 METHOD_NOT_ALLOWED = ProblemKind("method-not-allowed", 405, "Method not allowed")
 PAYLOAD_TOO_LARGE = ProblemKind("payload-too-large", 413, "Request body too large")
@@ -379,11 +386,20 @@ class ApiMetrics:
         self.incoming_webhooks = Counter(
             "cliq_api_incoming_webhooks",
             "Calls of the incoming-webhook routes, by module and outcome (accepted, or why "
-            "refused: missing_token, invalid_token, disabled, unknown_resource, forbidden, "
-            "invalid_appkey).",
+            "refused: missing_token, invalid_token, throttled, disabled, unknown_resource, "
+            "forbidden, invalid_appkey).",
             ["module", "outcome"],
             registry=self.registry,
         )
+        self.auth_throttled = Counter(
+            "cliq_auth_throttled",
+            "Failed authentications answered 429 because their source address failed "
+            "more than AUTH_FAILURES_PER_MINUTE times in a minute, by surface.",
+            ["surface"],
+            registry=self.registry,
+        )
+        for surface in Surface:  # every series exists from the start, at 0
+            self.auth_throttled.labels(surface.value)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -413,6 +429,21 @@ SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
 # Marks a sub-application that authenticates its own requests (the dashboard: a session
 # cookie); the bearer-key middleware leaves every path under its prefix to it.
 SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
+AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+
+
+def throttled(request: web.Request, surface: Surface) -> Problem | None:
+    """After a failed authentication: the 429 to answer instead of the refusal once its
+    source address is over ``AUTH_FAILURES_PER_MINUTE``, else ``None``."""
+    retry_after = request.config_dict[AUTH_THROTTLE].failure(request.remote, surface)
+    if retry_after is None:
+        return None
+    return Problem(
+        TOO_MANY_FAILURES,
+        f"Too many failed authentications from this address; retry in {retry_after} s "
+        "with valid credentials.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def exempt_from_api_key(app: web.Application, route: str) -> None:
@@ -516,7 +547,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
+    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
+
+    Runs before any handler, so no body is read for a caller without a valid key; a
+    source address failing too often gets 429 instead of 401 (:func:`throttled`).
+    """
     keys = request.app[SETTINGS].api_keys
     route = route_label(request)
     if (
@@ -528,13 +563,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Problem(
+            raise throttled(request, Surface.API) or Problem(
                 UNAUTHORIZED,
                 "Send an API key as 'Authorization: Bearer <key>'.",
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks"'},
             )
         if not keys.accepts(token):
-            raise Problem(
+            raise throttled(request, Surface.API) or Problem(
                 UNAUTHORIZED,
                 "The API key is not valid.",
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
@@ -861,6 +896,9 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics(metrics_registry)
+    app[AUTH_THROTTLE] = AuthThrottle(
+        settings.auth_failures_per_minute, app[METRICS].auth_throttled
+    )
     app[SELF_AUTHENTICATED] = set()
     app.cleanup_ctx.append(redis_context)
     app.router.add_post("/v1/events", post_events, name="events")
