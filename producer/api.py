@@ -57,6 +57,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from producer import jsonwire
+from producer.auth_throttle import AUTH_FAILURES_PER_MINUTE, AuthThrottle, Surface
 from producer.cluster import RedisClient, is_cluster_url, parse_cluster_url, ping
 from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
@@ -75,6 +76,7 @@ from producer.settings import (
 log = structlog.get_logger("producer.api")
 
 MAX_BATCH_EVENTS = 1000
+# The default of MAX_BATCH_BYTES: 1,000 events of 16 KiB on average.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 # A single event's body may exceed MAX_PAYLOAD_BYTES by this much: the delivered body is
 # compact and normalized, the request's may be indented.
@@ -109,8 +111,9 @@ _DEADLINE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REDIS_UNAVAILABL
 
 # ---------------------------------------------------------------- settings
 
-# Failed attempts are not rate limited (API and dashboard sign-in alike): a key this
-# long of visible ASCII cannot be guessed by trying, unless it was chosen to be guessed.
+# A key this long of visible ASCII cannot be guessed by trying, unless it was chosen to
+# be guessed; failed attempts are limited besides, but per API process and address
+# (producer.auth_throttle), which alone would not stop a patient guesser.
 MIN_API_KEY_LENGTH = 16
 
 
@@ -194,6 +197,7 @@ API_OPTIONS: tuple[Option, ...] = (
         ApiKeys.parse,
         secret=True,
     ),
+    AUTH_FAILURES_PER_MINUTE,
     Option(
         "PUBLIC_URL",
         "",
@@ -202,6 +206,13 @@ API_OPTIONS: tuple[Option, ...] = (
         parse_public_url,
     ),
     DELIVERY_TIMEOUT,
+    Option(
+        "MAX_BATCH_BYTES",
+        str(MAX_BATCH_BYTES),
+        "Largest request body of POST /v1/events (a batch); a larger Content-Length is "
+        "refused (413) before anything is read.",
+        parse_positive_int,
+    ),
     Option(
         "DASHBOARD_SESSION_TTL",
         "3600",
@@ -222,8 +233,10 @@ class ApiSettings:
     api_host: str = "0.0.0.0"
     port: int = 8080
     api_keys: ApiKeys = field(default_factory=ApiKeys)
+    auth_failures_per_minute: int = 30
     public_url: str = ""
     delivery_timeout: float = 10.0
+    max_batch_bytes: int = MAX_BATCH_BYTES
     dashboard_session_ttl: int = 3600
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
@@ -268,6 +281,9 @@ class ProblemKind:
 
 INVALID_JSON = ProblemKind("invalid-json", 400, "Request body is not valid JSON")
 UNAUTHORIZED = ProblemKind("unauthorized", 401, "Missing or invalid API key")
+TOO_MANY_FAILURES = ProblemKind(
+    "too-many-failed-authentications", 429, "Too many failed authentications"
+)
 NOT_FOUND = ProblemKind("not-found", 404, "Not found")
 METHOD_NOT_ALLOWED = ProblemKind("method-not-allowed", 405, "Method not allowed")
 PAYLOAD_TOO_LARGE = ProblemKind("payload-too-large", 413, "Request body too large")
@@ -370,11 +386,20 @@ class ApiMetrics:
         self.incoming_webhooks = Counter(
             "cliq_api_incoming_webhooks",
             "Calls of the incoming-webhook routes, by module and outcome (accepted, or why "
-            "refused: missing_token, invalid_token, disabled, unknown_resource, forbidden, "
-            "invalid_appkey).",
+            "refused: missing_token, invalid_token, throttled, disabled, unknown_resource, "
+            "forbidden, invalid_appkey).",
             ["module", "outcome"],
             registry=self.registry,
         )
+        self.auth_throttled = Counter(
+            "cliq_auth_throttled",
+            "Failed authentications answered 429 because their source address failed "
+            "more than AUTH_FAILURES_PER_MINUTE times in a minute, by surface.",
+            ["surface"],
+            registry=self.registry,
+        )
+        for surface in Surface:  # every series exists from the start, at 0
+            self.auth_throttled.labels(surface.value)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -404,6 +429,21 @@ SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
 # Marks a sub-application that authenticates its own requests (the dashboard: a session
 # cookie); the bearer-key middleware leaves every path under its prefix to it.
 SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
+AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+
+
+def throttled(request: web.Request, surface: Surface) -> Problem | None:
+    """After a failed authentication: the 429 to answer instead of the refusal once its
+    source address is over ``AUTH_FAILURES_PER_MINUTE``, else ``None``."""
+    retry_after = request.config_dict[AUTH_THROTTLE].failure(request.remote, surface)
+    if retry_after is None:
+        return None
+    return Problem(
+        TOO_MANY_FAILURES,
+        f"Too many failed authentications from this address; retry in {retry_after} s "
+        "with valid credentials.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def exempt_from_api_key(app: web.Application, route: str) -> None:
@@ -507,7 +547,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
+    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
+
+    Runs before any handler, so no body is read for a caller without a valid key; a
+    source address failing too often gets 429 instead of 401 (:func:`throttled`).
+    """
     keys = request.app[SETTINGS].api_keys
     route = route_label(request)
     if (
@@ -519,13 +563,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Problem(
+            raise throttled(request, Surface.API) or Problem(
                 UNAUTHORIZED,
                 "Send an API key as 'Authorization: Bearer <key>'.",
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks"'},
             )
         if not keys.accepts(token):
-            raise Problem(
+            raise throttled(request, Surface.API) or Problem(
                 UNAUTHORIZED,
                 "The API key is not valid.",
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
@@ -552,28 +596,30 @@ def require_json(request: web.Request) -> None:
         )
 
 
-async def read_body(request: web.Request, single_limit: int) -> bytes:
-    """The request body; 413 as soon as it exceeds its limit.
+async def read_body(request: web.Request, batch_limit: int, single_limit: int) -> bytes:
+    """The body of ``POST /v1/events``; 413 before it is read, or as soon as it is too large.
 
-    The limit is :data:`MAX_BATCH_BYTES`, and ``single_limit`` once the first
-    significant byte shows a single event (``{``).
+    A declared length over ``batch_limit`` (``MAX_BATCH_BYTES``) is refused before
+    anything is read; while reading, the limit is ``batch_limit``, and ``single_limit``
+    once the first significant byte shows a single event (``{``). No more than the
+    limit is ever buffered.
     """
     declared = request.content_length
-    if declared is not None and declared > MAX_BATCH_BYTES:
-        raise _too_large(MAX_BATCH_BYTES, "a request")
+    if declared is not None and declared > batch_limit:
+        raise _too_large(batch_limit, "a request")
     body = bytearray()
-    limit = MAX_BATCH_BYTES
+    limit = batch_limit
     kind_known = False
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
         if not kind_known:
-            significant = chunk.lstrip()
+            significant = (body + chunk).lstrip()
             if significant:
                 kind_known = True
                 if significant.startswith(b"{"):
-                    limit = single_limit
-        if len(body) > limit:
+                    limit = min(single_limit, batch_limit)
+        if len(body) + len(chunk) > limit:
             raise _too_large(limit, "a single event" if limit == single_limit else "a request")
+        body += chunk
     return bytes(body)
 
 
@@ -581,7 +627,8 @@ def _too_large(limit: int, what: str) -> Problem:
     hint = (
         "MAX_PAYLOAD_BYTES plus 4 KiB"
         if what == "a single event"
-        else f"split the batch into requests of at most {MAX_BATCH_EVENTS} events"
+        else f"MAX_BATCH_BYTES; split the batch into smaller requests of at most "
+        f"{MAX_BATCH_EVENTS} events"
     )
     return Problem(PAYLOAD_TOO_LARGE, f"The body of {what} may be at most {limit} bytes ({hint}).")
 
@@ -611,9 +658,9 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         raise too_large
     body = bytearray()
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
-        if len(body) > limit:
+        if len(body) + len(chunk) > limit:
             raise too_large
+        body += chunk
     return bytes(body)
 
 
@@ -770,7 +817,11 @@ async def post_events(request: web.Request) -> web.Response:
     require_json(request)
     producer = request.app[PRODUCER]
     max_payload = producer.settings.max_payload_bytes
-    body = await read_body(request, single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES)
+    body = await read_body(
+        request,
+        batch_limit=request.app[SETTINGS].max_batch_bytes,
+        single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES,
+    )
     document = decode_json(body)
     batch = isinstance(document, list)
     if batch:
@@ -839,10 +890,15 @@ def create_app(
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
         middlewares=[observe, problems, authenticate],
-        client_max_size=MAX_BATCH_BYTES,
+        # A backstop: every route reads its body through read_body or read_limited, with
+        # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
+        client_max_size=settings.max_batch_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics(metrics_registry)
+    app[AUTH_THROTTLE] = AuthThrottle(
+        settings.auth_failures_per_minute, app[METRICS].auth_throttled
+    )
     app[SELF_AUTHENTICATED] = set()
     app.cleanup_ctx.append(redis_context)
     app.router.add_post("/v1/events", post_events, name="events")

@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from producer.api import (
+    MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     MAX_PAGE_LIMIT,
     PROBLEM_CONTENT_TYPE,
@@ -57,7 +58,12 @@ PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is larger than the route accepts."),
     415: ("UnsupportedMediaType", "The body is not declared application/json (UTF-8)."),
     422: ("UnprocessableContent", "Fields are invalid; `errors` names each one."),
-    429: ("TooManyRequests", "Too many attempts; wait before trying again."),
+    429: (
+        "TooManyRequests",
+        "Too many attempts (wrong TOTP codes, or failed authentications from this address); "
+        "wait the seconds of `Retry-After`. A valid credential is never refused for the "
+        "failures of others.",
+    ),
     503: ("ServiceUnavailable", "Redis is unavailable or too slow; retry later."),
     504: ("GatewayTimeout", "Nobody answered in time."),
 }
@@ -182,8 +188,9 @@ def operation(
 ) -> dict[str, Any]:
     """One operation, with the problems the shared plumbing answers added.
 
-    Every operation that is not ``public`` needs the bearer key (401), or with
-    ``token_auth`` a webhook token instead (401, and 403 for a token that may not); one
+    Every operation that is not ``public`` needs the bearer key (401, 429 after too many
+    failures), or with ``token_auth`` a webhook token instead (401 and 429 the same, and
+    403 for a token that may not); one
     that takes a JSON ``body`` can answer 400 (not JSON), 413 (too large) and 415 (not
     JSON typed).
     """
@@ -200,9 +207,9 @@ def operation(
         result["security"] = []
     elif token_auth:
         result["security"] = [{TOKEN_SECURITY_SCHEME: []}]
-        all_responses.update(problem_responses(401, 403))
+        all_responses.update(problem_responses(401, 403, 429))
     else:
-        all_responses.update(problem_responses(401))
+        all_responses.update(problem_responses(401, 429))
     result["responses"] = dict(sorted(all_responses.items()))
     return result
 
@@ -375,7 +382,11 @@ CORE_PATHS: dict[str, Any] = {
             description="A JSON object publishes one event; a JSON array publishes a batch "
             f"of 1 to {MAX_BATCH_EVENTS}, validated completely before anything is stored "
             "(422 lists every bad item by `index`). Publishing an id again is answered as a "
-            "duplicate and delivers nothing twice.",
+            "duplicate and delivers nothing twice. The body of a batch may be at most "
+            f"`MAX_BATCH_BYTES` ({MAX_BATCH_BYTES} bytes, 16 MiB, by default), that of a "
+            "single event `MAX_PAYLOAD_BYTES` + 4 KiB (the event as delivered at most "
+            "`MAX_PAYLOAD_BYTES`, 256 KiB by default); a `Content-Length` over the limit is "
+            "answered 413 before the body is read, a chunked body is read up to it only.",
             body={
                 "oneOf": [
                     schema_ref("EventInput"),

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from producer.api import SERVE_OPTIONS, ApiMetrics, ApiSettings
+from producer.auth_throttle import Surface
 from producer.deliveries import AttemptOutcome
 from worker.metrics import STATUS_CLASSES, Metrics
 from worker.settings import WORKER_OPTIONS, WorkerSettings
@@ -38,6 +39,7 @@ KNOWN_LABEL_VALUES: dict[str, set[str]] = {
     "result": {"sent", "outbox", "failed"},
     "to": {"failing", "active", "disabled"},
     "queue": {"deliveries", "notifications"},
+    "surface": {surface.value for surface in Surface},
 }
 # Series Prometheus adds itself to every target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
