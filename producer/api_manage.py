@@ -75,6 +75,7 @@ from producer.endpoints import (
     MAX_IN_FLIGHT_LIMIT,
     MAX_URL_LENGTH,
     ROTATION_GRACE_S,
+    DestinationError,
     Endpoint,
     EndpointError,
     EndpointNotFound,
@@ -119,6 +120,7 @@ TEST_POLL_FIRST_S = 0.02
 TEST_POLL_MAX_S = 0.25
 
 TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
+DESTINATION_REFUSED = ProblemKind("destination-refused", 422, "Destination refused")
 
 ENDPOINT_CURSOR = "endpoints"
 ENDPOINT_ATTEMPTS_CURSOR = "endpoint-attempts"
@@ -158,12 +160,17 @@ def _missing(what: str, ident: str) -> Problem:
 
 @asynccontextmanager
 async def _registry(detail: str) -> AsyncIterator[None]:
-    """Map the registry's errors to problems: 404, 422 naming the field, 503."""
+    """Map the registry's errors to problems: 404, 422 naming the field (or the
+    destination policy's rule), 503."""
     try:
         async with redis_deadline(detail):
             yield
     except EndpointNotFound as exc:
         raise _missing("endpoint", exc.endpoint_id) from None
+    except DestinationError as exc:
+        raise Problem(
+            DESTINATION_REFUSED, exc.message, errors=[{"field": "url", "message": exc.message}]
+        ) from None
     except EndpointError as exc:
         raise invalid_field(_API_FIELD_NAMES.get(exc.field, exc.field), exc.message) from None
 
