@@ -15,8 +15,9 @@ Routes (all under the API key, see :func:`producer.api.authenticate`):
   with the receiver's status, latency and response excerpt.
 * ``GET /v1/event-types``: the catalogue, each type with a complete example event.
 
-Test sends are performed by a worker, because signing and the destination policy (the
-SSRF guard) live there and this package cannot import them. The contract:
+Test sends are performed by a worker, because signing and the guarded connections (the
+destination policy checked on every connection) live there and this package cannot
+import them. The contract:
 
 * the API ``LPUSH``-es a request, the JSON object ``{"id", "endpoint_id", "event_type",
   "requested_ms", "deadline_ms"}``, to the list :attr:`producer.keys.Keys.test_requests`;

@@ -105,7 +105,7 @@ class DestinationPolicy:
         except ValueError:
             return
         if why is not None:
-            raise DestinationRefused(f"destination {host} is not a public address: {why}")
+            raise DestinationRefused(f"destination {host} is not a public address: it is {why}")
 
 
 def is_public(address: str | IPAddress) -> bool:
