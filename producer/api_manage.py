@@ -15,8 +15,9 @@ Routes (all under the API key, see :func:`producer.api.authenticate`):
   with the receiver's status, latency and response excerpt.
 * ``GET /v1/event-types``: the catalogue, each type with a complete example event.
 
-Test sends are performed by a worker, because signing and the destination policy (the
-SSRF guard) live there and this package cannot import them. The contract:
+Test sends are performed by a worker, because signing and the guarded connections (the
+destination policy checked on every connection) live there and this package cannot
+import them. The contract:
 
 * the API ``LPUSH``-es a request, the JSON object ``{"id", "endpoint_id", "event_type",
   "requested_ms", "deadline_ms"}``, to the list :attr:`producer.keys.Keys.test_requests`;
@@ -75,6 +76,7 @@ from producer.endpoints import (
     MAX_IN_FLIGHT_LIMIT,
     MAX_URL_LENGTH,
     ROTATION_GRACE_S,
+    DestinationError,
     Endpoint,
     EndpointError,
     EndpointNotFound,
@@ -119,6 +121,7 @@ TEST_POLL_FIRST_S = 0.02
 TEST_POLL_MAX_S = 0.25
 
 TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
+DESTINATION_REFUSED = ProblemKind("destination-refused", 422, "Destination refused")
 
 ENDPOINT_CURSOR = "endpoints"
 ENDPOINT_ATTEMPTS_CURSOR = "endpoint-attempts"
@@ -158,12 +161,17 @@ def _missing(what: str, ident: str) -> Problem:
 
 @asynccontextmanager
 async def _registry(detail: str) -> AsyncIterator[None]:
-    """Map the registry's errors to problems: 404, 422 naming the field, 503."""
+    """Map the registry's errors to problems: 404, 422 naming the field (or the
+    destination policy's rule), 503."""
     try:
         async with redis_deadline(detail):
             yield
     except EndpointNotFound as exc:
         raise _missing("endpoint", exc.endpoint_id) from None
+    except DestinationError as exc:
+        raise Problem(
+            DESTINATION_REFUSED, exc.message, errors=[{"field": "url", "message": exc.message}]
+        ) from None
     except EndpointError as exc:
         raise invalid_field(_API_FIELD_NAMES.get(exc.field, exc.field), exc.message) from None
 

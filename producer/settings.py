@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from producer.addresses import IPNetwork
 from producer.cluster import hash_tag, is_cluster_url, parse_cluster_url
+from producer.destinations import DestinationPolicy, parse_networks
 from producer.secretbox import parse_key
 from producer.sentinel import is_sentinel_url, parse_sentinel_url
 
@@ -188,6 +190,21 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
         parse_positive_int,
     ),
+    # The destination policy: checked when endpoints are registered (API, CLI,
+    # dashboard) and on every connection (workers), so every process reads it.
+    Option(
+        "ALLOW_PRIVATE_DESTINATIONS",
+        "0",
+        "1 allows loopback, private and link-local destinations (demo and tests only).",
+        parse_bool,
+    ),
+    Option(
+        "ALLOWED_PRIVATE_NETWORKS",
+        "",
+        "Comma-separated CIDR blocks delivered to even though they are not public "
+        "(e.g. an internal receiver at 10.20.0.0/16).",
+        parse_networks,
+    ),
 )
 
 
@@ -222,6 +239,8 @@ class ProducerSettings:
     batch_size: int = 50
     delivery_retention: int = 7 * 24 * 3600
     secret_encryption_key: bytes | None = field(default=None, repr=False)
+    allow_private_destinations: bool = False
+    allowed_private_networks: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         if is_cluster_url(self.redis_url) and hash_tag(self.key_prefix) is None:
@@ -232,6 +251,13 @@ class ProducerSettings:
                 "redis+cluster://) it needs a hash tag, e.g. {cliq}, so that every key "
                 "lands in one slot"
             )
+
+    @property
+    def destination_policy(self) -> DestinationPolicy | None:
+        """Where deliveries may go; None when every destination is allowed."""
+        if self.allow_private_destinations:
+            return None
+        return DestinationPolicy(self.allowed_private_networks)
 
     @property
     def effective_redis_url(self) -> str:

@@ -76,6 +76,8 @@ class Outcome:
     delay_s: float | None = None
     # 410 Gone: the receiver says the endpoint no longer exists; stop sending to it.
     disable: bool = False
+    # The destination policy refused the address: dead at once, not retried.
+    refused: bool = False
 
 
 class DeliveryProcessor:
@@ -295,7 +297,9 @@ class DeliveryProcessor:
         gone = response.status == GONE
         if response.ok:
             kind = AttemptOutcome.DELIVERED
-        elif gone:
+        elif gone or response.refused:
+            # A refused destination stays refused: retrying would only delay telling
+            # the owner (the endpoint turns failing, as after a last failed attempt).
             kind = AttemptOutcome.DEAD
         else:
             delay = self._schedule.delay_after_failure(
@@ -312,7 +316,16 @@ class DeliveryProcessor:
             outcome=kind,
             next_attempt_ms=None if delay is None else int((time.time() + delay) * 1000),
         )
-        return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay, gone)
+        return Outcome(
+            target.item,
+            kind,
+            attempt,
+            target.event_id,
+            target.endpoint.id,
+            delay,
+            gone,
+            response.refused,
+        )
 
     async def _commit(self, outcome: Outcome) -> str:
         code = await self._recorder.submit(outcome)
@@ -435,6 +448,6 @@ def notification_spec(outcome: Outcome) -> JobSpec:
             "last_error": outcome.attempt.error
             or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
             "failed_at_ms": outcome.attempt.at_ms,
-            "reason": "gone" if outcome.disable else "failing",
+            "reason": "gone" if outcome.disable else "refused" if outcome.refused else "failing",
         },
     )

@@ -93,7 +93,7 @@ class WorkerService:
         sender = Sender(
             timeout_s=s.delivery_timeout,
             max_connections=s.worker_concurrency,
-            policy=s.destination_policy,
+            policy=s.producer.destination_policy,
             user_agent=f"cliq-webhooks/{__version__}",
         )
         await sender.start()

@@ -12,13 +12,11 @@ from producer.settings import (
     PRODUCER_OPTIONS,
     Option,
     ProducerSettings,
-    parse_bool,
     parse_port,
     parse_positive_float,
     parse_positive_int,
     read_options,
 )
-from worker.destinations import DestinationPolicy, IPNetwork, parse_networks
 from worker.schedule import RetrySchedule
 
 WORKER_OPTIONS: tuple[Option, ...] = (
@@ -59,19 +57,6 @@ WORKER_OPTIONS: tuple[Option, ...] = (
         parse_port,
     ),
     Option(
-        "ALLOW_PRIVATE_DESTINATIONS",
-        "0",
-        "1 allows loopback, private and link-local destinations (demo and tests only).",
-        parse_bool,
-    ),
-    Option(
-        "ALLOWED_PRIVATE_NETWORKS",
-        "",
-        "Comma-separated CIDR blocks delivered to even though they are not public "
-        "(e.g. an internal receiver at 10.20.0.0/16).",
-        parse_networks,
-    ),
-    Option(
         "JOB_LOCK_TIMEOUT",
         "30",
         "Seconds after which the jobs of a worker that died (SIGKILL, lost host) are "
@@ -97,17 +82,8 @@ class WorkerSettings:
     metrics_port: int = 9464
     log_format: str = "auto"
     log_level: str = "info"
-    allow_private_destinations: bool = False
-    allowed_private_networks: tuple[IPNetwork, ...] = ()
     job_lock_timeout: float = 30.0
     shutdown_grace: float = 25.0
-
-    @property
-    def destination_policy(self) -> DestinationPolicy | None:
-        """Where deliveries may go; None when every destination is allowed."""
-        if self.allow_private_destinations:
-            return None
-        return DestinationPolicy(self.allowed_private_networks)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
