@@ -19,6 +19,7 @@ from redis.typing import EncodableT, FieldT
 from producer.cluster import RedisClient
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
+from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
 
 SECRET_PREFIX = "whsec_"
@@ -301,6 +302,7 @@ class EndpointRegistry:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
+            stage_generation(pipe, self._keys)
             await pipe.execute()
         return endpoint
 

@@ -188,6 +188,14 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
         parse_positive_int,
     ),
+    Option(
+        "ALLOW_EVICTING_REDIS",
+        "0",
+        "1 lets the API and the workers run on a Redis whose maxmemory-policy is not "
+        "noeviction, which loses acknowledged events when memory runs out (an error is "
+        "logged every minute). 0: they refuse to.",
+        parse_bool,
+    ),
 )
 
 
@@ -222,6 +230,7 @@ class ProducerSettings:
     batch_size: int = 50
     delivery_retention: int = 7 * 24 * 3600
     secret_encryption_key: bytes | None = field(default=None, repr=False)
+    allow_evicting_redis: bool = False
 
     def __post_init__(self) -> None:
         if is_cluster_url(self.redis_url) and hash_tag(self.key_prefix) is None:
