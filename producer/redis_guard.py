@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,9 @@ class RedisGuard:
         allow_evicting: bool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # bullmq warns of an evicting Redis on stderr, outside the JSON log, on every
+        # connection: this guard reports it in the log instead (refused or every minute).
+        warnings.filterwarnings("ignore", "IMPORTANT! Eviction policy", UserWarning, r"bullmq\.")
         self._redis = redis
         self._keys = keys
         self._metrics = metrics

@@ -70,6 +70,8 @@ class WorkerService:
         self._loops: list[asyncio.Task[None]] = []
         self._pickup: asyncio.Task[None] | None = None
         self._intake_stopped = False
+        # Its Redis checks (producer.redis_guard), once run() has made them.
+        self.guard: RedisGuard | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -89,6 +91,7 @@ class WorkerService:
         except BaseException:
             await redis.aclose()
             raise
+        self.guard = guard
         dispatcher = JobDispatcher(
             redis,
             self.keys,
