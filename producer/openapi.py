@@ -58,7 +58,11 @@ PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
     415: ("UnsupportedMediaType", "The body is not declared application/json (UTF-8)."),
     422: ("UnprocessableContent", "Fields are invalid; `errors` names each one."),
     429: ("TooManyRequests", "Too many attempts; wait before trying again."),
-    503: ("ServiceUnavailable", "Redis is unavailable or too slow; retry later."),
+    503: (
+        "ServiceUnavailable",
+        "Redis is unavailable or too slow (retry later), or may evict keys "
+        "(`redis-evicting`: nothing is stored until its maxmemory-policy is noeviction).",
+    ),
     504: ("GatewayTimeout", "Nobody answered in time."),
 }
 
@@ -325,7 +329,11 @@ _PUBLISH_RESULT_SCHEMA: dict[str, Any] = {
 _STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
-    "properties": {"status": {"type": "string"}},
+    "properties": {
+        "status": {"type": "string"},
+        # /readyz only: what is amiss without making it unready (producer.redis_guard).
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
 }
 
 
@@ -441,7 +449,7 @@ CORE_PATHS: dict[str, Any] = {
     "/readyz": {
         "get": operation(
             "readyz",
-            "Readiness: 200 when Redis answers PING",
+            "Readiness: 200 when Redis answers PING and does not evict keys",
             tag="probes",
             public=True,
             responses={
