@@ -211,7 +211,9 @@ async def test_a_worker_refuses_to_start_on_an_evicting_redis(
     assert service.metrics.worker_up._value.get() == 0
 
 
-@pytest.mark.parametrize("command", [["worker"], ["worker.cli", "worker"]])
+@pytest.mark.parametrize(
+    "command", [["worker"], ["worker.cli", "worker"], ["worker.cli", "worker", "--processes", "2"]]
+)
 def test_the_worker_command_exits_2_on_an_evicting_redis(
     redis_server_factory: RedisServerFactory, command: list[str]
 ) -> None:
@@ -225,8 +227,11 @@ def test_the_worker_command_exits_2_on_an_evicting_redis(
         timeout=60,
     )
     assert done.returncode == 2, done.stderr
-    (message,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert_refusal_message(message)
+    # One line per process that refused (under --processes, the children that got so far).
+    messages = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert messages
+    for message in messages:
+        assert_refusal_message(message)
 
 
 # ---------------------------------------------------------------- the override
