@@ -25,7 +25,6 @@ that a reconnection to a restarted or failed-over server is checked too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 import warnings
@@ -192,9 +191,13 @@ class RedisGuard:
         their housekeeping). A Redis that does not answer is tried again next time."""
         while True:
             await asyncio.sleep(interval_s)
-            with contextlib.suppress(TimeoutError, redis_errors.RedisError):
+            try:
                 async with asyncio.timeout(CHECK_TIMEOUT_S):
                     await self.check()
+            except (TimeoutError, redis_errors.RedisError):
+                pass  # Redis down: /readyz says so
+            except Exception:  # a bug: keep checking, and show it
+                log.exception("redis_guard_failed")
 
     async def _check_policy(self, starting: bool) -> None:
         previous = self.policy
