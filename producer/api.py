@@ -62,6 +62,7 @@ from producer.cluster import RedisClient, is_cluster_url, parse_cluster_url, pin
 from producer.context import Producer
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
 from producer.publisher import PublishResult
+from producer.redis_guard import GuardMetrics, RedisGuard
 from producer.sentinel import is_sentinel_url, parse_sentinel_url
 from producer.settings import (
     DELIVERY_TIMEOUT,
@@ -295,6 +296,7 @@ INVALID_EVENT = ProblemKind("invalid-event", 422, "Invalid event")
 INVALID_FIELDS = ProblemKind("invalid-fields", 422, "Invalid fields")
 INTERNAL_ERROR = ProblemKind("internal-error", 500, "Internal server error")
 REDIS_UNAVAILABLE = ProblemKind("redis-unavailable", 503, "Redis unavailable")
+REDIS_EVICTING = ProblemKind("redis-evicting", 503, "Redis may evict acknowledged data")
 
 _KINDS_BY_STATUS = {
     kind.status: kind for kind in (NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE)
@@ -400,6 +402,7 @@ class ApiMetrics:
         )
         for surface in Surface:  # every series exists from the start, at 0
             self.auth_throttled.labels(surface.value)
+        self.redis = GuardMetrics(self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -423,6 +426,7 @@ SETTINGS = web.AppKey("settings", ApiSettings)
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCER = web.AppKey("producer", Producer)
 REDIS_PROBE: web.AppKey[RedisClient] = web.AppKey("redis_probe")
+GUARD = web.AppKey("redis_guard", RedisGuard)
 # Route templates whose handlers authenticate callers themselves, with other credentials
 # than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
 SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
@@ -466,7 +470,10 @@ def probe_client(redis_url: str) -> RedisClient:
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
-    """Open the producer (and the probe client) at startup; close them at shutdown."""
+    """Open the producer (and the probe client) at startup; close them at shutdown.
+
+    Raises :class:`producer.redis_guard.RedisEvictingError` on a Redis that may evict keys.
+    """
     settings = app[SETTINGS]
     if not settings.api_keys:
         log.warning(
@@ -475,11 +482,24 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         )
     producer = Producer(settings.producer)
     probe = probe_client(settings.producer.effective_redis_url)
+    guard = RedisGuard(
+        producer.redis,
+        producer.keys,
+        app[METRICS].redis,
+        allow_evicting=settings.producer.allow_evicting_redis,
+    )
     app[PRODUCER] = producer
     app[REDIS_PROBE] = probe
+    app[GUARD] = guard
+    watching: asyncio.Task[None] | None = None
     try:
+        await guard.start()
+        watching = asyncio.create_task(guard.watch())
         yield
     finally:
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         try:
             await probe.aclose()
         finally:
@@ -543,6 +563,15 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return Problem(
             INTERNAL_ERROR, "An unexpected error occurred; it has been logged."
         ).response()
+
+
+@web.middleware
+async def refuse_while_evicting(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """503 for every write while Redis may evict keys: never acknowledge what it may drop."""
+    refusal = request.config_dict[GUARD].refusal
+    if refusal is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        raise Problem(REDIS_EVICTING, f"Nothing was stored. {refusal}.")
+    return await handler(request)
 
 
 @web.middleware
@@ -862,7 +891,9 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: 200 when Redis answers ``PING`` within :data:`READY_TIMEOUT_S`."""
+    """``GET /readyz``: 200 when Redis answers ``PING`` within :data:`READY_TIMEOUT_S` and
+    does not evict keys (unless allowed); ``warnings`` tell of anything else amiss, such
+    as Redis having lost its data (:mod:`producer.redis_guard`)."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             await ping(request.app[REDIS_PROBE], request.app[PRODUCER].keys.prefix)
@@ -871,7 +902,11 @@ async def readyz(request: web.Request) -> web.Response:
         raise Problem(
             REDIS_UNAVAILABLE, f"Redis did not answer PING within {READY_TIMEOUT_S:g} s."
         ) from exc
-    return web.json_response({"status": "ready"})
+    guard = request.app[GUARD]
+    if guard.refusal is not None:
+        raise Problem(REDIS_EVICTING, f"{guard.refusal}.")
+    warnings = guard.warnings()
+    return web.json_response({"status": "ready", **({"warnings": warnings} if warnings else {})})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -889,7 +924,7 @@ def create_app(
 ) -> web.Application:
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
-        middlewares=[observe, problems, authenticate],
+        middlewares=[observe, problems, authenticate, refuse_while_evicting],
         # A backstop: every route reads its body through read_body or read_limited, with
         # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
         client_max_size=settings.max_batch_bytes,

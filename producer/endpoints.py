@@ -20,6 +20,7 @@ from producer.cluster import RedisClient
 from producer.destinations import DestinationRefused, RegistrationCheck, is_legacy_ipv4
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
+from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
 
 SECRET_PREFIX = "whsec_"
@@ -341,6 +342,7 @@ class EndpointRegistry:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
+            stage_generation(pipe, self._keys)
             await pipe.execute()
         return endpoint
 

@@ -64,7 +64,11 @@ PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
         "wait the seconds of `Retry-After`. A valid credential is never refused for the "
         "failures of others.",
     ),
-    503: ("ServiceUnavailable", "Redis is unavailable or too slow; retry later."),
+    503: (
+        "ServiceUnavailable",
+        "Redis is unavailable or too slow (retry later), or may evict keys "
+        "(`redis-evicting`: nothing is stored until its maxmemory-policy is noeviction).",
+    ),
     504: ("GatewayTimeout", "Nobody answered in time."),
 }
 
@@ -332,7 +336,11 @@ _PUBLISH_RESULT_SCHEMA: dict[str, Any] = {
 _STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
-    "properties": {"status": {"type": "string"}},
+    "properties": {
+        "status": {"type": "string"},
+        # /readyz only: what is amiss without making it unready (producer.redis_guard).
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
 }
 
 
@@ -452,7 +460,7 @@ CORE_PATHS: dict[str, Any] = {
     "/readyz": {
         "get": operation(
             "readyz",
-            "Readiness: 200 when Redis answers PING",
+            "Readiness: 200 when Redis answers PING and does not evict keys",
             tag="probes",
             public=True,
             responses={

@@ -205,6 +205,14 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
         "(e.g. an internal receiver at 10.20.0.0/16).",
         parse_networks,
     ),
+    Option(
+        "ALLOW_EVICTING_REDIS",
+        "0",
+        "1 lets the API and the workers run on a Redis whose maxmemory-policy is not "
+        "noeviction, which loses acknowledged events when memory runs out (an error is "
+        "logged every minute). 0: they refuse to.",
+        parse_bool,
+    ),
 )
 
 
@@ -241,6 +249,7 @@ class ProducerSettings:
     secret_encryption_key: bytes | None = field(default=None, repr=False)
     allow_private_destinations: bool = False
     allowed_private_networks: tuple[IPNetwork, ...] = ()
+    allow_evicting_redis: bool = False
 
     def __post_init__(self) -> None:
         if is_cluster_url(self.redis_url) and hash_tag(self.key_prefix) is None:

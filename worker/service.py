@@ -5,7 +5,8 @@ loop, and closed there. SIGTERM or SIGINT stops intake, gives in-flight attempts
 ``SHUTDOWN_GRACE`` seconds, then cancels what is left (a cancelled attempt is not
 recorded, so another worker makes it again: nothing is lost) and exits 0. If a
 queue loop dies, ``/healthz`` turns 503 and the process exits 1 so that its
-supervisor restarts it.
+supervisor restarts it. On a Redis that may evict keys it does not start
+(:mod:`producer.redis_guard`), and stops taking jobs while one is found so later.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from producer.jobs import (
     redis_client,
 )
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.redis_guard import RedisGuard
 from producer.secretbox import SecretBox
 from worker import __version__
 from worker.delivery import DeliveryProcessor
@@ -67,6 +69,9 @@ class WorkerService:
         self._queue_workers: list[Worker] = []
         self._loops: list[asyncio.Task[None]] = []
         self._pickup: asyncio.Task[None] | None = None
+        self._intake_stopped = False
+        # Its Redis checks (producer.redis_guard), once run() has made them.
+        self.guard: RedisGuard | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -78,6 +83,15 @@ class WorkerService:
         s = self.settings
         redis_url = s.producer.effective_redis_url
         redis = redis_client(redis_url)
+        guard = RedisGuard(
+            redis, self.keys, self.metrics.redis, allow_evicting=s.producer.allow_evicting_redis
+        )
+        try:
+            await guard.start()
+        except BaseException:
+            await redis.aclose()
+            raise
+        self.guard = guard
         dispatcher = JobDispatcher(
             redis,
             self.keys,
@@ -135,8 +149,10 @@ class WorkerService:
             redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
         )
         self._install_signal_handlers()
-        runner = await self._start_http(lambda: ping(redis, self.keys.prefix))
-        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor, pickup))
+        runner = await self._start_http(lambda: ping(redis, self.keys.prefix), guard)
+        housekeeping = asyncio.create_task(
+            self._housekeeping(dispatcher, redis, processor, pickup, guard)
+        )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
         self._queue_workers = [
@@ -247,9 +263,15 @@ class WorkerService:
         return bool(self._loops) and self._alive() and not self._stop.is_set()
 
     async def _housekeeping(
-        self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor, pickup: Pickup
+        self,
+        dispatcher: JobDispatcher,
+        redis: Any,
+        processor: DeliveryProcessor,
+        pickup: Pickup,
+        guard: RedisGuard,
     ) -> None:
-        """Sweep the outbox, give back dead workers' claims, refresh gauges, watch the loops."""
+        """Check Redis (policy, generation), sweep the outbox, give back dead workers'
+        claims, refresh gauges, watch the loops."""
         while not self._stop.is_set():
             self.metrics.in_flight.set(processor.in_flight)
             if not self._alive():
@@ -258,6 +280,8 @@ class WorkerService:
                 self.stop()
                 return
             try:
+                await guard.check()
+                await self._follow_guard(guard, pickup)
                 swept = await dispatcher.sweep(OUTBOX_GRACE_S)
                 if swept:
                     log.warning("outbox_swept", jobs=swept)
@@ -269,6 +293,25 @@ class WorkerService:
                 log.warning("housekeeping_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL_S)
+
+    async def _follow_guard(self, guard: RedisGuard, pickup: Pickup) -> None:
+        """Take no jobs while Redis may evict keys (and that is not allowed), take them
+        again once it no longer does. Jobs in progress finish."""
+        stop = guard.refusal is not None
+        if stop:
+            pickup.pause()
+            for queue_worker in self._queue_workers:
+                await queue_worker.pause(do_not_wait_active=True)
+        else:
+            pickup.resume()
+            for queue_worker in self._queue_workers:
+                queue_worker.resume()
+        if stop != self._intake_stopped:
+            self._intake_stopped = stop
+            if stop:
+                log.error("intake_stopped", reason=guard.refusal)
+            else:
+                log.warning("intake_resumed")
 
     async def _refresh_gauges(self, dispatcher: JobDispatcher, redis: Any) -> None:
         stats = await redis.hgetall(self.keys.stats)
@@ -294,8 +337,11 @@ class WorkerService:
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
 
-    async def _start_http(self, ping: Callable[[], Awaitable[Any]]) -> web.AppRunner | None:
-        """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable)."""
+    async def _start_http(
+        self, ping: Callable[[], Awaitable[Any]], guard: RedisGuard
+    ) -> web.AppRunner | None:
+        """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable
+        and not evicting keys; ``warnings`` tell of anything else amiss)."""
         if self.settings.metrics_port == 0:
             return None
 
@@ -315,8 +361,11 @@ class WorkerService:
                 redis_ok = True
             except Exception:
                 redis_ok = False
-            ok = redis_ok and self._alive() and not self._stop.is_set()
-            return web.json_response({"ok": ok, "redis": redis_ok}, status=200 if ok else 503)
+            ok = redis_ok and self._alive() and not self._stop.is_set() and not guard.refusal
+            body: dict[str, Any] = {"ok": ok, "redis": redis_ok}
+            if warnings := guard.warnings():
+                body["warnings"] = warnings
+            return web.json_response(body, status=200 if ok else 503)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

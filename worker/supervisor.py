@@ -5,7 +5,8 @@ The supervisor starts N ``python -m worker`` children, restarts any that dies
 them up (prometheus-client's multiprocess mode: each child writes its values to
 files in a private folder). ``/healthz`` is 200 while every child runs. SIGTERM or
 SIGINT is passed on to the children, which drain; the supervisor waits for them
-for ``SHUTDOWN_GRACE`` plus a margin, then kills what is left.
+for ``SHUTDOWN_GRACE`` plus a margin, then kills what is left. A child that exits 2
+(bad configuration: a Redis that may evict keys) stops them all, with status 2.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ RESTART_PAUSE_MAX_S = 30.0
 # sooner waits longer each time (a crash loop must not spin).
 STABLE_AFTER_S = 10.0
 KILL_MARGIN_S = 5.0
+# A child's exit status for bad configuration (worker.cli), such as a Redis that may
+# evict keys: restarting it would not help, so the supervisor stops with it.
+EXIT_BAD_CONFIGURATION = 2
 
 
 class Child:
@@ -60,6 +64,7 @@ class Supervisor:
         self._children = [Child(i) for i in range(processes)]
         self._stop = asyncio.Event()
         self._metrics_dir = tempfile.mkdtemp(prefix="cliq-metrics-")
+        self._refused = False
 
     async def run(self) -> int:
         """Supervise until SIGTERM/SIGINT; returns 0 after a clean stop."""
@@ -105,6 +110,11 @@ class Supervisor:
                 continue
             pid, code = child.process.pid, child.process.returncode
             mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+            if code == EXIT_BAD_CONFIGURATION:
+                log.error("child_refused_to_start", child=child.index, pid=pid, exit_code=code)
+                self._refused = True
+                self._stop.set()
+                return
             lived = time.monotonic() - child.started_at
             child.pause_s = (
                 0.0
@@ -138,6 +148,8 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in alive))
         codes = [p.returncode for p in alive]
         log.info("supervisor_stopped", exit_codes=codes)
+        if self._refused:
+            return EXIT_BAD_CONFIGURATION
         # -SIGTERM: a child still starting up, before its handler was installed.
         return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
