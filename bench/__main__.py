@@ -139,7 +139,10 @@ async def measure(
         stack.push_async_callback(admin.aclose)
         assert isinstance(admin, aioredis.Redis)  # the bench's Redis is one local server
         # The caller's settings (BATCH_SIZE, KEY_PREFIX...) apply, but never its Redis.
-        settings = ProducerSettings.from_env({**os.environ, "REDIS_URL": local.url})
+        # Its receivers run on 127.0.0.1, where the workers deliver too (bench/workers.py).
+        settings = ProducerSettings.from_env(
+            {**os.environ, "REDIS_URL": local.url, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+        )
         ctx = Context(plan, admin, local.url, settings, sink, recorder, workdir)
         progress(f"bench: redis {local.url}, sink {sink.kind} {sink.url}, work dir {workdir}")
         total = max(rounds_of(plan, name) for name in selected)

@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=None,  # one structured line per request comes from the app itself
             loop=new_event_loop(),
         )
+    except SettingsError as exc:  # a Redis that may evict keys (producer.redis_guard)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as exc:
         log.error("api_failed", error=str(exc), host=settings.api_host, port=settings.port)
         return EXIT_FAILURE

@@ -17,9 +17,11 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.typing import EncodableT, FieldT
 
 from producer import scans
+from producer.destinations import DestinationRefused, RegistrationCheck, is_legacy_ipv4
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
+from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
 
 SECRET_PREFIX = "whsec_"
@@ -48,6 +50,14 @@ class EndpointError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class DestinationError(EndpointError):
+    """The URL's destination is refused by the destination policy (the message names
+    the rule)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("url", message)
 
 
 class EndpointNotFound(LookupError):
@@ -85,8 +95,21 @@ def validate_url(url: str) -> str:
         raise EndpointError("url", f"{url!r} has no host")
     if parts.username or parts.password:
         raise EndpointError("url", "must not carry credentials; authenticate with the signature")
+    if is_legacy_ipv4(parts.hostname):
+        # Workers refuse these on every attempt (aiohttp), so they are refused here too.
+        raise EndpointError(
+            "url",
+            f"host {parts.hostname} is not a canonical IPv4 address: write it as four "
+            "decimal numbers, such as 127.0.0.1",
+        )
     del port
     return url
+
+
+def url_host_port(url: str) -> tuple[str, int]:
+    """The host and port a (validated) URL connects to."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def validate_filter(patterns: Iterable[str], catalogue: Catalogue) -> tuple[str, ...]:
@@ -266,12 +289,28 @@ class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
     def __init__(
-        self, redis: RedisClient, keys: Keys, catalogue: Catalogue, box: SecretBox
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        catalogue: Catalogue,
+        box: SecretBox,
+        destinations: RegistrationCheck | None = None,
     ) -> None:
+        """``destinations``: the destination policy that URLs must pass (None: none)."""
         self._redis = redis
         self._keys = keys
         self.catalogue = catalogue
         self._box = box
+        self._destinations = destinations
+
+    async def _check_destination(self, url: str) -> None:
+        """Raise :class:`DestinationError` if the policy refuses where ``url`` leads."""
+        if self._destinations is None:
+            return
+        try:
+            await self._destinations.check(*url_host_port(url))
+        except DestinationRefused as exc:
+            raise DestinationError(str(exc)) from None
 
     async def create(
         self,
@@ -300,10 +339,13 @@ class EndpointRegistry:
             max_in_flight=validate_max_in_flight(max_in_flight),
             rate_limit=validate_rate_limit(rate_limit),
         )
+        # Last: the other fields' errors come first, without waiting for DNS.
+        await self._check_destination(endpoint.url)
         async with self._redis.pipeline(transaction=True) as pipe:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
+            stage_generation(pipe, self._keys)
             await pipe.execute()
         return endpoint
 
@@ -406,6 +448,8 @@ class EndpointRegistry:
             else endpoint.rate_limit,
             updated_ms=_now_ms(),
         )
+        if changed.url != endpoint.url:
+            await self._check_destination(changed.url)
         await self._write(changed, endpoint)
         return changed
 

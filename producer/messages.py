@@ -39,7 +39,9 @@ def _object(data: object, what: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class NotificationJob:
-    """An endpoint turned failing (``reason`` failing) or was disabled (``gone``)."""
+    """An endpoint turned failing (``reason``: ``failing`` after its last failed attempt,
+    ``refused`` when the destination policy refused its address) or was disabled
+    (``gone``: it answered 410 Gone)."""
 
     endpoint_id: str
     delivery_id: str

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from producer.addresses import IPNetwork
+from producer.destinations import DestinationPolicy, parse_networks
 from producer.redis.clients import RedisKind, check_url, kind_of
 from producer.redis.cluster import hash_tag
 from producer.secretbox import parse_key
@@ -196,6 +198,32 @@ DELIVERY_RETENTION = Option(
     parse_positive_int,
 )
 
+# The destination policy: checked when endpoints are registered (API, CLI, dashboard)
+# and on every connection (workers), so every process reads it.
+ALLOW_PRIVATE_DESTINATIONS = Option(
+    "ALLOW_PRIVATE_DESTINATIONS",
+    "0",
+    "1 allows loopback, private and link-local destinations (demo and tests only).",
+    parse_bool,
+)
+
+ALLOWED_PRIVATE_NETWORKS = Option(
+    "ALLOWED_PRIVATE_NETWORKS",
+    "",
+    "Comma-separated CIDR blocks delivered to even though they are not public "
+    "(e.g. an internal receiver at 10.20.0.0/16).",
+    parse_networks,
+)
+
+ALLOW_EVICTING_REDIS = Option(
+    "ALLOW_EVICTING_REDIS",
+    "0",
+    "1 lets the API and the workers run on a Redis whose maxmemory-policy is not "
+    "noeviction, which loses acknowledged events when memory runs out (an error is "
+    "logged every minute). 0: they refuse to.",
+    parse_bool,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -204,6 +232,9 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     BATCH_SIZE,
     SECRET_ENCRYPTION_KEY,
     DELIVERY_RETENTION,
+    ALLOW_PRIVATE_DESTINATIONS,
+    ALLOWED_PRIVATE_NETWORKS,
+    ALLOW_EVICTING_REDIS,
 )
 
 
@@ -237,6 +268,9 @@ class ProducerSettings:
     batch_size: int = BATCH_SIZE.value
     delivery_retention: int = DELIVERY_RETENTION.value
     secret_encryption_key: bytes | None = field(default=SECRET_ENCRYPTION_KEY.value, repr=False)
+    allow_private_destinations: bool = ALLOW_PRIVATE_DESTINATIONS.value
+    allowed_private_networks: tuple[IPNetwork, ...] = ALLOWED_PRIVATE_NETWORKS.value
+    allow_evicting_redis: bool = ALLOW_EVICTING_REDIS.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:
@@ -247,6 +281,13 @@ class ProducerSettings:
                 "redis+cluster://) it needs a hash tag, e.g. {cliq}, so that every key "
                 "lands in one slot"
             )
+
+    @property
+    def destination_policy(self) -> DestinationPolicy | None:
+        """Where deliveries may go; None when every destination is allowed."""
+        if self.allow_private_destinations:
+            return None
+        return DestinationPolicy(self.allowed_private_networks)
 
     @property
     def effective_redis_url(self) -> str:

@@ -1,8 +1,8 @@
 """The seed's "Send Test Event" between the API and the workers, over Redis.
 
-Test sends are performed by a worker, because signing and the destination policy (the
-SSRF guard) live there and the producer cannot import them. The contract, both halves
-of it here:
+Test sends are performed by a worker, because signing and the guarded connections (the
+destination policy checked on every connection) live there and the producer cannot
+import them. The contract, both halves of it here:
 
 * the API ``LPUSH``-es a :class:`~producer.messages.TestSendRequest` (JSON) to the list
   :attr:`producer.keys.Keys.test_requests` (:func:`request_test_send`);

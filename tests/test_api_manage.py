@@ -49,7 +49,9 @@ async def api_factory(redis_url: str) -> AsyncIterator[ApiFactory]:
     clients: list[Client] = []
 
     async def factory(**env: str) -> Client:
-        settings = ApiSettings.from_env({"REDIS_URL": redis_url, **env})
+        # Receivers run on 127.0.0.1 (the policy's own tests turn it on).
+        base = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+        settings = ApiSettings.from_env({**base, **env})
         app = create_app(replace(settings, test_send_margin_s=0.0))
         client: Client = TestClient(TestServer(app, host="127.0.0.1", port=0))
         await client.start_server()

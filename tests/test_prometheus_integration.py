@@ -75,7 +75,7 @@ async def prometheus_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def api_port(redis_url: str) -> AsyncIterator[int]:
     """The HTTP API on a free 127.0.0.1 port."""
-    settings = ApiSettings.from_env({"REDIS_URL": redis_url})
+    settings = ApiSettings.from_env({"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"})
     client: TestClient[web.Request, web.Application] = TestClient(
         TestServer(create_app(settings), host="127.0.0.1", port=0)
     )

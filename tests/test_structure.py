@@ -5,6 +5,7 @@ declared once (its Option's) and taken from there by the settings classes."""
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -220,13 +221,16 @@ def test_settings_take_their_defaults_from_their_options(
 ) -> None:
     by_field = {option.dest: option for option in options}
     declared = declared_defaults(cls, source)
+    module = sys.modules[cls.__module__]
     instance = cls()
     for dest, option in by_field.items():
         assert dest in {f.name for f in fields(cls)}, (
             f"{cls.__name__} has no field for {option.env}"
         )
         # Declared once: the field's default is written as the option's value ...
-        assert option_default(declared[dest]) == option.env, f"{cls.__name__}.{dest}"
+        name = option_default(declared[dest])
+        assert name is not None, f"{cls.__name__}.{dest} has a default of its own"
+        assert getattr(module, name) is option, f"{cls.__name__}.{dest} is not {option.env}"
         # ... and it is what reading an empty environment gives.
         assert getattr(instance, dest) == option.read({}), f"{cls.__name__}.{dest}"
     # Every other field with a default is no setting (the producer's own, a test knob).

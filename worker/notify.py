@@ -51,6 +51,14 @@ def build_email(job: NotificationJob, endpoint_url: str, owner: str, sender: str
             f"    cliq-webhooks endpoint enable {endpoint_id}\n\n"
             "and send the deliveries it missed with the replay command below."
         )
+    elif job.reason == "refused":
+        what = (
+            "Your webhook endpoint is now marked as failing: its destination is refused\n"
+            "by the destination policy (it is not a public address, see the error below),\n"
+            "so the delivery was not sent and is not retried. Deliveries keep being\n"
+            "attempted; the endpoint returns to active after its next successful delivery\n"
+            "(point its URL, or its DNS, at a public address)."
+        )
     else:
         what = (
             "Your webhook endpoint is now marked as failing: a delivery failed every\n"

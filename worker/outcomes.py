@@ -30,6 +30,8 @@ class Outcome:
     delay_s: float | None = None
     # 410 Gone: the receiver says the endpoint no longer exists; stop sending to it.
     disable: bool = False
+    # The destination policy refused the address: dead at once, not retried.
+    refused: bool = False
 
 
 def outcome_of(
@@ -37,9 +39,9 @@ def outcome_of(
 ) -> Outcome:
     """The outcome of an attempt that started at ``started_s`` and got ``response``.
 
-    A 2xx delivers; 410 Gone ends the delivery dead and disables the endpoint; anything
-    else is retried on ``schedule`` (a ``Retry-After`` pushes the retry later) until the
-    schedule is used up, and then dead.
+    A 2xx delivers; 410 Gone ends the delivery dead and disables the endpoint; a refused
+    destination ends it dead at once; anything else is retried on ``schedule`` (a
+    ``Retry-After`` pushes the retry later) until the schedule is used up, and then dead.
     """
     at_ms = int(started_s * 1000)
     delay: float | None = None
@@ -47,7 +49,9 @@ def outcome_of(
     gone = response.status == GONE
     if response.ok:
         kind = AttemptOutcome.DELIVERED
-    elif gone:
+    elif gone or response.refused:
+        # A refused destination stays refused: retrying would only delay telling
+        # the owner (the endpoint turns failing, as after a last failed attempt).
         kind = AttemptOutcome.DEAD
     else:
         failed_at_s = time.time()
@@ -66,7 +70,16 @@ def outcome_of(
         outcome=kind,
         next_attempt_ms=None if next_at_s is None else int(next_at_s * 1000),
     )
-    return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay, gone)
+    return Outcome(
+        target.item,
+        kind,
+        attempt,
+        target.event_id,
+        target.endpoint.id,
+        delay,
+        gone,
+        response.refused,
+    )
 
 
 def unsent(unsendable: Unsendable) -> Outcome:

@@ -145,7 +145,7 @@ def notification_job(outcome: Outcome) -> NotificationJob:
         last_error=outcome.attempt.error
         or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
         failed_at_ms=outcome.attempt.at_ms,
-        reason="gone" if outcome.disable else "failing",
+        reason="gone" if outcome.disable else "refused" if outcome.refused else "failing",
     )
 
 

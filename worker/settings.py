@@ -15,13 +15,11 @@ from producer.settings import (
     SHUTDOWN_GRACE,
     Option,
     ProducerSettings,
-    parse_bool,
     parse_port,
     parse_positive_float,
     parse_positive_int,
     read_options,
 )
-from worker.destinations import DestinationPolicy, IPNetwork, parse_networks
 from worker.schedule import RetrySchedule
 
 RETRY_SCHEDULE = Option(
@@ -60,19 +58,6 @@ METRICS_PORT = Option(
     "Port of /metrics, /healthz and /readyz; 0 turns it off.",
     parse_port,
 )
-ALLOW_PRIVATE_DESTINATIONS = Option(
-    "ALLOW_PRIVATE_DESTINATIONS",
-    "0",
-    "1 allows loopback, private and link-local destinations (demo and tests only).",
-    parse_bool,
-)
-ALLOWED_PRIVATE_NETWORKS = Option(
-    "ALLOWED_PRIVATE_NETWORKS",
-    "",
-    "Comma-separated CIDR blocks delivered to even though they are not public "
-    "(e.g. an internal receiver at 10.20.0.0/16).",
-    parse_networks,
-)
 JOB_LOCK_TIMEOUT = Option(
     "JOB_LOCK_TIMEOUT",
     "30",
@@ -92,8 +77,6 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     NOTIFY_RETRY_BASE,
     METRICS_HOST,
     METRICS_PORT,
-    ALLOW_PRIVATE_DESTINATIONS,
-    ALLOWED_PRIVATE_NETWORKS,
     JOB_LOCK_TIMEOUT,
 )
 
@@ -114,17 +97,8 @@ class WorkerSettings:
     metrics_port: int = METRICS_PORT.value
     log_format: str = LOG_FORMAT.value
     log_level: str = LOG_LEVEL.value
-    allow_private_destinations: bool = ALLOW_PRIVATE_DESTINATIONS.value
-    allowed_private_networks: tuple[IPNetwork, ...] = ALLOWED_PRIVATE_NETWORKS.value
     job_lock_timeout: float = JOB_LOCK_TIMEOUT.value
     shutdown_grace: float = SHUTDOWN_GRACE.value
-
-    @property
-    def destination_policy(self) -> DestinationPolicy | None:
-        """Where deliveries may go; None when every destination is allowed."""
-        if self.allow_private_destinations:
-            return None
-        return DestinationPolicy(self.allowed_private_networks)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:

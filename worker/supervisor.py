@@ -5,7 +5,8 @@ The supervisor starts N ``python -m worker`` children, restarts any that dies
 them up (prometheus-client's multiprocess mode: each child writes its values to
 files in a private folder). ``/healthz`` is 200 while every child runs. SIGTERM or
 SIGINT is passed on to the children, which drain; the supervisor waits for them
-for ``SHUTDOWN_GRACE`` plus a margin, then kills what is left.
+for ``SHUTDOWN_GRACE`` plus a margin, then kills what is left. A child that exits 2
+(bad configuration: a Redis that may evict keys) stops them all, with status 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from worker.settings import WorkerSettings
 log = structlog.get_logger("cliq.worker.supervisor")
 
 KILL_MARGIN_S = 5.0
+# A child's exit status for bad configuration (cli.main), such as a Redis that may
+# evict keys: restarting it would not help, so the supervisor stops with it.
+EXIT_BAD_CONFIGURATION = 2
 
 
 class Child:
@@ -58,6 +62,7 @@ class Supervisor:
         self._children = [Child(i) for i in range(processes)]
         self._stop = asyncio.Event()
         self._metrics_dir = tempfile.mkdtemp(prefix="cliq-metrics-")
+        self._refused = False
 
     async def run(self) -> int:
         """Supervise until SIGTERM/SIGINT; returns 0 after a clean stop."""
@@ -103,6 +108,11 @@ class Supervisor:
                 continue
             pid, code = child.process.pid, child.process.returncode
             mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+            if code == EXIT_BAD_CONFIGURATION:
+                log.error("child_refused_to_start", child=child.index, pid=pid, exit_code=code)
+                self._refused = True
+                self._stop.set()
+                return
             child.pause_s = restart_pause_s(child.pause_s, time.monotonic() - child.started_at)
             child.restarts += 1
             log.warning(
@@ -131,6 +141,8 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in alive))
         codes = [p.returncode for p in alive]
         log.info("supervisor_stopped", exit_codes=codes)
+        if self._refused:
+            return EXIT_BAD_CONFIGURATION
         # -SIGTERM: a child still starting up, before its handler was installed.
         return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
 

@@ -77,7 +77,7 @@ async def send_test_event(
         sender = Sender(
             timeout_s=settings.delivery_timeout,
             max_connections=1,
-            policy=settings.destination_policy,
+            policy=settings.producer.destination_policy,
             user_agent=user_agent(),
         )
         await sender.start()

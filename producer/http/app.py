@@ -14,6 +14,7 @@ openapi, the domain); this module imports them, and nothing imports this module.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -34,16 +35,17 @@ from producer.http import (
     probes,
     testsends,
 )
-from producer.http.events import MAX_BATCH_BYTES
 from producer.http.metrics import ApiMetrics
 from producer.http.problems import (
     INTERNAL_ERROR,
+    REDIS_EVICTING,
     REDIS_UNAVAILABLE,
     UNAUTHORIZED,
     Problem,
     problem_from_http,
 )
 from producer.http.state import (
+    GUARD,
     METRICS,
     PRODUCER,
     REDIS_PROBE,
@@ -52,8 +54,10 @@ from producer.http.state import (
     SETTINGS,
     ApiSettings,
 )
+from producer.http.throttle import AUTH_THROTTLE, AuthThrottle, Surface, throttled
 from producer.redis.clients import probe_client
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS, RedisUnavailable
+from producer.redis_guard import RedisGuard
 from producer.tokens import context as token_context
 from producer.tokens import incoming, routes_spec
 from producer.tokens import routes as token_routes
@@ -82,7 +86,10 @@ DESCRIBED_MODULES = (endpoints_spec, deliveries, testsends, catalogue, routes_sp
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
-    """Open the producer (and the probe client) at startup; close them at shutdown."""
+    """Open the producer (and the probe client) at startup; close them at shutdown.
+
+    Raises :class:`producer.redis_guard.RedisEvictingError` on a Redis that may evict keys.
+    """
     settings = app[SETTINGS]
     if not settings.api_keys:
         log.warning(
@@ -91,11 +98,24 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         )
     producer = Producer(settings.producer)
     probe = probe_client(settings.producer.effective_redis_url)
+    guard = RedisGuard(
+        producer.redis,
+        producer.keys,
+        app[METRICS].redis,
+        allow_evicting=settings.producer.allow_evicting_redis,
+    )
     app[PRODUCER] = producer
     app[REDIS_PROBE] = probe
+    app[GUARD] = guard
+    watching: asyncio.Task[None] | None = None
     try:
+        await guard.start()
+        watching = asyncio.create_task(guard.watch())
         yield
     finally:
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         try:
             await probe.aclose()
         finally:
@@ -164,8 +184,21 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 @web.middleware
+async def refuse_while_evicting(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """503 for every write while Redis may evict keys: never acknowledge what it may drop."""
+    refusal = request.config_dict[GUARD].refusal
+    if refusal is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        raise Problem(REDIS_EVICTING, f"Nothing was stored. {refusal}.")
+    return await handler(request)
+
+
+@web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set."""
+    """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
+
+    Runs before any handler, so no body is read for a caller without a valid key; a
+    source address failing too often gets 429 instead of 401 (:func:`throttled`).
+    """
     keys = request.app[SETTINGS].api_keys
     route = route_label(request)
     if (
@@ -177,13 +210,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Problem(
+            raise throttled(request, Surface.API) or Problem(
                 UNAUTHORIZED,
                 "Send an API key as 'Authorization: Bearer <key>'.",
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks"'},
             )
         if not keys.accepts(token):
-            raise Problem(
+            raise throttled(request, Surface.API) or Problem(
                 UNAUTHORIZED,
                 "The API key is not valid.",
                 headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
@@ -201,11 +234,16 @@ def create_app(
 ) -> web.Application:
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
-        middlewares=[observe, problems, authenticate],
-        client_max_size=MAX_BATCH_BYTES,
+        middlewares=[observe, problems, authenticate, refuse_while_evicting],
+        # A backstop: every route reads its body through read_body or read_limited, with
+        # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
+        client_max_size=settings.max_batch_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics(metrics_registry)
+    app[AUTH_THROTTLE] = AuthThrottle(
+        settings.auth_failures_per_minute, app[METRICS].auth_throttled
+    )
     app[SELF_AUTHENTICATED] = set()
     app.cleanup_ctx.append(redis_context)
     # After the producer's: cleanup contexts run in order, and it is built from it.

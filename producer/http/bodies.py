@@ -66,9 +66,9 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         raise too_large
     body = bytearray()
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
-        if len(body) > limit:
+        if len(body) + len(chunk) > limit:
             raise too_large
+        body += chunk
     return bytes(body)
 
 

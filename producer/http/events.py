@@ -30,37 +30,38 @@ from producer.http.problems import (
     Problem,
     redis_deadline,
 )
-from producer.http.state import METRICS, producer_of
+from producer.http.state import MAX_BATCH_BYTES, METRICS, SETTINGS, producer_of
 
 MAX_BATCH_EVENTS = 1000
-MAX_BATCH_BYTES = 16 * 1024 * 1024
 # A single event's body may exceed MAX_PAYLOAD_BYTES by this much: the delivered body is
 # compact and normalized, the request's may be indented.
 SINGLE_EVENT_SLACK_BYTES = 4 * 1024
 
 
-async def read_body(request: web.Request, single_limit: int) -> bytes:
-    """The request body; 413 as soon as it exceeds its limit.
+async def read_body(request: web.Request, batch_limit: int, single_limit: int) -> bytes:
+    """The body of ``POST /v1/events``; 413 before it is read, or as soon as it is too large.
 
-    The limit is :data:`MAX_BATCH_BYTES`, and ``single_limit`` once the first
-    significant byte shows a single event (``{``).
+    A declared length over ``batch_limit`` (``MAX_BATCH_BYTES``) is refused before
+    anything is read; while reading, the limit is ``batch_limit``, and ``single_limit``
+    once the first significant byte shows a single event (``{``). No more than the
+    limit is ever buffered.
     """
     declared = request.content_length
-    if declared is not None and declared > MAX_BATCH_BYTES:
-        raise _too_large(MAX_BATCH_BYTES, "a request")
+    if declared is not None and declared > batch_limit:
+        raise _too_large(batch_limit, "a request")
     body = bytearray()
-    limit = MAX_BATCH_BYTES
+    limit = batch_limit
     kind_known = False
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
         if not kind_known:
-            significant = chunk.lstrip()
+            significant = (body + chunk).lstrip()
             if significant:
                 kind_known = True
                 if significant.startswith(b"{"):
-                    limit = single_limit
-        if len(body) > limit:
+                    limit = min(single_limit, batch_limit)
+        if len(body) + len(chunk) > limit:
             raise _too_large(limit, "a single event" if limit == single_limit else "a request")
+        body += chunk
     return bytes(body)
 
 
@@ -68,7 +69,8 @@ def _too_large(limit: int, what: str) -> Problem:
     hint = (
         "MAX_PAYLOAD_BYTES plus 4 KiB"
         if what == "a single event"
-        else f"split the batch into requests of at most {MAX_BATCH_EVENTS} events"
+        else f"MAX_BATCH_BYTES; split the batch into smaller requests of at most "
+        f"{MAX_BATCH_EVENTS} events"
     )
     return Problem(PAYLOAD_TOO_LARGE, f"The body of {what} may be at most {limit} bytes ({hint}).")
 
@@ -129,7 +131,11 @@ async def post_events(request: web.Request) -> web.Response:
     require_json(request)
     producer = producer_of(request)
     max_payload = producer.settings.max_payload_bytes
-    body = await read_body(request, single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES)
+    body = await read_body(
+        request,
+        batch_limit=request.app[SETTINGS].max_batch_bytes,
+        single_limit=max_payload + SINGLE_EVENT_SLACK_BYTES,
+    )
     document = decode_json(body)
     batch = isinstance(document, list)
     if batch:
@@ -183,7 +189,11 @@ OPENAPI_PATHS: dict[str, Any] = {
             description="A JSON object publishes one event; a JSON array publishes a batch "
             f"of 1 to {MAX_BATCH_EVENTS}, validated completely before anything is stored "
             "(422 lists every bad item by `index`). Publishing an id again is answered as a "
-            "duplicate and delivers nothing twice.",
+            "duplicate and delivers nothing twice. The body of a batch may be at most "
+            f"`MAX_BATCH_BYTES` ({MAX_BATCH_BYTES} bytes, 16 MiB, by default), that of a "
+            "single event `MAX_PAYLOAD_BYTES` + 4 KiB (the event as delivered at most "
+            "`MAX_PAYLOAD_BYTES`, 256 KiB by default); a `Content-Length` over the limit is "
+            "answered 413 before the body is read, a chunked body is read up to it only.",
             body={
                 "oneOf": [
                     schema_ref("EventInput"),

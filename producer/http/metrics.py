@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from producer.http.throttle import Surface
 from producer.publisher import PublishResult
+from producer.redis_guard import GuardMetrics
 
 
 class ApiMetrics:
@@ -39,11 +41,21 @@ class ApiMetrics:
         self.incoming_webhooks = Counter(
             "cliq_api_incoming_webhooks",
             "Calls of the incoming-webhook routes, by module and outcome (accepted, or why "
-            "refused: missing_token, invalid_token, disabled, unknown_resource, forbidden, "
-            "invalid_appkey).",
+            "refused: missing_token, invalid_token, throttled, disabled, unknown_resource, "
+            "forbidden, invalid_appkey).",
             ["module", "outcome"],
             registry=self.registry,
         )
+        self.auth_throttled = Counter(
+            "cliq_auth_throttled",
+            "Failed authentications answered 429 because their source address failed "
+            "more than AUTH_FAILURES_PER_MINUTE times in a minute, by surface.",
+            ["surface"],
+            registry=self.registry,
+        )
+        for surface in Surface:  # every series exists from the start, at 0
+            self.auth_throttled.labels(surface.value)
+        self.redis = GuardMetrics(self.registry)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -38,8 +38,17 @@ PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is larger than the route accepts."),
     415: ("UnsupportedMediaType", "The body is not declared application/json (UTF-8)."),
     422: ("UnprocessableContent", "Fields are invalid; `errors` names each one."),
-    429: ("TooManyRequests", "Too many attempts; wait before trying again."),
-    503: ("ServiceUnavailable", "Redis is unavailable or too slow; retry later."),
+    429: (
+        "TooManyRequests",
+        "Too many attempts (wrong TOTP codes, or failed authentications from this address); "
+        "wait the seconds of `Retry-After`. A valid credential is never refused for the "
+        "failures of others.",
+    ),
+    503: (
+        "ServiceUnavailable",
+        "Redis is unavailable or too slow (retry later), or may evict keys "
+        "(`redis-evicting`: nothing is stored until its maxmemory-policy is noeviction).",
+    ),
     504: ("GatewayTimeout", "Nobody answered in time."),
 }
 
@@ -155,8 +164,9 @@ def operation(
 ) -> dict[str, Any]:
     """One operation, with the problems the shared plumbing answers added.
 
-    Every operation that is not ``public`` needs the bearer key (401), or with
-    ``token_auth`` a webhook token instead (401, and 403 for a token that may not); one
+    Every operation that is not ``public`` needs the bearer key (401, 429 after too many
+    failures), or with ``token_auth`` a webhook token instead (401 and 429 the same, and
+    403 for a token that may not); one
     that takes a JSON ``body`` can answer 400 (not JSON), 413 (too large) and 415 (not
     JSON typed).
     """
@@ -173,9 +183,9 @@ def operation(
         result["security"] = []
     elif token_auth:
         result["security"] = [{TOKEN_SECURITY_SCHEME: []}]
-        all_responses.update(problem_responses(401, 403))
+        all_responses.update(problem_responses(401, 403, 429))
     else:
-        all_responses.update(problem_responses(401))
+        all_responses.update(problem_responses(401, 429))
     result["responses"] = dict(sorted(all_responses.items()))
     return result
 
@@ -298,7 +308,11 @@ _PUBLISH_RESULT_SCHEMA: dict[str, Any] = {
 _STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
-    "properties": {"status": {"type": "string"}},
+    "properties": {
+        "status": {"type": "string"},
+        # /readyz only: what is amiss without making it unready (producer.redis_guard).
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
 }
 
 

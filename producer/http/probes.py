@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from producer.health import liveness, readiness
 from producer.http.openapi import json_response, operation, problem_responses, schema_ref
-from producer.http.problems import REDIS_UNAVAILABLE, Problem
-from producer.http.state import METRICS, PRODUCER, REDIS_PROBE
+from producer.http.problems import REDIS_EVICTING, REDIS_UNAVAILABLE, Problem
+from producer.http.state import GUARD, METRICS, PRODUCER, REDIS_PROBE
 from producer.redis.clients import PROBE_TIMEOUT_S, ping
 
 log = structlog.get_logger("cliq.producer.http.probes")
@@ -29,7 +29,9 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: 200 when Redis answers ``PING`` within :data:`READY_TIMEOUT_S`."""
+    """``GET /readyz``: 200 when Redis answers ``PING`` within :data:`READY_TIMEOUT_S` and
+    does not evict keys (unless allowed); ``warnings`` tell of anything else amiss, such
+    as Redis having lost its data (:mod:`producer.redis_guard`)."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             await ping(request.app[REDIS_PROBE], request.app[PRODUCER].keys.prefix)
@@ -38,7 +40,11 @@ async def readyz(request: web.Request) -> web.Response:
         raise Problem(
             REDIS_UNAVAILABLE, f"Redis did not answer PING within {READY_TIMEOUT_S:g} s."
         ) from exc
-    return readiness(True)
+    guard = request.app[GUARD]
+    if guard.refusal is not None:
+        raise Problem(REDIS_EVICTING, f"{guard.refusal}.")
+    warnings = guard.warnings()
+    return readiness(True, **({"warnings": warnings} if warnings else {}))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -68,7 +74,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/readyz": {
         "get": operation(
             "readyz",
-            "Readiness: 200 when Redis answers PING",
+            "Readiness: 200 when Redis answers PING and does not evict keys",
             tag="probes",
             public=True,
             responses={

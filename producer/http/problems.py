@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from producer.endpoints import EndpointError, EndpointNotFound
+from producer.endpoints import DestinationError, EndpointError, EndpointNotFound
 from producer.redis.errors import RedisUnavailable, deadline
 
 PROBLEM_BASE = "https://cliq-webhooks.dev/problems/"
@@ -40,6 +40,9 @@ class ProblemKind:
 
 INVALID_JSON = ProblemKind("invalid-json", 400, "Request body is not valid JSON")
 UNAUTHORIZED = ProblemKind("unauthorized", 401, "Missing or invalid API key")
+TOO_MANY_FAILURES = ProblemKind(
+    "too-many-failed-authentications", 429, "Too many failed authentications"
+)
 NOT_FOUND = ProblemKind("not-found", 404, "Not found")
 METHOD_NOT_ALLOWED = ProblemKind("method-not-allowed", 405, "Method not allowed")
 PAYLOAD_TOO_LARGE = ProblemKind("payload-too-large", 413, "Request body too large")
@@ -51,6 +54,8 @@ INVALID_EVENT = ProblemKind("invalid-event", 422, "Invalid event")
 INVALID_FIELDS = ProblemKind("invalid-fields", 422, "Invalid fields")
 INTERNAL_ERROR = ProblemKind("internal-error", 500, "Internal server error")
 REDIS_UNAVAILABLE = ProblemKind("redis-unavailable", 503, "Redis unavailable")
+REDIS_EVICTING = ProblemKind("redis-evicting", 503, "Redis may evict acknowledged data")
+DESTINATION_REFUSED = ProblemKind("destination-refused", 422, "Destination refused")
 
 _KINDS_BY_STATUS = {
     kind.status: kind for kind in (NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE)
@@ -135,11 +140,16 @@ async def redis_deadline(detail: str) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def registry_errors(detail: str) -> AsyncIterator[None]:
-    """Map the registry's errors to problems: 404, 422 naming the field, 503."""
+    """Map the registry's errors to problems: 404, 422 naming the field (or the
+    destination policy's rule), 503."""
     try:
         async with redis_deadline(detail):
             yield
     except EndpointNotFound as exc:
         raise missing("endpoint", exc.endpoint_id) from None
+    except DestinationError as exc:
+        raise Problem(
+            DESTINATION_REFUSED, exc.message, errors=[{"field": "url", "message": exc.message}]
+        ) from None
     except EndpointError as exc:
         raise invalid_field(API_FIELD_NAMES.get(exc.field, exc.field), exc.message) from None

@@ -19,7 +19,9 @@ from aiohttp import web
 
 from producer.context import Producer
 from producer.http.metrics import ApiMetrics
+from producer.http.throttle import AUTH_FAILURES_PER_MINUTE
 from producer.redis.clients import RedisClient
+from producer.redis_guard import RedisGuard
 from producer.settings import (
     DELIVERY_TIMEOUT,
     LOG_FORMAT,
@@ -33,9 +35,12 @@ from producer.settings import (
     read_options,
 )
 
-# Failed attempts are not rate limited (API and dashboard sign-in alike): a key this
-# long of visible ASCII cannot be guessed by trying, unless it was chosen to be guessed.
+# A key this long of visible ASCII cannot be guessed by trying, unless it was chosen to
+# be guessed; failed attempts are limited besides, but per API process and address
+# (producer.http.throttle), which alone would not stop a patient guesser.
 MIN_API_KEY_LENGTH = 16
+# The default of MAX_BATCH_BYTES: 1,000 events of 16 KiB on average.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,13 @@ PUBLIC_URL = Option(
     "(e.g. https://hooks.example.com). Empty: the scheme and host of each request.",
     parse_public_url,
 )
+BATCH_BYTES = Option(
+    "MAX_BATCH_BYTES",
+    str(MAX_BATCH_BYTES),
+    "Largest request body of POST /v1/events (a batch); a larger Content-Length is "
+    "refused (413) before anything is read.",
+    parse_positive_int,
+)
 DASHBOARD_SESSION_TTL = Option(
     "DASHBOARD_SESSION_TTL",
     "3600",
@@ -135,8 +147,10 @@ API_OPTIONS: tuple[Option, ...] = (
     API_HOST,
     PORT,
     API_KEYS,
+    AUTH_FAILURES_PER_MINUTE,
     PUBLIC_URL,
     DELIVERY_TIMEOUT,
+    BATCH_BYTES,
     DASHBOARD_SESSION_TTL,
 )
 
@@ -152,8 +166,10 @@ class ApiSettings:
     api_host: str = API_HOST.value
     port: int = PORT.value
     api_keys: ApiKeys = API_KEYS.value
+    auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE.value
     public_url: str = PUBLIC_URL.value
     delivery_timeout: float = DELIVERY_TIMEOUT.value
+    max_batch_bytes: int = BATCH_BYTES.value
     dashboard_session_ttl: int = DASHBOARD_SESSION_TTL.value
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
@@ -183,6 +199,7 @@ SETTINGS = web.AppKey("settings", ApiSettings)
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCER = web.AppKey("producer", Producer)
 REDIS_PROBE: web.AppKey[RedisClient] = web.AppKey("redis_probe")
+GUARD = web.AppKey("redis_guard", RedisGuard)
 # Route templates whose handlers authenticate callers themselves, with other credentials
 # than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
 SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")

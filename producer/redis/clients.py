@@ -164,14 +164,19 @@ def probe_client(redis_url: str) -> RedisClient:
     return _client(redis_url, options)
 
 
-async def ping(client: RedisClient, key: str) -> bool:
-    """``PING`` the server that holds ``key``: on a cluster, the primary serving its slot.
+async def server_of(client: RedisClient, key: str) -> dict[str, Any]:
+    """Options that send a command to the server holding ``key``: on a cluster, the
+    primary serving its slot (``target_nodes``); nothing for a single server.
 
-    A cluster client sends a bare ``PING`` to any one node, which answers while the one
-    holding our data may be down.
+    A cluster client sends a keyless command (``PING``, ``CONFIG GET``) to any one node,
+    which may answer while the one holding our data is down, or be configured otherwise.
     """
     if isinstance(client, RedisCluster):
         await client.initialize()
-        node = client.get_node_from_key(key)
-        return bool(await client.ping(target_nodes=node))
-    return bool(await client.ping())
+        return {"target_nodes": client.get_node_from_key(key)}
+    return {}
+
+
+async def ping(client: RedisClient, key: str) -> bool:
+    """``PING`` the server that holds ``key`` (see :func:`server_of`)."""
+    return bool(await client.ping(**await server_of(client, key)))

@@ -23,7 +23,9 @@ is answered 503 and counted without an event.
 
 Checks run in this order, so that nobody learns anything without a valid token:
 the token (401, 403 disabled), the body (415, 413, 400, 422), the resource (404, 403
-another user's), the appkey (401).
+another user's), the appkey (401). No body is read before the token is valid. A source
+address that sends too many missing or unknown tokens gets 429 instead of 401
+(:mod:`producer.http.throttle`; outcome ``throttled``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from producer.http.bodies import read_json_object
 from producer.http.openapi import json_response, operation, problem_responses, schema_ref
 from producer.http.problems import INVALID_EVENT, NOT_FOUND, Problem, ProblemKind, redis_deadline
 from producer.http.state import METRICS, exempt_from_api_key
+from producer.http.throttle import Surface, throttled
 from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
 from producer.tokens.modules import (
     APPKEY_PARAMETER,
@@ -96,22 +99,27 @@ class Call:
                 await self.system.tokens.record(self.token, self.usage(outcome), counted=False)
         return Problem(kind, detail)
 
+    async def refuse_unauthenticated(self, outcome: str, detail: str) -> Problem:
+        """Refuse a missing or unknown token: 401, or 429 (outcome ``throttled``, not
+        logged per call) once its source address failed too often."""
+        too_many = throttled(self.request, Surface.INCOMING)
+        if too_many is None:
+            return await self.refuse(outcome, INVALID_TOKEN, detail)
+        self.request.app[METRICS].incoming_webhooks.labels(self.label, "throttled").inc()
+        return too_many
+
 
 async def _authenticate(call: Call) -> WebhookToken:
     """The call's token, or the problem refusing it (401 unknown, 403 disabled)."""
     presented = call.request.query.get(TOKEN_PARAMETER, "")
     if not presented:
-        raise await call.refuse(
-            "missing_token",
-            INVALID_TOKEN,
-            f"Send a webhook token as the {TOKEN_PARAMETER!r} query parameter.",
+        raise await call.refuse_unauthenticated(
+            "missing_token", f"Send a webhook token as the {TOKEN_PARAMETER!r} query parameter."
         )
     token = await call.system.tokens.authenticate(presented)
     if token is None:
-        raise await call.refuse(
-            "invalid_token",
-            INVALID_TOKEN,
-            "The webhook token is not valid: unknown, deleted, or mistyped.",
+        raise await call.refuse_unauthenticated(
+            "invalid_token", "The webhook token is not valid: unknown, deleted, or mistyped."
         )
     call.token = token
     if token.status is not TokenStatus.ACTIVE:
