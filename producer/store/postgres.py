@@ -1,0 +1,423 @@
+"""The delivery log in PostgreSQL (``DATABASE_URL=postgresql://...``), with asyncpg.
+
+Layout (``migrations/0001_delivery_log.sql``): ``events`` (the body, once per event),
+``deliveries``, ``attempts`` and ``delivery_counts`` are partitioned by UTC day on the
+creation time of the delivery their rows belong to (``events`` on its publish time,
+which is its deliveries' creation time). So an attempt lands in its delivery's
+partition, a delivery updated days later is updated in place, and retention drops a
+day of all four at once (:mod:`producer.store.partitions`). A partitioned table's keys
+must contain its partition key: a delivery's key is ``(id, created_ms)``, which every
+outcome carries; a read by id alone probes each day's primary key index.
+
+Event ids must stay unique beyond the Redis window, and PostgreSQL has no unique index
+across partitions: ``event_ids`` is a plain table (id, publish time) that makes the
+write idempotent per event and answers :meth:`PostgresLogStore.known_events`; it is the
+one table that retention deletes from (about 60 bytes an event).
+
+A batch is written by one call of the SQL function ``cliq_log_write``: every column as
+an array parameter, unnested server side (one statement, one round trip, one
+transaction; faster than ``COPY`` into temporary tables at 500 outcomes, see
+``bench/logwriter.py``). Row locks are taken in key order and the counts last, so
+concurrent workers do not deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+import structlog
+
+from producer.deliveries import Attempt, AttemptOutcome, Delivery, DeliveryNotFound, DeliveryState
+from producer.store.logstore import (
+    SCAN_BUDGET,
+    AttemptPosition,
+    AttemptQuery,
+    DeliveryPosition,
+    EventRecord,
+    LoggedAttempt,
+    OutcomeRecord,
+    Page,
+    RecentSummary,
+    StoredEvent,
+    WriteResult,
+)
+from producer.store.migrate import check_schema
+from producer.store.partitions import days_of, ensure_partitions
+
+log = structlog.get_logger("producer.store")
+
+_ATTEMPT_COLUMNS = (
+    "a.number, a.at_ms, a.status, a.error, a.latency_ms, a.response, a.outcome, a.next_attempt_ms"
+)
+_DELIVERY_COLUMNS = "d.id, d.event_id, d.endpoint_id, d.state, d.attempts_made, d.created_ms"
+_WITH_ATTEMPTS = (
+    f"SELECT {_DELIVERY_COLUMNS}, {_ATTEMPT_COLUMNS} FROM ({{rows}}) AS d"
+    " LEFT JOIN attempts AS a ON a.delivery_id = d.id AND a.delivery_created_ms = d.created_ms"
+    " ORDER BY {order}, a.number"
+)
+_WRITE = "SELECT * FROM cliq_log_write(" + ", ".join(f"${n}" for n in range(1, 23)) + ")"
+_RECENT = f"""
+SELECT ep.id AS endpoint_id, s.*, f.delivery_id, f.event_id, f.delivery_created_ms,
+       {_ATTEMPT_COLUMNS.replace("a.", "f.")}
+FROM unnest($1::text[]) AS ep(id)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS deliveries,
+           count(*) FILTER (WHERE r.state = 'delivered') AS delivered,
+           count(*) FILTER (WHERE r.state = 'dead') AS dead,
+           count(*) FILTER (WHERE r.state IN ('queued', 'scheduled')) AS pending,
+           max(t.last_at) AS last_attempt_ms, max(t.last_ok) AS last_delivered_ms
+    FROM (SELECT d.id, d.created_ms, d.state FROM deliveries AS d WHERE d.endpoint_id = ep.id
+          ORDER BY d.created_ms DESC, d.id DESC LIMIT $2) AS r
+    LEFT JOIN LATERAL (
+        SELECT max(a.at_ms) AS last_at,
+               max(a.at_ms) FILTER (WHERE a.outcome = 'delivered') AS last_ok
+        FROM attempts AS a WHERE a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
+    ) AS t ON true
+) AS s
+LEFT JOIN LATERAL (
+    SELECT a.* FROM (SELECT d.id, d.created_ms FROM deliveries AS d WHERE d.endpoint_id = ep.id
+                     ORDER BY d.created_ms DESC, d.id DESC LIMIT $2) AS r
+    JOIN attempts AS a ON a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
+    WHERE a.outcome <> 'delivered'
+    ORDER BY a.at_ms DESC, a.delivery_id DESC, a.number DESC LIMIT 1
+) AS f ON true
+"""
+
+
+def clean_text(text: str) -> str:
+    """``text`` as PostgreSQL can store it: no NUL, no lone surrogate (a receiver's
+    answer may hold either; one such row must not fail its whole batch)."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def _attempt(row: asyncpg.Record) -> Attempt:
+    return Attempt(
+        number=row["number"],
+        at_ms=row["at_ms"],
+        status=row["status"],
+        error=row["error"],
+        latency_ms=row["latency_ms"],
+        response=row["response"],
+        outcome=AttemptOutcome(row["outcome"]),
+        next_attempt_ms=row["next_attempt_ms"],
+    )
+
+
+def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
+    """Deliveries from rows of ``_WITH_ATTEMPTS`` (one per attempt), in row order."""
+    found: dict[tuple[str, int], tuple[asyncpg.Record, list[Attempt]]] = {}
+    for row in rows:
+        key = (row["id"], row["created_ms"])
+        if key not in found:
+            found[key] = (row, [])
+        if row["number"] is not None:
+            found[key][1].append(_attempt(row))
+    return [
+        Delivery(
+            id=row["id"],
+            event_id=row["event_id"],
+            endpoint_id=row["endpoint_id"],
+            state=DeliveryState(row["state"]),
+            attempts_made=row["attempts_made"],
+            created_ms=row["created_ms"],
+            attempts=tuple(attempts),
+        )
+        for row, attempts in found.values()
+    ]
+
+
+def _write_arguments(
+    events: Sequence[EventRecord], outcomes: Sequence[OutcomeRecord]
+) -> list[list[Any]]:
+    """The 22 array parameters of ``cliq_log_write``, duplicates within the batch removed."""
+    unique_events = list({e.id: e for e in reversed(events)}.values())
+    targets = {
+        delivery_id: (delivery_id, e.published_ms, e.id, endpoint_id)
+        for e in reversed(unique_events)
+        for delivery_id, endpoint_id in e.deliveries
+    }
+    unique_outcomes = list({(o.delivery_id, o.attempt.number): o for o in outcomes}.values())
+    columns: list[list[Any]] = [
+        [e.id for e in unique_events],
+        [e.published_ms for e in unique_events],
+        [e.created_ms for e in unique_events],
+        [e.type for e in unique_events],
+        [e.workspace_id for e in unique_events],
+        [e.body for e in unique_events],
+        *(list(column) for column in zip(*targets.values(), strict=True)),
+    ]
+    if not targets:
+        columns += [[], [], [], []]
+    attempts = [o.attempt for o in unique_outcomes]
+    columns += [
+        [o.delivery_id for o in unique_outcomes],
+        [o.delivery_created_ms for o in unique_outcomes],
+        [o.event_id for o in unique_outcomes],
+        [o.endpoint_id for o in unique_outcomes],
+        [a.number for a in attempts],
+        [a.at_ms for a in attempts],
+        [a.status for a in attempts],
+        [clean_text(a.error) if a.error is not None else None for a in attempts],
+        [a.latency_ms for a in attempts],
+        [clean_text(a.response) for a in attempts],
+        [a.outcome.value for a in attempts],
+        [a.next_attempt_ms for a in attempts],
+    ]
+    return columns
+
+
+def _batch_days(events: Sequence[EventRecord], outcomes: Sequence[OutcomeRecord]) -> set[date]:
+    """The days whose partitions a batch writes to."""
+    return days_of([e.published_ms for e in events] + [o.delivery_created_ms for o in outcomes])
+
+
+class PostgresLogStore:
+    """A :class:`producer.store.logstore.LogStore` on a pool of asyncpg connections."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, min_size: int = 1, max_size: int = 4) -> PostgresLogStore:
+        """Connect to ``url`` and refuse a schema older than this build's
+        (:class:`producer.store.migrate.SchemaError` names the command to run)."""
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        try:
+            await check_schema(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connections (for migrations and partition maintenance)."""
+        return self._pool
+
+    async def close(self) -> None:
+        """Close every connection of the pool."""
+        await self._pool.close()
+
+    # ------------------------------------------------------------ writing
+
+    async def write(
+        self, events: Sequence[EventRecord], outcomes: Sequence[OutcomeRecord]
+    ) -> WriteResult:
+        """Write one batch in one round trip; idempotent, so a failed flush may be retried.
+
+        A row for a day that has no partition yet (the clock passed the days created
+        ahead) creates that day's partitions, and the batch is written again.
+        """
+        if not events and not outcomes:
+            return WriteResult(0, 0, 0, 0, 0)
+        arguments = _write_arguments(events, outcomes)
+        try:
+            row = await self._pool.fetchrow(_WRITE, *arguments)
+        except asyncpg.CheckViolationError as exc:
+            if "no partition of relation" not in str(exc):
+                raise
+            created = await ensure_partitions(self._pool, _batch_days(events, outcomes))
+            log.warning("log_partition_missing", created=[p.name for p in created])
+            row = await self._pool.fetchrow(_WRITE, *arguments)
+        assert row is not None  # a function call always returns its row
+        return WriteResult(**dict(row))
+
+    # ------------------------------------------------------------ deliveries
+
+    async def get_delivery(self, delivery_id: str) -> Delivery:
+        """One delivery with its attempts, or :class:`DeliveryNotFound`."""
+        (delivery,) = await self.load_deliveries([delivery_id])
+        if delivery is None:
+            raise DeliveryNotFound(f"no delivery with id {delivery_id!r}")
+        return delivery
+
+    async def load_deliveries(self, delivery_ids: Sequence[str]) -> list[Delivery | None]:
+        """Deliveries by id, in that order; ``None`` for one not stored."""
+        if not delivery_ids:
+            return []
+        query = _WITH_ATTEMPTS.format(
+            rows="SELECT * FROM deliveries WHERE id = ANY($1::text[])", order="d.id"
+        )
+        by_id = {d.id: d for d in _deliveries(await self._pool.fetch(query, list(delivery_ids)))}
+        return [by_id.get(i) for i in delivery_ids]
+
+    async def endpoint_deliveries(
+        self, endpoint_id: str, limit: int, before: DeliveryPosition | None = None
+    ) -> Page[Delivery, DeliveryPosition]:
+        """An endpoint's deliveries, newest first, from just after ``before``."""
+        args: list[Any] = [endpoint_id, limit + 1]
+        keyset = ""
+        if before is not None:
+            keyset = " AND (created_ms, id) < ($3, $4)"
+            args += list(before)
+        query = _WITH_ATTEMPTS.format(
+            rows="SELECT * FROM deliveries WHERE endpoint_id = $1" + keyset
+            + " ORDER BY created_ms DESC, id DESC LIMIT $2",
+            order="d.created_ms DESC, d.id DESC",
+        )  # fmt: skip
+        found = _deliveries(await self._pool.fetch(query, *args))
+        if len(found) <= limit:
+            return Page(tuple(found), None)
+        last = found[limit - 1]
+        return Page(tuple(found[:limit]), (last.created_ms, last.id))
+
+    async def event_deliveries(self, event_id: str) -> list[Delivery]:
+        """Every delivery of an event, oldest first (then by id)."""
+        query = _WITH_ATTEMPTS.format(
+            rows="SELECT * FROM deliveries WHERE event_id = $1", order="d.created_ms, d.id"
+        )
+        return _deliveries(await self._pool.fetch(query, event_id))
+
+    async def dead_delivery_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
+        """Ids of an endpoint's deliveries that died at or after ``since_ms``."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM deliveries WHERE endpoint_id = $1 AND state = 'dead'"
+            " AND dead_ms >= $2 ORDER BY dead_ms, id",
+            endpoint_id,
+            since_ms,
+        )
+        return [row["id"] for row in rows]
+
+    async def mark_replayed(self, delivery_ids: Sequence[str], at_ms: int) -> list[str]:
+        """Dead deliveries among these back to queued; returns the ones moved."""
+        if not delivery_ids:
+            return []
+        rows = await self._pool.fetch(
+            "SELECT * FROM cliq_log_replayed($1::text[], $2) AS t(id)", list(delivery_ids), at_ms
+        )
+        return [row["id"] for row in rows]
+
+    # ------------------------------------------------------------ the log
+
+    async def endpoint_attempts(
+        self,
+        endpoint_id: str,
+        query: AttemptQuery,
+        limit: int,
+        after: AttemptPosition | None = None,
+    ) -> Page[LoggedAttempt, AttemptPosition]:
+        """An endpoint's attempts matching ``query``, newest deliveries first, within
+        :data:`SCAN_BUDGET` attempts examined."""
+        args: list[Any] = [endpoint_id, SCAN_BUDGET, limit + 1]
+        walk = ["endpoint_id = $1"]
+        hits: list[str] = []
+        if query.outcome is not None:
+            args.append(query.outcome.value)
+            walk.append(f"outcome = ${len(args)}")
+        if query.until_ms is not None:
+            # No attempt precedes its delivery: later deliveries cannot match.
+            args.append(query.until_ms)
+            walk.append(f"delivery_created_ms <= ${len(args)}")
+            hits.append(f"at_ms <= ${len(args)}")
+        if query.since_ms is not None:
+            args.append(query.since_ms)
+            hits.append(f"at_ms >= ${len(args)}")
+        if after is not None:
+            args += list(after)
+            n = len(args)
+            walk.append(f"(delivery_created_ms, delivery_id, number) < (${n - 2}, ${n - 1}, ${n})")
+        order = "delivery_created_ms DESC, delivery_id DESC, number DESC"
+        sql = (
+            f"WITH walk AS MATERIALIZED (SELECT * FROM attempts WHERE {' AND '.join(walk)}"
+            f" ORDER BY {order} LIMIT $2)"
+            f" (SELECT false AS last, * FROM walk WHERE {' AND '.join(hits) or 'true'}"
+            f" ORDER BY {order} LIMIT $3)"
+            # The last attempt examined, when the budget ran out: the next page starts there.
+            f" UNION ALL (SELECT true, * FROM walk WHERE (SELECT count(*) FROM walk) = $2"
+            f" ORDER BY delivery_created_ms, delivery_id, number LIMIT 1)"
+        )
+        rows = await self._pool.fetch(sql, *args)
+        found = [_logged(row) for row in rows if not row["last"]]
+        if len(found) > limit:
+            return Page(tuple(found[:limit]), found[limit - 1].position)
+        ends = [_logged(row).position for row in rows if row["last"]]
+        return Page(tuple(found), ends[0] if ends else None)
+
+    async def recent_summaries(
+        self, endpoint_ids: Sequence[str], window: int
+    ) -> dict[str, RecentSummary]:
+        """Each endpoint's latest ``window`` deliveries summarised, in one query."""
+        if not endpoint_ids:
+            return {}
+        rows = await self._pool.fetch(_RECENT, list(endpoint_ids), window)
+        return {
+            row["endpoint_id"]: RecentSummary(
+                window=window,
+                deliveries=row["deliveries"],
+                delivered=row["delivered"],
+                dead=row["dead"],
+                pending=row["pending"],
+                last_attempt_ms=row["last_attempt_ms"],
+                last_delivered_ms=row["last_delivered_ms"],
+                last_error=_logged(row, row["endpoint_id"]) if row["number"] is not None else None,
+            )
+            for row in rows
+        }
+
+    async def state_counts(self, endpoint_id: str | None = None) -> dict[DeliveryState, int]:
+        """Deliveries within the retention in each state, overall or of one endpoint."""
+        if endpoint_id is None:
+            rows = await self._pool.fetch(
+                "SELECT state, sum(n)::bigint AS n FROM delivery_counts GROUP BY state"
+            )
+        else:
+            rows = await self._pool.fetch(
+                "SELECT state, sum(n)::bigint AS n FROM delivery_counts"
+                " WHERE endpoint_id = $1 GROUP BY state",
+                endpoint_id,
+            )
+        counts = dict.fromkeys(DeliveryState, 0)
+        counts.update({DeliveryState(row["state"]): row["n"] for row in rows})
+        return counts
+
+    # ------------------------------------------------------------ events
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        """The event, ``None`` when not stored."""
+        row = await self._pool.fetchrow(
+            "SELECT e.* FROM event_ids AS i JOIN events AS e"
+            " ON e.id = i.id AND e.published_ms = i.published_ms WHERE i.id = $1",
+            event_id,
+        )
+        if row is None:
+            return None
+        return StoredEvent(
+            id=row["id"],
+            type=row["type"],
+            workspace_id=row["workspace_id"],
+            created_ms=row["created_ms"],
+            published_ms=row["published_ms"],
+            body=row["body"],
+        )
+
+    async def known_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids were published within the retention."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM event_ids WHERE id = ANY($1::text[])", list(event_ids)
+        )
+        return {row["id"] for row in rows}
+
+    async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The type of each of these events still stored."""
+        rows = await self._pool.fetch(
+            "SELECT e.id, e.type FROM event_ids AS i JOIN events AS e"
+            " ON e.id = i.id AND e.published_ms = i.published_ms WHERE i.id = ANY($1::text[])",
+            sorted(set(event_ids)),
+        )
+        return {row["id"]: row["type"] for row in rows}
+
+
+def _logged(row: asyncpg.Record, endpoint_id: str | None = None) -> LoggedAttempt:
+    """A row with an attempt's columns and its delivery's, as a line of the log."""
+    return LoggedAttempt(
+        delivery_id=row["delivery_id"],
+        event_id=row["event_id"],
+        endpoint_id=endpoint_id or row["endpoint_id"],
+        delivery_created_ms=row["delivery_created_ms"],
+        attempt=_attempt(row),
+    )
