@@ -14,8 +14,10 @@ than this build is refused, with the command that fixes it. A newer one is accep
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -57,9 +59,11 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """The migrations shipped with this build, in order; gaps or strays are an error."""
-    folder = resources.files("producer.store").joinpath("migrations")
+def load_migrations(folder: Traversable | None = None) -> list[Migration]:
+    """The migrations of ``folder`` (this build's own by default), in order; gaps or
+    strays are an error."""
+    if folder is None:
+        folder = resources.files("producer.store").joinpath("migrations")
     found: list[Migration] = []
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):
@@ -78,11 +82,6 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def required_version() -> int:
-    """The schema version this build needs: its highest migration."""
-    return len(load_migrations())
-
-
 async def schema_version(conn: Connection) -> int:
     """The highest migration applied to this database, 0 for an empty one."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
@@ -92,9 +91,11 @@ async def schema_version(conn: Connection) -> int:
     return version or 0
 
 
-async def migrate(pool: asyncpg.Pool) -> list[int]:
-    """Apply every migration the database lacks, in order; returns the versions applied."""
-    migrations = load_migrations()
+async def migrate(pool: asyncpg.Pool, migrations: Sequence[Migration] | None = None) -> list[int]:
+    """Apply every migration the database lacks (of this build's, unless given), in
+    order, all in one transaction; returns the versions applied."""
+    if migrations is None:
+        migrations = load_migrations()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(_CREATE_TABLE)
@@ -113,12 +114,12 @@ async def migrate(pool: asyncpg.Pool) -> list[int]:
     return applied
 
 
-async def check_schema(pool: asyncpg.Pool) -> int:
-    """The database's schema version; :class:`SchemaError` when it is older than this build's.
-
-    The error names the command to run.
+async def check_schema(pool: asyncpg.Pool, migrations: Sequence[Migration] | None = None) -> int:
+    """The database's schema version; :class:`SchemaError` when it is older than the
+    highest of ``migrations`` (this build's, unless given). The error names the command
+    to run.
     """
-    needed = required_version()
+    needed = len(migrations if migrations is not None else load_migrations())
     async with pool.acquire() as conn:
         version = await schema_version(conn)
     if version < needed:

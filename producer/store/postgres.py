@@ -49,41 +49,51 @@ from producer.store.partitions import days_of, ensure_partitions
 
 log = structlog.get_logger("producer.store")
 
-_ATTEMPT_COLUMNS = (
-    "a.number, a.at_ms, a.status, a.error, a.latency_ms, a.response, a.outcome, a.next_attempt_ms"
-)
-_DELIVERY_COLUMNS = "d.id, d.event_id, d.endpoint_id, d.state, d.attempts_made, d.created_ms"
+# An attempt's columns, in the order of Attempt's fields.
+_ATTEMPT_NAMES = (
+    "number", "at_ms", "status", "error", "latency_ms", "response", "outcome", "next_attempt_ms"
+)  # fmt: skip
+_ATTEMPT_COLUMNS = ", ".join(f"a.{name}" for name in _ATTEMPT_NAMES)
+# Deliveries with their attempts. The attempts are a correlated subquery, run per
+# delivery: one primary key probe in the one partition of that delivery (pruned at run
+# time), whatever the planner thinks of the table's size.
 _WITH_ATTEMPTS = (
-    f"SELECT {_DELIVERY_COLUMNS}, {_ATTEMPT_COLUMNS} FROM ({{rows}}) AS d"
-    " LEFT JOIN attempts AS a ON a.delivery_id = d.id AND a.delivery_created_ms = d.created_ms"
-    " ORDER BY {order}, a.number"
+    "SELECT d.id, d.event_id, d.endpoint_id, d.state, d.attempts_made, d.created_ms,"
+    f" ARRAY(SELECT ROW({_ATTEMPT_COLUMNS}) FROM attempts AS a"
+    "  WHERE a.delivery_id = d.id AND a.delivery_created_ms = d.created_ms"
+    "  ORDER BY a.number) AS attempts"
+    " FROM ({rows}) AS d ORDER BY {order}"
 )
 _WRITE = "SELECT * FROM cliq_log_write(" + ", ".join(f"${n}" for n in range(1, 23)) + ")"
+# Per endpoint, its latest deliveries (one index), and per delivery (a probe of its
+# partition's primary key) its latest attempt, success and failure; the latest failure
+# of all comes back as one row value.
 _RECENT = f"""
-SELECT ep.id AS endpoint_id, s.*, f.delivery_id, f.event_id, f.delivery_created_ms,
-       {_ATTEMPT_COLUMNS.replace("a.", "f.")}
+SELECT ep.id AS endpoint_id, s.*
 FROM unnest($1::text[]) AS ep(id)
 CROSS JOIN LATERAL (
     SELECT count(*) AS deliveries,
            count(*) FILTER (WHERE r.state = 'delivered') AS delivered,
            count(*) FILTER (WHERE r.state = 'dead') AS dead,
            count(*) FILTER (WHERE r.state IN ('queued', 'scheduled')) AS pending,
-           max(t.last_at) AS last_attempt_ms, max(t.last_ok) AS last_delivered_ms
-    FROM (SELECT d.id, d.created_ms, d.state FROM deliveries AS d WHERE d.endpoint_id = ep.id
-          ORDER BY d.created_ms DESC, d.id DESC LIMIT $2) AS r
+           max(t.last_at) AS last_attempt_ms, max(t.last_ok) AS last_delivered_ms,
+           (array_agg(ROW(r.id, r.event_id, r.created_ms, {_ATTEMPT_COLUMNS})
+                      ORDER BY a.at_ms DESC, r.id DESC, a.number DESC)
+                FILTER (WHERE a.number IS NOT NULL))[1] AS last_error
+    FROM (SELECT d.id, d.event_id, d.created_ms, d.state FROM deliveries AS d
+          WHERE d.endpoint_id = ep.id ORDER BY d.created_ms DESC, d.id DESC LIMIT $2) AS r
     LEFT JOIN LATERAL (
         SELECT max(a.at_ms) AS last_at,
                max(a.at_ms) FILTER (WHERE a.outcome = 'delivered') AS last_ok
         FROM attempts AS a WHERE a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
     ) AS t ON true
+    LEFT JOIN LATERAL (
+        SELECT * FROM attempts AS a
+        WHERE a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
+          AND a.outcome <> 'delivered'
+        ORDER BY a.at_ms DESC, a.number DESC LIMIT 1
+    ) AS a ON true
 ) AS s
-LEFT JOIN LATERAL (
-    SELECT a.* FROM (SELECT d.id, d.created_ms FROM deliveries AS d WHERE d.endpoint_id = ep.id
-                     ORDER BY d.created_ms DESC, d.id DESC LIMIT $2) AS r
-    JOIN attempts AS a ON a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
-    WHERE a.outcome <> 'delivered'
-    ORDER BY a.at_ms DESC, a.delivery_id DESC, a.number DESC LIMIT 1
-) AS f ON true
 """
 
 
@@ -95,28 +105,16 @@ def clean_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
-def _attempt(row: asyncpg.Record) -> Attempt:
+def _attempt(values: Sequence[Any]) -> Attempt:
+    """An attempt from its columns in the order of :data:`_ATTEMPT_NAMES`."""
+    number, at_ms, status, error, latency_ms, response, outcome, next_attempt_ms = values
     return Attempt(
-        number=row["number"],
-        at_ms=row["at_ms"],
-        status=row["status"],
-        error=row["error"],
-        latency_ms=row["latency_ms"],
-        response=row["response"],
-        outcome=AttemptOutcome(row["outcome"]),
-        next_attempt_ms=row["next_attempt_ms"],
+        number, at_ms, status, error, latency_ms, response, AttemptOutcome(outcome), next_attempt_ms
     )
 
 
 def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
-    """Deliveries from rows of ``_WITH_ATTEMPTS`` (one per attempt), in row order."""
-    found: dict[tuple[str, int], tuple[asyncpg.Record, list[Attempt]]] = {}
-    for row in rows:
-        key = (row["id"], row["created_ms"])
-        if key not in found:
-            found[key] = (row, [])
-        if row["number"] is not None:
-            found[key][1].append(_attempt(row))
+    """Deliveries from rows of :data:`_WITH_ATTEMPTS`, in row order."""
     return [
         Delivery(
             id=row["id"],
@@ -125,9 +123,9 @@ def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
             state=DeliveryState(row["state"]),
             attempts_made=row["attempts_made"],
             created_ms=row["created_ms"],
-            attempts=tuple(attempts),
+            attempts=tuple(_attempt(values) for values in row["attempts"]),
         )
-        for row, attempts in found.values()
+        for row in rows
     ]
 
 
@@ -241,7 +239,7 @@ class PostgresLogStore:
         if not delivery_ids:
             return []
         query = _WITH_ATTEMPTS.format(
-            rows="SELECT * FROM deliveries WHERE id = ANY($1::text[])", order="d.id"
+            rows="SELECT * FROM deliveries WHERE id = ANY($1::text[])", order="d.created_ms"
         )
         by_id = {d.id: d for d in _deliveries(await self._pool.fetch(query, list(delivery_ids)))}
         return [by_id.get(i) for i in delivery_ids]
@@ -354,7 +352,7 @@ class PostgresLogStore:
                 pending=row["pending"],
                 last_attempt_ms=row["last_attempt_ms"],
                 last_delivered_ms=row["last_delivered_ms"],
-                last_error=_logged(row, row["endpoint_id"]) if row["number"] is not None else None,
+                last_error=_failure(row["endpoint_id"], row["last_error"]),
             )
             for row in rows
         }
@@ -405,19 +403,30 @@ class PostgresLogStore:
     async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The type of each of these events still stored."""
         rows = await self._pool.fetch(
-            "SELECT e.id, e.type FROM event_ids AS i JOIN events AS e"
-            " ON e.id = i.id AND e.published_ms = i.published_ms WHERE i.id = ANY($1::text[])",
+            # Per id, one probe of the one partition of its day (a subquery per row).
+            "SELECT i.id, (SELECT e.type FROM events AS e"
+            "  WHERE e.id = i.id AND e.published_ms = i.published_ms) AS type"
+            " FROM event_ids AS i WHERE i.id = ANY($1::text[])",
             sorted(set(event_ids)),
         )
-        return {row["id"]: row["type"] for row in rows}
+        return {row["id"]: row["type"] for row in rows if row["type"] is not None}
 
 
-def _logged(row: asyncpg.Record, endpoint_id: str | None = None) -> LoggedAttempt:
+def _logged(row: asyncpg.Record) -> LoggedAttempt:
     """A row with an attempt's columns and its delivery's, as a line of the log."""
     return LoggedAttempt(
         delivery_id=row["delivery_id"],
         event_id=row["event_id"],
-        endpoint_id=endpoint_id or row["endpoint_id"],
+        endpoint_id=row["endpoint_id"],
         delivery_created_ms=row["delivery_created_ms"],
-        attempt=_attempt(row),
+        attempt=_attempt([row[name] for name in _ATTEMPT_NAMES]),
     )
+
+
+def _failure(endpoint_id: str, values: Sequence[Any] | None) -> LoggedAttempt | None:
+    """The ``last_error`` row value of :data:`_RECENT`: delivery id, event id, created,
+    then the attempt's columns."""
+    if values is None:
+        return None
+    delivery_id, event_id, created_ms, *attempt = values
+    return LoggedAttempt(delivery_id, event_id, endpoint_id, created_ms, _attempt(attempt))
