@@ -50,7 +50,7 @@ async def test_a_batch_reads_back_through_every_read(store: PostgresLogStore) ->
     result = await store.write([first, second], [retried, delivered, died])
 
     assert result == WriteResult(
-        events_new=2, deliveries_new=3, attempts_new=3, deliveries_moved=2, expired=0
+        events_new=2, deliveries_new=3, attempts_new=3, deliveries_moved=0, expired=0
     )
     done = await store.get_delivery("evt_1-ep_a")
     assert (done.event_id, done.endpoint_id, done.state) == ("evt_1", "ep_a", "delivered")
@@ -189,8 +189,10 @@ async def test_batches_in_any_order_end_in_the_latest_attempts_state(
     first, second = outcome(source, "ep_a", 1, RETRY), outcome(source, "ep_a", 2, DELIVERED)
 
     # The outcome of attempt 2 first, before the event and before attempt 1.
-    await store.write([], [second])
-    await store.write([source], [first])
+    assert (await store.write([], [second])).deliveries_new == 1
+    late = await store.write([source], [first])
+    assert (late.events_new, late.deliveries_new, late.attempts_new) == (1, 0, 1)
+    assert late.deliveries_moved == 0  # attempt 1 is older than the delivery's state
 
     delivery = await store.get_delivery("evt_1-ep_a")
     assert (delivery.state, delivery.attempts_made) == ("delivered", 2)
@@ -244,7 +246,8 @@ async def test_replay_moves_dead_deliveries_back_once(store: PostgresLogStore) -
     assert await store.dead_delivery_ids("ep_a") == []
     assert await store.state_counts() == {"queued": 1, "scheduled": 0, "delivered": 1, "dead": 0}
     # Its next attempt is numbered after its last.
-    await store.write([], [outcome(source, "ep_a", 2, DELIVERED, at_ms=replay_ms + 10)])
+    again = await store.write([], [outcome(source, "ep_a", 2, DELIVERED, at_ms=replay_ms + 10)])
+    assert (again.attempts_new, again.deliveries_moved) == (1, 1)
     assert (await store.get_delivery("evt_1-ep_a")).state == "delivered"
     assert await store.state_counts("ep_a") == {
         "queued": 0,

@@ -79,7 +79,8 @@ class WriteResult:
     events_new: int
     deliveries_new: int
     attempts_new: int
-    # Deliveries moved to the state of a newer attempt.
+    # Deliveries already stored moved to the state of a newer attempt (a new delivery
+    # is written in the state of its latest attempt of the batch, and not counted here).
     deliveries_moved: int
     # Rows skipped because their day is past retention (already dropped).
     expired: int

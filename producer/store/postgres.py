@@ -64,7 +64,7 @@ _WITH_ATTEMPTS = (
     "  ORDER BY a.number) AS attempts"
     " FROM ({rows}) AS d ORDER BY {order}"
 )
-_WRITE = "SELECT * FROM cliq_log_write(" + ", ".join(f"${n}" for n in range(1, 23)) + ")"
+WRITE_SQL = "SELECT * FROM cliq_log_write(" + ", ".join(f"${n}" for n in range(1, 23)) + ")"
 # Per endpoint, its latest deliveries (one index), and per delivery (a probe of its
 # partition's primary key) its latest attempt, success and failure; the latest failure
 # of all comes back as one row value.
@@ -129,7 +129,7 @@ def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
     ]
 
 
-def _write_arguments(
+def write_arguments(
     events: Sequence[EventRecord], outcomes: Sequence[OutcomeRecord]
 ) -> list[list[Any]]:
     """The 22 array parameters of ``cliq_log_write``, duplicates within the batch removed."""
@@ -213,15 +213,15 @@ class PostgresLogStore:
         """
         if not events and not outcomes:
             return WriteResult(0, 0, 0, 0, 0)
-        arguments = _write_arguments(events, outcomes)
+        arguments = write_arguments(events, outcomes)
         try:
-            row = await self._pool.fetchrow(_WRITE, *arguments)
+            row = await self._pool.fetchrow(WRITE_SQL, *arguments)
         except asyncpg.CheckViolationError as exc:
             if "no partition of relation" not in str(exc):
                 raise
             created = await ensure_partitions(self._pool, _batch_days(events, outcomes))
             log.warning("log_partition_missing", created=[p.name for p in created])
-            row = await self._pool.fetchrow(_WRITE, *arguments)
+            row = await self._pool.fetchrow(WRITE_SQL, *arguments)
         assert row is not None  # a function call always returns its row
         return WriteResult(**dict(row))
 

@@ -131,6 +131,7 @@ DECLARE
     horizon bigint;
     new_endpoint text[];
     new_created bigint[];
+    new_state text[];
     moved_endpoint text[];
     moved_created bigint[];
     moved_was text[];
@@ -157,26 +158,38 @@ BEGIN
     JOIN fresh USING (id);
     GET DIAGNOSTICS events_new = ROW_COUNT;
 
-    -- Every delivery named in the batch exists from here on, queued if it is new.
+    -- Every delivery named in the batch exists from here on. A new one is written in
+    -- the state of its highest attempt in the batch (queued if none): one row version,
+    -- where an insert then an update would write two.
     WITH named AS (
-        SELECT DISTINCT ON (id) id, created, event, endpoint
+        SELECT DISTINCT ON (id) *
         FROM (
-            SELECT * FROM unnest(d_id, d_created, d_event, d_endpoint)
+            SELECT id, created, event, endpoint, NULL::integer, NULL::bigint, NULL::integer,
+                   NULL::text, NULL::text, NULL::bigint
+            FROM unnest(d_id, d_created, d_event, d_endpoint) AS t(id, created, event, endpoint)
             UNION ALL
-            SELECT * FROM unnest(o_delivery, o_created, o_event, o_endpoint)
-        ) AS t(id, created, event, endpoint)
+            SELECT * FROM unnest(o_delivery, o_created, o_event, o_endpoint, o_number, o_at,
+                                 o_status, o_error, o_outcome, o_next)
+        ) AS t(id, created, event, endpoint, number, at, status, error, outcome, next)
         WHERE created >= horizon
-        ORDER BY id, created
+        ORDER BY id, number DESC NULLS LAST
     ), inserted AS (
         INSERT INTO deliveries (id, created_ms, event_id, endpoint_id, state, attempts_made,
-                                updated_ms)
-        SELECT id, created, event, endpoint, 'queued', 0, created FROM named
+                                updated_ms, next_due_ms, last_error, dead_ms)
+        SELECT id, created, event, endpoint,
+               CASE outcome WHEN 'retry' THEN 'scheduled' ELSE coalesce(outcome, 'queued') END,
+               coalesce(number, 0), coalesce(at, created),
+               CASE outcome WHEN 'retry' THEN next END,
+               CASE WHEN outcome <> 'delivered' THEN coalesce(error, 'HTTP ' || status) END,
+               CASE outcome WHEN 'dead' THEN at END
+        FROM named
         ORDER BY created, id
         ON CONFLICT DO NOTHING
-        RETURNING endpoint_id, created_ms
+        RETURNING endpoint_id, created_ms, state
     )
-    SELECT coalesce(array_agg(endpoint_id), '{}'), coalesce(array_agg(created_ms), '{}')
-      INTO new_endpoint, new_created
+    SELECT coalesce(array_agg(endpoint_id), '{}'), coalesce(array_agg(created_ms), '{}'),
+           coalesce(array_agg(state), '{}')
+      INTO new_endpoint, new_created, new_state
       FROM inserted;
     deliveries_new := cardinality(new_endpoint);
 
@@ -191,9 +204,10 @@ BEGIN
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS attempts_new = ROW_COUNT;
 
-    -- Move each delivery to the state of its highest attempt, if newer than its own.
-    -- `old` locks the rows (in key order) and reads their state as it is now, so the
-    -- counts move from the state that was really replaced.
+    -- Move each existing delivery to the state of its highest attempt, if newer than
+    -- its own (those just inserted already are). `old` locks the rows (in key order)
+    -- and reads their state as it is now, so the counts move from the state really
+    -- replaced; it carries the attempt's columns, so the update joins the table once.
     WITH latest AS (
         SELECT DISTINCT ON (delivery) *
         FROM unnest(o_delivery, o_created, o_number, o_at, o_status, o_error, o_outcome,
@@ -202,7 +216,8 @@ BEGIN
         WHERE created >= horizon
         ORDER BY delivery, number DESC
     ), old AS (
-        SELECT d.id, d.created_ms, d.state
+        SELECT d.id, d.created_ms, d.state, l.number, l.at, l.status, l.error, l.outcome,
+               l.next
         FROM deliveries AS d
         JOIN latest AS l ON d.id = l.delivery AND d.created_ms = l.created
         WHERE d.attempts_made < l.number
@@ -210,17 +225,16 @@ BEGIN
         FOR UPDATE OF d
     ), moved AS (
         UPDATE deliveries AS d SET
-            state = CASE l.outcome WHEN 'retry' THEN 'scheduled' ELSE l.outcome END,
-            attempts_made = l.number,
-            updated_ms = l.at,
-            next_due_ms = CASE l.outcome WHEN 'retry' THEN l.next END,
-            last_error = CASE l.outcome
+            state = CASE o.outcome WHEN 'retry' THEN 'scheduled' ELSE o.outcome END,
+            attempts_made = o.number,
+            updated_ms = o.at,
+            next_due_ms = CASE o.outcome WHEN 'retry' THEN o.next END,
+            last_error = CASE o.outcome
                 WHEN 'delivered' THEN d.last_error
-                ELSE coalesce(l.error, 'HTTP ' || l.status) END,
-            dead_ms = CASE l.outcome WHEN 'dead' THEN l.at END
-        FROM latest AS l
-        JOIN old AS o ON o.id = l.delivery AND o.created_ms = l.created
-        WHERE d.id = l.delivery AND d.created_ms = l.created AND d.attempts_made < l.number
+                ELSE coalesce(o.error, 'HTTP ' || o.status) END,
+            dead_ms = CASE o.outcome WHEN 'dead' THEN o.at END
+        FROM old AS o
+        WHERE d.id = o.id AND d.created_ms = o.created_ms AND d.attempts_made < o.number
         RETURNING d.endpoint_id, d.created_ms, o.state AS was, d.state AS now
     )
     SELECT coalesce(array_agg(endpoint_id), '{}'), coalesce(array_agg(created_ms), '{}'),
@@ -233,7 +247,7 @@ BEGIN
         new_endpoint || moved_endpoint,
         new_created || moved_created,
         array_fill(NULL::text, ARRAY[cardinality(new_endpoint)]) || moved_was,
-        array_fill('queued'::text, ARRAY[cardinality(new_endpoint)]) || moved_now
+        new_state || moved_now
     );
 END;
 $$;
