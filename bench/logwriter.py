@@ -41,7 +41,7 @@ from producer.deliveries import Attempt, AttemptOutcome
 from producer.store.logstore import EventRecord, OutcomeRecord
 from producer.store.migrate import migrate
 from producer.store.partitions import day_of, ensure_ahead
-from producer.store.postgres import WRITE_SQL, write_arguments
+from producer.store.pgcodec import WRITE_SQL, write_arguments
 
 FAN_OUT = 10
 BODY = orjson.dumps({"type": "issue.created", "data": {"id": "iss_1", "title": "x" * 400}})

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.logwriter import measure
 from producer.api_manage import recent_summary
 from producer.deliveries import AttemptOutcome, DeliveryNotFound, DeliveryState
 from producer.store.logstore import (
@@ -17,6 +18,7 @@ from producer.store.logstore import (
     AttemptQuery,
     DeliveryPosition,
     LoggedAttempt,
+    LogStore,
     OutcomeRecord,
     WriteResult,
 )
@@ -372,3 +374,19 @@ async def test_an_empty_batch_costs_nothing(store: PostgresLogStore) -> None:
     assert await store.recent_summaries([], 100) == {}
     source = event("evt_1", NOON_MS, [])
     assert (await store.write([source], [])).events_new == 1
+
+
+async def test_the_store_is_a_log_store(store: PostgresLogStore) -> None:
+    as_interface: LogStore = store  # mypy checks every method's signature
+    methods = [name for name in vars(LogStore) if not name.startswith("_")]
+    assert len(methods) == 14
+    assert all(callable(getattr(as_interface, name)) for name in methods)
+
+
+async def test_the_log_writer_benchmark_measures_a_real_run(postgres_empty_url: str) -> None:
+    figures = await measure(postgres_empty_url, outcomes=1000, batch=500)
+    assert (figures.transfer, figures.outcomes, figures.batch) == ("unnest", 1000, 500)
+    assert figures.rows_per_s == pytest.approx(1000 / figures.seconds)
+    assert figures.server_cpu_s >= 0
+    copied = await measure(postgres_empty_url, outcomes=1000, batch=500, transfer="copy")
+    assert copied.transfer == "copy"

@@ -24,13 +24,12 @@ concurrent workers do not deadlock.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 from typing import Any
 
 import asyncpg
 import structlog
 
-from producer.deliveries import Attempt, AttemptOutcome, Delivery, DeliveryNotFound, DeliveryState
+from producer.deliveries import Delivery, DeliveryNotFound, DeliveryState
 from producer.store.logstore import (
     SCAN_BUDGET,
     AttemptPosition,
@@ -45,133 +44,19 @@ from producer.store.logstore import (
     WriteResult,
 )
 from producer.store.migrate import check_schema
-from producer.store.partitions import days_of, ensure_partitions
+from producer.store.partitions import ensure_partitions
+from producer.store.pgcodec import (
+    RECENT,
+    WITH_ATTEMPTS,
+    WRITE_SQL,
+    batch_days,
+    deliveries_of,
+    failure_of,
+    logged_of,
+    write_arguments,
+)
 
 log = structlog.get_logger("producer.store")
-
-# An attempt's columns, in the order of Attempt's fields.
-_ATTEMPT_NAMES = (
-    "number", "at_ms", "status", "error", "latency_ms", "response", "outcome", "next_attempt_ms"
-)  # fmt: skip
-_ATTEMPT_COLUMNS = ", ".join(f"a.{name}" for name in _ATTEMPT_NAMES)
-# Deliveries with their attempts. The attempts are a correlated subquery, run per
-# delivery: one primary key probe in the one partition of that delivery (pruned at run
-# time), whatever the planner thinks of the table's size.
-_WITH_ATTEMPTS = (
-    "SELECT d.id, d.event_id, d.endpoint_id, d.state, d.attempts_made, d.created_ms,"
-    f" ARRAY(SELECT ROW({_ATTEMPT_COLUMNS}) FROM attempts AS a"
-    "  WHERE a.delivery_id = d.id AND a.delivery_created_ms = d.created_ms"
-    "  ORDER BY a.number) AS attempts"
-    " FROM ({rows}) AS d ORDER BY {order}"
-)
-WRITE_SQL = "SELECT * FROM cliq_log_write(" + ", ".join(f"${n}" for n in range(1, 23)) + ")"
-# Per endpoint, its latest deliveries (one index), and per delivery (a probe of its
-# partition's primary key) its latest attempt, success and failure; the latest failure
-# of all comes back as one row value.
-_RECENT = f"""
-SELECT ep.id AS endpoint_id, s.*
-FROM unnest($1::text[]) AS ep(id)
-CROSS JOIN LATERAL (
-    SELECT count(*) AS deliveries,
-           count(*) FILTER (WHERE r.state = 'delivered') AS delivered,
-           count(*) FILTER (WHERE r.state = 'dead') AS dead,
-           count(*) FILTER (WHERE r.state IN ('queued', 'scheduled')) AS pending,
-           max(t.last_at) AS last_attempt_ms, max(t.last_ok) AS last_delivered_ms,
-           (array_agg(ROW(r.id, r.event_id, r.created_ms, {_ATTEMPT_COLUMNS})
-                      ORDER BY a.at_ms DESC, r.id DESC, a.number DESC)
-                FILTER (WHERE a.number IS NOT NULL))[1] AS last_error
-    FROM (SELECT d.id, d.event_id, d.created_ms, d.state FROM deliveries AS d
-          WHERE d.endpoint_id = ep.id ORDER BY d.created_ms DESC, d.id DESC LIMIT $2) AS r
-    LEFT JOIN LATERAL (
-        SELECT max(a.at_ms) AS last_at,
-               max(a.at_ms) FILTER (WHERE a.outcome = 'delivered') AS last_ok
-        FROM attempts AS a WHERE a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
-    ) AS t ON true
-    LEFT JOIN LATERAL (
-        SELECT * FROM attempts AS a
-        WHERE a.delivery_id = r.id AND a.delivery_created_ms = r.created_ms
-          AND a.outcome <> 'delivered'
-        ORDER BY a.at_ms DESC, a.number DESC LIMIT 1
-    ) AS a ON true
-) AS s
-"""
-
-
-def clean_text(text: str) -> str:
-    """``text`` as PostgreSQL can store it: no NUL, no lone surrogate (a receiver's
-    answer may hold either; one such row must not fail its whole batch)."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
-
-
-def _attempt(values: Sequence[Any]) -> Attempt:
-    """An attempt from its columns in the order of :data:`_ATTEMPT_NAMES`."""
-    number, at_ms, status, error, latency_ms, response, outcome, next_attempt_ms = values
-    return Attempt(
-        number, at_ms, status, error, latency_ms, response, AttemptOutcome(outcome), next_attempt_ms
-    )
-
-
-def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
-    """Deliveries from rows of :data:`_WITH_ATTEMPTS`, in row order."""
-    return [
-        Delivery(
-            id=row["id"],
-            event_id=row["event_id"],
-            endpoint_id=row["endpoint_id"],
-            state=DeliveryState(row["state"]),
-            attempts_made=row["attempts_made"],
-            created_ms=row["created_ms"],
-            attempts=tuple(_attempt(values) for values in row["attempts"]),
-        )
-        for row in rows
-    ]
-
-
-def write_arguments(
-    events: Sequence[EventRecord], outcomes: Sequence[OutcomeRecord]
-) -> list[list[Any]]:
-    """The 22 array parameters of ``cliq_log_write``, duplicates within the batch removed."""
-    unique_events = list({e.id: e for e in reversed(events)}.values())
-    targets = {
-        delivery_id: (delivery_id, e.published_ms, e.id, endpoint_id)
-        for e in reversed(unique_events)
-        for delivery_id, endpoint_id in e.deliveries
-    }
-    unique_outcomes = list({(o.delivery_id, o.attempt.number): o for o in outcomes}.values())
-    columns: list[list[Any]] = [
-        [e.id for e in unique_events],
-        [e.published_ms for e in unique_events],
-        [e.created_ms for e in unique_events],
-        [e.type for e in unique_events],
-        [e.workspace_id for e in unique_events],
-        [e.body for e in unique_events],
-        *(list(column) for column in zip(*targets.values(), strict=True)),
-    ]
-    if not targets:
-        columns += [[], [], [], []]
-    attempts = [o.attempt for o in unique_outcomes]
-    columns += [
-        [o.delivery_id for o in unique_outcomes],
-        [o.delivery_created_ms for o in unique_outcomes],
-        [o.event_id for o in unique_outcomes],
-        [o.endpoint_id for o in unique_outcomes],
-        [a.number for a in attempts],
-        [a.at_ms for a in attempts],
-        [a.status for a in attempts],
-        [clean_text(a.error) if a.error is not None else None for a in attempts],
-        [a.latency_ms for a in attempts],
-        [clean_text(a.response) for a in attempts],
-        [a.outcome.value for a in attempts],
-        [a.next_attempt_ms for a in attempts],
-    ]
-    return columns
-
-
-def _batch_days(events: Sequence[EventRecord], outcomes: Sequence[OutcomeRecord]) -> set[date]:
-    """The days whose partitions a batch writes to."""
-    return days_of([e.published_ms for e in events] + [o.delivery_created_ms for o in outcomes])
 
 
 class PostgresLogStore:
@@ -219,7 +104,7 @@ class PostgresLogStore:
         except asyncpg.CheckViolationError as exc:
             if "no partition of relation" not in str(exc):
                 raise
-            created = await ensure_partitions(self._pool, _batch_days(events, outcomes))
+            created = await ensure_partitions(self._pool, batch_days(events, outcomes))
             log.warning("log_partition_missing", created=[p.name for p in created])
             row = await self._pool.fetchrow(WRITE_SQL, *arguments)
         assert row is not None  # a function call always returns its row
@@ -238,10 +123,10 @@ class PostgresLogStore:
         """Deliveries by id, in that order; ``None`` for one not stored."""
         if not delivery_ids:
             return []
-        query = _WITH_ATTEMPTS.format(
+        query = WITH_ATTEMPTS.format(
             rows="SELECT * FROM deliveries WHERE id = ANY($1::text[])", order="d.created_ms"
         )
-        by_id = {d.id: d for d in _deliveries(await self._pool.fetch(query, list(delivery_ids)))}
+        by_id = {d.id: d for d in deliveries_of(await self._pool.fetch(query, list(delivery_ids)))}
         return [by_id.get(i) for i in delivery_ids]
 
     async def endpoint_deliveries(
@@ -253,12 +138,12 @@ class PostgresLogStore:
         if before is not None:
             keyset = " AND (created_ms, id) < ($3, $4)"
             args += list(before)
-        query = _WITH_ATTEMPTS.format(
+        query = WITH_ATTEMPTS.format(
             rows="SELECT * FROM deliveries WHERE endpoint_id = $1" + keyset
             + " ORDER BY created_ms DESC, id DESC LIMIT $2",
             order="d.created_ms DESC, d.id DESC",
         )  # fmt: skip
-        found = _deliveries(await self._pool.fetch(query, *args))
+        found = deliveries_of(await self._pool.fetch(query, *args))
         if len(found) <= limit:
             return Page(tuple(found), None)
         last = found[limit - 1]
@@ -266,10 +151,10 @@ class PostgresLogStore:
 
     async def event_deliveries(self, event_id: str) -> list[Delivery]:
         """Every delivery of an event, oldest first (then by id)."""
-        query = _WITH_ATTEMPTS.format(
+        query = WITH_ATTEMPTS.format(
             rows="SELECT * FROM deliveries WHERE event_id = $1", order="d.created_ms, d.id"
         )
-        return _deliveries(await self._pool.fetch(query, event_id))
+        return deliveries_of(await self._pool.fetch(query, event_id))
 
     async def dead_delivery_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
         """Ids of an endpoint's deliveries that died at or after ``since_ms``."""
@@ -330,10 +215,10 @@ class PostgresLogStore:
             f" ORDER BY delivery_created_ms, delivery_id, number LIMIT 1)"
         )
         rows = await self._pool.fetch(sql, *args)
-        found = [_logged(row) for row in rows if not row["last"]]
+        found = [logged_of(row) for row in rows if not row["last"]]
         if len(found) > limit:
             return Page(tuple(found[:limit]), found[limit - 1].position)
-        ends = [_logged(row).position for row in rows if row["last"]]
+        ends = [logged_of(row).position for row in rows if row["last"]]
         return Page(tuple(found), ends[0] if ends else None)
 
     async def recent_summaries(
@@ -342,7 +227,7 @@ class PostgresLogStore:
         """Each endpoint's latest ``window`` deliveries summarised, in one query."""
         if not endpoint_ids:
             return {}
-        rows = await self._pool.fetch(_RECENT, list(endpoint_ids), window)
+        rows = await self._pool.fetch(RECENT, list(endpoint_ids), window)
         return {
             row["endpoint_id"]: RecentSummary(
                 window=window,
@@ -352,7 +237,7 @@ class PostgresLogStore:
                 pending=row["pending"],
                 last_attempt_ms=row["last_attempt_ms"],
                 last_delivered_ms=row["last_delivered_ms"],
-                last_error=_failure(row["endpoint_id"], row["last_error"]),
+                last_error=failure_of(row["endpoint_id"], row["last_error"]),
             )
             for row in rows
         }
@@ -410,23 +295,3 @@ class PostgresLogStore:
             sorted(set(event_ids)),
         )
         return {row["id"]: row["type"] for row in rows if row["type"] is not None}
-
-
-def _logged(row: asyncpg.Record) -> LoggedAttempt:
-    """A row with an attempt's columns and its delivery's, as a line of the log."""
-    return LoggedAttempt(
-        delivery_id=row["delivery_id"],
-        event_id=row["event_id"],
-        endpoint_id=row["endpoint_id"],
-        delivery_created_ms=row["delivery_created_ms"],
-        attempt=_attempt([row[name] for name in _ATTEMPT_NAMES]),
-    )
-
-
-def _failure(endpoint_id: str, values: Sequence[Any] | None) -> LoggedAttempt | None:
-    """The ``last_error`` row value of :data:`_RECENT`: delivery id, event id, created,
-    then the attempt's columns."""
-    if values is None:
-        return None
-    delivery_id, event_id, created_ms, *attempt = values
-    return LoggedAttempt(delivery_id, event_id, endpoint_id, created_ms, _attempt(attempt))
