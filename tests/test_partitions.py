@@ -24,6 +24,7 @@ from producer.store.partitions import (
     existing_partitions,
     expired,
     parse_name,
+    partition_tables,
     partitions_of,
 )
 from producer.store.postgres import PostgresLogStore
@@ -178,3 +179,38 @@ async def test_a_write_for_a_day_without_partitions_creates_them(pool: asyncpg.P
     async with pool.acquire() as conn:
         days = {p.day for p in await existing_partitions(conn)}
     assert days == {JAN_15, date(2030, 1, 20)}
+
+
+async def test_retention_finishes_what_an_interrupted_run_left(
+    pool: asyncpg.Pool, postgres_url: str
+) -> None:
+    old, older = date(2030, 1, 5), date(2030, 1, 4)
+    await ensure_partitions(pool, [older, old, JAN_15])
+    # One detached but not dropped (a crash between the two)...
+    await pool.execute(f"ALTER TABLE attempts DETACH PARTITION {Partition('attempts', older).name}")
+    # ...one whose concurrent detach was cancelled while it waited for a reader.
+    reader = await asyncpg.connect(postgres_url)
+    try:
+        async with reader.transaction(isolation="repeatable_read"):
+            await reader.fetch("SELECT count(*) FROM deliveries")
+            async with pool.acquire() as conn:
+                await conn.execute("SET statement_timeout = '300ms'")
+                with pytest.raises(asyncpg.QueryCanceledError):
+                    await conn.execute(
+                        "ALTER TABLE deliveries DETACH PARTITION deliveries_p20300105 CONCURRENTLY"
+                    )
+                await conn.execute("RESET statement_timeout")
+    finally:
+        await reader.close()
+    async with pool.acquire() as conn:
+        states = await partition_tables(conn)
+    assert states[Partition("attempts", older)] == "detached"
+    assert states[Partition("deliveries", old)] == "pending"
+
+    dropped = await drop_expired(pool, JAN_15_MS, WEEK_S)
+
+    assert {p.day for p in dropped} == {older, old}
+    async with pool.acquire() as conn:
+        left = await partition_tables(conn)
+    assert set(left) == set(partitions_of([JAN_15]))
+    assert set(left.values()) == {"attached"}

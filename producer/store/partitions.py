@@ -5,8 +5,8 @@ Every partitioned table (:data:`PARTITIONED_TABLES`) has one partition per UTC d
 in ``[lower_ms, upper_ms)`` of that day. Workers create today's and the next few days'
 partitions ahead (:func:`ensure_partitions`, idempotent), and retention drops a day once
 it is wholly older than ``DELIVERY_RETENTION`` (:func:`drop_expired`): the four tables'
-partitions of that day go together, in one transaction, so no attempt outlives its
-delivery and no count outlives what it counts.
+partitions of that day go together, so no attempt outlives its delivery for long and no
+count outlives what it counts. Needs PostgreSQL 14 or later (``DETACH CONCURRENTLY``).
 
 The computations are pure functions of a date or a time, tested without a clock.
 """
@@ -37,13 +37,11 @@ PARTITIONED_TABLES = ("events", "deliveries", "attempts", "delivery_counts")
 # Days created ahead of today, so that midnight never finds a missing partition.
 DAYS_AHEAD = 3
 # Serialises partition DDL between processes (two workers creating the same partition
-# at once would collide in the catalogue). Any constant unique to this project.
+# at once would collide in the catalogue; two retention runs would detach one twice).
+# Any constant unique to this project.
 PARTITION_LOCK = 0x636C6971_0002
 # Event ids are deleted in chunks of this many rows, each its own short transaction.
 EVENT_ID_CHUNK = 10_000
-# A drop waits at most this long for the tables' readers and writers (they queue
-# behind it meanwhile); a drop that times out is retried by the next run.
-DROP_LOCK_TIMEOUT = "2s"
 
 _NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<day>\d{8})$")
 
@@ -164,24 +162,48 @@ async def ensure_ahead(pool: asyncpg.Pool, today: date, ahead: int = DAYS_AHEAD)
     return await ensure_partitions(pool, days_to_create(today, ahead))
 
 
+async def partition_tables(conn: Connection) -> dict[Partition, str]:
+    """Every table named as one of our partitions, and where it stands: ``attached``,
+    ``pending`` (its detach was interrupted) or ``detached`` (not dropped yet)."""
+    rows = await conn.fetch(
+        "SELECT c.relname, i.inhdetachpending FROM pg_class AS c"
+        " LEFT JOIN pg_inherits AS i ON i.inhrelid = c.oid"
+        " WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace"
+        " AND c.relname ~ '_p[0-9]{8}$'"
+    )
+    tables: dict[Partition, str] = {}
+    for row in rows:
+        partition = parse_name(row["relname"])
+        if partition is not None:
+            pending = row["inhdetachpending"]
+            tables[partition] = (
+                "detached" if pending is None else "pending" if pending else "attached"
+            )
+    return tables
+
+
 async def drop_expired(pool: asyncpg.Pool, now_ms: int, retention_s: int) -> list[Partition]:
     """Drop every partition wholly older than the retention, then forget their event ids.
 
-    The drops and the move of ``log_horizon`` are one transaction: a write that raced
-    them finds no partition for its old rows, and on its retry skips them as expired.
-    Returns the partitions dropped.
+    First ``log_horizon`` moves past them, so that writes skip their rows from then on;
+    then each is detached ``CONCURRENTLY`` (it waits for the queries that may still read
+    it and blocks none, where a plain drop locks the whole table) and dropped. A run
+    interrupted half way is finished by the next. Returns the partitions dropped.
     """
     async with pool.acquire() as conn:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
-            await conn.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
-            doomed = expired(await existing_partitions(conn), now_ms, retention_s)
-            for partition in doomed:
-                await conn.execute(f"DROP TABLE {partition.name}")
+        await conn.execute("SELECT pg_advisory_lock($1)", PARTITION_LOCK)
+        try:
+            tables = await partition_tables(conn)
+            doomed = expired(tables, now_ms, retention_s)
             if doomed:
                 await conn.execute(
                     "UPDATE log_horizon SET ms = greatest(ms, $1)", max(p.upper_ms for p in doomed)
                 )
+            # An interrupted detach first: a table takes one pending detach at a time.
+            for partition in sorted(doomed, key=lambda p: tables[p] != "pending"):
+                await _drop(conn, partition, tables[partition])
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", PARTITION_LOCK)
         horizon: int = await conn.fetchval("SELECT ms FROM log_horizon")
         forgotten = await _forget_event_ids(conn, horizon)
     if doomed:
@@ -192,6 +214,19 @@ async def drop_expired(pool: asyncpg.Pool, now_ms: int, retention_s: int) -> lis
             event_ids_forgotten=forgotten,
         )
     return doomed
+
+
+async def _drop(conn: Connection, partition: Partition, state: str) -> None:
+    """Detach (or finish detaching) one partition, then drop it."""
+    if state == "attached":
+        await conn.execute(
+            f"ALTER TABLE {partition.table} DETACH PARTITION {partition.name} CONCURRENTLY"
+        )
+    elif state == "pending":
+        await conn.execute(
+            f"ALTER TABLE {partition.table} DETACH PARTITION {partition.name} FINALIZE"
+        )
+    await conn.execute(f"DROP TABLE {partition.name}")
 
 
 async def _forget_event_ids(conn: Connection, horizon_ms: int) -> int:
