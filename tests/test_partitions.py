@@ -42,8 +42,10 @@ def test_a_partition_covers_one_utc_day() -> None:
     assert partition.name == "deliveries_p20300115"
     assert (partition.lower_ms, partition.upper_ms) == (JAN_15_MS, JAN_15_MS + DAY_MS)
     assert partition.create_sql() == (
-        "CREATE TABLE IF NOT EXISTS deliveries_p20300115 PARTITION OF deliveries "
-        f"FOR VALUES FROM ({JAN_15_MS}) TO ({JAN_15_MS + DAY_MS})"
+        "CREATE TABLE IF NOT EXISTS deliveries_p20300115"
+        " (LIKE deliveries INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+        "ALTER TABLE deliveries ATTACH PARTITION deliveries_p20300115"
+        f" FOR VALUES FROM ({JAN_15_MS}) TO ({JAN_15_MS + DAY_MS})",
     )
     assert day_start_ms(JAN_15) == JAN_15_MS
     assert day_of(JAN_15_MS) == JAN_15
@@ -214,3 +216,24 @@ async def test_retention_finishes_what_an_interrupted_run_left(
         left = await partition_tables(conn)
     assert set(left) == set(partitions_of([JAN_15]))
     assert set(left.values()) == {"attached"}
+
+
+async def test_creating_a_partition_waits_for_no_reader(
+    pool: asyncpg.Pool, postgres_url: str
+) -> None:
+    await ensure_partitions(pool, [JAN_15])
+    # Creating would time out if it took a lock that conflicts with the reader's.
+    impatient = await asyncpg.create_pool(
+        postgres_url, min_size=1, max_size=1, server_settings={"lock_timeout": "1s"}
+    )
+    reader = await asyncpg.connect(postgres_url)
+    try:
+        async with reader.transaction():
+            await reader.fetch("SELECT count(*) FROM deliveries")
+            created = await ensure_partitions(impatient, [date(2030, 1, 16)])
+    finally:
+        await reader.close()
+        await impatient.close()
+    assert {p.day for p in created} == {date(2030, 1, 16)}
+    async with pool.acquire() as conn:
+        assert set((await partition_tables(conn)).values()) == {"attached"}
