@@ -2,9 +2,9 @@
 
 Redis keeps the hot path (queues, leases, what a worker needs to send the next
 attempt); the record of what happened (events, deliveries, attempts) goes to a
-:class:`LogStore`. Two implementations satisfy it: PostgreSQL
-(:class:`producer.store.postgres.PostgresLogStore`, when ``DATABASE_URL`` is set) and a
-bounded one in Redis.
+:class:`LogStore`: PostgreSQL
+(:class:`producer.store.postgres.PostgresLogStore`, when ``DATABASE_URL`` is set), and a
+bounded store in Redis is to satisfy the same protocol.
 
 Writes are batches (:meth:`LogStore.write`), group-committed by the workers like their
 Redis outcomes, and idempotent: a batch written twice (say after a timeout whose commit
