@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps redis node-deps chromium
+.PHONY: demo test lint bench system-deps redis node-deps chromium postgres
 
 $(BIN)/cliq-webhooks: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,18 @@ node-deps:
 chromium:
 	@[ -x /usr/bin/chromium ] || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# PostgreSQL's server programs: the tests run initdb and postgres in a temporary folder
+# on a free port. Debian's package would also create and start a cluster: not wanted.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  mkdir -p /etc/postgresql-common && \
+	  { [ -e /etc/postgresql-common/createcluster.conf ] || \
+	    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf; } && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    -o Dpkg::Options::=--force-confold postgresql >/dev/null; }
+
 # promtool and prometheus check deploy/prometheus and run in the monitoring tests.
-system-deps: redis node-deps chromium
+system-deps: redis node-deps chromium postgres
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)

@@ -429,7 +429,8 @@ async def test_a_redis_that_lost_its_data_is_noticed_by_the_api_and_a_worker(
     server = redis_server_factory()  # no persistence (the harness's default)
     port = free_port()
     env = worker_env(server.url, METRICS_PORT=str(port), METRICS_HOST="127.0.0.1")
-    api = await api_factory(server.url)
+    # The receiver is on loopback: the destination policy must allow it at registration.
+    api = await api_factory(server.url, ALLOW_PRIVATE_DESTINATIONS="1")
     worker: RunningWorker = await start_worker(env)
     try:
         created = await api.post(
