@@ -47,7 +47,7 @@ system-deps: redis node-deps chromium postgres
 demo: redis
 	$(BIN)/cliq-webhooks demo
 
-PY_SOURCES := producer worker tests bench deploy
+PY_SOURCES := cli producer worker tests bench deploy
 
 lint: $(BIN)/cliq-webhooks
 	$(BIN)/ruff format --check $(PY_SOURCES)

@@ -33,9 +33,9 @@ from bench.results import Results, write_json
 from bench.scenarios import SCENARIOS, SLOW_SCENARIOS
 from bench.sink import Sink, start_aiohttp, start_throughput_sink
 from bench.table import build_rows, render
-from producer.jobs import redis_client
+from producer.loop import run_event_loop
+from producer.redis.clients import redis_client
 from producer.settings import ProducerSettings
-from worker.cli import run_event_loop
 from worker.localredis import LocalRedis
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -2,7 +2,7 @@
 
 One process on uvloop, one aiohttp session set up like the worker's, and per request
 exactly the worker's per-request work that does not involve the queue: the same
-headers and signatures (:func:`worker.delivery.request_headers`), the same POST and
+headers and signatures (:func:`worker.request.request_headers`), the same POST and
 the same reading of the answer. No Redis, no bullmq, no logging, no metrics. Prints
 ``{"requests", "errors", "seconds", "cpu_s", "machine_s"}`` as JSON (``machine_s``: CPU
 seconds the whole machine was busy meanwhile).
@@ -21,7 +21,7 @@ import uvloop
 from bench.cpu import machine_busy_seconds
 from bench.workload import sample_body, sample_endpoint
 from producer.jobs import DeliveryItem
-from worker.delivery import request_headers
+from worker.request import request_headers
 
 
 async def blast(url: str, requests: int, concurrency: int) -> dict[str, float]:

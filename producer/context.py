@@ -10,9 +10,10 @@ from producer.deliveries import DeliveryLog
 from producer.destinations import RegistrationCheck
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
-from producer.jobs import JobDispatcher, QueueOptions, redis_client
+from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
 from producer.publisher import Publisher
+from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
 from producer.settings import ProducerSettings
 

@@ -38,11 +38,11 @@ from redis import exceptions as redis_errors
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
-from producer.cluster import RedisClient, server_of
 from producer.keys import Keys
+from producer.redis.clients import RedisClient, server_of
 from producer.settings import SettingsError
 
-log = structlog.get_logger("producer.redis_guard")
+log = structlog.get_logger("cliq.producer.redis_guard")
 
 NOEVICTION = "noeviction"
 CHECK_INTERVAL_S = 2.0

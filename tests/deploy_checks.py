@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.api import SERVE_OPTIONS, ApiMetrics, ApiSettings
-from producer.auth_throttle import Surface
 from producer.deliveries import AttemptOutcome
+from producer.http.metrics import ApiMetrics
+from producer.http.state import SERVE_OPTIONS, ApiSettings
+from producer.http.throttle import Surface
 from worker.metrics import STATUS_CLASSES, Metrics
 from worker.settings import WORKER_OPTIONS, WorkerSettings
 from worker.supervisor import KILL_MARGIN_S

@@ -1,4 +1,4 @@
-"""Failed authentications limited per source address (``producer.auth_throttle``).
+"""Failed authentications limited per source address (``producer.http.throttle``).
 
 The table on its own with an injected clock, then through a real API on 127.0.0.1
 (private Redis): API keys, the dashboard's sign-in, incoming webhooks' tokens. Time
@@ -20,23 +20,19 @@ from test_api import Client, problem
 from test_incoming import incoming_counts
 from test_tokens import KEY, Api, FakeClock, enrolled_user, ok
 
-from producer.api import (
-    AUTH_THROTTLE,
-    METRICS,
-    SERVE_OPTIONS,
-    ApiMetrics,
-    ApiSettings,
-    create_app,
-)
-from producer.auth_throttle import (
+from producer.http.app import create_app
+from producer.http.metrics import ApiMetrics
+from producer.http.state import METRICS, SERVE_OPTIONS, ApiSettings
+from producer.http.throttle import (
     AUTH_FAILURES_PER_MINUTE,
+    AUTH_THROTTLE,
     WINDOW_S,
     AuthThrottle,
     Surface,
     address_key,
 )
 from producer.settings import SettingsError
-from producer.token_context import CLOCK, Clock
+from producer.tokens.context import CLOCK, Clock
 
 LIMIT = 3
 WRONG_KEY = "wrong-key-0123456789abcdef"

@@ -19,8 +19,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from test_api import Client
 
-from producer.api import MAX_BATCH_BYTES, PROBLEM_BASE, ApiSettings, create_app
 from producer.dashboard.app import MAX_FORM_BYTES
+from producer.http.app import create_app
+from producer.http.problems import PROBLEM_BASE
+from producer.http.state import MAX_BATCH_BYTES, ApiSettings
 
 KEY = "limits-key-0123456789abcdef"
 TEN_MB = 10 * 1000 * 1000

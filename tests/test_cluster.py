@@ -16,18 +16,20 @@ import pytest
 import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import REDIS_UNAVAILABLE_ERRORS, ApiSettings, create_app, probe_client
-from producer.cluster import (
-    BlockingRedisCluster,
-    ClusterUrl,
-    hash_tag,
-    parse_cluster_url,
-    ping,
-)
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.events import Event
-from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
+from producer.redis.clients import (
+    MAX_CONNECTIONS,
+    bullmq_connection,
+    ping,
+    probe_client,
+    redis_client,
+)
+from producer.redis.cluster import BlockingRedisCluster, ClusterUrl, hash_tag, parse_cluster_url
+from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.redis_guard import RedisEvictingError
 from producer.settings import ProducerSettings, SettingsError, without_password
 from worker.service import WorkerService

@@ -27,16 +27,16 @@ from playwright.async_api import (
 )
 from test_tokens import FakeClock
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
-from producer.dashboard import webhooks as webhooks_module
 from producer.deliveries import DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
-from producer.token_context import CLOCK, TOKEN_SYSTEM, Clock
-from producer.tokens import MAX_TOKENS, TokenStatus
-from producer.totp import code_at
-from producer.twofactor import SESSION_S
-from producer.users import ResourceKind
+from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
+from producer.tokens.context import CLOCK, TOKEN_SYSTEM, Clock
+from producer.tokens.registry import MAX_TOKENS, TokenStatus
+from producer.tokens.totp import code_at
+from producer.tokens.twofactor import SESSION_S
+from producer.tokens.users import ResourceKind
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -446,7 +446,7 @@ async def test_an_unexpected_error_is_a_page_not_a_json_problem(
     async def broken(*_args: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(webhooks_module, "scan_endpoints", broken)
+    monkeypatch.setattr(EndpointRegistry, "scan", broken)
     await sign_in(page, dashboard)
     response = await page.reload()
     assert response is not None

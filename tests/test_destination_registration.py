@@ -17,10 +17,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from test_api import Client, problem
 from test_cli import cli
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import EndpointStatus
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 
 from harness import Receiver, SmtpServer
 from harness.polling import wait_until

@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bench.logwriter import measure
-from producer.api_manage import recent_summary
-from producer.deliveries import AttemptOutcome, DeliveryNotFound, DeliveryState
+from producer.deliveries import AttemptOutcome, DeliveryNotFound, DeliveryState, RecentSummary
 from producer.store.logstore import (
     AttemptPosition,
     AttemptQuery,
@@ -119,7 +118,7 @@ async def test_the_recent_summary_matches_the_apis(store: PostgresLogStore) -> N
         summaries = await store.recent_summaries(["ep_a", "ep_b", "ep_none"], window)
         for endpoint_id in ("ep_a", "ep_b", "ep_none"):
             recent = (await store.endpoint_deliveries(endpoint_id, window)).items
-            expected = recent_summary(recent)
+            expected = RecentSummary.of(recent).to_dict()
             got = summaries[endpoint_id]
             assert (got.deliveries, got.delivered, got.dead, got.pending) == (
                 expected["deliveries"],

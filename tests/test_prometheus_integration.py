@@ -18,9 +18,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.endpoints import EndpointStatus
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 
 from deploy_checks import PROMETHEUS, load_yaml
 from harness import ReceiverFactory, ScriptedResponse

@@ -23,8 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from producer.api import GUARD, PROBLEM_BASE, ApiSettings, create_app
 from producer.context import Producer
+from producer.http.app import create_app
+from producer.http.problems import PROBLEM_BASE
+from producer.http.state import GUARD, ApiSettings
 from producer.keys import Keys
 from producer.redis_guard import (
     EVICTING_LOG_INTERVAL_S,
@@ -212,7 +214,7 @@ async def test_a_worker_refuses_to_start_on_an_evicting_redis(
 
 
 @pytest.mark.parametrize(
-    "command", [["worker"], ["worker.cli", "worker"], ["worker.cli", "worker", "--processes", "2"]]
+    "command", [["worker"], ["cli", "worker"], ["cli", "worker", "--processes", "2"]]
 )
 def test_the_worker_command_exits_2_on_an_evicting_redis(
     redis_server_factory: RedisServerFactory, command: list[str]
@@ -367,7 +369,7 @@ async def test_a_worker_stops_taking_jobs_while_redis_evicts_and_resumes_after(
             await wait_until(refusing, NOTICE_S, message="the worker's /readyz did not turn 503")
             status, body = await readyz(port)
             assert body["redis"] is True
-            assert body["ok"] is False
+            assert body["status"] == "not_ready"
             assert any("volatile-lru" in note for note in body["warnings"])
             await wait_until(
                 lambda: any(e["event"] == "intake_stopped" for e in logs),
@@ -391,7 +393,7 @@ async def test_a_worker_stops_taking_jobs_while_redis_evicts_and_resumes_after(
             assert len(requests) == 2
             assert any(e["event"] == "intake_resumed" for e in logs)
         status, body = await readyz(port)
-        assert (status, body) == (200, {"ok": True, "redis": True})
+        assert (status, body) == (200, {"status": "ready", "redis": True})
     finally:
         assert await worker.stop() == 0
 
@@ -453,7 +455,7 @@ async def test_a_redis_that_lost_its_data_is_noticed_by_the_api_and_a_worker(
         )
         # Nothing amiss so far: the probes' bodies are as they always were.
         assert await (await api.get("/readyz")).json() == {"status": "ready"}
-        assert await readyz(port) == (200, {"ok": True, "redis": True})
+        assert await readyz(port) == (200, {"status": "ready", "redis": True})
 
         with structlog.testing.capture_logs() as logs:
             if how == "restart":

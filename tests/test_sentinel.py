@@ -15,18 +15,17 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from producer.api import probe_client
 from producer.context import Producer
 from producer.events import Event
-from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
 from producer.publisher import PublishResult
-from producer.redis_guard import RedisEvictingError
-from producer.sentinel import (
+from producer.redis.clients import MAX_CONNECTIONS, bullmq_connection, probe_client, redis_client
+from producer.redis.sentinel import (
     BlockingSentinelPool,
     SentinelMasterClient,
     SentinelUrl,
     parse_sentinel_url,
 )
+from producer.redis_guard import RedisEvictingError
 from producer.settings import ProducerSettings, SettingsError
 from worker.service import WorkerService
 from worker.settings import WorkerSettings

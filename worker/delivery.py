@@ -6,6 +6,11 @@ Each item lives on its own: it is skipped if its attempt is already recorded (a
 re-run after a crash), its failure schedules only itself (grouped with others due
 at the same time), and its outcome is written as soon as it is known, through a
 group commit shared by every job of the process.
+
+The steps, each in a module of its own: :mod:`worker.batches` (what the batch needs,
+loaded and decoded), :mod:`worker.limits` (the endpoint's in-flight cap and rate),
+:mod:`worker.request` and :mod:`worker.sender` (the signed POST),
+:mod:`worker.outcomes` (what it led to) and :mod:`worker.recorder` (written back).
 """
 
 from __future__ import annotations
@@ -13,75 +18,34 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
-from redis.typing import EncodableT
 
-from producer.cluster import RedisClient
-from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
-from producer.jobs import (
-    DeliveryBatch,
-    DeliveryItem,
-    JobDispatcher,
-    JobSpec,
-    ready_item,
-)
-from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.backoff import deferral_delay_s
+from producer.deliveries import AttemptOutcome
+from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec, ready_item
+from producer.keys import RETRY_QUEUE, Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
-from worker.limits import Deferral, EndpointLimiter, deferral_delay_s
+from worker.batches import Loaded, Target, decode
+from worker.limits import Deferral, EndpointLimiter
 from worker.metrics import Metrics
-from worker.recorder import GroupCommit
+from worker.outcomes import outcome_of, unsent
+from worker.recorder import Recorder
+from worker.request import request_headers
 from worker.schedule import RetrySchedule
 from worker.sender import Response, Sender
-from worker.signing import signature_headers
 from worker.slots import Slots
 
-log = structlog.get_logger("cliq.delivery")
-
-RECORD_MAX_OUTCOMES = 500
-# batch.lua's reply: {deliveries, events, endpoints} (see there).
-Loaded = list[Any]
-GONE = 410
-
-
-@dataclass(frozen=True)
-class Target:
-    """One item with everything needed to attempt it."""
-
-    item: DeliveryItem
-    attempt_in_round: int
-    event_id: str
-    event_type: str
-    event_created_ms: int
-    body: bytes
-    endpoint: Endpoint
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An attempt's result, ready to be recorded."""
-
-    item: DeliveryItem
-    kind: AttemptOutcome
-    attempt: Attempt
-    event_id: str
-    endpoint_id: str
-    delay_s: float | None = None
-    # 410 Gone: the receiver says the endpoint no longer exists; stop sending to it.
-    disable: bool = False
-    # The destination policy refused the address: dead at once, not retried.
-    refused: bool = False
+log = structlog.get_logger("cliq.worker.delivery")
 
 
 class DeliveryProcessor:
-    """The bullmq processor of the delivery queue."""
+    """The bullmq processor of the delivery queues, and the attempter of ready-list claims."""
 
     def __init__(
         self,
@@ -98,7 +62,6 @@ class DeliveryProcessor:
         box: SecretBox,
     ) -> None:
         self._schedule = schedule
-        self._retention_s = retention_s
         self._sender = sender
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -107,8 +70,7 @@ class DeliveryProcessor:
         self._slots = Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
-        self._record = load_script(redis, keys, "worker", "record.lua")
-        self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
+        self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s)
 
     async def process(self, job: Any, _token: str) -> int:
         """Attempt every item of the job; returns how many were attempted.
@@ -178,75 +140,13 @@ class DeliveryProcessor:
             return []
         if loaded is None:
             loaded = await self._load(orjson.dumps([item.delivery_id for item in items]))
-        rows, flat_events, endpoint_rows = loaded
-        events = {  # each body encoded once, whatever the fan-out within the batch
-            flat_events[k]: (
-                flat_events[k + 1].encode(),
-                flat_events[k + 2],
-                int(flat_events[k + 3]),
-            )
-            for k in range(0, len(flat_events), 4)
-        }
-        endpoints: dict[str, Endpoint | None] = {}
-        for row in endpoint_rows:
-            fields = dict(zip(row[1::2], row[2::2], strict=True))
-            endpoints[row[0]] = Endpoint.from_hash(fields, self._box) if fields else None
-
-        targets: list[Target] = []
-        settled: list[Outcome] = []
-        for item, row in zip(items, rows, strict=True):
-            if not row:
-                log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
-                continue
-            state, made, base, event_id, endpoint_id = (
-                row[0],
-                int(row[1]),
-                int(row[2]),
-                row[3],
-                row[4],
-            )
-            if state in (DeliveryState.DELIVERED, DeliveryState.DEAD) or made >= item.attempt:
-                self._metrics.deliveries.labels("duplicate").inc()
-                continue
-            endpoint = endpoints.get(endpoint_id)
-            event = events.get(event_id)
-            reason = None
-            if endpoint is None:
-                reason = "endpoint deleted"
-            elif endpoint.status == EndpointStatus.DISABLED:
-                reason = "endpoint disabled"
-            elif event is None:
-                reason = "event expired"
-            if reason is not None or endpoint is None or event is None:
-                settled.append(self._settle(item, event_id, endpoint_id, reason or ""))
-                continue
-            body, event_type, created_ms = event
-            targets.append(
-                Target(
-                    item,
-                    item.attempt - base,
-                    event_id,
-                    event_type,
-                    created_ms,
-                    body,
-                    endpoint,
-                )
-            )
-        await asyncio.gather(*(self._commit(outcome) for outcome in settled))
-        return targets
-
-    def _settle(self, item: DeliveryItem, event_id: str, endpoint_id: str, reason: str) -> Outcome:
-        """A delivery that cannot be attempted ends dead, kept for replay, with the reason."""
-        attempt = Attempt(
-            number=item.attempt,
-            at_ms=int(time.time() * 1000),
-            status=None,
-            error=f"not sent: {reason}",
-            latency_ms=0.0,
-            response="",
-            outcome=AttemptOutcome.DEAD,
-        )
-        return Outcome(item, AttemptOutcome.DEAD, attempt, event_id, endpoint_id)
+        batch = decode(items, loaded, self._box)
+        for item in batch.gone:
+            log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
+        if batch.duplicates:
+            self._metrics.deliveries.labels("duplicate").inc(batch.duplicates)
+        await asyncio.gather(*(self._recorder.record(unsent(u)) for u in batch.unsendable))
+        return batch.targets
 
     async def _deliver(self, target: Target) -> Deferral | None:
         """Attempt one delivery, or return why it must wait (its endpoint is at a limit)."""
@@ -259,8 +159,8 @@ class DeliveryProcessor:
         finally:
             self._limiter.release(endpoint.id)
         self._metrics.attempt(response.status, response.duration_s)
-        outcome = self._outcome(target, response, time.time() - response.duration_s)
-        code = await self._commit(outcome)
+        outcome = outcome_of(target, response, time.time() - response.duration_s, self._schedule)
+        code = await self._recorder.record(outcome)
         log.info(
             "delivery_attempt",
             event_id=target.event_id,
@@ -291,117 +191,6 @@ class DeliveryProcessor:
             finally:
                 self._in_flight -= 1
 
-    def _outcome(self, target: Target, response: Response, started_s: float) -> Outcome:
-        at_ms = int(started_s * 1000)
-        delay: float | None = None
-        gone = response.status == GONE
-        if response.ok:
-            kind = AttemptOutcome.DELIVERED
-        elif gone or response.refused:
-            # A refused destination stays refused: retrying would only delay telling
-            # the owner (the endpoint turns failing, as after a last failed attempt).
-            kind = AttemptOutcome.DEAD
-        else:
-            delay = self._schedule.delay_after_failure(
-                target.attempt_in_round, response.retry_after_s
-            )
-            kind = AttemptOutcome.DEAD if delay is None else AttemptOutcome.RETRY
-        attempt = Attempt(
-            number=target.item.attempt,
-            at_ms=at_ms,
-            status=response.status,
-            error=response.error,
-            latency_ms=round(response.duration_s * 1000, 3),
-            response=response.excerpt,
-            outcome=kind,
-            next_attempt_ms=None if delay is None else int((time.time() + delay) * 1000),
-        )
-        return Outcome(
-            target.item,
-            kind,
-            attempt,
-            target.event_id,
-            target.endpoint.id,
-            delay,
-            gone,
-            response.refused,
-        )
-
-    async def _commit(self, outcome: Outcome) -> str:
-        code = await self._recorder.submit(outcome)
-        self._count(outcome, code)
-        return code
-
-    def _count(self, outcome: Outcome, code: str) -> None:
-        if code == "dup":
-            self._metrics.deliveries.labels("duplicate").inc()
-            return
-        if code == "gone":
-            return
-        self._metrics.deliveries.labels(outcome.kind.value).inc()
-        if outcome.kind == AttemptOutcome.RETRY:
-            self._metrics.retries.inc()
-        elif code == "failing":
-            self._metrics.endpoint_transitions.labels("failing").inc()
-            log.warning(
-                "endpoint_failing",
-                endpoint_id=outcome.endpoint_id,
-                delivery_id=outcome.item.delivery_id,
-                event_id=outcome.event_id,
-            )
-        elif code == "recovered":
-            self._metrics.endpoint_transitions.labels("active").inc()
-            log.info("endpoint_recovered", endpoint_id=outcome.endpoint_id)
-        elif code == "disabled":
-            self._metrics.endpoint_transitions.labels("disabled").inc()
-            log.warning(
-                "endpoint_disabled",
-                reason="410 Gone",
-                endpoint_id=outcome.endpoint_id,
-                delivery_id=outcome.item.delivery_id,
-                event_id=outcome.event_id,
-            )
-
-    async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
-        """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
-        now_ms = int(time.time() * 1000)
-        rows: list[tuple[str, int, str, str, str, str, int]] = []
-        retries: dict[int, list[DeliveryItem]] = defaultdict(list)
-        for outcome in outcomes:
-            notify = ""
-            due = ""
-            if outcome.kind == AttemptOutcome.RETRY and outcome.delay_s is not None:
-                delay_ms = int(outcome.delay_s * 1000)
-                due = str(now_ms + delay_ms)
-                retries[delay_ms].append(
-                    DeliveryItem(outcome.item.delivery_id, outcome.item.attempt + 1)
-                )
-            elif outcome.kind == AttemptOutcome.DEAD:
-                notify = notification_spec(outcome).to_json()
-            rows.append(
-                (
-                    outcome.item.delivery_id,
-                    outcome.item.attempt,
-                    outcome.kind.value,
-                    outcome.attempt.to_json(),
-                    due,
-                    notify,
-                    1 if outcome.disable else 0,
-                )
-            )
-        args: list[EncodableT] = [now_ms, self._retention_s, orjson.dumps(rows)]
-        for delay_ms, items in retries.items():
-            spec = JobSpec(
-                RETRY_QUEUE,
-                "r" + secrets.token_hex(8),
-                DeliveryBatch(tuple(items)).to_dict(),
-                delay_ms,
-            )
-            args.append(spec.to_json())
-        codes, members = await self._record(*args)
-        await self._dispatcher.dispatch(members)
-        return list(codes)
-
     @property
     def in_flight(self) -> int:
         """HTTP attempts in progress (a plain count: the gauge is set from it)."""
@@ -410,44 +199,3 @@ class DeliveryProcessor:
     async def close(self) -> None:
         """Wait for outcomes still being written."""
         await self._recorder.close()
-
-
-def request_headers(
-    endpoint: Endpoint,
-    event_id: str,
-    event_type: str,
-    item: DeliveryItem,
-    body: bytes,
-    now_s: float,
-) -> dict[str, str]:
-    """Every header of a delivery request except ``User-Agent`` (set on the session).
-
-    ``webhook-id`` is the event id: stable across retries and replays, so receivers
-    can deduplicate on it as the seed advises.
-    """
-    headers = signature_headers(
-        endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body
-    )
-    headers["Content-Type"] = "application/json"
-    headers["X-Cliq-Event"] = event_type
-    headers["X-Cliq-Delivery"] = item.delivery_id
-    headers["X-Cliq-Attempt"] = str(item.attempt)
-    return headers
-
-
-def notification_spec(outcome: Outcome) -> JobSpec:
-    """The email job for an endpoint this dead delivery turns failing (or disables: 410)."""
-    return JobSpec(
-        NOTIFICATION_QUEUE,
-        f"n-{outcome.endpoint_id}-{outcome.item.delivery_id}",
-        {
-            "endpoint_id": outcome.endpoint_id,
-            "delivery_id": outcome.item.delivery_id,
-            "event_id": outcome.event_id,
-            "attempts": outcome.item.attempt,
-            "last_error": outcome.attempt.error
-            or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
-            "failed_at_ms": outcome.attempt.at_ms,
-            "reason": "gone" if outcome.disable else "refused" if outcome.refused else "failing",
-        },
-    )

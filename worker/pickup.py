@@ -21,13 +21,13 @@ from typing import Any
 
 import structlog
 
-from producer.cluster import RedisClient
 from producer.jobs import WEEK_S
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from worker.delivery import DeliveryProcessor
 
-log = structlog.get_logger("cliq.pickup")
+log = structlog.get_logger("cliq.worker.pickup")
 
 # How long one BLMOVE waits: below the client's socket timeout (producer.jobs).
 WAIT_S = 2

@@ -26,30 +26,24 @@ from aiohttp import web
 from bullmq import Worker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producer.cluster import ping
-from producer.endpoints import EndpointRegistry
-from producer.events import Catalogue
-from producer.jobs import (
-    JobDispatcher,
-    QueueOptions,
-    bullmq_connection,
-    ready_item,
-    redis_client,
-)
+from producer.context import Producer
+from producer.health import liveness, readiness
+from producer.jobs import JobDispatcher, QueueOptions, ready_item
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from producer.redis_guard import RedisGuard
-from producer.secretbox import SecretBox
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.pickup import Pickup
+from worker.request import user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
 
-log = structlog.get_logger("cliq.worker")
+log = structlog.get_logger("cliq.worker.service")
 
 HOUSEKEEPING_INTERVAL_S = 2.0
 # Outbox members younger than this are still being dispatched by whoever wrote them.
@@ -81,34 +75,30 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
-        redis_url = s.producer.effective_redis_url
-        redis = redis_client(redis_url)
+        # The producer's parts over one Redis: the registry, the dispatcher, the secret box.
+        producer = Producer(
+            s.producer, QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000))
+        )
         guard = RedisGuard(
-            redis, self.keys, self.metrics.redis, allow_evicting=s.producer.allow_evicting_redis
+            producer.redis,
+            self.keys,
+            self.metrics.redis,
+            allow_evicting=s.producer.allow_evicting_redis,
         )
         try:
             await guard.start()
         except BaseException:
-            await redis.aclose()
+            await producer.close()
             raise
         self.guard = guard
-        dispatcher = JobDispatcher(
-            redis,
-            self.keys,
-            redis_url,
-            QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000)),
-        )
-        box = SecretBox(s.producer.secret_encryption_key)
-        if not box.encrypting:
+        redis, dispatcher, registry = producer.redis, producer.dispatcher, producer.endpoints
+        if not producer.secret_box.encrypting:
             log.warning("secrets_not_encrypted", hint="set SECRET_ENCRYPTION_KEY")
-        registry = EndpointRegistry(
-            redis, self.keys, Catalogue.with_extras(s.producer.event_types_extra), box
-        )
         sender = Sender(
             timeout_s=s.delivery_timeout,
             max_connections=s.worker_concurrency,
             policy=s.producer.destination_policy,
-            user_agent=f"cliq-webhooks/{__version__}",
+            user_agent=user_agent(),
         )
         await sender.start()
         limiter = EndpointLimiter(
@@ -127,7 +117,7 @@ class WorkerService:
             dispatcher=dispatcher,
             metrics=self.metrics,
             limiter=limiter,
-            box=box,
+            box=producer.secret_box,
         )
         notifier = Notifier(
             registry=registry,
@@ -192,8 +182,7 @@ class WorkerService:
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
             await sender.close()
-            await dispatcher.close()
-            await redis.aclose()
+            await producer.close()
             if runner is not None:
                 await runner.cleanup()
             log.info("worker_stopped", exit_code=self._exit_code)
@@ -352,20 +341,17 @@ class WorkerService:
             )
 
         async def healthz(_request: web.Request) -> web.Response:
-            ok = self._healthy()
-            return web.json_response({"ok": ok}, status=200 if ok else 503)
+            return liveness(self._healthy())
 
         async def readyz(_request: web.Request) -> web.Response:
             try:
-                await asyncio.wait_for(ping(), 2)
+                await asyncio.wait_for(ping(), PROBE_TIMEOUT_S)
                 redis_ok = True
             except Exception:
                 redis_ok = False
             ok = redis_ok and self._alive() and not self._stop.is_set() and not guard.refusal
-            body: dict[str, Any] = {"ok": ok, "redis": redis_ok}
-            if warnings := guard.warnings():
-                body["warnings"] = warnings
-            return web.json_response(body, status=200 if ok else 503)
+            warnings = guard.warnings()
+            return readiness(ok, redis=redis_ok, **({"warnings": warnings} if warnings else {}))
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

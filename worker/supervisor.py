@@ -25,16 +25,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from producer.backoff import restart_pause_s
+from producer.health import liveness, readiness
 from worker.settings import WorkerSettings
 
-log = structlog.get_logger("cliq.supervisor")
+log = structlog.get_logger("cliq.worker.supervisor")
 
-RESTART_PAUSE_MAX_S = 30.0
-# A child that ran this long before dying is restarted at once; one that dies
-# sooner waits longer each time (a crash loop must not spin).
-STABLE_AFTER_S = 10.0
 KILL_MARGIN_S = 5.0
-# A child's exit status for bad configuration (worker.cli), such as a Redis that may
+# A child's exit status for bad configuration (cli.main), such as a Redis that may
 # evict keys: restarting it would not help, so the supervisor stops with it.
 EXIT_BAD_CONFIGURATION = 2
 
@@ -115,12 +113,7 @@ class Supervisor:
                 self._refused = True
                 self._stop.set()
                 return
-            lived = time.monotonic() - child.started_at
-            child.pause_s = (
-                0.0
-                if lived >= STABLE_AFTER_S
-                else min(RESTART_PAUSE_MAX_S, max(1.0, child.pause_s * 2))
-            )
+            child.pause_s = restart_pause_s(child.pause_s, time.monotonic() - child.started_at)
             child.restarts += 1
             log.warning(
                 "child_died", child=child.index, pid=pid, exit_code=code, restart_in_s=child.pause_s
@@ -164,18 +157,25 @@ class Supervisor:
                 body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
 
-        async def healthz(_request: web.Request) -> web.Response:
+        def children() -> tuple[bool, dict[str, object]]:
             alive = [c.running for c in self._children]
             ok = all(alive) and not self._stop.is_set()
             pids = [c.process.pid for c in self._children if c.running and c.process]
             restarts = sum(c.restarts for c in self._children)
-            body = {"ok": ok, "children": len(alive), "pids": pids, "restarts": restarts}
-            return web.json_response(body, status=200 if ok else 503)
+            return ok, {"children": len(alive), "pids": pids, "restarts": restarts}
+
+        async def healthz(_request: web.Request) -> web.Response:
+            ok, details = children()
+            return liveness(ok, **details)
+
+        async def readyz(_request: web.Request) -> web.Response:
+            ok, details = children()
+            return readiness(ok, **details)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", healthz)
+        app.router.add_get("/readyz", readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self._settings.metrics_host, self._settings.metrics_port).start()

@@ -1,7 +1,7 @@
 """The dashboard's sub-application: routes, security headers, sessions and CSRF checks.
 
-Mounted by :func:`producer.api.create_app` under :data:`PREFIX` and marked
-:data:`producer.api.SESSION_AUTHENTICATED`: its requests carry a session cookie instead of
+Mounted by :func:`producer.http.app.create_app` under :data:`PREFIX` and marked
+:data:`producer.http.state.SESSION_AUTHENTICATED`: its requests carry a session cookie instead of
 a bearer key. The middlewares, outermost first:
 
 * :func:`security_headers`: a strict Content-Security-Policy (scripts and styles from
@@ -25,17 +25,14 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer.api import (
-    PAYLOAD_TOO_LARGE,
-    REDIS_UNAVAILABLE_ERRORS,
-    SESSION_AUTHENTICATED,
-    Problem,
-)
-from producer.dashboard import auth, tokens, webhooks
+from producer.dashboard import auth, tokens, webhook_page, webhooks
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
+from producer.http.problems import PAYLOAD_TOO_LARGE, REDIS_UNAVAILABLE, Problem
+from producer.http.state import SESSION_AUTHENTICATED
+from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS, RedisUnavailable
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 PREFIX = "/ui"
 STATIC_FOLDER = Path(__file__).parent / "static"
@@ -90,6 +87,14 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             status=problem.kind.status,
             title=problem.kind.title,
             detail=problem.detail,
+        )
+    except RedisUnavailable as exc:  # a step that said what it could not do
+        return await render(
+            request,
+            "error.html",
+            status=REDIS_UNAVAILABLE.status,
+            title=REDIS_UNAVAILABLE.title,
+            detail=exc.detail,
         )
     except REDIS_UNAVAILABLE_ERRORS as exc:
         log.warning("redis_unavailable", path=request.path, error=repr(exc))
@@ -195,5 +200,6 @@ def create_app() -> web.Application:
     app.router.add_static("/static/", STATIC_FOLDER, name="static", append_version=True)
     auth.add_routes(app)
     webhooks.add_routes(app)
+    webhook_page.add_routes(app)  # after webhooks: /webhooks/new before /webhooks/{id}
     tokens.add_routes(app)
     return app

@@ -6,7 +6,7 @@ and never stored in the browser: the session that replaces it is an opaque, Http
 cookie that expires when unused. With ``API_KEYS`` empty the API is open to anyone who
 can reach it, and so is the dashboard (a banner says so); it still uses sessions, for
 their CSRF tokens. A source address that fails to sign in too often is answered 429
-(:mod:`producer.auth_throttle`); a right key always signs in.
+(:mod:`producer.http.throttle`); a right key always signs in.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from producer.api import throttled
-from producer.auth_throttle import Surface
 from producer.dashboard.pages import (
     SESSION_KEY,
     render,
@@ -25,8 +23,9 @@ from producer.dashboard.pages import (
     store_of,
 )
 from producer.dashboard.sessions import clear_cookie
+from producer.http.throttle import Surface, throttled
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 HOME = "/ui/webhooks"
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     # A connection of its own or one of a pool.
     Connection = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-log = structlog.get_logger("producer.store")
+log = structlog.get_logger("cliq.producer.store")
 
 MIGRATE_COMMAND = "cliq-webhooks migrate"
 # Serialises migrations between processes. Any constant unique to this project.

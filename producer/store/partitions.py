@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     # A connection of its own or one of a pool.
     Connection = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
-log = structlog.get_logger("producer.store")
+log = structlog.get_logger("cliq.producer.store")
 
 DAY_MS = 86_400_000
 # The tables partitioned by day, each on the creation time of the delivery (or event)

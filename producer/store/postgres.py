@@ -56,7 +56,7 @@ from producer.store.pgcodec import (
     write_arguments,
 )
 
-log = structlog.get_logger("producer.store")
+log = structlog.get_logger("cliq.producer.store")
 
 
 class PostgresLogStore:

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from producer.redis_urls import scheme_of, split_hosts_url
+from producer.redis.urls import scheme_of, split_hosts_url
 
 SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379

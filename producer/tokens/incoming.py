@@ -1,7 +1,7 @@
 """Incoming webhooks (seed 001): third parties post to Cliq with a user's webhook token.
 
 Routes, authenticated by the ``zapikey`` query parameter (a webhook token), never by
-the API key (they are exempted with :func:`producer.api.exempt_from_api_key`):
+the API key (they are exempted with :func:`producer.http.state.exempt_from_api_key`):
 
 * ``POST /api/v2/channelsbyname/{channel}/message`` -> ``channel.message``
 * ``POST /api/v2/bots/{bot}/incoming`` -> ``bot.incoming``
@@ -25,44 +25,38 @@ Checks run in this order, so that nobody learns anything without a valid token:
 the token (401, 403 disabled), the body (415, 413, 400, 422), the resource (404, 403
 another user's), the appkey (401). No body is read before the token is valid. A source
 address that sends too many missing or unknown tokens gets 429 instead of 401
-(:mod:`producer.auth_throttle`; outcome ``throttled``).
+(:mod:`producer.http.throttle`; outcome ``throttled``).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 from aiohttp import web
 
-from producer.api import (
-    INVALID_EVENT,
-    METRICS,
-    NOT_FOUND,
-    Problem,
-    ProblemKind,
-    exempt_from_api_key,
-    read_json_object,
-    redis_deadline,
-    throttled,
-)
-from producer.auth_throttle import Surface
 from producer.events import ID_PATTERN, EventError, new_event_id, parse_event
-from producer.openapi import (
-    json_response,
-    operation,
-    problem_responses,
-    schema_ref,
+from producer.http.bodies import read_json_object
+from producer.http.openapi import json_response, operation, problem_responses, schema_ref
+from producer.http.problems import INVALID_EVENT, NOT_FOUND, Problem, ProblemKind, redis_deadline
+from producer.http.state import METRICS, exempt_from_api_key
+from producer.http.throttle import Surface, throttled
+from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
+from producer.tokens.modules import (
+    APPKEY_PARAMETER,
+    EXTENSION_LABEL,
+    MODULE_OF_ENVIRONMENT,
+    ROUTES,
+    TOKEN_PARAMETER,
+    Route,
+    WebhookModule,
 )
-from producer.token_context import TOKEN_SYSTEM, TokenSystem
-from producer.tokens import TokenGone, TokenStatus, Usage, WebhookToken
-from producer.users import AppEnvironment, ResourceKind
+from producer.tokens.registry import TokenGone, TokenStatus, Usage, WebhookToken
+from producer.tokens.users import AppEnvironment, ResourceKind
 
-log = structlog.get_logger("producer.incoming")
+log = structlog.get_logger("cliq.producer.tokens.incoming")
 
 INVALID_TOKEN = ProblemKind("invalid-webhook-token", 401, "Invalid webhook token")
 TOKEN_DISABLED = ProblemKind("webhook-token-disabled", 403, "Webhook token disabled")
@@ -70,67 +64,6 @@ FORBIDDEN_RESOURCE = ProblemKind(
     "forbidden-resource", 403, "The token's user does not own this resource"
 )
 INVALID_APPKEY = ProblemKind("invalid-appkey", 401, "Invalid appkey")
-
-TOKEN_PARAMETER = "zapikey"
-APPKEY_PARAMETER = "appkey"
-
-
-class WebhookModule(StrEnum):
-    """The modules of "Get Webhook URL": where an incoming webhook posts."""
-
-    CHANNEL = "channel"
-    BOT_INCOMING = "bot_incoming"
-    BOT_MESSAGE = "bot_message"
-    EXTENSION_SANDBOX = "extension_sandbox"
-    EXTENSION_MARKETPLACE = "extension_marketplace"
-
-
-@dataclass(frozen=True)
-class Route:
-    """One incoming route: its path, the event it publishes, what it posts to."""
-
-    path: str
-    name_parameter: str
-    event_type: str
-    kind: ResourceKind
-
-
-ROUTES: dict[WebhookModule, Route] = {
-    WebhookModule.CHANNEL: Route(
-        "/api/v2/channelsbyname/{channel}/message",
-        "channel",
-        "channel.message",
-        ResourceKind.CHANNEL,
-    ),
-    WebhookModule.BOT_INCOMING: Route(
-        "/api/v2/bots/{bot}/incoming", "bot", "bot.incoming", ResourceKind.BOT
-    ),
-    WebhookModule.BOT_MESSAGE: Route(
-        "/api/v2/bots/{bot}/message", "bot", "bot.message", ResourceKind.BOT
-    ),
-    WebhookModule.EXTENSION_SANDBOX: Route(
-        "/api/v2/applications/{app_id}/incoming", "app_id", "extension.incoming", ResourceKind.APP
-    ),
-}
-ROUTES[WebhookModule.EXTENSION_MARKETPLACE] = ROUTES[WebhookModule.EXTENSION_SANDBOX]
-MODULE_OF_ENVIRONMENT = {
-    AppEnvironment.SANDBOX: WebhookModule.EXTENSION_SANDBOX,
-    AppEnvironment.MARKETPLACE: WebhookModule.EXTENSION_MARKETPLACE,
-}
-ENVIRONMENT_OF_MODULE = {module: env for env, module in MODULE_OF_ENVIRONMENT.items()}
-# The ``module`` label of metrics and usage entries before the appkey is known.
-EXTENSION_LABEL = "extension"
-
-
-def webhook_url(base: str, module: WebhookModule, name: str, token: str, appkey: str = "") -> str:
-    """The full URL a third party posts to (``token`` and ``appkey`` put in place)."""
-    route = ROUTES[module]
-    path = route.path.replace("{" + route.name_parameter + "}", quote(name, safe=""))
-    query = f"{TOKEN_PARAMETER}={quote(token, safe='{}')}"
-    if route.kind is ResourceKind.APP:
-        query = f"{APPKEY_PARAMETER}={quote(appkey, safe='{}')}&{query}"
-    return f"{base}{path}?{query}"
-
 
 # ---------------------------------------------------------------- handling a call
 

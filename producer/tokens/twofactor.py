@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
 
-from producer import totp
-from producer.cluster import RedisClient
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import TOTP_ASSOCIATED_DATA, SecretBox
-from producer.users import UserDirectory, digest
+from producer.tokens import totp
+from producer.tokens.users import UserDirectory, digest
 
 SESSION_S = 15 * 60
 MAX_FAILURES = 10
@@ -90,7 +90,7 @@ class TwoFactor:
         self._users = users
         self._box = box
         self._clock = clock
-        self._accept = load_script(redis, keys, "producer", "totp_accept.lua")
+        self._accept = load_script(redis, keys, "producer.tokens", "totp_accept.lua")
 
     async def enroll(self, user_id: str) -> Enrolment:
         """A new secret awaiting confirmation (it replaces any earlier unconfirmed one).

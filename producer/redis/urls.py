@@ -1,8 +1,8 @@
 """URLs that name several Redis servers: Sentinels (``redis+sentinel://``) or cluster nodes.
 
 ``scheme://[[user]:password@]host[:port][,host[:port]...][/path][?query]``: the parts
-common to both, split here once; :mod:`producer.sentinel` and :mod:`producer.cluster`
-check what follows the hosts.
+common to both, split here once; :mod:`producer.redis.sentinel` and
+:mod:`producer.redis.cluster` check what follows the hosts.
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from typing import cast
 
 import orjson
 
-from producer.cluster import RedisClient
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
-from producer.users import UserDirectory, digest, same_digest
+from producer.tokens.users import UserDirectory, digest, same_digest
 
 MAX_TOKENS = 5
 USAGE_HISTORY = 100
@@ -164,8 +164,8 @@ class TokenRegistry:
         self._keys = keys
         self._users = users
         self._clock = clock
-        self._create = load_script(redis, keys, "producer", "token_create.lua")
-        self._record = load_script(redis, keys, "producer", "token_record.lua")
+        self._create = load_script(redis, keys, "producer.tokens", "token_create.lua")
+        self._record = load_script(redis, keys, "producer.tokens", "token_record.lua")
 
     def now_ms(self) -> int:
         """The registry's clock, in ms (tokens and uses are stamped with it)."""

@@ -1,47 +1,27 @@
-"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /openapi.json``.
+"""Building blocks of the OpenAPI 3.1 document, and the schemas every route module shares.
 
-The document is assembled once, when the application is created, from three parts:
-
-* what this module describes itself: the routes of :mod:`producer.api` (publishing,
-  probes, metrics, this document), the problem responses and the schemas every route
-  module shares (events, deliveries, attempts);
-* ``OPENAPI_PATHS`` (and, when a module has them, ``OPENAPI_SCHEMAS``) of each route
-  module, :mod:`producer.api_manage` and :mod:`producer.api_tokens`;
-* the event catalogue of the running configuration, so that ``EventTypeName`` lists
-  exactly the types this server accepts (``EVENT_TYPES_EXTRA`` included).
-
-Route modules build their operations with :func:`operation` and friends, so that every
-operation declares the problems the shared plumbing can answer (401 without a key, 400,
-413 and 415 for a body) the same way. Two modules describing the same operation, or the
-same schema name, is a programming error and fails at startup.
+Route modules describe their operations with :func:`operation` and friends, so that
+every operation declares the problems the shared plumbing can answer (401 without a
+key, 400, 413 and 415 for a body) the same way; :mod:`producer.http.document` puts
+the document together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import orjson
-from aiohttp import web
-
-from producer.api import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_EVENTS,
-    MAX_PAGE_LIMIT,
-    PROBLEM_CONTENT_TYPE,
-    SETTINGS,
-)
 from producer.deliveries import AttemptOutcome, DeliveryState
 from producer.events import ID_PATTERN, Catalogue
+from producer.http.bodies import MAX_PAGE_LIMIT
 
 OPENAPI_VERSION = "3.1.0"
 SECURITY_SCHEME = "bearer"
 # Incoming webhooks authenticate with a user's webhook token in the query string.
 TOKEN_SECURITY_SCHEME = "zapikey"
 ID_REGEX = ID_PATTERN.pattern
-
-OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+ISO_TIME_SCHEMA: dict[str, Any] = {"type": "string", "format": "date-time"}
+NULLABLE_ISO_TIME_SCHEMA: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 
 # Problem responses by status: the component name and when it is answered. Route
 # modules refer to them with problem_responses().
@@ -71,14 +51,6 @@ PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
     ),
     504: ("GatewayTimeout", "Nobody answered in time."),
 }
-
-
-def _package_version() -> str:
-    """The installed package's version, for ``info.version``."""
-    try:
-        return version("cliq-webhooks")
-    except PackageNotFoundError:  # a source tree that was not installed
-        return "0.0.0"
 
 
 # ---------------------------------------------------------------- building blocks
@@ -375,206 +347,3 @@ SHARED_SCHEMAS: dict[str, Any] = {
     "PublishResult": _PUBLISH_RESULT_SCHEMA,
     "Status": _STATUS_SCHEMA,
 }
-
-
-# ---------------------------------------------------------------- producer.api's routes
-
-_EVENT_ID = path_parameter("id", "The event id.")
-
-CORE_PATHS: dict[str, Any] = {
-    "/v1/events": {
-        "post": operation(
-            "publishEvents",
-            "Publish one event, or a batch (all or nothing)",
-            tag="events",
-            description="A JSON object publishes one event; a JSON array publishes a batch "
-            f"of 1 to {MAX_BATCH_EVENTS}, validated completely before anything is stored "
-            "(422 lists every bad item by `index`). Publishing an id again is answered as a "
-            "duplicate and delivers nothing twice. The body of a batch may be at most "
-            f"`MAX_BATCH_BYTES` ({MAX_BATCH_BYTES} bytes, 16 MiB, by default), that of a "
-            "single event `MAX_PAYLOAD_BYTES` + 4 KiB (the event as delivered at most "
-            "`MAX_PAYLOAD_BYTES`, 256 KiB by default); a `Content-Length` over the limit is "
-            "answered 413 before the body is read, a chunked body is read up to it only.",
-            body={
-                "oneOf": [
-                    schema_ref("EventInput"),
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": MAX_BATCH_EVENTS,
-                        "items": schema_ref("EventInput"),
-                    },
-                ]
-            },
-            responses={
-                "202": json_response(
-                    "Stored and fanned out (a list of results for a batch).",
-                    {
-                        "oneOf": [
-                            schema_ref("PublishResult"),
-                            {"type": "array", "items": schema_ref("PublishResult")},
-                        ]
-                    },
-                    headers={
-                        "Location": {
-                            "description": "The event's URL (single events only).",
-                            "schema": {"type": "string"},
-                        }
-                    },
-                ),
-                **problem_responses(422, 503),
-            },
-        )
-    },
-    "/v1/events/{id}": {
-        "get": operation(
-            "getEvent",
-            "An event's deliveries and their attempts",
-            tag="events",
-            parameters=[_EVENT_ID],
-            responses={
-                "200": json_response(
-                    "The deliveries, in fan-out order.",
-                    {
-                        "type": "object",
-                        "required": ["id", "deliveries"],
-                        "properties": {
-                            "id": {"type": "string"},
-                            "deliveries": {"type": "array", "items": schema_ref("Delivery")},
-                        },
-                    },
-                ),
-                **problem_responses(404, 503),
-            },
-        )
-    },
-    "/healthz": {
-        "get": operation(
-            "healthz",
-            "Liveness: 200 while the process serves",
-            tag="probes",
-            public=True,
-            responses={"200": json_response("Serving.", schema_ref("Status"))},
-        )
-    },
-    "/readyz": {
-        "get": operation(
-            "readyz",
-            "Readiness: 200 when Redis answers PING and does not evict keys",
-            tag="probes",
-            public=True,
-            responses={
-                "200": json_response("Ready.", schema_ref("Status")),
-                **problem_responses(503),
-            },
-        )
-    },
-    "/metrics": {
-        "get": operation(
-            "metrics",
-            "Prometheus metrics of this process",
-            tag="probes",
-            public=True,
-            responses={
-                "200": {
-                    "description": "Prometheus text exposition.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        )
-    },
-    "/openapi.json": {
-        "get": operation(
-            "openapi",
-            "This document",
-            tag="probes",
-            public=True,
-            responses={"200": json_response("OpenAPI 3.1.", {"type": "object"})},
-        )
-    },
-}
-
-
-# ---------------------------------------------------------------- the document
-
-
-def _problem_response_components() -> dict[str, Any]:
-    """``components.responses``: one problem+json response per status of the table."""
-    problem = {PROBLEM_CONTENT_TYPE: {"schema": schema_ref("Problem")}}
-    return {
-        name: {"description": description, "content": problem}
-        for name, description in PROBLEM_RESPONSES.values()
-    }
-
-
-def _merge(target: dict[str, Any], source: Mapping[str, Any], what: str) -> None:
-    """Add ``source`` to ``target``; a name already there is a programming error."""
-    for name, value in source.items():
-        if name in target:
-            raise ValueError(f"{what} {name!r} is described twice")
-        target[name] = value
-
-
-def build_document(
-    catalogue: Catalogue,
-    path_sets: Iterable[Mapping[str, Any]],
-    schema_sets: Iterable[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """The whole document: :data:`CORE_PATHS` plus each module's paths and schemas.
-
-    Raises ``ValueError`` when an operation or a schema is described twice.
-    """
-    paths: dict[str, dict[str, Any]] = {path: dict(item) for path, item in CORE_PATHS.items()}
-    for path_set in path_sets:
-        for path, item in path_set.items():
-            _merge(paths.setdefault(path, {}), item, f"operation of {path}:")
-    schemas = {**SHARED_SCHEMAS, **catalogue_schemas(catalogue)}
-    for schema_set in schema_sets:
-        _merge(schemas, schema_set, "schema")
-    return {
-        "openapi": OPENAPI_VERSION,
-        "info": {
-            "title": "cliq-webhooks",
-            "version": _package_version(),
-            "description": "Outbound webhooks: publish events, manage endpoints, read the "
-            "delivery log, replay, send test events. Errors are RFC 9457 problems "
-            "(application/problem+json).",
-        },
-        "security": [{SECURITY_SCHEME: []}],
-        "paths": dict(sorted(paths.items())),
-        "components": {
-            "securitySchemes": {
-                SECURITY_SCHEME: {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "One of API_KEYS (when it is empty, no key is needed).",
-                },
-                TOKEN_SECURITY_SCHEME: {
-                    "type": "apiKey",
-                    "in": "query",
-                    "name": "zapikey",
-                    "description": "A webhook token of the user who owns the resource.",
-                },
-            },
-            "schemas": dict(sorted(schemas.items())),
-            "responses": _problem_response_components(),
-        },
-    }
-
-
-async def serve_document(request: web.Request) -> web.Response:
-    """``GET /openapi.json``: the document built at startup."""
-    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")
-
-
-def add_routes(
-    app: web.Application,
-    path_sets: Iterable[Mapping[str, Any]],
-    schema_sets: Iterable[Mapping[str, Any]] = (),
-) -> None:
-    """Build the document for ``app`` (after every route module added its routes) and
-    serve it; building it here makes a duplicate description fail at startup."""
-    catalogue = Catalogue.with_extras(app[SETTINGS].producer.event_types_extra)
-    document = build_document(catalogue, path_sets, schema_sets)
-    app[OPENAPI_DOCUMENT] = orjson.dumps(document)
-    app.router.add_get("/openapi.json", serve_document, name="openapi")

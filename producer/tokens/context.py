@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from producer.api import PRODUCER
 from producer.context import Producer
-from producer.tokens import TokenRegistry
-from producer.twofactor import TwoFactor
-from producer.users import UserDirectory
+from producer.http.state import PRODUCER
+from producer.tokens.registry import TokenRegistry
+from producer.tokens.twofactor import TwoFactor
+from producer.tokens.users import UserDirectory
 
 Clock = Callable[[], float]
 

@@ -14,14 +14,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 
-from producer.redis_urls import scheme_of, split_hosts_url
+from producer.redis.urls import scheme_of, split_hosts_url
 
 SCHEME = "redis+cluster"
 TLS_SCHEME = "rediss+cluster"
@@ -29,9 +28,6 @@ DEFAULT_NODE_PORT = 6379
 TLS_PARAMETERS = frozenset(
     {"ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
 )
-
-RedisClient: TypeAlias = aioredis.Redis | RedisCluster
-"""Our clients: of one server (or of the primary that Sentinels name), or of a cluster."""
 
 
 def hash_tag(prefix: str) -> str | None:
@@ -217,21 +213,3 @@ def parse_cluster_url(url: str) -> ClusterUrl:
         password=parts.password,
         tls=options if tls else None,
     )
-
-
-async def server_of(client: RedisClient, key: str) -> dict[str, Any]:
-    """Options that send a command to the server holding ``key``: on a cluster, the
-    primary serving its slot (``target_nodes``); nothing for a single server.
-
-    A cluster client sends a keyless command (``PING``, ``CONFIG GET``) to any one node,
-    which may answer while the one holding our data is down, or be configured otherwise.
-    """
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-        return {"target_nodes": client.get_node_from_key(key)}
-    return {}
-
-
-async def ping(client: RedisClient, key: str) -> bool:
-    """``PING`` the server that holds ``key`` (see :func:`server_of`)."""
-    return bool(await client.ping(**await server_of(client, key)))

@@ -38,11 +38,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
+from aiohttp import web
 from prometheus_client import Counter
 
+from producer.http.problems import TOO_MANY_FAILURES, Problem
 from producer.settings import Option
 
-log = structlog.get_logger("producer.auth_throttle")
+log = structlog.get_logger("cliq.producer.http.throttle")
 
 WINDOW_S = 60.0
 MAX_ADDRESSES = 10_000
@@ -158,3 +160,20 @@ class AuthThrottle:
             self._windows.popitem(last=False)
         if len(self._windows) >= self._max_addresses:
             self._windows.popitem(last=False)
+
+
+AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+
+
+def throttled(request: web.Request, surface: Surface) -> Problem | None:
+    """After a failed authentication: the 429 to answer instead of the refusal once its
+    source address is over ``AUTH_FAILURES_PER_MINUTE``, else ``None``."""
+    retry_after = request.config_dict[AUTH_THROTTLE].failure(request.remote, surface)
+    if retry_after is None:
+        return None
+    return Problem(
+        TOO_MANY_FAILURES,
+        f"Too many failed authentications from this address; retry in {retry_after} s "
+        "with valid credentials.",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
 
-from producer.cluster import RedisClient
 from producer.events import ID_PATTERN
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 
 MAX_APP_NAME_LENGTH = 100
 APPKEY_BYTES = 24
