@@ -58,7 +58,12 @@ test: $(BIN)/cliq-webhooks system-deps lint
 	$(BIN)/pytest
 
 # nginx is the sink that is not the bottleneck (the bench falls back to aiohttp sinks).
-bench: $(BIN)/cliq-webhooks redis
+# Node.js and bench/node's locked packages run the node-bullmq peer.
+bench: $(BIN)/cliq-webhooks redis bench/node/node_modules/.package-lock.json
 	@command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || true
 	$(BIN)/python -m bench
+
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	npm ci --prefix bench/node --no-audit --no-fund --silent
