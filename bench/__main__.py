@@ -60,6 +60,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="deliveries pending in the backlog scenario (default 200,000; 50,000 with --quick)",
     )
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests in flight of the raw clients and the Node.js worker, and every"
+        " worker's WORKER_CONCURRENCY (default 200, the worker's default)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=list(SCENARIOS),
@@ -79,6 +85,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--slow-runs must be 0 or more")
     if args.backlog is not None and args.backlog < 1000:
         parser.error("--backlog must be at least 1000")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     return args
 
 
@@ -89,6 +97,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "runs": args.runs,
         "slow_runs": args.slow_runs,
         "backlog_size": args.backlog,
+        "concurrency": args.concurrency,
     }
     return dataclasses.replace(plan, **{k: v for k, v in overrides.items() if v is not None})
 
