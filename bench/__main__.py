@@ -33,9 +33,9 @@ from bench.results import Results, write_json
 from bench.scenarios import SCENARIOS, SLOW_SCENARIOS
 from bench.sink import Sink, start_aiohttp, start_throughput_sink
 from bench.table import build_rows, render
-from producer.jobs import redis_client
+from producer.loop import run_event_loop
+from producer.redis.clients import redis_client
 from producer.settings import ProducerSettings
-from worker.cli import run_event_loop
 from worker.localredis import LocalRedis
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -60,6 +60,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="deliveries pending in the backlog scenario (default 200,000; 50,000 with --quick)",
     )
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests in flight of the raw clients and the Node.js worker, and every"
+        " worker's WORKER_CONCURRENCY (default 200, the worker's default)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=list(SCENARIOS),
@@ -79,6 +85,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--slow-runs must be 0 or more")
     if args.backlog is not None and args.backlog < 1000:
         parser.error("--backlog must be at least 1000")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     return args
 
 
@@ -89,6 +97,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "runs": args.runs,
         "slow_runs": args.slow_runs,
         "backlog_size": args.backlog,
+        "concurrency": args.concurrency,
     }
     return dataclasses.replace(plan, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -139,7 +148,10 @@ async def measure(
         stack.push_async_callback(admin.aclose)
         assert isinstance(admin, aioredis.Redis)  # the bench's Redis is one local server
         # The caller's settings (BATCH_SIZE, KEY_PREFIX...) apply, but never its Redis.
-        settings = ProducerSettings.from_env({**os.environ, "REDIS_URL": local.url})
+        # Its receivers run on 127.0.0.1, where the workers deliver too (bench/workers.py).
+        settings = ProducerSettings.from_env(
+            {**os.environ, "REDIS_URL": local.url, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+        )
         ctx = Context(plan, admin, local.url, settings, sink, recorder, workdir)
         progress(f"bench: redis {local.url}, sink {sink.kind} {sink.url}, work dir {workdir}")
         total = max(rounds_of(plan, name) for name in selected)

@@ -55,7 +55,7 @@ class Context:
 
     async def stats(self) -> dict[str, int]:
         """The ``<prefix>:stats`` hash: queued / scheduled gauges, delivered / dead totals."""
-        # The client decodes replies (producer.jobs.redis_client): fields are str.
+        # The client decodes replies (producer.redis.clients.redis_client): fields are str.
         raw = cast(dict[str, str], await self.redis.hgetall(self.keys.stats))
         return {name: int(value) for name, value in raw.items()}
 

@@ -10,11 +10,11 @@ class Plan:
     """Sizes of one benchmark invocation."""
 
     runs: int
-    # raw-aiohttp: requests per run.
+    # raw-signer, raw-aiohttp: requests per run.
     raw_requests: int
     # worker-*: deliveries queued before the workers start, spread over this many
     # endpoints of one workspace (so each event fans out to all of them). retry-timing
-    # uses the same backlog as its load.
+    # uses the same backlog as its load, node-bullmq as many jobs (to the same ten paths).
     backlog_deliveries: int
     backlog_endpoints: int
     # publish-batch: events published with fan-out 1, and events published with
@@ -34,7 +34,8 @@ class Plan:
     # Rounds in which the slow scenarios (isolation, backlog, retry-timing) run: they
     # compare nothing across rounds and would make the default run twice as long.
     slow_runs: int = 1
-    # HTTP requests (raw-aiohttp) and WORKER_CONCURRENCY (workers) in flight.
+    # HTTP requests in flight (raw-signer, raw-aiohttp), BullMQ concurrency (node-bullmq)
+    # and WORKER_CONCURRENCY (workers): --concurrency.
     concurrency: int = 200
 
 

@@ -2,7 +2,7 @@
 
 A ``python -m producer`` process serves the API on a free port of 127.0.0.1 with an
 API key; the benchmark posts ``Plan.publish_events`` events as JSON arrays of
-:data:`~producer.api.MAX_BATCH_EVENTS`, :data:`IN_FLIGHT` requests at a time, to one
+:data:`~producer.http.events.MAX_BATCH_EVENTS`, :data:`IN_FLIGHT` requests at a time, to one
 endpoint (fan-out 1, like ``publish-batch``). The bodies are encoded before the clock
 starts; the window runs from the first request sent to the last answer.
 """
@@ -22,8 +22,8 @@ from bench.cpu import CpuMeter, shares
 from bench.procs import PYTHON, BenchError, Child
 from bench.results import Run
 from bench.workload import EVENT_TYPE, WORKSPACE, event_data, register_endpoints
-from producer.api import MAX_BATCH_EVENTS
 from producer.context import Producer
+from producer.http.events import MAX_BATCH_EVENTS
 from worker.localredis import free_port
 
 # Two requests in flight: one is parsed and validated while Redis stores the other.

@@ -1,13 +1,14 @@
 """The scenarios. Each starts from an empty Redis and returns the metrics of one run.
 
-The throughput, publishing and latency scenarios are here; publish-api, isolation,
-backlog and retry-timing have a module each (:data:`SLOW_SCENARIOS` run once by default).
+The workers' throughput, publishing and latency scenarios are here; the peers the
+workers are compared with (raw-signer, raw-aiohttp, node-bullmq) are in bench/peers.py,
+and publish-api, isolation, backlog and retry-timing have a module each
+(:data:`SLOW_SCENARIOS` run once by default).
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -15,9 +16,10 @@ import aiohttp
 from bench.arrivals import collect_arrivals, offer_load
 from bench.backlog import backlog
 from bench.context import WORKER_START_TIMEOUT_S, Context, cpu_metrics, drain_timeout_s
-from bench.cpu import MACHINE, OTHER, CpuMeter, shares
+from bench.cpu import CpuMeter, shares
 from bench.isolation import isolation
-from bench.procs import PYTHON, BenchError, run_json
+from bench.peers import node_bullmq, raw_aiohttp, raw_signer
+from bench.procs import BenchError
 from bench.publishapi import publish_api
 from bench.results import Run
 from bench.retrytiming import retry_timing
@@ -28,34 +30,6 @@ from producer.context import Producer
 ARRIVAL_TIMEOUT_S = 30.0
 # Seconds of the latency scenario's load run before the measured ones (not measured).
 LATENCY_WARM_UP_S = 1.0
-
-
-async def raw_aiohttp(ctx: Context) -> Run:
-    """The ceiling: signed POSTs from one uvloop process, no queue (bench/raw_aiohttp.py)."""
-    plan = ctx.plan
-    sink_before, bench_before = ctx.sink.cpu_seconds(), time.process_time()
-    result = await run_json(
-        "raw-aiohttp",
-        [
-            *(PYTHON, "-m", "bench.raw_aiohttp", "--url", ctx.sink.url),
-            *("--requests", str(plan.raw_requests), "--concurrency", str(plan.concurrency)),
-        ],
-        timeout_s=drain_timeout_s(plan.raw_requests),
-    )
-    if result["errors"]:
-        raise BenchError(f"raw-aiohttp: {result['errors']} of {plan.raw_requests} requests failed")
-    seconds = result["seconds"]
-    # The client times its own window. The sink and the bench idle while it starts,
-    # so their CPU time over the whole child's life is their time in the window.
-    cpu = {
-        "client": result["cpu_s"] / seconds,
-        "sink": (ctx.sink.cpu_seconds() - sink_before) / seconds,
-        "bench": (time.process_time() - bench_before) / seconds,
-        MACHINE: result["machine_s"] / seconds,
-    }
-    cpu[OTHER] = max(0.0, cpu[MACHINE] - cpu["client"] - cpu["sink"] - cpu["bench"])
-    rate = plan.raw_requests / seconds
-    return {"rate": rate, "per_cpu_s": rate / cpu["client"], **cpu_metrics(cpu)}
 
 
 async def worker_throughput(ctx: Context, processes: int) -> Run:
@@ -81,6 +55,8 @@ async def worker_throughput(ctx: Context, processes: int) -> Run:
         # Deliveries per CPU-second of the workers: what a core buys, however busy
         # the machine was (the rate alone drops when something else takes the CPU).
         "per_cpu_s": window.rate / window.worker_cpu,
+        "concurrency": plan.concurrency,
+        "redis_us": window.cpu["redis"] / window.rate * 1e6,
         **cpu_metrics(window.cpu),
     }
 
@@ -166,7 +142,9 @@ async def latency(ctx: Context) -> Run:
 
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
+    "raw-signer": raw_signer,
     "raw-aiohttp": raw_aiohttp,
+    "node-bullmq": node_bullmq,
     "worker-1proc": worker_1proc,
     "worker-2proc": worker_2proc,
     "publish-batch": publish_batch,

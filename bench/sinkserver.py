@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from worker.cli import run_event_loop
+from producer.loop import run_event_loop
 
 READY = "sink listening"
 READ_CHUNK_BYTES = 64 * 1024

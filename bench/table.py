@@ -55,6 +55,10 @@ class TableBuilder:
         """Whether the scenario was selected."""
         return scenario in self.results.scenarios
 
+    def has(self, scenario: str, metric: str) -> bool:
+        """Whether the scenario's runs measure ``metric`` (not every one measures Redis)."""
+        return any(metric in run for run in self.results.scenarios[scenario].runs.values())
+
     def m(self, scenario: str, metric: str) -> float:
         """Median of a metric."""
         return self.results.median(scenario, metric)
@@ -119,40 +123,98 @@ def cpu_notes(
 ONE_WORKER = [("worker", "worker0"), ("redis", "redis"), ("sink", "sink")]
 
 
-def efficiency(b: TableBuilder, scenario: str) -> str:
-    """Deliveries per CPU-second of the delivering processes, and its ratio to raw-aiohttp's."""
-    text = f"{number(b.m(scenario, 'per_cpu_s') / 1000, 1)}k/cpu-s"
-    if scenario != "raw-aiohttp" and b.ran("raw-aiohttp"):
-        text += f" ({b.ratio(scenario, 'raw-aiohttp', 'raw', 'per_cpu_s')})"
+# What one worker process is measured against (bench/peers.py), in the ratio column's order.
+PEERS = ("node-bullmq", "raw-signer", "raw-aiohttp")
+# Issue 17's targets for one worker process, as ratios to the peers.
+TARGETS = "targets >= 1.00x node-bullmq, >= 0.80x raw-signer"
+
+
+def ratios(
+    b: TableBuilder, scenario: str, references: tuple[str, ...], metric: str = "rate"
+) -> str:
+    """``0.58x node-bullmq, 0.40x raw-signer``: the ratios to the references that ran."""
+    found = (b.ratio(scenario, ref, ref, metric) for ref in references if ref != scenario)
+    return ", ".join(text for text in found if text)
+
+
+def efficiency(
+    b: TableBuilder, scenario: str, references: tuple[str, ...] = ("raw-aiohttp",)
+) -> str:
+    """Deliveries per CPU-second of the delivering process(es), the CPU time per delivery
+    (and Redis's, for the queues), and the per-CPU-second ratios to ``references``."""
+    per_cpu_s = b.m(scenario, "per_cpu_s")
+    cost = f"{number(1e6 / per_cpu_s)} µs/delivery"
+    if b.has(scenario, "redis_us"):
+        cost += f" + redis {number(b.m(scenario, 'redis_us'))} µs"
+    text = f"{number(per_cpu_s / 1000, 1)}k/cpu-s ({cost})"
+    if compared := ratios(b, scenario, references, "per_cpu_s"):
+        text += f", per cpu-s {compared}"
     return text
+
+
+def in_flight(b: TableBuilder, scenario: str) -> str:
+    """``C=200``: requests in flight, or the worker's concurrency."""
+    return f"C={number(b.m(scenario, 'concurrency'))}"
+
+
+def peer_rows(b: TableBuilder) -> None:
+    """The peers, then one and two worker processes measured against them."""
+    clients = [("client", "client"), ("sink", "sink")]
+    if b.ran("raw-signer"):
+        b.add(
+            "raw-signer",
+            "rate",
+            "deliveries/s",
+            ratio="1.00x (ref)",
+            notes=f"{in_flight(b, 'raw-signer')}, one X-Cliq-Signature, no queue; "
+            f"{cpu_notes(b, 'raw-signer', clients)}; {efficiency(b, 'raw-signer', ())}",
+        )
+    if b.ran("raw-aiohttp"):
+        b.add(
+            "raw-aiohttp",
+            "rate",
+            "deliveries/s",
+            ratio=ratios(b, "raw-aiohttp", ("raw-signer",)) or "1.00x (ref)",
+            notes=f"{in_flight(b, 'raw-aiohttp')}, the worker's headers, no queue; "
+            f"{cpu_notes(b, 'raw-aiohttp', clients)}; {efficiency(b, 'raw-aiohttp', ())}",
+        )
+    if b.ran("node-bullmq"):
+        node = [("node", "worker0"), ("redis", "redis"), ("sink", "sink")]
+        b.add(
+            "node-bullmq",
+            "rate",
+            "deliveries/s",
+            ratio=ratios(b, "node-bullmq", ("raw-signer",)),
+            notes=f"{in_flight(b, 'node-bullmq')}, BullMQ Worker + node:http, one job per "
+            f"delivery, no recording or logging; {cpu_notes(b, 'node-bullmq', node)}; "
+            f"{efficiency(b, 'node-bullmq', ())}",
+        )
+    if b.ran("worker-1proc"):
+        b.add(
+            "worker-1proc",
+            "rate",
+            "deliveries/s",
+            ratio=ratios(b, "worker-1proc", PEERS),
+            notes=f"{in_flight(b, 'worker-1proc')}, {TARGETS}; "
+            f"{cpu_notes(b, 'worker-1proc', ONE_WORKER)}; {efficiency(b, 'worker-1proc', PEERS)}",
+        )
+    if b.ran("worker-2proc"):
+        workers = [("worker0", "worker0"), ("worker1", "worker1")]
+        b.add(
+            "worker-2proc",
+            "rate",
+            "deliveries/s",
+            ratio=ratios(b, "worker-2proc", ("worker-1proc",)),
+            notes=f"{in_flight(b, 'worker-2proc')}; "
+            f"{cpu_notes(b, 'worker-2proc', [*workers, ('redis', 'redis'), ('sink', 'sink')])}; "
+            f"{efficiency(b, 'worker-2proc')}",
+        )
 
 
 def build_rows(results: Results) -> list[Row]:
     """Every row, in the order of the scenarios in ``bench/README.md``."""
     b = TableBuilder(results)
-    if b.ran("raw-aiohttp"):
-        cpu = cpu_notes(b, "raw-aiohttp", [("client", "client"), ("sink", "sink")])
-        b.add(
-            "raw-aiohttp",
-            "rate",
-            "deliveries/s",
-            ratio="1.00x (ref)",
-            notes=f"{cpu}; {efficiency(b, 'raw-aiohttp')}",
-        )
-    for scenario, processes, reference in (
-        ("worker-1proc", 1, "raw-aiohttp"),
-        ("worker-2proc", 2, "worker-1proc"),
-    ):
-        if b.ran(scenario):
-            workers = [(f"worker{n}", f"worker{n}") for n in range(processes)]
-            cpu = cpu_notes(b, scenario, [*workers, ("redis", "redis"), ("sink", "sink")])
-            b.add(
-                scenario,
-                "rate",
-                "deliveries/s",
-                ratio=b.ratio(scenario, reference, reference.removeprefix("worker-")),
-                notes=f"{cpu}; {efficiency(b, scenario)}",
-            )
+    peer_rows(b)
     if b.ran("publish-batch"):
         cpu = cpu_notes(b, "publish-batch", [("producer", "bench"), ("redis", "redis")])
         b.add(

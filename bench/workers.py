@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,18 +132,28 @@ class Window:
 
 
 class DeliveryWatch:
-    """Polls the ``delivered`` total of the stats hash while workers drain a backlog."""
+    """Polls the ``delivered`` total of the stats hash while workers drain a backlog.
+
+    ``delivered`` replaces that total with another count read from Redis (the
+    node-bullmq peer has no stats hash: bench/peers.py).
+    """
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, workers: Sequence[Child], sink: Sink
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        workers: Sequence[Child],
+        sink: Sink,
+        delivered: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._workers = workers
         self._sink = sink
         self._meter = cpu_meter(redis, workers, sink)
+        self._delivered = delivered or self._stats_delivered
 
-    async def _delivered(self) -> int:
+    async def _stats_delivered(self) -> int:
         return int(await self._redis.hget(self._keys.stats, "delivered") or 0)
 
     def _check_alive(self) -> None:

@@ -36,12 +36,12 @@ def make_events(catalogue: Catalogue, count: int, workspace: str = WORKSPACE) ->
 
 
 def sample_body() -> bytes:
-    """A body like every scenario's, for the raw-aiohttp ceiling."""
+    """A body like every scenario's, for the peers without the service (bench/peers.py)."""
     return make_event(Catalogue(), 0).body
 
 
 def sample_endpoint(url: str) -> Endpoint:
-    """An endpoint object to sign with, without Redis (for the raw-aiohttp ceiling)."""
+    """An endpoint object to sign with, without Redis (for the peers: bench/peers.py)."""
     return Endpoint(
         id="ep_" + secrets.token_hex(8),
         workspace_id=WORKSPACE,

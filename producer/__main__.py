@@ -8,7 +8,6 @@ connections and give in-flight requests ``SHUTDOWN_GRACE`` seconds to finish.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -16,8 +15,10 @@ import structlog
 from aiohttp import web
 
 from producer import logs
-from producer.api import SERVE_OPTIONS, ApiSettings, create_app
 from producer.collector import tune_for_service
+from producer.http.app import create_app
+from producer.http.state import SERVE_OPTIONS, ApiSettings
+from producer.loop import new_event_loop
 from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 
 EXIT_BAD_INPUT = 2
@@ -36,15 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (as the worker uses), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the API until SIGTERM/SIGINT; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -54,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logs.configure(settings.log_format, settings.log_level)
-    log = structlog.get_logger("producer.api")
+    log = structlog.get_logger("cliq.producer.http")
     log.info(
         "api_starting",
         host=settings.api_host,
@@ -74,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=None,  # one structured line per request comes from the app itself
             loop=new_event_loop(),
         )
+    except SettingsError as exc:  # a Redis that may evict keys (producer.redis_guard)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as exc:
         log.error("api_failed", error=str(exc), host=settings.api_host, port=settings.port)
         return EXIT_FAILURE

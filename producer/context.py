@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from aiohttp.abc import AbstractResolver
+
 from producer.deliveries import DeliveryLog
+from producer.destinations import RegistrationCheck
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
-from producer.jobs import JobDispatcher, QueueOptions, redis_client
+from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
 from producer.publisher import Publisher
+from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
 from producer.settings import ProducerSettings
 
@@ -22,8 +26,13 @@ class Producer:
     """
 
     def __init__(
-        self, settings: ProducerSettings, queue_options: QueueOptions | None = None
+        self,
+        settings: ProducerSettings,
+        queue_options: QueueOptions | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
+        """``resolver``: what registration resolves endpoint hosts with (default:
+        aiohttp's, the workers' own)."""
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.catalogue = Catalogue.with_extras(settings.event_types_extra)
@@ -32,13 +41,17 @@ class Producer:
             self.redis, self.keys, settings.effective_redis_url, queue_options
         )
         self.secret_box = SecretBox(settings.secret_encryption_key)
-        self.endpoints = EndpointRegistry(self.redis, self.keys, self.catalogue, self.secret_box)
+        self.destinations = RegistrationCheck(settings.destination_policy, resolver)
+        self.endpoints = EndpointRegistry(
+            self.redis, self.keys, self.catalogue, self.secret_box, self.destinations
+        )
         self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
 
     async def close(self) -> None:
         """Close every connection this producer opened."""
         await self.dispatcher.close()
+        await self.destinations.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Producer:

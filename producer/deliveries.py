@@ -1,7 +1,9 @@
 """Deliveries (one event to one endpoint) and their attempts: reading them and replaying.
 
 The worker writes attempts (``worker/record.lua``); the field names of the
-delivery hash are defined here, once, and documented in :mod:`producer.keys`.
+delivery hash are defined here, once, and documented in :mod:`producer.keys`. The
+delivery log's queries (an endpoint's attempts, filtered; a summary of its latest
+deliveries) are here too, for the API and the dashboard alike.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from typing import Any, cast
 
 import orjson
 
-from producer.cluster import RedisClient
+from producer import scans
+from producer.events import iso_time
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 
 RESPONSE_EXCERPT_BYTES = 1024
+# How many of an endpoint's latest deliveries its summary looks at (one read).
+RECENT_WINDOW = 100
 
 
 class DeliveryState(StrEnum):
@@ -127,6 +133,85 @@ class Delivery:
         }
 
 
+@dataclass(frozen=True)
+class AttemptFilter:
+    """The delivery log's query: an outcome and a time window (ms, inclusive)."""
+
+    outcome: AttemptOutcome | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def matches(self, attempt: Attempt) -> bool:
+        """Whether ``attempt`` is selected."""
+        return (
+            (self.outcome is None or attempt.outcome == self.outcome)
+            and (self.since_ms is None or attempt.at_ms >= self.since_ms)
+            and (self.until_ms is None or attempt.at_ms <= self.until_ms)
+        )
+
+
+def attempt_entry(attempt: Attempt, delivery: Delivery) -> dict[str, Any]:
+    """One attempt as the delivery log shows it: with its delivery, event and endpoint."""
+    return {
+        "delivery_id": delivery.id,
+        "event_id": delivery.event_id,
+        "endpoint_id": delivery.endpoint_id,
+        "at": iso_time(attempt.at_ms),
+        **attempt.to_dict(),
+    }
+
+
+@dataclass(frozen=True)
+class RecentSummary:
+    """How an endpoint's latest deliveries went: "why is my webhook not receiving events?"."""
+
+    deliveries: int
+    delivered: int
+    dead: int
+    pending: int
+    last_attempt_ms: int | None
+    last_delivered_ms: int | None
+    # The latest attempt that did not deliver, as the delivery log shows it.
+    last_error: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, deliveries: Sequence[Delivery]) -> RecentSummary:
+        """Counts by state and the latest attempt, success and error of these deliveries."""
+        attempts = [(a, d) for d in deliveries for a in d.attempts]
+        last = max(attempts, key=lambda pair: pair[0].at_ms, default=None)
+        successes = [a.at_ms for a, _ in attempts if a.outcome == AttemptOutcome.DELIVERED]
+        failures = [pair for pair in attempts if pair[0].outcome != AttemptOutcome.DELIVERED]
+        last_failure = max(failures, key=lambda pair: pair[0].at_ms, default=None)
+        states = [d.state for d in deliveries]
+        return cls(
+            deliveries=len(deliveries),
+            delivered=states.count(DeliveryState.DELIVERED),
+            dead=states.count(DeliveryState.DEAD),
+            pending=states.count(DeliveryState.QUEUED) + states.count(DeliveryState.SCHEDULED),
+            last_attempt_ms=last[0].at_ms if last else None,
+            last_delivered_ms=max(successes) if successes else None,
+            last_error=attempt_entry(*last_failure) if last_failure else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's ``recent`` member."""
+        return {
+            "window": RECENT_WINDOW,
+            "deliveries": self.deliveries,
+            "delivered": self.delivered,
+            "dead": self.dead,
+            "pending": self.pending,
+            "last_attempt_at": _iso_or_none(self.last_attempt_ms),
+            "last_delivered_at": _iso_or_none(self.last_delivered_ms),
+            "last_error": self.last_error,
+        }
+
+
+# A position in an endpoint's delivery log: (delivery created ms, delivery id, attempt
+# number); number 0 means "every attempt of that delivery was seen".
+LogPosition = tuple[int, str, int]
+
+
 class DeliveryLog:
     """Reads deliveries and attempts; re-enqueues dead deliveries."""
 
@@ -186,6 +271,50 @@ class DeliveryLog:
             replayed.extend(ids)
         return replayed
 
+    async def recent(self, endpoint_id: str) -> RecentSummary:
+        """The summary of an endpoint's latest :data:`RECENT_WINDOW` deliveries."""
+        return RecentSummary.of(await self.for_endpoint(endpoint_id, RECENT_WINDOW))
+
+    async def dead_total(self, endpoint_id: str) -> int:
+        """How many dead deliveries of an endpoint are kept for replay."""
+        return int(await self._redis.zcard(self._keys.endpoint_dead(endpoint_id)))
+
+    async def scan_attempts(
+        self,
+        endpoint_id: str,
+        selected: AttemptFilter,
+        after: LogPosition | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], LogPosition | None]:
+        """A page of an endpoint's attempts (:func:`attempt_entry`) after ``after``.
+
+        Deliveries are walked by creation time from the newest (``until`` bounds where
+        the walk starts, since no attempt precedes its delivery); each one's attempts come
+        newest first. A page examines at most :data:`producer.scans.SCAN_BUDGET`
+        deliveries, so it may end early; it ends with the position to continue from,
+        ``None`` at the end.
+        """
+        found: list[tuple[LogPosition, dict[str, Any]]] = []
+        examined = 0
+        if after is not None:
+            start: float | str = after[0]
+        else:
+            start = selected.until_ms if selected.until_ms is not None else "+inf"
+        key = self._keys.endpoint_deliveries(endpoint_id)
+        async for chunk in scans.scan_index(self._redis, key, start, descending=True):
+            positions = [p for p in chunk if after is None or _not_seen(p, after)]
+            loaded = await self.load([member for _, member in positions])
+            for position, delivery in zip(positions, loaded, strict=True):
+                examined += 1
+                if delivery is not None:
+                    below = after[2] if after is not None and position == after[:2] else None
+                    found.extend(_selected_attempts(delivery, position, selected, below))
+                if len(found) > limit:
+                    return [entry for _, entry in found[:limit]], found[limit - 1][0]
+                if examined >= scans.SCAN_BUDGET:
+                    return [entry for _, entry in found], (*position, 0)
+        return [entry for _, entry in found], None
+
     async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The type of each of these events still stored, in one round trip."""
         unique = sorted(set(event_ids))
@@ -206,3 +335,24 @@ class DeliveryLog:
         return [
             Delivery.from_hash(i, row) if row else None for i, row in zip(ids, rows, strict=True)
         ]
+
+
+def _iso_or_none(ms: int | None) -> str | None:
+    return iso_time(ms) if ms is not None else None
+
+
+def _not_seen(position: tuple[int, str], after: LogPosition) -> bool:
+    """Whether a delivery at ``position`` has attempts a page ending at ``after`` did not
+    show: it comes later in the walk, or it is the cursor's own, partly shown, delivery."""
+    return position < after[:2] or (position == after[:2] and after[2] > 0)
+
+
+def _selected_attempts(
+    delivery: Delivery, position: tuple[int, str], selected: AttemptFilter, below: int | None
+) -> list[tuple[LogPosition, dict[str, Any]]]:
+    """A delivery's selected attempts, newest first, numbered below ``below`` if given."""
+    return [
+        ((*position, attempt.number), attempt_entry(attempt, delivery))
+        for attempt in sorted(delivery.attempts, key=lambda attempt: -attempt.number)
+        if (below is None or attempt.number < below) and selected.matches(attempt)
+    ]

@@ -16,14 +16,19 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 from redis.typing import EncodableT, FieldT
 
-from producer.cluster import RedisClient
+from producer import scans
+from producer.destinations import DestinationRefused, RegistrationCheck, is_legacy_ipv4
 from producer.events import ID_PATTERN, Catalogue
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
+from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MAX_URL_LENGTH = 2048
+# Checked by the API and the dashboard (the registry stores what it is given).
+MAX_DESCRIPTION_LENGTH = 1024
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ROTATION_GRACE_S = 24 * 3600
 DEFAULT_MAX_IN_FLIGHT = 10
@@ -45,6 +50,14 @@ class EndpointError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class DestinationError(EndpointError):
+    """The URL's destination is refused by the destination policy (the message names
+    the rule)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("url", message)
 
 
 class EndpointNotFound(LookupError):
@@ -82,8 +95,21 @@ def validate_url(url: str) -> str:
         raise EndpointError("url", f"{url!r} has no host")
     if parts.username or parts.password:
         raise EndpointError("url", "must not carry credentials; authenticate with the signature")
+    if is_legacy_ipv4(parts.hostname):
+        # Workers refuse these on every attempt (aiohttp), so they are refused here too.
+        raise EndpointError(
+            "url",
+            f"host {parts.hostname} is not a canonical IPv4 address: write it as four "
+            "decimal numbers, such as 127.0.0.1",
+        )
     del port
     return url
+
+
+def url_host_port(url: str) -> tuple[str, int]:
+    """The host and port a (validated) URL connects to."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def validate_filter(patterns: Iterable[str], catalogue: Catalogue) -> tuple[str, ...]:
@@ -263,12 +289,28 @@ class EndpointRegistry:
     """Create, read, change and delete endpoints; find an event's subscribers."""
 
     def __init__(
-        self, redis: RedisClient, keys: Keys, catalogue: Catalogue, box: SecretBox
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        catalogue: Catalogue,
+        box: SecretBox,
+        destinations: RegistrationCheck | None = None,
     ) -> None:
+        """``destinations``: the destination policy that URLs must pass (None: none)."""
         self._redis = redis
         self._keys = keys
         self.catalogue = catalogue
         self._box = box
+        self._destinations = destinations
+
+    async def _check_destination(self, url: str) -> None:
+        """Raise :class:`DestinationError` if the policy refuses where ``url`` leads."""
+        if self._destinations is None:
+            return
+        try:
+            await self._destinations.check(*url_host_port(url))
+        except DestinationRefused as exc:
+            raise DestinationError(str(exc)) from None
 
     async def create(
         self,
@@ -297,10 +339,13 @@ class EndpointRegistry:
             max_in_flight=validate_max_in_flight(max_in_flight),
             rate_limit=validate_rate_limit(rate_limit),
         )
+        # Last: the other fields' errors come first, without waiting for DNS.
+        await self._check_destination(endpoint.url)
         async with self._redis.pipeline(transaction=True) as pipe:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
+            stage_generation(pipe, self._keys)
             await pipe.execute()
         return endpoint
 
@@ -324,6 +369,33 @@ class EndpointRegistry:
         if status is not None:
             endpoints = [e for e in endpoints if e.status == status]
         return sorted(endpoints, key=lambda e: (e.created_ms, e.id))
+
+    async def scan(
+        self, status: EndpointStatus | None, after: tuple[int, str] | None, limit: int
+    ) -> tuple[list[Endpoint], tuple[int, str] | None]:
+        """A page of every endpoint (optionally of one status), oldest first, after ``after``.
+
+        Positions are ``(created ms, id)`` in the index of all endpoints. The page ends
+        with the position to continue from, ``None`` at the end; it examines at most
+        :data:`producer.scans.SCAN_BUDGET` entries, so it may end early.
+        """
+        found: list[tuple[tuple[int, str], Endpoint]] = []
+        examined = 0
+        start: float | str = after[0] if after else "-inf"
+        async for chunk in scans.scan_index(
+            self._redis, self._keys.endpoints, start, descending=False
+        ):
+            positions = [p for p in chunk if after is None or p > after]
+            loaded = await self._load_each([member for _, member in positions])
+            for position, endpoint in zip(positions, loaded, strict=True):
+                examined += 1
+                if endpoint is not None and (status is None or endpoint.status == status):
+                    found.append((position, endpoint))
+                if len(found) > limit:
+                    return [e for _, e in found[:limit]], found[limit - 1][0]
+                if examined >= scans.SCAN_BUDGET:
+                    return [e for _, e in found], position
+        return [e for _, e in found], None
 
     async def workspace_endpoints(self, workspace_ids: Iterable[str]) -> dict[str, Subscribers]:
         """Every endpoint of each workspace, with its version, in two round trips in all.
@@ -376,6 +448,8 @@ class EndpointRegistry:
             else endpoint.rate_limit,
             updated_ms=_now_ms(),
         )
+        if changed.url != endpoint.url:
+            await self._check_destination(changed.url)
         await self._write(changed, endpoint)
         return changed
 
@@ -440,10 +514,14 @@ class EndpointRegistry:
         pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
 
     async def _load(self, ids: Sequence[str]) -> list[Endpoint]:
+        return [endpoint for endpoint in await self._load_each(ids) if endpoint is not None]
+
+    async def _load_each(self, ids: Sequence[str]) -> list[Endpoint | None]:
+        """Endpoints by id in one round trip; ``None`` for one deleted meanwhile."""
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for endpoint_id in ids:
                 pipe.hgetall(self._keys.endpoint(endpoint_id))
             rows: list[dict[str, str]] = await pipe.execute()
-        return [Endpoint.from_hash(row, self._box) for row in rows if row]
+        return [Endpoint.from_hash(row, self._box) if row else None for row in rows]

@@ -53,7 +53,7 @@ EXAMPLE_DATA: dict[str, dict[str, jsonwire.JSONValue]] = {
     "comment": {"id": "comment_123", "issue_id": "issue_xyz789", "body": "Looks good to me"},
     "project": {"id": "project_42", "name": "Website relaunch", "lead": "user_456"},
     "member": {"id": "user_789", "name": "Ada Lovelace", "role": "member"},
-    # What producer.incoming publishes: the resource, who posted, and the posted body.
+    # What producer.tokens.incoming publishes: the resource, who posted, and the posted body.
     "channel": {
         "channel": "general",
         "user_id": "user_456",
@@ -138,6 +138,11 @@ def format_timestamp(moment: datetime) -> str:
     # twice as fast as strftime, which shows when an API batch stamps 1,000 events.
     text = moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00")
     return f"{text.removesuffix('.000')}Z"
+
+
+def iso_time(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC (``Z``), as the API shows times."""
+    return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 def parse_timestamp(raw: object) -> datetime:

@@ -16,23 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from bullmq import Queue
-from redis import exceptions as redis_errors
-from redis.asyncio.connection import SSLConnection, parse_url
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
 
-from producer.cluster import RedisClient, is_cluster_url, parse_cluster_url
+from producer.backoff import DELIVERY_JOB_BACKOFF_MS, NOTIFICATION_BACKOFF_MS, job_backoff
 from producer.keys import DELIVERY_QUEUES, NOTIFICATION_QUEUE, Keys
-from producer.sentinel import BlockingSentinelPool, is_sentinel_url, parse_sentinel_url
+from producer.redis.clients import RedisClient, RedisKind, bullmq_connection, kind_of
 
 DELIVERY_JOB = "deliver"
 NOTIFICATION_JOB = "notify"
 WEEK_S = 7 * 24 * 3600
-# No command of ours blocks: a reply slower than this means Redis is in trouble.
-REDIS_TIMEOUT_S = 10
-MAX_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -127,82 +119,15 @@ class JobSpec:
         return cls(raw["q"], raw["id"], raw["data"], int(raw.get("delay") or 0))
 
 
-def bullmq_connection(redis_url: str) -> dict[str, Any] | RedisClient:
-    """Connection for one bullmq queue or worker: options, or a client of a Sentinel's
-    primary or of a cluster.
-
-    ``socket_timeout=None``: redis-py 8 defaults to 5 s, as long as bullmq's blocking
-    wait, which made idle workers time out, reconnect and notice new jobs 16-30 s late.
-    """
-    if is_sentinel_url(redis_url) or is_cluster_url(redis_url):
-        # bullmq uses a client it is given for both its main and its blocking connection
-        # and closes it twice (harmless): a pooled client, so the blocking wait holds one
-        # connection of its own. A fresh client per call, as bullmq builds one per
-        # options dict. The retries are those bullmq sets on clients it builds itself;
-        # they also carry it over a failover.
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": None,
-            "socket_keepalive": True,
-            "retry": Retry(ExponentialBackoff(cap=20, base=1), 20),
-            "retry_on_error": [
-                redis_errors.BusyLoadingError,
-                redis_errors.ConnectionError,
-                redis_errors.TimeoutError,
-            ],
-        }
-        if is_sentinel_url(redis_url):
-            return parse_sentinel_url(redis_url).client(**options)
-        return parse_cluster_url(redis_url).client(max_connections=MAX_CONNECTIONS, **options)
-    options = dict(parse_url(redis_url))
-    # bullmq builds a redis.Redis from these, which takes ssl=True rather than the
-    # pool's connection class that parse_url gives for rediss:// URLs.
-    if options.pop("connection_class", None) is SSLConnection:
-        options["ssl"] = True
-    options["socket_timeout"] = None
-    options["socket_keepalive"] = True
-    return options
-
-
-def redis_client(redis_url: str) -> RedisClient:
-    """The project's own Redis client: text replies, bounded waits, no silent retries.
-
-    Commands are not retried after a lost connection: a publish script whose reply was
-    lost must surface as an error (the caller retries with the same event ids), not
-    run again and report the events as duplicates. Workers recover through bullmq,
-    which runs a failed batch job again. A ``redis+sentinel://`` URL gives a client of
-    the primary its Sentinels name, with the same blocking pool; a ``redis+cluster://``
-    URL a cluster client that makes a burst wait alike.
-    """
-    options: dict[str, Any] = {
-        # A blocking pool: a burst of concurrent commands waits for a connection instead
-        # of failing with "Too many connections" (redis-py's default pool allows 100).
-        "max_connections": MAX_CONNECTIONS,
-        "timeout": REDIS_TIMEOUT_S,
-        "decode_responses": True,
-        "socket_timeout": REDIS_TIMEOUT_S,
-        "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "health_check_interval": 15,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if is_sentinel_url(redis_url):
-        return parse_sentinel_url(redis_url).client(BlockingSentinelPool, **options)
-    if is_cluster_url(redis_url):
-        return parse_cluster_url(redis_url).client(**options)
-    pool = aioredis.BlockingConnectionPool(**parse_url(redis_url), **options)
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
-
-
 @dataclass(frozen=True)
 class QueueOptions:
     """How bullmq treats our jobs; the delivery schedule itself is ours, not bullmq's."""
 
-    # A batch job fails only when Redis or the worker itself broke mid-batch:
-    # retry it soon; its finished items are skipped on the next run.
+    # A batch job fails only when Redis or the worker itself broke mid-batch: retried
+    # soon (producer.backoff); its finished items are skipped on the next run.
     delivery_job_attempts: int = 20
     notification_attempts: int = 12
-    notification_backoff_ms: int = 30_000
+    notification_backoff_ms: int = NOTIFICATION_BACKOFF_MS
 
     def job_options(self, spec: JobSpec) -> dict[str, Any]:
         """bullmq options for ``spec``."""
@@ -215,10 +140,10 @@ class QueueOptions:
             options["delay"] = spec.delay_ms
         if spec.queue == NOTIFICATION_QUEUE:
             options["attempts"] = self.notification_attempts
-            options["backoff"] = {"type": "exponential", "delay": self.notification_backoff_ms}
+            options["backoff"] = job_backoff(self.notification_backoff_ms)
         else:
             options["attempts"] = self.delivery_job_attempts
-            options["backoff"] = {"type": "exponential", "delay": 1000}
+            options["backoff"] = job_backoff(DELIVERY_JOB_BACKOFF_MS)
         return options
 
 
@@ -235,7 +160,7 @@ class JobDispatcher:
         self._redis = redis
         self._keys = keys
         self._options = options or QueueOptions()
-        self._cluster = is_cluster_url(redis_url)
+        self._cluster = kind_of(redis_url) is RedisKind.CLUSTER
         self.queues: dict[str, Queue] = {
             name: Queue(name, {"connection": bullmq_connection(redis_url), "prefix": keys.prefix})
             for name in (*DELIVERY_QUEUES, NOTIFICATION_QUEUE)

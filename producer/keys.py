@@ -102,6 +102,10 @@ LAYOUT: dict[str, str] = {
     "dashboard_session": "ui:ses:{}",
     # List (1 h): the delivery ids one dashboard replay enqueued, to show its progress.
     "dashboard_replay": "ui:rpl:{}",
+    # String: a random id written with the first endpoint (SET NX). Every API and worker
+    # process remembers it; finding it gone or changed means Redis lost its data
+    # (producer.redis_guard).
+    "generation": "generation",
 }
 
 
@@ -236,6 +240,11 @@ class Keys:
     def dashboard_replay(self, replay_id: str) -> str:
         """See ``LAYOUT["dashboard_replay"]``."""
         return self._key("dashboard_replay", replay_id)
+
+    @property
+    def generation(self) -> str:
+        """See ``LAYOUT["generation"]``."""
+        return self._key("generation")
 
     def queue_key(self, queue: str, suffix: str) -> str:
         """A key of bullmq's layout, e.g. ``queue_key("deliveries", "wait")``."""

@@ -11,11 +11,11 @@ import orjson
 import redis.exceptions
 from redis.typing import EncodableT
 
-from producer.cluster import RedisClient
 from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.settings import ProducerSettings
 

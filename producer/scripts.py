@@ -7,8 +7,8 @@ from typing import Any
 
 from redis.typing import EncodableT
 
-from producer.cluster import RedisClient
 from producer.keys import Keys, lua_prelude
+from producer.redis.clients import RedisClient
 
 
 def _read(package: str, name: str) -> str:
@@ -17,9 +17,10 @@ def _read(package: str, name: str) -> str:
 
 # Lua functions shared by the scripts of a package, placed before each of them:
 # producer/outbox.lua (outbox jobs, the ready list) everywhere, and the worker's batch
-# loading in the worker's scripts.
+# loading in the worker's scripts. A package is named as importlib names it.
 LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
     "producer": (("producer", "outbox.lua"),),
+    "producer.tokens": (("producer", "outbox.lua"),),
     "worker": (("producer", "outbox.lua"), ("worker", "batch.lua")),
 }
 

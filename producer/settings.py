@@ -1,8 +1,9 @@
 """Configuration: every setting is an environment variable and a CLI flag.
 
-Each setting is declared once as an :class:`Option`; ``from_env`` reads the
-environment (or an explicit mapping, for tests) and the CLI builds its flags
-from the same declarations, so the two can never drift apart.
+Each setting is declared once as an :class:`Option`, its default included; ``from_env``
+reads the environment (or an explicit mapping, for tests), the CLI builds its flags
+from the same declarations, and the settings classes take their fields' defaults from
+them (:attr:`Option.value`), so none of these can drift apart.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer.cluster import hash_tag, is_cluster_url, parse_cluster_url
+from producer.addresses import IPNetwork
+from producer.destinations import DestinationPolicy, parse_networks
+from producer.redis.clients import RedisKind, check_url, kind_of
+from producer.redis.cluster import hash_tag
 from producer.secretbox import parse_key
-from producer.sentinel import is_sentinel_url, parse_sentinel_url
 
 DEFAULT_REDIS_URL = ""  # empty: the demo starts a private Redis; other commands use localhost.
 FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -45,6 +48,11 @@ class Option:
     def dest(self) -> str:
         """The attribute name on the settings object."""
         return self.env.lower()
+
+    @property
+    def value(self) -> Any:
+        """The default, parsed: what a settings class declares as its field's default."""
+        return self.parse(self.default)
 
     def read(self, env: Mapping[str, str]) -> Any:
         """Parse this option's value from ``env``, falling back to the default."""
@@ -125,11 +133,7 @@ def parse_event_types(raw: str) -> tuple[str, ...]:
 def parse_redis_url(raw: str) -> str:
     """A Redis URL; ``redis+sentinel://`` and ``redis+cluster://`` ones are checked here,
     the others on connecting."""
-    if is_sentinel_url(raw):
-        parse_sentinel_url(raw)
-    elif is_cluster_url(raw):
-        parse_cluster_url(raw)
-    return raw
+    return check_url(raw)
 
 
 def parse_prefix(raw: str) -> str:
@@ -139,55 +143,98 @@ def parse_prefix(raw: str) -> str:
     return raw
 
 
+REDIS_URL = Option(
+    "REDIS_URL",
+    DEFAULT_REDIS_URL,
+    "Redis to use (redis://, rediss:// for TLS, redis+sentinel:// for the primary "
+    "that Sentinels name, redis+cluster:// or rediss+cluster:// for a Redis Cluster's "
+    "seed nodes). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
+    parse_redis_url,
+    secret=True,  # it may hold a password
+)
+
+KEY_PREFIX = Option(
+    "KEY_PREFIX",
+    "cliq",
+    "Prefix of every Redis key; a redis+cluster:// REDIS_URL needs a hash tag such as "
+    "{cliq} in it.",
+    parse_prefix,
+)
+
+EVENT_TYPES_EXTRA = Option(
+    "EVENT_TYPES_EXTRA",
+    "",
+    "Comma-separated event types accepted in addition to the built-in catalogue.",
+    parse_event_types,
+)
+
+MAX_PAYLOAD_BYTES = Option(
+    "MAX_PAYLOAD_BYTES",
+    str(256 * 1024),
+    "Largest accepted event, measured as the JSON body that is delivered.",
+    parse_positive_int,
+)
+
+BATCH_SIZE = Option(
+    "BATCH_SIZE",
+    "50",
+    "Deliveries carried by one queue job: the queue's cost is paid once per batch.",
+    parse_positive_int,
+)
+
+SECRET_ENCRYPTION_KEY = Option(
+    "SECRET_ENCRYPTION_KEY",
+    "",
+    "URL-safe base64 of 32 random bytes: endpoint secrets are stored sealed with it "
+    "(AES-256-GCM). Empty: stored as they are.",
+    parse_key,
+    secret=True,
+)
+
+DELIVERY_RETENTION = Option(
+    "DELIVERY_RETENTION",
+    str(7 * 24 * 3600),
+    "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
+    parse_positive_int,
+)
+
+# The destination policy: checked when endpoints are registered (API, CLI, dashboard)
+# and on every connection (workers), so every process reads it.
+ALLOW_PRIVATE_DESTINATIONS = Option(
+    "ALLOW_PRIVATE_DESTINATIONS",
+    "0",
+    "1 allows loopback, private and link-local destinations (demo and tests only).",
+    parse_bool,
+)
+
+ALLOWED_PRIVATE_NETWORKS = Option(
+    "ALLOWED_PRIVATE_NETWORKS",
+    "",
+    "Comma-separated CIDR blocks delivered to even though they are not public "
+    "(e.g. an internal receiver at 10.20.0.0/16).",
+    parse_networks,
+)
+
+ALLOW_EVICTING_REDIS = Option(
+    "ALLOW_EVICTING_REDIS",
+    "0",
+    "1 lets the API and the workers run on a Redis whose maxmemory-policy is not "
+    "noeviction, which loses acknowledged events when memory runs out (an error is "
+    "logged every minute). 0: they refuse to.",
+    parse_bool,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "REDIS_URL",
-        DEFAULT_REDIS_URL,
-        "Redis to use (redis://, rediss:// for TLS, redis+sentinel:// for the primary "
-        "that Sentinels name, redis+cluster:// or rediss+cluster:// for a Redis Cluster's "
-        "seed nodes). Empty: 127.0.0.1:6379, or a private Redis started by `demo`.",
-        parse_redis_url,
-        secret=True,  # it may hold a password
-    ),
-    Option(
-        "KEY_PREFIX",
-        "cliq",
-        "Prefix of every Redis key; a redis+cluster:// REDIS_URL needs a hash tag such as "
-        "{cliq} in it.",
-        parse_prefix,
-    ),
-    Option(
-        "EVENT_TYPES_EXTRA",
-        "",
-        "Comma-separated event types accepted in addition to the built-in catalogue.",
-        parse_event_types,
-    ),
-    Option(
-        "MAX_PAYLOAD_BYTES",
-        str(256 * 1024),
-        "Largest accepted event, measured as the JSON body that is delivered.",
-        parse_positive_int,
-    ),
-    Option(
-        "BATCH_SIZE",
-        "50",
-        "Deliveries carried by one queue job: the queue's cost is paid once per batch.",
-        parse_positive_int,
-    ),
-    Option(
-        "SECRET_ENCRYPTION_KEY",
-        "",
-        "URL-safe base64 of 32 random bytes: endpoint secrets are stored sealed with it "
-        "(AES-256-GCM). Empty: stored as they are.",
-        parse_key,
-        secret=True,
-    ),
-    Option(
-        "DELIVERY_RETENTION",
-        str(7 * 24 * 3600),
-        "Seconds a finished (delivered or dead) delivery and its attempts are kept.",
-        parse_positive_int,
-    ),
+    REDIS_URL,
+    KEY_PREFIX,
+    EVENT_TYPES_EXTRA,
+    MAX_PAYLOAD_BYTES,
+    BATCH_SIZE,
+    SECRET_ENCRYPTION_KEY,
+    DELIVERY_RETENTION,
+    ALLOW_PRIVATE_DESTINATIONS,
+    ALLOWED_PRIVATE_NETWORKS,
+    ALLOW_EVICTING_REDIS,
 )
 
 
@@ -197,34 +244,36 @@ DELIVERY_TIMEOUT = Option(
 )
 
 # Read by every long-running process (the API and the workers).
-PROCESS_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
-    ),
-    Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level),
-    Option(
-        "SHUTDOWN_GRACE",
-        "25",
-        "Seconds in-flight work (attempts, requests) gets to finish after SIGTERM/SIGINT.",
-        parse_positive_float,
-    ),
+LOG_FORMAT = Option(
+    "LOG_FORMAT", "auto", "auto (JSON unless a terminal), json or console.", parse_log_format
 )
+LOG_LEVEL = Option("LOG_LEVEL", "info", "debug, info, warning or error.", parse_log_level)
+SHUTDOWN_GRACE = Option(
+    "SHUTDOWN_GRACE",
+    "25",
+    "Seconds in-flight work (attempts, requests) gets to finish after SIGTERM/SIGINT.",
+    parse_positive_float,
+)
+PROCESS_OPTIONS: tuple[Option, ...] = (LOG_FORMAT, LOG_LEVEL, SHUTDOWN_GRACE)
 
 
 @dataclass(frozen=True)
 class ProducerSettings:
     """Settings that the producer side (publishing, registry) needs."""
 
-    redis_url: str = DEFAULT_REDIS_URL
-    key_prefix: str = "cliq"
-    event_types_extra: tuple[str, ...] = ()
-    max_payload_bytes: int = 256 * 1024
-    batch_size: int = 50
-    delivery_retention: int = 7 * 24 * 3600
-    secret_encryption_key: bytes | None = field(default=None, repr=False)
+    redis_url: str = REDIS_URL.value
+    key_prefix: str = KEY_PREFIX.value
+    event_types_extra: tuple[str, ...] = EVENT_TYPES_EXTRA.value
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES.value
+    batch_size: int = BATCH_SIZE.value
+    delivery_retention: int = DELIVERY_RETENTION.value
+    secret_encryption_key: bytes | None = field(default=SECRET_ENCRYPTION_KEY.value, repr=False)
+    allow_private_destinations: bool = ALLOW_PRIVATE_DESTINATIONS.value
+    allowed_private_networks: tuple[IPNetwork, ...] = ALLOWED_PRIVATE_NETWORKS.value
+    allow_evicting_redis: bool = ALLOW_EVICTING_REDIS.value
 
     def __post_init__(self) -> None:
-        if is_cluster_url(self.redis_url) and hash_tag(self.key_prefix) is None:
+        if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:
             # Without one, keys a script or transaction touches together land in different
             # slots: Redis would refuse them (CROSSSLOT) at the first publish.
             raise SettingsError(
@@ -232,6 +281,13 @@ class ProducerSettings:
                 "redis+cluster://) it needs a hash tag, e.g. {cliq}, so that every key "
                 "lands in one slot"
             )
+
+    @property
+    def destination_policy(self) -> DestinationPolicy | None:
+        """Where deliveries may go; None when every destination is allowed."""
+        if self.allow_private_destinations:
+            return None
+        return DestinationPolicy(self.allowed_private_networks)
 
     @property
     def effective_redis_url(self) -> str:

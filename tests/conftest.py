@@ -1,23 +1,28 @@
-"""Fixtures for the integration tests: a private Redis, real receivers, a real SMTP server.
+"""Fixtures for the integration tests: a private Redis and PostgreSQL, real receivers, a
+real SMTP server.
 
 Every server here is started by the test session itself on a free 127.0.0.1 port and
 stopped by its own PID. No test ever talks to any other Redis (a system one may run on
-6379).
+6379) or PostgreSQL (5432).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
+from producer.store.migrate import migrate
 
 from harness import (
     NodeReceiver,
     NodeReceiverFactory,
     NodeReceiverUnavailable,
+    PostgresServer,
+    PostgresServerError,
     Receiver,
     ReceiverFactory,
     RedisServer,
@@ -174,3 +179,54 @@ async def producer(redis_url: str) -> AsyncIterator[Producer]:
     """A producer (registry, publisher, delivery log) on the private Redis."""
     async with producer_for(redis_url) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's private PostgreSQL (initdb in a temporary folder), removed at the end."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except PostgresServerError as exc:
+        problem = str(exc)
+    else:
+        try:
+            yield server
+        finally:
+            server.close()
+        return
+    pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
+
+
+@pytest.fixture(scope="session")
+async def postgres_template(postgres_server: PostgresServer) -> str:
+    """A database migrated once, that each test's database is copied from."""
+    name = await postgres_server.create_database()
+    pool = await asyncpg.create_pool(postgres_server.url(name), min_size=1, max_size=1)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    return name
+
+
+@pytest.fixture
+async def postgres_url(
+    postgres_server: PostgresServer, postgres_template: str
+) -> AsyncIterator[str]:
+    """A fresh migrated database of the private server (no partitions yet), dropped after."""
+    name = await postgres_server.create_database(template=postgres_template)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        await postgres_server.drop_database(name)
+
+
+@pytest.fixture
+async def postgres_empty_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A fresh empty database of the private server, dropped after the test."""
+    name = await postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        await postgres_server.drop_database(name)

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.api import SERVE_OPTIONS, ApiMetrics, ApiSettings
 from producer.deliveries import AttemptOutcome
+from producer.http.metrics import ApiMetrics
+from producer.http.state import SERVE_OPTIONS, ApiSettings
+from producer.http.throttle import Surface
 from worker.metrics import STATUS_CLASSES, Metrics
 from worker.settings import WORKER_OPTIONS, WorkerSettings
 from worker.supervisor import KILL_MARGIN_S
@@ -38,6 +40,7 @@ KNOWN_LABEL_VALUES: dict[str, set[str]] = {
     "result": {"sent", "outbox", "failed"},
     "to": {"failing", "active", "disabled"},
     "queue": {"deliveries", "notifications"},
+    "surface": {surface.value for surface in Surface},
 }
 # Series Prometheus adds itself to every target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}

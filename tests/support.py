@@ -76,7 +76,10 @@ async def delivery_job_counts(producer: Producer, *states: str) -> dict[str, int
 
 def producer_for(redis_url: str) -> Producer:
     """A producer on the test's private Redis."""
-    return Producer(ProducerSettings.from_env({"REDIS_URL": redis_url}))
+    # Receivers run on 127.0.0.1: registration allows them, as worker_env's workers do.
+    return Producer(
+        ProducerSettings.from_env({"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"})
+    )
 
 
 @dataclass

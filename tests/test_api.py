@@ -21,17 +21,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from producer.__main__ import build_parser
-from producer.api import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_EVENTS,
-    PROBLEM_BASE,
-    SERVE_OPTIONS,
-    SINGLE_EVENT_SLACK_BYTES,
-    ApiSettings,
-    create_app,
-)
 from producer.context import Producer
 from producer.endpoints import Endpoint
+from producer.http.app import create_app
+from producer.http.events import MAX_BATCH_EVENTS, SINGLE_EVENT_SLACK_BYTES
+from producer.http.problems import PROBLEM_BASE
+from producer.http.state import MAX_BATCH_BYTES, SERVE_OPTIONS, ApiSettings
 from producer.keys import DELIVERY_QUEUE
 from producer.settings import SettingsError, env_with_flags
 
@@ -56,7 +51,9 @@ async def api_factory(redis_url: str) -> AsyncIterator[ApiFactory]:
     clients: list[Client] = []
 
     async def factory(**env: str) -> Client:
-        settings = ApiSettings.from_env({"REDIS_URL": redis_url, **env})
+        # Receivers run on 127.0.0.1 (the policy's own tests turn it on).
+        base = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+        settings = ApiSettings.from_env({**base, **env})
         client: Client = TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0))
         await client.start_server()
         clients.append(client)

@@ -1,4 +1,5 @@
-"""The management API (``producer.api_manage``) on 127.0.0.1 against the private Redis.
+"""The management API (``producer.http``: endpoints, deliveries, testsends, catalogue) on
+127.0.0.1 against the private Redis.
 
 Delivery-log and replay tests run a real in-process worker and a real receiver; test
 sends are answered by a small stand-in for the worker side of the contract.
@@ -20,17 +21,18 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from test_api import ApiFactory, Client, problem
 
-from producer import api_manage
-from producer.api import MAX_JSON_BODY_BYTES, ApiSettings, create_app
-from producer.api_manage import (
-    TEST_RESULT_TTL_S,
-    iso_time,
-)
+from producer import scans
 from producer.context import Producer
-from producer.deliveries import Delivery, DeliveryState
-from producer.endpoints import EndpointStatus
-from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
+from producer.deliveries import RECENT_WINDOW, Delivery, DeliveryState
+from producer.endpoints import MAX_DESCRIPTION_LENGTH, EndpointStatus
+from producer.events import BUILTIN_EVENT_TYPES, example_data, iso_time, parse_event
+from producer.http import catalogue, deliveries, endpoints_spec, testsends
+from producer.http.app import create_app
+from producer.http.bodies import MAX_JSON_BODY_BYTES
+from producer.http.endpoints import MAX_ROTATION_GRACE_S
+from producer.http.state import ApiSettings
 from producer.keys import Keys
+from producer.testsends import TEST_RESULT_TTL_S
 
 from harness import Receiver, ScriptedResponse
 from harness.polling import wait_until
@@ -47,7 +49,9 @@ async def api_factory(redis_url: str) -> AsyncIterator[ApiFactory]:
     clients: list[Client] = []
 
     async def factory(**env: str) -> Client:
-        settings = ApiSettings.from_env({"REDIS_URL": redis_url, **env})
+        # Receivers run on 127.0.0.1 (the policy's own tests turn it on).
+        base = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+        settings = ApiSettings.from_env({**base, **env})
         app = create_app(replace(settings, test_send_margin_s=0.0))
         client: Client = TestClient(TestServer(app, host="127.0.0.1", port=0))
         await client.start_server()
@@ -154,7 +158,7 @@ async def test_create_shows_the_secret_once_and_get_masks_it(
     assert shown["status"] == "active"
     assert shown["dead_total"] == 0
     assert shown["recent"] == {
-        "window": api_manage.RECENT_WINDOW,
+        "window": RECENT_WINDOW,
         "deliveries": 0,
         "delivered": 0,
         "dead": 0,
@@ -179,7 +183,7 @@ async def test_create_names_every_missing_or_mistyped_field(api: Client) -> None
                 "owner_email": "o@example.com",
                 "max_in_flight": True,
                 "rate_limit": "fast",
-                "description": "x" * (api_manage.MAX_DESCRIPTION_LENGTH + 1),
+                "description": "x" * (MAX_DESCRIPTION_LENGTH + 1),
             },
         ),
         422,
@@ -340,7 +344,7 @@ async def test_rotate_secret_reveals_the_new_one_and_keeps_the_old_signing(
     again = await ok(await api.post(path))
     assert again["previous_secret_until_ms"] >= now_ms + 24 * 3600 * 1000 - 5000
 
-    for grace in (-1, 1.5, "60", api_manage.MAX_ROTATION_GRACE_S + 1):
+    for grace in (-1, 1.5, "60", MAX_ROTATION_GRACE_S + 1):
         body = await problem(await api.post(path, json={"grace_s": grace}), 422, "invalid-fields")
         assert body["errors"][0]["field"] == "grace_s"
     await problem(await api.post(path, json={"grace": 1}), 422, "invalid-fields")
@@ -406,7 +410,7 @@ async def test_endpoints_created_in_the_same_millisecond_are_each_listed_once(
     ids = [(await create(api))["id"] for _ in range(5)]
     # Same creation time for all: only the member order tells them apart.
     await producer.redis.zadd(producer.keys.endpoints, dict.fromkeys(ids, 1000))
-    monkeypatch.setattr(api_manage, "SCAN_CHUNK", 2)
+    monkeypatch.setattr(scans, "SCAN_CHUNK", 2)
 
     pages = await all_pages(api, "/v1/endpoints", limit="2")
     assert [e["id"] for e in flat(pages)] == sorted(ids)
@@ -418,7 +422,7 @@ async def test_a_sparse_filter_ends_pages_early_with_a_cursor(
     made = [await create(api) for _ in range(5)]
     last = max(made, key=lambda e: (e["created_ms"], e["id"]))["id"]
     await api.post(f"/v1/endpoints/{last}/disable")
-    monkeypatch.setattr(api_manage, "SCAN_BUDGET", 2)
+    monkeypatch.setattr(scans, "SCAN_BUDGET", 2)
 
     pages = await all_pages(api, "/v1/endpoints", status="disabled")
     assert pages[0] == []  # two examined, none matched: a cursor, not the end
@@ -586,7 +590,7 @@ async def test_endpoint_attempts_newest_first_filtered_and_paginated(
     assert flat(await all_pages(api, path, since="2999-01-01T00:00:00+01:00")) == []
 
     # A budget of one delivery per page: pages end early but nothing is lost.
-    monkeypatch.setattr(api_manage, "SCAN_BUDGET", 1)
+    monkeypatch.setattr(scans, "SCAN_BUDGET", 1)
     sparse = await all_pages(api, path, outcome="dead")
     assert sparse[0] == []  # c was examined: no dead attempt
     assert flat(sparse) == dead
@@ -823,7 +827,8 @@ async def test_every_management_route_needs_the_api_key(api_factory: ApiFactory)
     api = await api_factory(API_KEYS=KEY)
     routes = [
         (method.upper(), path.replace("{id}", "x_1"))
-        for path, item in api_manage.OPENAPI_PATHS.items()
+        for spec in (endpoints_spec, deliveries, testsends, catalogue)
+        for path, item in spec.OPENAPI_PATHS.items()
         for method in item
     ]
     assert len(routes) == 14

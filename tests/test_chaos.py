@@ -140,7 +140,9 @@ def crew(redis_url: str, tmp_path: Path) -> Iterator[Crew]:
 
 @pytest.fixture
 async def producer(redis_url: str) -> AsyncIterator[Producer]:
-    settings = ProducerSettings.from_env({"REDIS_URL": redis_url, "BATCH_SIZE": str(BATCH_SIZE)})
+    settings = ProducerSettings.from_env(
+        {"REDIS_URL": redis_url, "BATCH_SIZE": str(BATCH_SIZE), "ALLOW_PRIVATE_DESTINATIONS": "1"}
+    )
     async with Producer(settings) as p:
         yield p
 

@@ -20,7 +20,7 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cliq-webhooks ARGS`` with the test environment."""
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env={**os.environ, **worker_env(redis_url), **env},
         cwd=PROJECT,
         input=stdin,
@@ -235,7 +235,7 @@ async def test_status_and_attempts_report_what_happened(redis_url: str, receiver
 
 def test_help_documents_every_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "--help"],
+        [sys.executable, "-m", "cli", "--help"],
         capture_output=True,
         text=True,
         check=True,

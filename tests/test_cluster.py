@@ -16,19 +16,23 @@ import pytest
 import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import REDIS_UNAVAILABLE_ERRORS, ApiSettings, create_app, probe_client
-from producer.cluster import (
-    BlockingRedisCluster,
-    ClusterUrl,
-    hash_tag,
-    parse_cluster_url,
-    ping,
-)
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.events import Event
-from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
+from producer.redis.clients import (
+    MAX_CONNECTIONS,
+    bullmq_connection,
+    ping,
+    probe_client,
+    redis_client,
+)
+from producer.redis.cluster import BlockingRedisCluster, ClusterUrl, hash_tag, parse_cluster_url
+from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
+from producer.redis_guard import RedisEvictingError
 from producer.settings import ProducerSettings, SettingsError, without_password
+from worker.service import WorkerService
 from worker.settings import WorkerSettings
 
 from harness import Receiver, RedisServer
@@ -94,7 +98,7 @@ async def producer(cluster_url: str) -> AsyncIterator[Producer]:
 
 def env(url: str, **overrides: str) -> dict[str, str]:
     """Settings for the cluster: its URL and a hash-tag prefix."""
-    return {"REDIS_URL": url, "KEY_PREFIX": PREFIX, **overrides}
+    return {"REDIS_URL": url, "KEY_PREFIX": PREFIX, "ALLOW_PRIVATE_DESTINATIONS": "1", **overrides}
 
 
 def keys_per_node(cluster: RedisClusterServers) -> dict[int, int]:
@@ -383,3 +387,38 @@ async def test_deliveries_go_on_after_the_slot_moves_to_another_primary(
     )
     await deliver(producer, receiver, 3, "after")
     assert keys_per_node(cluster)[after] > 0
+
+
+async def test_the_eviction_policy_checked_is_that_of_the_primary_serving_our_slot(
+    cluster: RedisClusterServers, cluster_url: str
+) -> None:
+    """An evicting primary that holds our slot is refused, an evicting other one is not
+    (the URL names a node that does not serve our slot)."""
+    owner = cluster.owner(SLOT)
+    others = [port for port in cluster.ports if port != owner]
+
+    async def api_starts() -> None:
+        client = TestClient(
+            TestServer(create_app(ApiSettings.from_env(env(cluster_url))), host="127.0.0.1", port=0)
+        )
+        try:
+            await client.start_server()
+            assert (await client.get("/readyz")).status == 200
+        finally:
+            await client.close()
+
+    try:
+        command(owner, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        with pytest.raises(RedisEvictingError, match="allkeys-lru"):
+            await api_starts()
+        with pytest.raises(RedisEvictingError, match="allkeys-lru"):
+            await WorkerService(
+                WorkerSettings.from_env(worker_env(cluster_url, KEY_PREFIX=PREFIX))
+            ).run()
+        command(owner, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+        for port in others:
+            command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        await api_starts()
+    finally:
+        for port in cluster.ports:
+            command(port, "CONFIG", "SET", "maxmemory-policy", "noeviction")

@@ -27,16 +27,16 @@ from playwright.async_api import (
 )
 from test_tokens import FakeClock
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
-from producer.dashboard import webhooks as webhooks_module
 from producer.deliveries import DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
-from producer.token_context import CLOCK, TOKEN_SYSTEM, Clock
-from producer.tokens import MAX_TOKENS, TokenStatus
-from producer.totp import code_at
-from producer.twofactor import SESSION_S
-from producer.users import ResourceKind
+from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
+from producer.tokens.context import CLOCK, TOKEN_SYSTEM, Clock
+from producer.tokens.registry import MAX_TOKENS, TokenStatus
+from producer.tokens.totp import code_at
+from producer.tokens.twofactor import SESSION_S
+from producer.tokens.users import ResourceKind
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -79,7 +79,13 @@ class Dashboard:
 async def dashboard(redis_url: str) -> AsyncIterator[Dashboard]:
     """The API (with an API key) on 127.0.0.1; a test send waits 2 s for a worker."""
     settings = ApiSettings.from_env(
-        {"REDIS_URL": redis_url, "API_KEYS": KEY, "DELIVERY_TIMEOUT": "2"}
+        {
+            "REDIS_URL": redis_url,
+            "API_KEYS": KEY,
+            "DELIVERY_TIMEOUT": "2",
+            # Receivers run on 127.0.0.1 (the policy's own tests turn it on).
+            "ALLOW_PRIVATE_DESTINATIONS": "1",
+        }
     )
     app = create_app(replace(settings, test_send_margin_s=0.0))
     # At a TOTP step boundary, near the real time (the pages show times).
@@ -440,7 +446,7 @@ async def test_an_unexpected_error_is_a_page_not_a_json_problem(
     async def broken(*_args: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(webhooks_module, "scan_endpoints", broken)
+    monkeypatch.setattr(EndpointRegistry, "scan", broken)
     await sign_in(page, dashboard)
     response = await page.reload()
     assert response is not None
@@ -646,3 +652,36 @@ async def test_webhook_tokens_behind_2fa_from_enrolment_to_webhook_url(
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("heading", name="Generated Tokens")).to_be_visible()
     assert "tfs_" not in str(await page.context.cookies())
+
+
+async def test_the_create_form_shows_a_refused_destination_under_its_url(
+    page: Page, redis_url: str, producer: Producer
+) -> None:
+    # The destination policy on, as in production (the fixture above turns it off).
+    settings = ApiSettings.from_env({"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "0"})
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        new = str(server.make_url("/ui/webhooks/new"))
+        await page.goto(new)
+        await page.get_by_role("button", name="Continue").click()  # no API_KEYS: no key
+        await page.wait_for_url(new)
+        await page.get_by_label("Endpoint URL").fill("http://169.254.169.254/latest/meta-data/")
+        await page.get_by_label("Workspace id").fill("ws_1")
+        await page.get_by_label("Owner email").fill("owner@example.com")
+        await (
+            page.get_by_role("group", name="Issue events").get_by_label("All issue events").check()
+        )
+        await page.get_by_role("button", name="Create").click()
+        error = page.locator("#url-error")
+        await expect(error).to_contain_text(
+            "destination 169.254.169.254 is not a public address: it is link-local"
+        )
+        await expect(error).to_contain_text("set ALLOW_PRIVATE_DESTINATIONS=1")
+        await expect(page.get_by_label("Endpoint URL")).to_have_value(
+            "http://169.254.169.254/latest/meta-data/"
+        )
+        await screenshot(page, "create-refused-destination")
+        assert await producer.endpoints.all() == []
+    finally:
+        await server.close()

@@ -26,6 +26,8 @@ REQUIRED_ALERTS = {
     "CliqQueueBacklogGrowing",
     "CliqWorkerDown",
     "CliqNotificationEmailsFailing",
+    "CliqRedisDataLost",
+    "CliqRedisEvicting",
 }
 
 

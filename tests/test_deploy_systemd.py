@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import build_parser
+from cli.main import build_parser
 
 from deploy_checks import DEPLOY, check_settings, drain_grace_s, procfile_command
 

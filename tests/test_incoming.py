@@ -1,4 +1,4 @@
-"""Incoming webhooks (``producer.incoming``): token-authenticated calls become events
+"""Incoming webhooks (``producer.tokens.incoming``): token-authenticated calls become events
 that a real worker delivers to a real receiver; refusals enqueue nothing.
 """
 
@@ -17,7 +17,7 @@ from test_tokens import Api, User, api_factory_for, enrolled_user, ok
 
 from producer.context import Producer
 from producer.keys import Keys
-from producer.tokens import USAGE_HISTORY
+from producer.tokens.registry import USAGE_HISTORY
 
 from harness import Receiver
 from support import RunningWorker, start_worker, worker_env

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from producer.backoff import MAX_DEFERRAL_S, MAX_STALLED_DEFERRAL_S, deferral_delay_s
 from producer.context import Producer
 from producer.endpoints import Endpoint
 from producer.events import parse_event
 from producer.keys import Keys
 from worker.limits import (
-    MAX_DEFERRAL_S,
-    MAX_STALLED_DEFERRAL_S,
     MOVING_WITHIN_S,
     STALLED_AFTER_S,
     Deferral,
     EndpointLimiter,
-    deferral_delay_s,
 )
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse

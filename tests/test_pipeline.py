@@ -365,7 +365,7 @@ async def test_metrics_endpoint_serves_prometheus_text(
             assert response.status == 200
         async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
             assert response.status == 200
-            assert json.loads(await response.text()) == {"ok": True, "redis": True}
+            assert json.loads(await response.text()) == {"status": "ready", "redis": True}
 
 
 async def test_crash_between_store_and_enqueue_is_repaired_by_the_outbox_sweep(

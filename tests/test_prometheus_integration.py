@@ -18,9 +18,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from producer.api import ApiSettings, create_app
 from producer.context import Producer
 from producer.endpoints import EndpointStatus
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 
 from deploy_checks import PROMETHEUS, load_yaml
 from harness import ReceiverFactory, ScriptedResponse
@@ -74,7 +75,7 @@ async def prometheus_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def api_port(redis_url: str) -> AsyncIterator[int]:
     """The HTTP API on a free 127.0.0.1 port."""
-    settings = ApiSettings.from_env({"REDIS_URL": redis_url})
+    settings = ApiSettings.from_env({"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"})
     client: TestClient[web.Request, web.Application] = TestClient(
         TestServer(create_app(settings), host="127.0.0.1", port=0)
     )

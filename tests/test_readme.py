@@ -1,6 +1,6 @@
 """The README documents every setting and both of its commands."""
 
-from producer.api import API_OPTIONS
+from producer.http.state import API_OPTIONS
 from producer.settings import PRODUCER_OPTIONS
 from worker.settings import WORKER_OPTIONS
 

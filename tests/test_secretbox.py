@@ -43,7 +43,9 @@ async def test_stored_secrets_are_sealed_and_deliveries_still_verify(
     redis_url: str, redis: aioredis.Redis, receiver: Receiver, tmp_path: Path
 ) -> None:
     key = new_key()
-    settings = ProducerSettings.from_env({"REDIS_URL": redis_url, "SECRET_ENCRYPTION_KEY": key})
+    settings = ProducerSettings.from_env(
+        {"REDIS_URL": redis_url, "SECRET_ENCRYPTION_KEY": key, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+    )
     async with Producer(settings) as producer:
         endpoint = await producer.endpoints.create(
             workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"

@@ -15,18 +15,20 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from producer.api import probe_client
 from producer.context import Producer
 from producer.events import Event
-from producer.jobs import MAX_CONNECTIONS, bullmq_connection, redis_client
 from producer.publisher import PublishResult
-from producer.sentinel import (
+from producer.redis.clients import MAX_CONNECTIONS, bullmq_connection, probe_client, redis_client
+from producer.redis.sentinel import (
     BlockingSentinelPool,
     SentinelMasterClient,
     SentinelUrl,
     parse_sentinel_url,
 )
+from producer.redis_guard import RedisEvictingError
 from producer.settings import ProducerSettings, SettingsError
+from worker.service import WorkerService
+from worker.settings import WorkerSettings
 
 from harness import Receiver, RedisServer, RedisServerFactory
 from harness.polling import wait_until
@@ -222,3 +224,16 @@ async def test_deliveries_go_on_after_a_failover(
             )
         finally:
             assert await worker.stop() == 0
+
+
+async def test_the_eviction_policy_checked_is_that_of_the_primary_the_sentinel_names(
+    watched: Watched,
+) -> None:
+    """The Sentinel itself has no maxmemory-policy to speak of: the primary's is read."""
+    client = aioredis.Redis(port=watched.primary.port)
+    try:
+        await client.config_set("maxmemory-policy", "allkeys-random")
+    finally:
+        await client.aclose()
+    with pytest.raises(RedisEvictingError, match="allkeys-random"):
+        await WorkerService(WorkerSettings.from_env(worker_env(watched.url))).run()

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from cli.base import worker_settings
+from cli.main import build_parser
 from producer.context import Producer
 from producer.endpoints import Endpoint
 from producer.keys import Keys
 from producer.settings import SettingsError
-from worker.cli import build_parser, worker_settings
 from worker.limits import STALLED_AFTER_S, Deferral, EndpointLimiter
 from worker.settings import WorkerSettings
 from worker.stalls import IDLE_AFTER_S

@@ -32,6 +32,7 @@ def tls_redis_url(tmp_path: Path) -> Iterator[str]:
             *("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
             *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
             *("--tls-auth-clients", "no", "--save", "", "--dir", str(tmp_path)),
+            *("--maxmemory-policy", "noeviction"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

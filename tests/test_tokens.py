@@ -1,4 +1,4 @@
-"""Webhook tokens and their 2FA (``producer.api_tokens``): a real API on 127.0.0.1 with
+"""Webhook tokens and their 2FA (``producer.tokens.routes``): a real API on 127.0.0.1 with
 the private Redis. TOTP codes come from the enrolled secret; time moves by an injected
 clock, never by sleeping.
 """
@@ -19,14 +19,15 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from test_api import Client, problem
 
-from producer import totp
-from producer.api import ApiSettings, create_app
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 from producer.keys import Keys
 from producer.secretbox import new_key
 from producer.settings import SettingsError
-from producer.token_context import CLOCK, Clock
-from producer.tokens import MAX_TOKENS, USAGE_HISTORY
-from producer.twofactor import MAX_FAILURES, SESSION_S
+from producer.tokens import totp
+from producer.tokens.context import CLOCK, Clock
+from producer.tokens.registry import MAX_TOKENS, USAGE_HISTORY
+from producer.tokens.twofactor import MAX_FAILURES, SESSION_S
 
 KEY = "tokens-key-0123456789abcdef"
 START = 1_750_000_000.0  # a multiple of 30 s: each test starts at a step boundary

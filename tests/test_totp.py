@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from producer import totp
+from producer.tokens import totp
 
 # RFC 6238, appendix B: the seeds (ASCII) of each hash, then time -> 8-digit code.
 SEEDS = {

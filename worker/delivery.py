@@ -6,84 +6,50 @@ Each item lives on its own: it is skipped if its attempt is already recorded (a
 re-run after a crash), its failure schedules only itself (grouped with others due
 at the same time), and its outcome is written as soon as it is known, through a
 group commit shared by every job of the process.
+
+The steps, each in a module of its own: :mod:`worker.batches` (what the batch needs,
+loaded and decoded), :mod:`worker.limits` (the endpoint's in-flight cap and rate),
+:mod:`worker.request` and :mod:`worker.sender` (the signed POST),
+:mod:`worker.outcomes` (what it led to) and :mod:`worker.recorder` (written back);
+how the deliveries of one batch run together is :mod:`worker.batchrun`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
-from redis.typing import EncodableT
 
-from producer.cluster import RedisClient
-from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
-from producer.jobs import (
-    DeliveryBatch,
-    DeliveryItem,
-    JobDispatcher,
-    JobSpec,
-    ready_item,
-)
-from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.deliveries import AttemptOutcome
+from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, ready_item
+from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
-from worker.batches import Admission, Batches, Keeper
+from worker.batches import Loaded, Target, decode
+from worker.batchrun import Admission, BatchRunner, Keeper
 from worker.limits import EndpointLimiter
 from worker.metrics import Metrics
-from worker.recorder import GroupCommit
+from worker.outcomes import Outcome, outcome_of, unsent
+from worker.recorder import Recorder
+from worker.request import request_headers
 from worker.schedule import RetrySchedule
 from worker.sender import Response, Sender
-from worker.signing import signature_headers
 from worker.slots import Slots
 
-log = structlog.get_logger("cliq.delivery")
+log = structlog.get_logger("cliq.worker.delivery")
 
-RECORD_MAX_OUTCOMES = 500
 # Pauses between tries of an outcome write that failed: about 6 s in all, longer than
 # a Redis restart takes. Then the batch is given back to be run again.
 RECORD_RETRY_DELAYS_S = (0.1, 0.3, 0.6, 1.0, 2.0, 2.0)
-# batch.lua's reply: {deliveries, events, endpoints} (see there).
-Loaded = list[Any]
-GONE = 410
-
-
-@dataclass(frozen=True)
-class Target:
-    """One item with everything needed to attempt it."""
-
-    item: DeliveryItem
-    attempt_in_round: int
-    event_id: str
-    event_type: str
-    event_created_ms: int
-    body: bytes
-    endpoint: Endpoint
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An attempt's result, ready to be recorded."""
-
-    item: DeliveryItem
-    kind: AttemptOutcome
-    attempt: Attempt
-    event_id: str
-    endpoint_id: str
-    delay_s: float | None = None
-    # 410 Gone: the receiver says the endpoint no longer exists; stop sending to it.
-    disable: bool = False
 
 
 class DeliveryProcessor:
-    """The bullmq processor of the delivery queue."""
+    """The bullmq processor of the delivery queues, and the attempter of ready-list claims."""
 
     def __init__(
         self,
@@ -100,7 +66,6 @@ class DeliveryProcessor:
         box: SecretBox,
     ) -> None:
         self._schedule = schedule
-        self._retention_s = retention_s
         self._sender = sender
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -109,9 +74,8 @@ class DeliveryProcessor:
         self._slots = Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
-        self._record = load_script(redis, keys, "worker", "record.lua")
-        self._recorder: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
-        self._batches = Batches(metrics, limiter, dispatcher)
+        self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s)
+        self._batches = BatchRunner(metrics, limiter, dispatcher)
 
     async def process(self, job: Any, _token: str) -> int:
         """Attempt every item of the job; returns how many were attempted.
@@ -148,8 +112,7 @@ class DeliveryProcessor:
     async def _attempt(self, batch: DeliveryBatch, loaded: Loaded | None) -> int:
         """Attempt the batch's items; returns how many were attempted (not deferred).
 
-        ``loaded``: what batch.lua read for the items, if it already was. How the
-        deliveries run together is worker/batches.py's.
+        ``loaded``: what batch.lua read for the items, if it already was.
         """
         deliveries = []
         for target in await self._targets(batch.items, loaded):
@@ -163,75 +126,13 @@ class DeliveryProcessor:
             return []
         if loaded is None:
             loaded = await self._load(orjson.dumps([item.delivery_id for item in items]))
-        rows, flat_events, endpoint_rows = loaded
-        events = {  # each body encoded once, whatever the fan-out within the batch
-            flat_events[k]: (
-                flat_events[k + 1].encode(),
-                flat_events[k + 2],
-                int(flat_events[k + 3]),
-            )
-            for k in range(0, len(flat_events), 4)
-        }
-        endpoints: dict[str, Endpoint | None] = {}
-        for row in endpoint_rows:
-            fields = dict(zip(row[1::2], row[2::2], strict=True))
-            endpoints[row[0]] = Endpoint.from_hash(fields, self._box) if fields else None
-
-        targets: list[Target] = []
-        settled: list[Outcome] = []
-        for item, row in zip(items, rows, strict=True):
-            if not row:
-                log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
-                continue
-            state, made, base, event_id, endpoint_id = (
-                row[0],
-                int(row[1]),
-                int(row[2]),
-                row[3],
-                row[4],
-            )
-            if state in (DeliveryState.DELIVERED, DeliveryState.DEAD) or made >= item.attempt:
-                self._metrics.deliveries.labels("duplicate").inc()
-                continue
-            endpoint = endpoints.get(endpoint_id)
-            event = events.get(event_id)
-            reason = None
-            if endpoint is None:
-                reason = "endpoint deleted"
-            elif endpoint.status == EndpointStatus.DISABLED:
-                reason = "endpoint disabled"
-            elif event is None:
-                reason = "event expired"
-            if reason is not None or endpoint is None or event is None:
-                settled.append(self._settle(item, event_id, endpoint_id, reason or ""))
-                continue
-            body, event_type, created_ms = event
-            targets.append(
-                Target(
-                    item,
-                    item.attempt - base,
-                    event_id,
-                    event_type,
-                    created_ms,
-                    body,
-                    endpoint,
-                )
-            )
-        await asyncio.gather(*(self._commit(outcome) for outcome in settled))
-        return targets
-
-    def _settle(self, item: DeliveryItem, event_id: str, endpoint_id: str, reason: str) -> Outcome:
-        """A delivery that cannot be attempted ends dead, kept for replay, with the reason."""
-        attempt = Attempt(
-            number=item.attempt,
-            at_ms=int(time.time() * 1000),
-            status=None,
-            error=f"not sent: {reason}",
-            latency_ms=0.0,
-            response="",
-            outcome=AttemptOutcome.DEAD,
-        )
-        return Outcome(item, AttemptOutcome.DEAD, attempt, event_id, endpoint_id)
+        batch = decode(items, loaded, self._box)
+        for item in batch.gone:
+            log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
+        if batch.duplicates:
+            self._metrics.deliveries.labels("duplicate").inc(batch.duplicates)
+        await asyncio.gather(*(self._record(unsent(u)) for u in batch.unsendable))
+        return batch.targets
 
     async def _deliver(self, target: Target, admission: Admission) -> None:
         """Attempt one delivery, or tell its batch why it must wait (a limit)."""
@@ -251,8 +152,8 @@ class DeliveryProcessor:
         finally:
             self._limiter.release(endpoint.id, answered)
         self._metrics.attempt(response.status, response.duration_s)
-        outcome = self._outcome(target, response, time.time() - response.duration_s)
-        code = await self._commit(outcome)
+        outcome = outcome_of(target, response, time.time() - response.duration_s, self._schedule)
+        code = await self._record(outcome)
         log.info(
             "delivery_attempt",
             event_id=target.event_id,
@@ -283,32 +184,7 @@ class DeliveryProcessor:
             finally:
                 self._in_flight -= 1
 
-    def _outcome(self, target: Target, response: Response, started_s: float) -> Outcome:
-        at_ms = int(started_s * 1000)
-        delay: float | None = None
-        gone = response.status == GONE
-        if response.ok:
-            kind = AttemptOutcome.DELIVERED
-        elif gone:
-            kind = AttemptOutcome.DEAD
-        else:
-            delay = self._schedule.delay_after_failure(
-                target.attempt_in_round, response.retry_after_s
-            )
-            kind = AttemptOutcome.DEAD if delay is None else AttemptOutcome.RETRY
-        attempt = Attempt(
-            number=target.item.attempt,
-            at_ms=at_ms,
-            status=response.status,
-            error=response.error,
-            latency_ms=round(response.duration_s * 1000, 3),
-            response=response.excerpt,
-            outcome=kind,
-            next_attempt_ms=None if delay is None else int((time.time() + delay) * 1000),
-        )
-        return Outcome(target.item, kind, attempt, target.event_id, target.endpoint.id, delay, gone)
-
-    async def _commit(self, outcome: Outcome) -> str:
+    async def _record(self, outcome: Outcome) -> str:
         """Record an outcome, retrying for a few seconds (a Redis restart, a full Redis).
 
         Raises the last error when every try failed. Retrying is safe: record.lua
@@ -317,7 +193,7 @@ class DeliveryProcessor:
         delays = iter(RECORD_RETRY_DELAYS_S)
         while True:
             try:
-                code = await self._recorder.submit(outcome)
+                return await self._recorder.record(outcome)
             except Exception as exc:
                 delay_s = next(delays, None)
                 if delay_s is None:
@@ -331,79 +207,6 @@ class DeliveryProcessor:
                     )
                     raise
                 await asyncio.sleep(delay_s)
-            else:
-                self._count(outcome, code)
-                return code
-
-    def _count(self, outcome: Outcome, code: str) -> None:
-        if code == "dup":
-            self._metrics.deliveries.labels("duplicate").inc()
-            return
-        if code == "gone":
-            return
-        self._metrics.deliveries.labels(outcome.kind.value).inc()
-        if outcome.kind == AttemptOutcome.RETRY:
-            self._metrics.retries.inc()
-        elif code == "failing":
-            self._metrics.endpoint_transitions.labels("failing").inc()
-            log.warning(
-                "endpoint_failing",
-                endpoint_id=outcome.endpoint_id,
-                delivery_id=outcome.item.delivery_id,
-                event_id=outcome.event_id,
-            )
-        elif code == "recovered":
-            self._metrics.endpoint_transitions.labels("active").inc()
-            log.info("endpoint_recovered", endpoint_id=outcome.endpoint_id)
-        elif code == "disabled":
-            self._metrics.endpoint_transitions.labels("disabled").inc()
-            log.warning(
-                "endpoint_disabled",
-                reason="410 Gone",
-                endpoint_id=outcome.endpoint_id,
-                delivery_id=outcome.item.delivery_id,
-                event_id=outcome.event_id,
-            )
-
-    async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
-        """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
-        now_ms = int(time.time() * 1000)
-        rows: list[tuple[str, int, str, str, str, str, int]] = []
-        retries: dict[int, list[DeliveryItem]] = defaultdict(list)
-        for outcome in outcomes:
-            notify = ""
-            due = ""
-            if outcome.kind == AttemptOutcome.RETRY and outcome.delay_s is not None:
-                delay_ms = int(outcome.delay_s * 1000)
-                due = str(now_ms + delay_ms)
-                retries[delay_ms].append(
-                    DeliveryItem(outcome.item.delivery_id, outcome.item.attempt + 1)
-                )
-            elif outcome.kind == AttemptOutcome.DEAD:
-                notify = notification_spec(outcome).to_json()
-            rows.append(
-                (
-                    outcome.item.delivery_id,
-                    outcome.item.attempt,
-                    outcome.kind.value,
-                    outcome.attempt.to_json(),
-                    due,
-                    notify,
-                    1 if outcome.disable else 0,
-                )
-            )
-        args: list[EncodableT] = [now_ms, self._retention_s, orjson.dumps(rows)]
-        for delay_ms, items in retries.items():
-            spec = JobSpec(
-                RETRY_QUEUE,
-                "r" + secrets.token_hex(8),
-                DeliveryBatch(tuple(items)).to_dict(),
-                delay_ms,
-            )
-            args.append(spec.to_json())
-        codes, members = await self._record(*args)
-        await self._dispatcher.dispatch(members)
-        return list(codes)
 
     @property
     def in_flight(self) -> int:
@@ -419,44 +222,3 @@ class DeliveryProcessor:
         and wait for outcomes still being written."""
         await self._batches.drain(grace_s)
         await self._recorder.close()
-
-
-def request_headers(
-    endpoint: Endpoint,
-    event_id: str,
-    event_type: str,
-    item: DeliveryItem,
-    body: bytes,
-    now_s: float,
-) -> dict[str, str]:
-    """Every header of a delivery request except ``User-Agent`` (set on the session).
-
-    ``webhook-id`` is the event id: stable across retries and replays, so receivers
-    can deduplicate on it as the seed advises.
-    """
-    headers = signature_headers(
-        endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body
-    )
-    headers["Content-Type"] = "application/json"
-    headers["X-Cliq-Event"] = event_type
-    headers["X-Cliq-Delivery"] = item.delivery_id
-    headers["X-Cliq-Attempt"] = str(item.attempt)
-    return headers
-
-
-def notification_spec(outcome: Outcome) -> JobSpec:
-    """The email job for an endpoint this dead delivery turns failing (or disables: 410)."""
-    return JobSpec(
-        NOTIFICATION_QUEUE,
-        f"n-{outcome.endpoint_id}-{outcome.item.delivery_id}",
-        {
-            "endpoint_id": outcome.endpoint_id,
-            "delivery_id": outcome.item.delivery_id,
-            "event_id": outcome.event_id,
-            "attempts": outcome.item.attempt,
-            "last_error": outcome.attempt.error
-            or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
-            "failed_at_ms": outcome.attempt.at_ms,
-            "reason": "gone" if outcome.disable else "failing",
-        },
-    )

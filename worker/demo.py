@@ -98,9 +98,10 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
     )
     settings = dataclasses.replace(
         settings,
-        producer=dataclasses.replace(settings.producer, redis_url=redis_url),
+        producer=dataclasses.replace(
+            settings.producer, redis_url=redis_url, allow_private_destinations=True
+        ),
         retry_schedule=schedule,
-        allow_private_destinations=True,
         metrics_port=0,
         notify_outbox=str(outbox) if outbox else settings.notify_outbox,
         log_level="warning" if settings.log_level == "info" else settings.log_level,

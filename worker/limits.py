@@ -18,24 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from producer.cluster import RedisClient
 from producer.endpoints import Endpoint
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from worker.metrics import Metrics
 from worker.stalls import IdleDeferrals, StallBudget
 
-log = structlog.get_logger("cliq.limits")
+log = structlog.get_logger("cliq.worker.limits")
 
 # Leases are renewed every maintenance tick; a worker that stops renewing (it died)
 # frees its endpoints' capacity this soon.
@@ -50,8 +49,6 @@ MAX_LOCAL_WAIT_S = 10.0
 MOVING_WITHIN_S = 0.5
 IDLE_RELEASE_S = 0.25
 MAINTENANCE_INTERVAL_S = 0.25
-MAX_DEFERRAL_S = 5.0
-MAX_STALLED_DEFERRAL_S = 60.0
 # At its cap here with no slot freed (or in flight without an answer) for this long:
 # the endpoint is stalled.
 STALLED_AFTER_S = LOCAL_WAIT_S
@@ -98,24 +95,6 @@ class Deferral:
     """The earliest sensible retry, in seconds (0: no particular time)."""
     stalled: bool = False
     """The endpoint hangs: at its cap here with no slot freed for ``STALLED_AFTER_S``."""
-
-
-def deferral_delay_s(deferrals: int, deferred: Iterable[Deferral] = ()) -> float:
-    """How long deferred deliveries stay out: doubling per deferral, jittered.
-
-    Up to 5 s when their endpoint is only busy. When it stalled, 4-5 s at first (its
-    requests hold their slots until they time out), then up to 60 s: each return of
-    its backlog costs a load and a job, so the backlog of an endpoint that hangs for
-    minutes must not come back every few seconds.
-    """
-    growth = 2.0**deferrals
-    deferred = list(deferred)
-    delay = min(MAX_DEFERRAL_S, 0.5 * growth) * random.uniform(0.5, 1.0)
-    delay = max([delay, *(deferral.hint_s for deferral in deferred)])
-    if any(deferral.stalled for deferral in deferred):
-        stalled_s = min(MAX_STALLED_DEFERRAL_S, MAX_DEFERRAL_S * growth)
-        delay = max(delay, stalled_s * random.uniform(0.8, 1.0))
-    return delay
 
 
 class EndpointLimiter:

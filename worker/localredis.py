@@ -53,6 +53,8 @@ class LocalRedis:
             find_redis_server(),
             *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self._dir)),
             *("--save", "", "--appendonly", "no"),
+            # The API and the workers refuse a Redis that may evict keys (redis_guard).
+            *("--maxmemory-policy", "noeviction"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

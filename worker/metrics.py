@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from producer.deliveries import AttemptOutcome
+from producer.redis_guard import GuardMetrics
 
 ATTEMPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 END_TO_END_BUCKETS_S = (
@@ -146,6 +147,7 @@ class Metrics:
             self.endpoint_transitions.labels(status)
         for result in ("sent", "outbox", "failed"):
             self.notifications.labels(result)
+        self.redis = GuardMetrics(r)
         self.worker_up = Gauge(
             "cliq_worker_up",
             "1 while this worker's queue loops are running.",

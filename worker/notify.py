@@ -21,20 +21,21 @@ import structlog
 from producer.endpoints import EndpointNotFound, EndpointRegistry
 from producer.events import format_timestamp
 from producer.keys import NOTIFICATION_QUEUE
+from producer.messages import NotificationJob
 from worker.metrics import Metrics
 
-log = structlog.get_logger("cliq.notify")
+log = structlog.get_logger("cliq.worker.notify")
 
 
 class NotificationError(RuntimeError):
     """The email could not be handed over; the job is retried."""
 
 
-def build_email(data: dict[str, Any], endpoint_url: str, owner: str, sender: str) -> EmailMessage:
+def build_email(job: NotificationJob, endpoint_url: str, owner: str, sender: str) -> EmailMessage:
     """The failure email: which endpoint, which event, the last error, how to recover."""
-    failed_at = format_timestamp(datetime.fromtimestamp(data["failed_at_ms"] / 1000, UTC))
-    endpoint_id = data["endpoint_id"]
-    gone = data.get("reason") == "gone"
+    failed_at = format_timestamp(datetime.fromtimestamp(job.failed_at_ms / 1000, UTC))
+    endpoint_id = job.endpoint_id
+    gone = job.gone
     message = EmailMessage()
     message["From"] = sender
     message["To"] = owner
@@ -50,6 +51,14 @@ def build_email(data: dict[str, Any], endpoint_url: str, owner: str, sender: str
             f"    cliq-webhooks endpoint enable {endpoint_id}\n\n"
             "and send the deliveries it missed with the replay command below."
         )
+    elif job.reason == "refused":
+        what = (
+            "Your webhook endpoint is now marked as failing: its destination is refused\n"
+            "by the destination policy (it is not a public address, see the error below),\n"
+            "so the delivery was not sent and is not retried. Deliveries keep being\n"
+            "attempted; the endpoint returns to active after its next successful delivery\n"
+            "(point its URL, or its DNS, at a public address)."
+        )
     else:
         what = (
             "Your webhook endpoint is now marked as failing: a delivery failed every\n"
@@ -61,10 +70,10 @@ def build_email(data: dict[str, Any], endpoint_url: str, owner: str, sender: str
 
 Endpoint:   {endpoint_id}
 URL:        {endpoint_url}
-Event:      {data["event_id"]}
-Delivery:   {data["delivery_id"]}
-Attempts:   {data["attempts"]} (the last one at {failed_at})
-Last error: {data["last_error"]}
+Event:      {job.event_id}
+Delivery:   {job.delivery_id}
+Attempts:   {job.attempts} (the last one at {failed_at})
+Last error: {job.last_error}
 
 Deliveries that failed every attempt are kept. Once the endpoint answers 2xx
 again, send them again with:
@@ -97,22 +106,23 @@ class Notifier:
 
     async def process(self, job: Any, _token: str) -> str:
         """Send one notification; raise to have bullmq retry it later."""
-        data = job.data
-        if not isinstance(data, dict) or "endpoint_id" not in data:
+        try:
+            notification = NotificationJob.from_dict(job.data)
+        except ValueError as exc:
             self._metrics.bad_jobs.inc()
-            log.error("bad_job", queue=NOTIFICATION_QUEUE, job_id=job.id)
+            log.error("bad_job", queue=NOTIFICATION_QUEUE, job_id=job.id, error=str(exc))
             return "bad job"
         bound = log.bind(
-            endpoint_id=data["endpoint_id"],
-            delivery_id=data["delivery_id"],
-            event_id=data["event_id"],
+            endpoint_id=notification.endpoint_id,
+            delivery_id=notification.delivery_id,
+            event_id=notification.event_id,
         )
         try:
-            endpoint = await self._registry.get(data["endpoint_id"])
+            endpoint = await self._registry.get(notification.endpoint_id)
         except EndpointNotFound:
             bound.info("notification_skipped", reason="endpoint deleted")
             return "endpoint deleted"
-        message = build_email(data, endpoint.url, endpoint.owner_email, self._sender)
+        message = build_email(notification, endpoint.url, endpoint.owner_email, self._sender)
         if not self._smtp_url:
             path = self._write_outbox(message, job.id)
             self._metrics.notifications.labels("outbox").inc()

@@ -22,13 +22,13 @@ from typing import Any
 
 import structlog
 
-from producer.cluster import RedisClient
 from producer.jobs import WEEK_S, DeliveryItem, ready_entry
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from worker.delivery import DeliveryProcessor
 
-log = structlog.get_logger("cliq.pickup")
+log = structlog.get_logger("cliq.worker.pickup")
 
 # How long one BLMOVE waits: below the client's socket timeout (producer.jobs).
 WAIT_S = 2
@@ -68,6 +68,17 @@ class Pickup:
         # a renewal), which saves a round trip per claim when events come one by one.
         self._done: list[str] = []
         self._renewing: asyncio.Task[None] | None = None
+        # Cleared while the worker takes no work (producer.redis_guard).
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def pause(self) -> None:
+        """Take no new items (those being attempted finish) until :meth:`resume`."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        """Take items again."""
+        self._open.set()
 
     async def run(self) -> None:
         """Take ready items and attempt them, until cancelled. Redis errors are retried."""
@@ -80,6 +91,7 @@ class Pickup:
         # Until close(): claims still being attempted while the worker drains stay ours.
         self._renewing = asyncio.create_task(self._keep_alive())
         while True:
+            await self._open.wait()
             await self._room.acquire()  # released when the claim taken is attempted
             started = False
             try:

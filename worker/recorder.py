@@ -1,58 +1,158 @@
-"""Group commit: many concurrent writers, one Redis round trip per flush.
+"""Recording outcomes: one ``record.lua`` call for many, the jobs they cause, the counts.
 
-Each attempt's outcome is recorded as soon as the attempt ends (so a crash
-mid-batch does not repeat the finished part), yet outcomes that finish while a
-flush is in progress are written together by the next one. When the worker is
-idle a flush carries one outcome and adds no delay; under load it carries many.
+Each attempt's outcome is written as soon as it is known, through a group commit shared
+by every job of the process (:mod:`worker.groupcommit`): one round trip records many
+outcomes, and an idle worker adds no wait. The same script call stores the attempt,
+moves the delivery on (delivered, scheduled, dead), turns its endpoint failing (or
+disabled, after 410 Gone, or back to active), and writes to the outbox the jobs this
+causes: a retry, grouped with others due at the same moment, and the owner's email
+(a :class:`~producer.messages.NotificationJob`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Sequence
 
-T = TypeVar("T")
-R = TypeVar("R")
+import orjson
+import structlog
+from redis.typing import EncodableT
+
+from producer.deliveries import AttemptOutcome
+from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
+from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.messages import NotificationJob
+from producer.redis.clients import RedisClient
+from producer.scripts import load_script
+from worker.groupcommit import GroupCommit
+from worker.metrics import Metrics
+from worker.outcomes import Outcome
+
+log = structlog.get_logger("cliq.worker.recorder")
+
+RECORD_MAX_OUTCOMES = 500
 
 
-class GroupCommit(Generic[T, R]):
-    """Coalesces :meth:`submit` calls into calls of ``flush(items) -> results``."""
+class Recorder:
+    """Writes outcomes back (``record.lua``) and counts what they did."""
 
     def __init__(
-        self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_items: int
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        dispatcher: JobDispatcher,
+        metrics: Metrics,
+        retention_s: int,
     ) -> None:
-        self._flush = flush
-        self._max_items = max_items
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._runner: asyncio.Task[None] | None = None
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._retention_s = retention_s
+        self._record = load_script(redis, keys, "worker", "record.lua")
+        self._commit: GroupCommit[Outcome, str] = GroupCommit(self._flush, RECORD_MAX_OUTCOMES)
 
-    async def submit(self, item: T) -> R:
-        """Queue ``item`` for the next flush and wait for its result (or the flush's error)."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
-        # Each caller has its own future: cancelling one cancels no flush, and its item
-        # is still written by the flush that took it.
-        return await future
+    async def record(self, outcome: Outcome) -> str:
+        """Record ``outcome``; returns record.lua's code for it (``dup``: already recorded,
+        ``gone``, ``delivered``, ``retry``, ``dead``, ``recovered``, ``failing``,
+        ``disabled``: see there)."""
+        code = await self._commit.submit(outcome)
+        self._count(outcome, code)
+        return code
 
-    async def _run(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_items]
-            del self._pending[: self._max_items]
-            try:
-                results = await self._flush([item for item, _ in batch])
-            except Exception as exc:  # every waiter gets the error; the next batch tries again
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+    def _count(self, outcome: Outcome, code: str) -> None:
+        if code == "dup":
+            self._metrics.deliveries.labels("duplicate").inc()
+            return
+        if code == "gone":
+            return
+        self._metrics.deliveries.labels(outcome.kind.value).inc()
+        if outcome.kind == AttemptOutcome.RETRY:
+            self._metrics.retries.inc()
+        elif code == "failing":
+            self._metrics.endpoint_transitions.labels("failing").inc()
+            log.warning(
+                "endpoint_failing",
+                endpoint_id=outcome.endpoint_id,
+                delivery_id=outcome.item.delivery_id,
+                event_id=outcome.event_id,
+            )
+        elif code == "recovered":
+            self._metrics.endpoint_transitions.labels("active").inc()
+            log.info("endpoint_recovered", endpoint_id=outcome.endpoint_id)
+        elif code == "disabled":
+            self._metrics.endpoint_transitions.labels("disabled").inc()
+            log.warning(
+                "endpoint_disabled",
+                reason="410 Gone",
+                endpoint_id=outcome.endpoint_id,
+                delivery_id=outcome.item.delivery_id,
+                event_id=outcome.event_id,
+            )
+
+    async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
+        now_ms = int(time.time() * 1000)
+        rows: list[tuple[str, int, str, str, str, str, int]] = []
+        retries: dict[int, list[DeliveryItem]] = defaultdict(list)
+        for outcome in outcomes:
+            notify = ""
+            due = ""
+            if outcome.kind == AttemptOutcome.RETRY and outcome.delay_s is not None:
+                delay_ms = int(outcome.delay_s * 1000)
+                due = str(now_ms + delay_ms)
+                retries[delay_ms].append(
+                    DeliveryItem(outcome.item.delivery_id, outcome.item.attempt + 1)
+                )
+            elif outcome.kind == AttemptOutcome.DEAD:
+                notify = notification_spec(outcome).to_json()
+            rows.append(
+                (
+                    outcome.item.delivery_id,
+                    outcome.item.attempt,
+                    outcome.kind.value,
+                    outcome.attempt.to_json(),
+                    due,
+                    notify,
+                    1 if outcome.disable else 0,
+                )
+            )
+        args: list[EncodableT] = [now_ms, self._retention_s, orjson.dumps(rows)]
+        for delay_ms, items in retries.items():
+            spec = JobSpec(
+                RETRY_QUEUE,
+                "r" + secrets.token_hex(8),
+                DeliveryBatch(tuple(items)).to_dict(),
+                delay_ms,
+            )
+            args.append(spec.to_json())
+        codes, members = await self._record(*args)
+        await self._dispatcher.dispatch(members)
+        return list(codes)
 
     async def close(self) -> None:
-        """Wait for the flushes already started."""
-        if self._runner is not None:
-            await self._runner
+        """Wait for outcomes still being written."""
+        await self._commit.close()
+
+
+def notification_job(outcome: Outcome) -> NotificationJob:
+    """The email an endpoint this dead delivery turns failing (or disables: 410) calls for."""
+    return NotificationJob(
+        endpoint_id=outcome.endpoint_id,
+        delivery_id=outcome.item.delivery_id,
+        event_id=outcome.event_id,
+        attempts=outcome.item.attempt,
+        last_error=outcome.attempt.error
+        or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
+        failed_at_ms=outcome.attempt.at_ms,
+        reason="gone" if outcome.disable else "refused" if outcome.refused else "failing",
+    )
+
+
+def notification_spec(outcome: Outcome) -> JobSpec:
+    """The notification job as record.lua writes it to the outbox, if the endpoint turns."""
+    return JobSpec(
+        NOTIFICATION_QUEUE,
+        f"n-{outcome.endpoint_id}-{outcome.item.delivery_id}",
+        notification_job(outcome).to_dict(),
+    )

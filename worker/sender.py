@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from producer.deliveries import RESPONSE_EXCERPT_BYTES
-from worker.destinations import DestinationPolicy, DestinationRefused, GuardedResolver
+from producer.destinations import DestinationPolicy, DestinationRefused, GuardedResolver
 
 # Small bodies are read to the end so the connection can be reused; a larger
 # one is cut off here and its connection closed.
@@ -51,6 +51,8 @@ class Response:
     retry_after_s: float | None = None
     timed_out: bool = False
     """No complete answer within ``DELIVERY_TIMEOUT`` (or no connection within 5 s)."""
+    # The destination policy refused the address: no request was made, none will be.
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -58,15 +60,21 @@ class Response:
         return self.status is not None and 200 <= self.status < 300
 
 
+def refusal_of(exc: BaseException) -> DestinationRefused | None:
+    """The policy's refusal behind ``exc`` (raised by our resolver, wrapped by aiohttp)."""
+    if isinstance(exc, DestinationRefused):
+        return exc
+    cause = getattr(exc, "os_error", None)
+    return cause if isinstance(cause, DestinationRefused) else None
+
+
 def describe_error(exc: BaseException, timeout_s: float) -> str:
     """A short, log- and email-friendly reason for a failed request."""
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return f"timeout: no complete answer within {timeout_s:g}s"
-    if isinstance(exc, DestinationRefused):
-        return f"refused: {exc}"
-    cause = getattr(exc, "os_error", None)
-    if isinstance(cause, DestinationRefused):  # raised by our resolver, wrapped by aiohttp
-        return f"refused: {cause}"
+    refusal = refusal_of(exc)
+    if refusal is not None:
+        return f"refused: {refusal}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return f"tls: certificate error: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientSSLError):
@@ -156,8 +164,16 @@ class Sender:
                 )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             error = describe_error(exc, self._timeout_s)
+            refused = refusal_of(exc) is not None
             timed_out = isinstance(exc, TimeoutError)
-            return Response(None, error, time.perf_counter() - started, "", timed_out=timed_out)
+            return Response(
+                None,
+                error,
+                time.perf_counter() - started,
+                "",
+                refused=refused,
+                timed_out=timed_out,
+            )
 
     @staticmethod
     async def _read_excerpt(response: aiohttp.ClientResponse) -> str:

@@ -5,7 +5,8 @@ loop, and closed there. SIGTERM or SIGINT stops intake, gives in-flight attempts
 ``SHUTDOWN_GRACE`` seconds, then cancels what is left (a cancelled attempt is not
 recorded, so another worker makes it again: nothing is lost) and exits 0. If a
 queue loop dies, ``/healthz`` turns 503 and the process exits 1 so that its
-supervisor restarts it.
+supervisor restarts it. On a Redis that may evict keys it does not start
+(:mod:`producer.redis_guard`), and stops taking jobs while one is found so later.
 """
 
 from __future__ import annotations
@@ -25,29 +26,24 @@ from aiohttp import web
 from bullmq import Worker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producer.cluster import ping
-from producer.endpoints import EndpointRegistry
-from producer.events import Catalogue
-from producer.jobs import (
-    JobDispatcher,
-    QueueOptions,
-    bullmq_connection,
-    ready_item,
-    redis_client,
-)
+from producer.context import Producer
+from producer.health import liveness, readiness
+from producer.jobs import JobDispatcher, QueueOptions, ready_item
 from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
-from producer.secretbox import SecretBox
+from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
+from producer.redis_guard import RedisGuard
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.pickup import Pickup
+from worker.request import user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
 
-log = structlog.get_logger("cliq.worker")
+log = structlog.get_logger("cliq.worker.service")
 
 HOUSEKEEPING_INTERVAL_S = 2.0
 # Outbox members younger than this are still being dispatched by whoever wrote them.
@@ -67,6 +63,9 @@ class WorkerService:
         self._queue_workers: list[Worker] = []
         self._loops: list[asyncio.Task[None]] = []
         self._pickup: asyncio.Task[None] | None = None
+        self._intake_stopped = False
+        # Its Redis checks (producer.redis_guard), once run() has made them.
+        self.guard: RedisGuard | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -76,25 +75,30 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
-        redis_url = s.producer.effective_redis_url
-        redis = redis_client(redis_url)
-        dispatcher = JobDispatcher(
-            redis,
+        # The producer's parts over one Redis: the registry, the dispatcher, the secret box.
+        producer = Producer(
+            s.producer, QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000))
+        )
+        guard = RedisGuard(
+            producer.redis,
             self.keys,
-            redis_url,
-            QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000)),
+            self.metrics.redis,
+            allow_evicting=s.producer.allow_evicting_redis,
         )
-        box = SecretBox(s.producer.secret_encryption_key)
-        if not box.encrypting:
+        try:
+            await guard.start()
+        except BaseException:
+            await producer.close()
+            raise
+        self.guard = guard
+        redis, dispatcher, registry = producer.redis, producer.dispatcher, producer.endpoints
+        if not producer.secret_box.encrypting:
             log.warning("secrets_not_encrypted", hint="set SECRET_ENCRYPTION_KEY")
-        registry = EndpointRegistry(
-            redis, self.keys, Catalogue.with_extras(s.producer.event_types_extra), box
-        )
         sender = Sender(
             timeout_s=s.delivery_timeout,
             max_connections=s.worker_concurrency,
-            policy=s.destination_policy,
-            user_agent=f"cliq-webhooks/{__version__}",
+            policy=s.producer.destination_policy,
+            user_agent=user_agent(),
         )
         await sender.start()
         limiter = EndpointLimiter(
@@ -115,7 +119,7 @@ class WorkerService:
             dispatcher=dispatcher,
             metrics=self.metrics,
             limiter=limiter,
-            box=box,
+            box=producer.secret_box,
         )
         notifier = Notifier(
             registry=registry,
@@ -138,8 +142,10 @@ class WorkerService:
             redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
         )
         self._install_signal_handlers()
-        runner = await self._start_http(lambda: ping(redis, self.keys.prefix))
-        housekeeping = asyncio.create_task(self._housekeeping(dispatcher, redis, processor, pickup))
+        runner = await self._start_http(lambda: ping(redis, self.keys.prefix), guard)
+        housekeeping = asyncio.create_task(
+            self._housekeeping(dispatcher, redis, processor, pickup, guard)
+        )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
         self._queue_workers = [
@@ -183,8 +189,7 @@ class WorkerService:
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
             await sender.close()
-            await dispatcher.close()
-            await redis.aclose()
+            await producer.close()
             if runner is not None:
                 await runner.cleanup()
             log.info("worker_stopped", exit_code=self._exit_code)
@@ -254,9 +259,15 @@ class WorkerService:
         return bool(self._loops) and self._alive() and not self._stop.is_set()
 
     async def _housekeeping(
-        self, dispatcher: JobDispatcher, redis: Any, processor: DeliveryProcessor, pickup: Pickup
+        self,
+        dispatcher: JobDispatcher,
+        redis: Any,
+        processor: DeliveryProcessor,
+        pickup: Pickup,
+        guard: RedisGuard,
     ) -> None:
-        """Sweep the outbox, give back dead workers' claims, refresh gauges, watch the loops."""
+        """Check Redis (policy, generation), sweep the outbox, give back dead workers'
+        claims, refresh gauges, watch the loops."""
         while not self._stop.is_set():
             self.metrics.in_flight.set(processor.in_flight)
             if not self._alive():
@@ -265,6 +276,8 @@ class WorkerService:
                 self.stop()
                 return
             try:
+                await guard.check()
+                await self._follow_guard(guard, pickup)
                 swept = await dispatcher.sweep(OUTBOX_GRACE_S)
                 if swept:
                     log.warning("outbox_swept", jobs=swept)
@@ -276,6 +289,25 @@ class WorkerService:
                 log.warning("housekeeping_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL_S)
+
+    async def _follow_guard(self, guard: RedisGuard, pickup: Pickup) -> None:
+        """Take no jobs while Redis may evict keys (and that is not allowed), take them
+        again once it no longer does. Jobs in progress finish."""
+        stop = guard.refusal is not None
+        if stop:
+            pickup.pause()
+            for queue_worker in self._queue_workers:
+                await queue_worker.pause(do_not_wait_active=True)
+        else:
+            pickup.resume()
+            for queue_worker in self._queue_workers:
+                queue_worker.resume()
+        if stop != self._intake_stopped:
+            self._intake_stopped = stop
+            if stop:
+                log.error("intake_stopped", reason=guard.refusal)
+            else:
+                log.warning("intake_resumed")
 
     async def _refresh_gauges(self, dispatcher: JobDispatcher, redis: Any) -> None:
         stats = await redis.hgetall(self.keys.stats)
@@ -301,8 +333,11 @@ class WorkerService:
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
 
-    async def _start_http(self, ping: Callable[[], Awaitable[Any]]) -> web.AppRunner | None:
-        """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable)."""
+    async def _start_http(
+        self, ping: Callable[[], Awaitable[Any]], guard: RedisGuard
+    ) -> web.AppRunner | None:
+        """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable
+        and not evicting keys; ``warnings`` tell of anything else amiss)."""
         if self.settings.metrics_port == 0:
             return None
 
@@ -313,17 +348,17 @@ class WorkerService:
             )
 
         async def healthz(_request: web.Request) -> web.Response:
-            ok = self._healthy()
-            return web.json_response({"ok": ok}, status=200 if ok else 503)
+            return liveness(self._healthy())
 
         async def readyz(_request: web.Request) -> web.Response:
             try:
-                await asyncio.wait_for(ping(), 2)
+                await asyncio.wait_for(ping(), PROBE_TIMEOUT_S)
                 redis_ok = True
             except Exception:
                 redis_ok = False
-            ok = redis_ok and self._alive() and not self._stop.is_set()
-            return web.json_response({"ok": ok, "redis": redis_ok}, status=200 if ok else 503)
+            ok = redis_ok and self._alive() and not self._stop.is_set() and not guard.refusal
+            warnings = guard.warnings()
+            return readiness(ok, redis=redis_ok, **({"warnings": warnings} if warnings else {}))
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

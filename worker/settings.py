@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 
 from producer.settings import (
     DELIVERY_TIMEOUT,
+    LOG_FORMAT,
+    LOG_LEVEL,
     PROCESS_OPTIONS,
     PRODUCER_OPTIONS,
+    SHUTDOWN_GRACE,
     Option,
     ProducerSettings,
-    parse_bool,
     parse_port,
     parse_positive_float,
     parse_positive_int,
     read_options,
 )
-from worker.destinations import DestinationPolicy, IPNetwork, parse_networks
 from worker.schedule import RetrySchedule
 
 
@@ -30,106 +31,97 @@ def parse_share(raw: str) -> float:
     return value
 
 
+RETRY_SCHEDULE = Option(
+    "RETRY_SCHEDULE",
+    str(RetrySchedule()),
+    "Seconds before each attempt, the first after publishing (always 0), each next one "
+    "after the previous failure. The last failure marks the endpoint failing.",
+    RetrySchedule.parse,
+)
+WORKER_CONCURRENCY = Option(
+    "WORKER_CONCURRENCY",
+    "200",
+    "HTTP requests one worker process keeps in flight at most.",
+    parse_positive_int,
+)
+STALLED_CONCURRENCY_SHARE = Option(
+    "STALLED_CONCURRENCY_SHARE",
+    "0.5",
+    "Share of WORKER_CONCURRENCY that requests to stalled endpoints (no answer lately, "
+    "or the last request timed out) may hold together; more are deferred.",
+    parse_share,
+)
+SMTP_URL = Option(
+    "SMTP_URL",
+    "",
+    "smtp://[user:password@]host[:port] (smtps:// for TLS) for failure emails. Empty: "
+    "emails are written to NOTIFY_OUTBOX.",
+)
+NOTIFY_FROM = Option("NOTIFY_FROM", "cliq-webhooks@localhost", "Sender address of failure emails.")
+NOTIFY_OUTBOX = Option(
+    "NOTIFY_OUTBOX", "outbox", "Folder for failure emails when SMTP_URL is empty."
+)
+NOTIFY_RETRY_BASE = Option(
+    "NOTIFY_RETRY_BASE",
+    "30",
+    "Seconds before a failed email is retried, doubling on each further failure.",
+    parse_positive_float,
+)
+METRICS_HOST = Option("METRICS_HOST", "0.0.0.0", "Address of /metrics, /healthz and /readyz.")
+METRICS_PORT = Option(
+    "METRICS_PORT",
+    "9464",
+    "Port of /metrics, /healthz and /readyz; 0 turns it off.",
+    parse_port,
+)
+JOB_LOCK_TIMEOUT = Option(
+    "JOB_LOCK_TIMEOUT",
+    "30",
+    "Seconds after which the jobs of a worker that died (SIGKILL, lost host) are "
+    "taken over by another worker.",
+    parse_positive_float,
+)
+
 WORKER_OPTIONS: tuple[Option, ...] = (
     *PROCESS_OPTIONS,
-    Option(
-        "RETRY_SCHEDULE",
-        "0,60,300,1800,7200",
-        "Seconds before each attempt, the first after publishing (always 0), each next one "
-        "after the previous failure. The last failure marks the endpoint failing.",
-        RetrySchedule.parse,
-    ),
+    RETRY_SCHEDULE,
     DELIVERY_TIMEOUT,
-    Option(
-        "WORKER_CONCURRENCY",
-        "200",
-        "HTTP requests one worker process keeps in flight at most.",
-        parse_positive_int,
-    ),
-    Option(
-        "STALLED_CONCURRENCY_SHARE",
-        "0.5",
-        "Share of WORKER_CONCURRENCY that requests to stalled endpoints (no answer lately, "
-        "or the last request timed out) may hold together; more are deferred.",
-        parse_share,
-    ),
-    Option(
-        "SMTP_URL",
-        "",
-        "smtp://[user:password@]host[:port] (smtps:// for TLS) for failure emails. Empty: "
-        "emails are written to NOTIFY_OUTBOX.",
-    ),
-    Option("NOTIFY_FROM", "cliq-webhooks@localhost", "Sender address of failure emails."),
-    Option("NOTIFY_OUTBOX", "outbox", "Folder for failure emails when SMTP_URL is empty."),
-    Option(
-        "NOTIFY_RETRY_BASE",
-        "30",
-        "Seconds before a failed email is retried, doubling on each further failure.",
-        parse_positive_float,
-    ),
-    Option("METRICS_HOST", "0.0.0.0", "Address of /metrics, /healthz and /readyz."),
-    Option(
-        "METRICS_PORT",
-        "9464",
-        "Port of /metrics, /healthz and /readyz; 0 turns it off.",
-        parse_port,
-    ),
-    Option(
-        "ALLOW_PRIVATE_DESTINATIONS",
-        "0",
-        "1 allows loopback, private and link-local destinations (demo and tests only).",
-        parse_bool,
-    ),
-    Option(
-        "ALLOWED_PRIVATE_NETWORKS",
-        "",
-        "Comma-separated CIDR blocks delivered to even though they are not public "
-        "(e.g. an internal receiver at 10.20.0.0/16).",
-        parse_networks,
-    ),
-    Option(
-        "JOB_LOCK_TIMEOUT",
-        "30",
-        "Seconds after which the jobs of a worker that died (SIGKILL, lost host) are "
-        "taken over by another worker.",
-        parse_positive_float,
-    ),
+    WORKER_CONCURRENCY,
+    STALLED_CONCURRENCY_SHARE,
+    SMTP_URL,
+    NOTIFY_FROM,
+    NOTIFY_OUTBOX,
+    NOTIFY_RETRY_BASE,
+    METRICS_HOST,
+    METRICS_PORT,
+    JOB_LOCK_TIMEOUT,
 )
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """Everything a worker process is configured with."""
+    """Everything a worker process is configured with (defaults: the options')."""
 
     producer: ProducerSettings = field(default_factory=ProducerSettings)
-    retry_schedule: RetrySchedule = field(default_factory=RetrySchedule)
-    delivery_timeout: float = 10.0
-    worker_concurrency: int = 200
-    stalled_concurrency_share: float = 0.5
-    smtp_url: str = ""
-    notify_from: str = "cliq-webhooks@localhost"
-    notify_outbox: str = "outbox"
-    notify_retry_base: float = 30.0
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9464
-    log_format: str = "auto"
-    log_level: str = "info"
-    allow_private_destinations: bool = False
-    allowed_private_networks: tuple[IPNetwork, ...] = ()
-    job_lock_timeout: float = 30.0
-    shutdown_grace: float = 25.0
+    retry_schedule: RetrySchedule = RETRY_SCHEDULE.value
+    delivery_timeout: float = DELIVERY_TIMEOUT.value
+    worker_concurrency: int = WORKER_CONCURRENCY.value
+    stalled_concurrency_share: float = STALLED_CONCURRENCY_SHARE.value
+    smtp_url: str = SMTP_URL.value
+    notify_from: str = NOTIFY_FROM.value
+    notify_outbox: str = NOTIFY_OUTBOX.value
+    notify_retry_base: float = NOTIFY_RETRY_BASE.value
+    metrics_host: str = METRICS_HOST.value
+    metrics_port: int = METRICS_PORT.value
+    log_format: str = LOG_FORMAT.value
+    log_level: str = LOG_LEVEL.value
+    job_lock_timeout: float = JOB_LOCK_TIMEOUT.value
+    shutdown_grace: float = SHUTDOWN_GRACE.value
 
     @property
     def stalled_budget(self) -> int:
         """Requests that stalled endpoints may hold together in one worker (at least 1)."""
         return max(1, int(self.stalled_concurrency_share * self.worker_concurrency))
-
-    @property
-    def destination_policy(self) -> DestinationPolicy | None:
-        """Where deliveries may go; None when every destination is allowed."""
-        if self.allow_private_destinations:
-            return None
-        return DestinationPolicy(self.allowed_private_networks)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:

@@ -5,7 +5,8 @@ The supervisor starts N ``python -m worker`` children, restarts any that dies
 them up (prometheus-client's multiprocess mode: each child writes its values to
 files in a private folder). ``/healthz`` is 200 while every child runs. SIGTERM or
 SIGINT is passed on to the children, which drain; the supervisor waits for them
-for ``SHUTDOWN_GRACE`` plus a margin, then kills what is left.
+for ``SHUTDOWN_GRACE`` plus a margin, then kills what is left. A child that exits 2
+(bad configuration: a Redis that may evict keys) stops them all, with status 2.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from producer.backoff import restart_pause_s
+from producer.health import liveness, readiness
 from worker.settings import WorkerSettings
 
-log = structlog.get_logger("cliq.supervisor")
+log = structlog.get_logger("cliq.worker.supervisor")
 
-RESTART_PAUSE_MAX_S = 30.0
-# A child that ran this long before dying is restarted at once; one that dies
-# sooner waits longer each time (a crash loop must not spin).
-STABLE_AFTER_S = 10.0
 KILL_MARGIN_S = 5.0
+# A child's exit status for bad configuration (cli.main), such as a Redis that may
+# evict keys: restarting it would not help, so the supervisor stops with it.
+EXIT_BAD_CONFIGURATION = 2
 
 
 class Child:
@@ -60,6 +62,7 @@ class Supervisor:
         self._children = [Child(i) for i in range(processes)]
         self._stop = asyncio.Event()
         self._metrics_dir = tempfile.mkdtemp(prefix="cliq-metrics-")
+        self._refused = False
 
     async def run(self) -> int:
         """Supervise until SIGTERM/SIGINT; returns 0 after a clean stop."""
@@ -105,12 +108,12 @@ class Supervisor:
                 continue
             pid, code = child.process.pid, child.process.returncode
             mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
-            lived = time.monotonic() - child.started_at
-            child.pause_s = (
-                0.0
-                if lived >= STABLE_AFTER_S
-                else min(RESTART_PAUSE_MAX_S, max(1.0, child.pause_s * 2))
-            )
+            if code == EXIT_BAD_CONFIGURATION:
+                log.error("child_refused_to_start", child=child.index, pid=pid, exit_code=code)
+                self._refused = True
+                self._stop.set()
+                return
+            child.pause_s = restart_pause_s(child.pause_s, time.monotonic() - child.started_at)
             child.restarts += 1
             log.warning(
                 "child_died", child=child.index, pid=pid, exit_code=code, restart_in_s=child.pause_s
@@ -138,6 +141,8 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in alive))
         codes = [p.returncode for p in alive]
         log.info("supervisor_stopped", exit_codes=codes)
+        if self._refused:
+            return EXIT_BAD_CONFIGURATION
         # -SIGTERM: a child still starting up, before its handler was installed.
         return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
@@ -152,18 +157,25 @@ class Supervisor:
                 body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
 
-        async def healthz(_request: web.Request) -> web.Response:
+        def children() -> tuple[bool, dict[str, object]]:
             alive = [c.running for c in self._children]
             ok = all(alive) and not self._stop.is_set()
             pids = [c.process.pid for c in self._children if c.running and c.process]
             restarts = sum(c.restarts for c in self._children)
-            body = {"ok": ok, "children": len(alive), "pids": pids, "restarts": restarts}
-            return web.json_response(body, status=200 if ok else 503)
+            return ok, {"children": len(alive), "pids": pids, "restarts": restarts}
+
+        async def healthz(_request: web.Request) -> web.Response:
+            ok, details = children()
+            return liveness(ok, **details)
+
+        async def readyz(_request: web.Request) -> web.Response:
+            ok, details = children()
+            return readiness(ok, **details)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", healthz)
+        app.router.add_get("/readyz", readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self._settings.metrics_host, self._settings.metrics_port).start()

@@ -4,7 +4,7 @@ The test event is signed and sent like a real delivery, but directly: it is not
 queued, retried or recorded, so it cannot turn an endpoint failing. Two ways in:
 ``cliq-webhooks send-test`` sends from the command line, and the API's
 ``POST /v1/endpoints/{id}/test`` asks a worker through Redis (:class:`SendTestListener`;
-the contract is in ``producer/api_manage.py``).
+the protocol is :mod:`producer.testsends`).
 """
 
 from __future__ import annotations
@@ -12,26 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 import orjson
 import structlog
 
-from producer.cluster import RedisClient
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointNotFound, EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
 from producer.jobs import DeliveryItem
 from producer.keys import Keys
+from producer.messages import TestSendRequest, TestSendResult
 from producer.publisher import new_delivery_id
-from worker import __version__
-from worker.delivery import request_headers
+from producer.redis.clients import RedisClient
+from producer.testsends import answer, take_request
+from worker.request import request_headers, user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 
-log = structlog.get_logger("cliq.testsend")
+log = structlog.get_logger("cliq.worker.testsend")
 
-RESULT_TTL_S = 60
 CONCURRENT_TEST_SENDS = 4
 # Short, so that a stopping worker is not held up by its wait for requests.
 POLL_TIMEOUT_S = 1
@@ -43,7 +42,7 @@ async def deliver_test_event(
     catalogue: Catalogue,
     sender: Sender,
     max_payload_bytes: int,
-) -> dict[str, Any]:
+) -> TestSendResult:
     """POST a test event of ``event_type`` to ``endpoint``; return what came back."""
     event = parse_event(
         {
@@ -57,29 +56,29 @@ async def deliver_test_event(
     item = DeliveryItem(new_delivery_id(), 1)
     headers = request_headers(endpoint, event.id, event.type, item, event.body, time.time())
     response = await sender.post(endpoint.url, event.body, headers)
-    return {
-        "endpoint_id": endpoint.id,
-        "event_id": event.id,
-        "event_type": event.type,
-        "ok": response.ok,
-        "status": response.status,
-        "error": response.error,
-        "latency_ms": round(response.duration_s * 1000, 3),
-        "response": response.excerpt,
-    }
+    return TestSendResult(
+        endpoint_id=endpoint.id,
+        event_id=event.id,
+        event_type=event.type,
+        ok=response.ok,
+        status=response.status,
+        error=response.error,
+        latency_ms=round(response.duration_s * 1000, 3),
+        response=response.excerpt,
+    )
 
 
 async def send_test_event(
     settings: WorkerSettings, endpoint_id: str, event_type: str
-) -> dict[str, Any]:
+) -> TestSendResult:
     """The CLI's test send: its own connections, closed afterwards."""
     async with Producer(settings.producer) as producer:
         endpoint = await producer.endpoints.get(endpoint_id)
         sender = Sender(
             timeout_s=settings.delivery_timeout,
             max_connections=1,
-            policy=settings.destination_policy,
-            user_agent=f"cliq-webhooks/{__version__}",
+            policy=settings.producer.destination_policy,
+            user_agent=user_agent(),
         )
         await sender.start()
         try:
@@ -119,15 +118,15 @@ class SendTestListener:
         """Until cancelled: answer requests, a few at a time."""
         while True:
             try:
-                popped = await self._redis.brpop([self._keys.test_requests], POLL_TIMEOUT_S)
+                raw = await take_request(self._redis, self._keys, POLL_TIMEOUT_S)
             except Exception as exc:  # Redis down: the API answers 504 meanwhile
                 log.warning("test_send_poll_failed", error=str(exc))
                 await asyncio.sleep(POLL_TIMEOUT_S)
                 continue
-            if popped is None:
+            if raw is None:
                 continue
             await self._slots.acquire()
-            task = asyncio.create_task(self._answer(str(popped[1])))
+            task = asyncio.create_task(self._answer(raw))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
@@ -137,42 +136,27 @@ class SendTestListener:
 
     async def _answer(self, raw: str) -> None:
         try:
-            request = orjson.loads(raw)
-            request_id, endpoint_id = request["id"], request["endpoint_id"]
-            event_type, deadline_ms = request["event_type"], int(request["deadline_ms"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            request = TestSendRequest.from_dict(orjson.loads(raw))
+        except ValueError:  # orjson's JSONDecodeError included
             log.error("bad_test_send_request")
             return
-        if time.time() * 1000 > deadline_ms:
+        if time.time() * 1000 > request.deadline_ms:
             return  # the API has given up on it
         try:
-            endpoint = await self._registry.get(endpoint_id)
+            endpoint = await self._registry.get(request.endpoint_id)
             result = await deliver_test_event(
-                endpoint, event_type, self._catalogue, self._sender, self._max_payload_bytes
+                endpoint, request.event_type, self._catalogue, self._sender, self._max_payload_bytes
             )
         except (EndpointNotFound, EventError) as exc:
-            result = {
-                "endpoint_id": endpoint_id,
-                "event_id": None,
-                "event_type": event_type,
-                "ok": False,
-                "status": None,
-                "error": str(exc),
-                "latency_ms": 0,
-                "response": "",
-            }
+            result = TestSendResult.failed(request.endpoint_id, request.event_type, str(exc))
         log.info(
             "test_send",
-            endpoint_id=endpoint_id,
-            event_id=result["event_id"],
-            status=result["status"],
-            error=result["error"],
+            endpoint_id=request.endpoint_id,
+            event_id=result.event_id,
+            status=result.status,
+            error=result.error,
         )
-        await self._redis.set(
-            self._keys.test_result(request_id),
-            orjson.dumps({"id": request_id, **result}),
-            ex=RESULT_TTL_S,
-        )
+        await answer(self._redis, self._keys, request, result)
 
     async def close(self) -> None:
         """Let the answers in progress finish."""

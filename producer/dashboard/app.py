@@ -1,7 +1,7 @@
 """The dashboard's sub-application: routes, security headers, sessions and CSRF checks.
 
-Mounted by :func:`producer.api.create_app` under :data:`PREFIX` and marked
-:data:`producer.api.SESSION_AUTHENTICATED`: its requests carry a session cookie instead of
+Mounted by :func:`producer.http.app.create_app` under :data:`PREFIX` and marked
+:data:`producer.http.state.SESSION_AUTHENTICATED`: its requests carry a session cookie instead of
 a bearer key. The middlewares, outermost first:
 
 * :func:`security_headers`: a strict Content-Security-Policy (scripts and styles from
@@ -9,6 +9,11 @@ a bearer key. The middlewares, outermost first:
 * :func:`html_errors`: errors as HTML pages rather than problem documents;
 * :func:`session_gate`: loads the session, refuses any POST whose CSRF token (or
   ``Origin``) does not match, sends a signed-out browser to the login page.
+
+No body is read before it is allowed: a POST is refused (403) without reading it when
+it comes from another origin, has no session, or needs a signed-in one it lacks, and
+(413) when it declares more than :data:`MAX_FORM_BYTES`; a body without a declared
+length is read only up to that limit.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer.api import REDIS_UNAVAILABLE_ERRORS, SESSION_AUTHENTICATED, Problem
-from producer.dashboard import auth, tokens, webhooks
+from producer.dashboard import auth, tokens, webhook_page, webhooks
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
+from producer.http.problems import PAYLOAD_TOO_LARGE, REDIS_UNAVAILABLE, Problem
+from producer.http.state import SESSION_AUTHENTICATED
+from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS, RedisUnavailable
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 PREFIX = "/ui"
 STATIC_FOLDER = Path(__file__).parent / "static"
@@ -45,6 +52,9 @@ PUBLIC_ROUTE_NAMES = frozenset({"static", "login", "login-post"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
+# Largest body of a dashboard request: its forms carry a few short fields (the longest,
+# a webhook's URL and description, are limited to a few KiB each).
+MAX_FORM_BYTES = 64 * 1024
 
 
 @web.middleware
@@ -78,6 +88,14 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             title=problem.kind.title,
             detail=problem.detail,
         )
+    except RedisUnavailable as exc:  # a step that said what it could not do
+        return await render(
+            request,
+            "error.html",
+            status=REDIS_UNAVAILABLE.status,
+            title=REDIS_UNAVAILABLE.title,
+            detail=exc.detail,
+        )
     except REDIS_UNAVAILABLE_ERRORS as exc:
         log.warning("redis_unavailable", path=request.path, error=repr(exc))
         return await render(
@@ -107,35 +125,72 @@ async def session_gate(request: web.Request, handler: Handler) -> web.StreamResp
     session = await store_of(request).load(request.cookies.get(COOKIE_NAME))
     if session is not None:
         request[SESSION_KEY] = session
-    if request.method not in SAFE_METHODS:
-        await _check_csrf(request, session)
-    if route_name not in PUBLIC_ROUTE_NAMES and (session is None or not session.signed_in):
-        if request.method in SAFE_METHODS:
+    needs_sign_in = route_name not in PUBLIC_ROUTE_NAMES and (
+        session is None or not session.signed_in
+    )
+    if request.method in SAFE_METHODS:
+        if needs_sign_in:
             raise web.HTTPSeeOther(f"{PREFIX}/login?next={quote(request.path_qs)}")
-        raise web.HTTPForbidden(text="Sign in first.")
-    response = await handler(request)
+        response = await handler(request)
+    else:
+        # Everything that can refuse a POST without its body does so first.
+        _check_origin(request)
+        if session is None:
+            raise _expired_form()
+        if needs_sign_in:
+            raise web.HTTPForbidden(text="Sign in first.")
+        request = _limited(request)
+        try:
+            await _check_csrf(request, session)
+            response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:  # a body without Content-Length, read
+            raise _form_too_large() from None
     current = session_of(request)  # signing in replaces the session
     if current is not None and current.new:
         set_cookie(request, response, current)
     return response
 
 
-async def _check_csrf(request: web.Request, session: Session | None) -> None:
-    """403 unless the form (or header) carries the session's token and the origin is ours."""
+def _check_origin(request: web.Request) -> None:
+    """403 when the browser says the POST comes from another site."""
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc != request.host:
         log.warning("dashboard_cross_origin_post", path=request.path)
         raise web.HTTPForbidden(text="This form was sent from another site.")
+
+
+def _expired_form() -> web.HTTPForbidden:
+    return web.HTTPForbidden(
+        text="This form has expired (or did not come from this dashboard). "
+        "Reload the page and try again."
+    )
+
+
+def _form_too_large() -> Problem:
+    return Problem(PAYLOAD_TOO_LARGE, f"A dashboard form may be at most {MAX_FORM_BYTES} bytes.")
+
+
+def _limited(request: web.Request) -> web.Request:
+    """413 when the declared length is over :data:`MAX_FORM_BYTES`; else the request,
+    whose form (``request.post()``) is read up to that limit only.
+
+    The API application's own limit is its largest batch (``MAX_BATCH_BYTES``).
+    """
+    declared = request.content_length
+    if declared is not None and declared > MAX_FORM_BYTES:
+        raise _form_too_large()
+    return request.clone(client_max_size=MAX_FORM_BYTES)
+
+
+async def _check_csrf(request: web.Request, session: Session) -> None:
+    """403 unless the form (or header) carries the session's token."""
     presented = request.headers.get(CSRF_HEADER)
     if presented is None:
         form = await request.post()
         field = form.get(CSRF_FIELD)
         presented = field if isinstance(field, str) else ""
-    if session is None or not session.csrf_matches(presented):
-        raise web.HTTPForbidden(
-            text="This form has expired (or did not come from this dashboard). "
-            "Reload the page and try again."
-        )
+    if not session.csrf_matches(presented):
+        raise _expired_form()
 
 
 def create_app() -> web.Application:
@@ -145,5 +200,6 @@ def create_app() -> web.Application:
     app.router.add_static("/static/", STATIC_FOLDER, name="static", append_version=True)
     auth.add_routes(app)
     webhooks.add_routes(app)
+    webhook_page.add_routes(app)  # after webhooks: /webhooks/new before /webhooks/{id}
     tokens.add_routes(app)
     return app

@@ -5,7 +5,8 @@ of ``API_KEYS``, checked by the same constant-time comparison. The key is typed 
 and never stored in the browser: the session that replaces it is an opaque, HttpOnly
 cookie that expires when unused. With ``API_KEYS`` empty the API is open to anyone who
 can reach it, and so is the dashboard (a banner says so); it still uses sessions, for
-their CSRF tokens.
+their CSRF tokens. A source address that fails to sign in too often is answered 429
+(:mod:`producer.http.throttle`); a right key always signs in.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from producer.dashboard.pages import (
     store_of,
 )
 from producer.dashboard.sessions import clear_cookie
+from producer.http.throttle import Surface, throttled
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 HOME = "/ui/webhooks"
 
@@ -53,6 +55,17 @@ async def login(request: web.Request) -> web.Response:
     keys = settings_of(request).api_keys
     presented = form.get("api_key")
     if keys and not (isinstance(presented, str) and keys.accepts(presented.strip())):
+        too_many = throttled(request, Surface.DASHBOARD)
+        if too_many is not None:
+            page = await render(
+                request,
+                "login.html",
+                status=too_many.kind.status,
+                next_page=next_page,
+                error=too_many.detail,
+            )
+            page.headers.update(too_many.headers)
+            return page
         log.warning("dashboard_login_failed", remote=request.remote)
         return await render(
             request,

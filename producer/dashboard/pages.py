@@ -14,9 +14,9 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from producer.api import PRODUCER, SETTINGS, ApiSettings
 from producer.context import Producer
 from producer.dashboard.sessions import Session, SessionStore
+from producer.http.state import PRODUCER, SETTINGS, ApiSettings
 
 # The request's session (absent: the browser has none), set by the session gate.
 SESSION_KEY = web.RequestKey("dashboard_session", Session)

@@ -23,8 +23,8 @@ from typing import cast
 
 from aiohttp import web
 
-from producer.cluster import RedisClient
 from producer.keys import Keys
+from producer.redis.clients import RedisClient
 
 COOKIE_NAME = "cliq_ui"
 COOKIE_PATH = "/ui/"

@@ -3,19 +3,19 @@
 The dashboard is signed in with an API key, as the operator's system calls the token
 API: it manages the tokens of a user named by id (``/ui/tokens/{user_id}``), and only
 with that user's TOTP code, exactly as the API requires a 2FA session. The session that
-a verified code opens (:mod:`producer.twofactor`, 15 minutes from verification, not
+a verified code opens (:mod:`producer.tokens.twofactor`, 15 minutes from verification, not
 extended by use) is kept in the dashboard session, sealed, never in the browser; when
 it has expired every token page asks for a code again.
 
 * ``/ui/tokens``: choose (or create) the user; ``/ui/tokens/{user}``: set up 2FA or
   verify a code, then "Generated Tokens" (name — rename by clicking it —, id,
   invocations, last invoked, status switch, delete with confirmation) and "Generate New
-  Token" (refused past :data:`producer.tokens.MAX_TOKENS`, with the reason).
+  Token" (refused past :data:`producer.tokens.registry.MAX_TOKENS`, with the reason).
 * ``/ui/tokens/{user}/tokens/{token}``: the token's usage history and "Get Webhook
   URL", a dialog whose options follow the chosen module.
 
-Every change goes through :mod:`producer.tokens`, :mod:`producer.users`,
-:mod:`producer.twofactor` and :func:`producer.api_tokens.make_webhook_url`.
+Every change goes through :mod:`producer.tokens.registry`, :mod:`producer.tokens.users`,
+:mod:`producer.tokens.twofactor` and :func:`producer.tokens.webhook_urls.make_webhook_url`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from producer.api import Problem, redis_deadline
-from producer.api_tokens import make_webhook_url, public_base
 from producer.dashboard.pages import (
     flash_and_redirect,
     producer_of,
@@ -39,9 +37,10 @@ from producer.dashboard.pages import (
 )
 from producer.dashboard.sessions import Session
 from producer.events import ID_PATTERN
-from producer.incoming import WebhookModule
-from producer.token_context import TOKEN_SYSTEM, TokenSystem
-from producer.tokens import (
+from producer.http.problems import Problem, redis_deadline
+from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
+from producer.tokens.modules import WebhookModule
+from producer.tokens.registry import (
     MAX_NAME_LENGTH,
     MAX_TOKENS,
     USAGE_HISTORY,
@@ -51,10 +50,11 @@ from producer.tokens import (
     TokenStatus,
     WebhookToken,
 )
-from producer.twofactor import SESSION_S, TwoFactorError, TwoFactorFailure
-from producer.users import User, UserError, UserNotFound
+from producer.tokens.twofactor import SESSION_S, TwoFactorError, TwoFactorFailure
+from producer.tokens.users import User, UserError, UserNotFound
+from producer.tokens.webhook_urls import make_webhook_url, public_base
 
-log = structlog.get_logger("producer.dashboard")
+log = structlog.get_logger("cliq.producer.dashboard")
 
 HOME = "/ui/tokens"
 # Sealed with its own purpose: a stored 2FA session opens nothing else.

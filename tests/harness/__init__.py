@@ -1,4 +1,4 @@
-"""Test harness: a private Redis, real HTTP/SMTP receivers, the seed's Node receiver.
+"""Test harness: a private Redis and PostgreSQL, real HTTP/SMTP receivers, the seed's Node receiver.
 
 Fixtures wrapping these live in ``tests/conftest.py``.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from .factories import NodeReceiverFactory, ReceiverFactory, RedisServerFactory
 from .node_receiver import NodeReceiver, NodeReceiverUnavailable
 from .polling import wait_until, wait_until_sync
+from .postgres import PostgresServer, PostgresServerError
 from .receiver import HANG, ReceivedRequest, Receiver, ScriptedResponse
 from .redis_server import RedisServer, RedisServerError
 from .smtp import CapturedMessage, SmtpServer
@@ -18,6 +19,8 @@ __all__ = [
     "NodeReceiver",
     "NodeReceiverFactory",
     "NodeReceiverUnavailable",
+    "PostgresServer",
+    "PostgresServerError",
     "ReceivedRequest",
     "Receiver",
     "ReceiverFactory",

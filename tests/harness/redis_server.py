@@ -18,8 +18,13 @@ from types import TracebackType
 
 from .polling import wait_until_sync
 
-DEFAULT_ARGS: tuple[str, ...] = ("--save", "", "--appendonly", "no")
-"""No persistence unless a test asks for it with ``extra_args``."""
+DEFAULT_ARGS: tuple[str, ...] = (
+    *("--save", "", "--appendonly", "no"),
+    *("--maxmemory-policy", "noeviction"),
+)
+"""No persistence unless a test asks for it with ``extra_args``; never evicting keys (the
+API and the workers refuse a Redis that may, see producer/redis_guard.py), unless a test
+says otherwise in ``extra_args`` (the last value given wins)."""
 
 SYSTEM_REDIS_PORT = 6379
 

@@ -1,0 +1,47 @@
+"""What every command shares: its settings, the usage error, the exit statuses, and the
+way a command is added to the parser (``--json`` and a flag per setting)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from producer.settings import PRODUCER_OPTIONS, Option, ProducerSettings, add_flags, env_with_flags
+from worker.settings import WORKER_OPTIONS, WorkerSettings
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+# What a command needs when it sends or runs anything (a worker's settings too).
+DELIVERY_OPTIONS: tuple[Option, ...] = PRODUCER_OPTIONS + WORKER_OPTIONS
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported on stderr, exit status 2."""
+
+
+def producer_settings(args: argparse.Namespace) -> ProducerSettings:
+    """Producer settings from the environment overlaid with the command's flags."""
+    return ProducerSettings.from_env(env_with_flags(args, PRODUCER_OPTIONS))
+
+
+def worker_settings(args: argparse.Namespace) -> WorkerSettings:
+    """Worker settings from the environment overlaid with the command's flags."""
+    return WorkerSettings.from_env(env_with_flags(args, PRODUCER_OPTIONS + WORKER_OPTIONS))
+
+
+def add_command(
+    parent: Any,
+    name: str,
+    handler: Handler,
+    help: str,
+    options: Sequence[Option] = PRODUCER_OPTIONS,
+) -> argparse.ArgumentParser:
+    """Add command ``name`` to ``parent`` (subparsers): ``--json`` and one flag per setting."""
+    sub: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+    sub.set_defaults(handler=handler)
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_flags(sub, options)
+    return sub

@@ -1,0 +1,185 @@
+"""``cliq-webhooks attempts``, ``status``, ``replay`` and ``send-test``: the delivery log,
+what is queued, sending dead deliveries again, and the seed's "Send Test Event"."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.base import (
+    DELIVERY_OPTIONS,
+    EXIT_FAILURE,
+    UsageError,
+    add_command,
+    producer_settings,
+    worker_settings,
+)
+from cli.output import emit, render_fields, render_table, when
+from producer.context import Producer
+from producer.endpoints import EndpointStatus
+from producer.events import parse_timestamp
+
+
+async def attempts(args: argparse.Namespace) -> int:
+    if bool(args.endpoint) == bool(args.event):
+        raise UsageError("attempts needs exactly one of --endpoint or --event")
+    async with Producer(producer_settings(args)) as p:
+        if args.endpoint:
+            await p.endpoints.get(args.endpoint)  # a clear error for an unknown id
+            deliveries = await p.deliveries.for_endpoint(args.endpoint, args.limit)
+        else:
+            deliveries = await p.deliveries.for_event(args.event)
+    rows = [
+        {
+            "delivery_id": d.id,
+            "event_id": d.event_id,
+            "endpoint_id": d.endpoint_id,
+            "state": d.state.value,
+            **a.to_dict(),
+        }
+        for d in deliveries
+        for a in reversed(d.attempts)
+    ]
+    pending = [d for d in deliveries if not d.attempts]
+    emit(
+        args,
+        rows,
+        lambda: (
+            render_table(
+                [
+                    (
+                        when(r["at_ms"]),
+                        r["delivery_id"],
+                        r["event_id"],
+                        r["number"],
+                        r["status"] if r["status"] is not None else "-",
+                        f"{r['latency_ms']:.0f}ms",
+                        r["outcome"],
+                        (r["error"] or r["response"]).replace("\n", " ")[:60],
+                    )
+                    for r in rows
+                ],
+                [
+                    "TIME (UTC)",
+                    "DELIVERY",
+                    "EVENT",
+                    "#",
+                    "STATUS",
+                    "LATENCY",
+                    "OUTCOME",
+                    "ERROR / RESPONSE",
+                ],
+            )
+            + (f"\n{len(pending)} deliveries not attempted yet" if pending else "")
+        ),
+    )
+    return 0
+
+
+async def status(args: argparse.Namespace) -> int:
+    settings = producer_settings(args)
+    async with Producer(settings) as p:
+        stats = await p.redis.hgetall(p.keys.stats)
+        jobs = {
+            name: await queue.getJobCounts("wait", "active", "delayed", "failed")
+            for name, queue in p.dispatcher.queues.items()
+        }
+        failing = await p.endpoints.all(status=EndpointStatus.FAILING)
+        outbox = await p.redis.zcard(p.keys.outbox)
+        ready = await p.redis.llen(p.keys.ready)
+    counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
+    report = {
+        "deliveries": counts,
+        "jobs": jobs,
+        "outbox": outbox,
+        # New deliveries waiting for a worker to take them (see worker/pickup.py).
+        "ready": ready,
+        "failing_endpoints": [e.public_dict() for e in failing],
+    }
+
+    def table() -> str:
+        parts = [
+            render_table(list(counts.items()), ["DELIVERIES", "COUNT"]),
+            render_table(
+                [(q, *c.values()) for q, c in jobs.items()],
+                ["QUEUE (jobs)", "WAIT", "ACTIVE", "DELAYED", "FAILED"],
+            ),
+            f"{ready} new deliveries on the ready list (waiting for a worker)",
+        ]
+        if failing:
+            parts.append(
+                render_table(
+                    [(e.id, e.workspace_id, e.url, e.owner_email) for e in failing],
+                    ["FAILING ENDPOINT", "WORKSPACE", "URL", "OWNER"],
+                )
+            )
+        else:
+            parts.append("no failing endpoints")
+        return "\n\n".join(parts)
+
+    emit(args, report, table)
+    return 0
+
+
+async def replay(args: argparse.Namespace) -> int:
+    if bool(args.endpoint) == bool(args.delivery):
+        raise UsageError("replay needs exactly one of --endpoint or --delivery")
+    since_ms = int(parse_timestamp(args.since).timestamp() * 1000) if args.since else 0
+    async with Producer(producer_settings(args)) as p:
+        if args.delivery:
+            await p.deliveries.get(args.delivery)
+            ids = [args.delivery]
+        else:
+            await p.endpoints.get(args.endpoint)
+            ids = await p.deliveries.dead_ids(args.endpoint, since_ms)
+        replayed = await p.deliveries.replay(ids)
+    emit(
+        args,
+        {"replayed": replayed},
+        lambda: f"re-enqueued {len(replayed)} dead deliveries",
+    )
+    return 0
+
+
+async def send_test(args: argparse.Namespace) -> int:
+    from worker.testsend import send_test_event
+
+    result = await send_test_event(worker_settings(args), args.endpoint, args.type)
+    emit(
+        args,
+        result.to_dict(),
+        lambda: render_fields(
+            [
+                ("event", result.event_id),
+                ("status", result.status if result.status is not None else "-"),
+                ("error", result.error or ""),
+                ("latency", f"{result.latency_ms:.1f} ms"),
+                ("response", result.response),
+            ]
+        ),
+    )
+    return 0 if result.ok else EXIT_FAILURE
+
+
+def add_commands(commands: Any) -> None:
+    """Add the delivery-log commands to the top-level ``commands``."""
+    test = add_command(
+        commands,
+        "send-test",
+        send_test,
+        "POST a signed test event to an endpoint now and show the answer",
+        DELIVERY_OPTIONS,
+    )
+    test.add_argument("--endpoint", required=True, help="endpoint id")
+    test.add_argument("--type", default="issue.created", help="event type of the test event")
+
+    att = add_command(commands, "attempts", attempts, "the delivery log of an endpoint or an event")
+    att.add_argument("--endpoint", help="endpoint id")
+    att.add_argument("--event", help="event id")
+    att.add_argument("--limit", type=int, default=100, help="most recent deliveries to show")
+
+    add_command(commands, "status", status, "delivery counts, queue jobs and failing endpoints")
+
+    rep = add_command(commands, "replay", replay, "re-enqueue dead deliveries")
+    rep.add_argument("--endpoint", help="every dead delivery of this endpoint")
+    rep.add_argument("--delivery", help="just this delivery")

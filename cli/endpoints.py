@@ -1,0 +1,165 @@
+"""``cliq-webhooks endpoint add|list|show|update|enable|disable|delete|rotate-secret``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.base import add_command, producer_settings
+from cli.output import emit, render_fields, render_table
+from producer.context import Producer
+from producer.endpoints import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointStatus
+
+
+async def endpoint_add(args: argparse.Namespace) -> int:
+    async with Producer(producer_settings(args)) as p:
+        endpoint = await p.endpoints.create(
+            workspace_id=args.workspace,
+            url=args.url,
+            events=args.events.split(","),
+            owner_email=args.email,
+            description=args.description,
+            max_in_flight=args.max_in_flight,
+            rate_limit=args.rate_limit,
+        )
+    shown = endpoint.public_dict(reveal_secret=True)
+    emit(
+        args,
+        shown,
+        lambda: (
+            render_fields(shown.items())
+            + "\n\nThe secret is shown only now: store it where your receiver can read it."
+        ),
+    )
+    return 0
+
+
+async def endpoint_list(args: argparse.Namespace) -> int:
+    status = EndpointStatus(args.status) if args.status else None
+    async with Producer(producer_settings(args)) as p:
+        endpoints = await p.endpoints.all(workspace_id=args.workspace, status=status)
+    rows = [e.public_dict() for e in endpoints]
+    emit(
+        args,
+        rows,
+        lambda: render_table(
+            [
+                (e.id, e.workspace_id, e.status.value, ",".join(e.events), e.url, e.owner_email)
+                for e in endpoints
+            ],
+            ["ID", "WORKSPACE", "STATUS", "EVENTS", "URL", "OWNER"],
+        ),
+    )
+    return 0
+
+
+async def endpoint_show(args: argparse.Namespace) -> int:
+    async with Producer(producer_settings(args)) as p:
+        endpoint = await p.endpoints.get(args.id)
+    shown = endpoint.public_dict()
+    emit(args, shown, lambda: render_fields(shown.items()))
+    return 0
+
+
+async def endpoint_update(args: argparse.Namespace) -> int:
+    async with Producer(producer_settings(args)) as p:
+        endpoint = await p.endpoints.update(
+            args.id,
+            url=args.url,
+            events=args.events.split(",") if args.events is not None else None,
+            owner_email=args.email,
+            description=args.description,
+            max_in_flight=args.max_in_flight,
+            rate_limit=args.rate_limit,
+        )
+    shown = endpoint.public_dict()
+    emit(args, shown, lambda: render_fields(shown.items()))
+    return 0
+
+
+async def endpoint_set_status(args: argparse.Namespace) -> int:
+    status = EndpointStatus.ACTIVE if args.endpoint_command == "enable" else EndpointStatus.DISABLED
+    async with Producer(producer_settings(args)) as p:
+        endpoint = await p.endpoints.set_status(args.id, status)
+    shown = endpoint.public_dict()
+    emit(args, shown, lambda: f"{endpoint.id} is now {endpoint.status.value}")
+    return 0
+
+
+async def endpoint_delete(args: argparse.Namespace) -> int:
+    async with Producer(producer_settings(args)) as p:
+        await p.endpoints.delete(args.id)
+    emit(args, {"id": args.id, "deleted": True}, lambda: f"{args.id} deleted")
+    return 0
+
+
+async def endpoint_rotate(args: argparse.Namespace) -> int:
+    async with Producer(producer_settings(args)) as p:
+        endpoint = await p.endpoints.rotate_secret(args.id, args.grace)
+    shown = endpoint.public_dict(reveal_secret=True)
+    emit(
+        args,
+        shown,
+        lambda: (
+            render_fields(shown.items())
+            + f"\n\nThe previous secret keeps signing webhook-signature for {args.grace} s."
+        ),
+    )
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``endpoint`` and its actions to the top-level ``commands``."""
+    endpoint = commands.add_parser("endpoint", help="manage endpoints (subscriptions)")
+    endpoint_commands = endpoint.add_subparsers(
+        dest="endpoint_command", required=True, metavar="ACTION"
+    )
+    add = add_command(endpoint_commands, "add", endpoint_add, "register an endpoint")
+    add.add_argument("--workspace", required=True, help="workspace id whose events it receives")
+    add.add_argument("--url", required=True, help="http(s) URL to POST to")
+    add.add_argument(
+        "--events", required=True, help="types or wildcards: 'issue.*,comment.created', '*'"
+    )
+    add.add_argument("--email", required=True, help="owner, told when the endpoint turns failing")
+    add.add_argument("--description", default="", help="free text")
+    limits = (
+        ("--max-in-flight", int, "requests in flight to it across all workers (default 10)"),
+        ("--rate-limit", float, "requests per second at most (default 0: no limit)"),
+    )
+    for flag, kind, text in limits:
+        add.add_argument(
+            flag, type=kind, default=DEFAULT_MAX_IN_FLIGHT if kind is int else 0.0, help=text
+        )
+    update = add_command(endpoint_commands, "update", endpoint_update, "change an endpoint")
+    update.add_argument("id", help="endpoint id")
+    for flag, text in (
+        ("--url", "new URL"),
+        ("--events", "new filter"),
+        ("--email", "new owner"),
+        ("--description", "new description"),
+    ):
+        update.add_argument(flag, help=text)
+    for flag, kind, text in limits:
+        update.add_argument(flag, type=kind, help=text)
+    listing = add_command(endpoint_commands, "list", endpoint_list, "list endpoints")
+    listing.add_argument("--workspace", help="only this workspace")
+    listing.add_argument(
+        "--status", choices=[s.value for s in EndpointStatus], help="only this status"
+    )
+    for name, handler, text in (
+        ("show", endpoint_show, "show one endpoint (secret masked)"),
+        ("enable", endpoint_set_status, "set status active (clears failing)"),
+        ("disable", endpoint_set_status, "stop deliveries to it; they end as dead, replayable"),
+        ("delete", endpoint_delete, "delete it"),
+    ):
+        add_command(endpoint_commands, name, handler, text).add_argument("id", help="endpoint id")
+    rotate = add_command(
+        endpoint_commands,
+        "rotate-secret",
+        endpoint_rotate,
+        "new secret; the old one signs during a grace period",
+    )
+    rotate.add_argument("id", help="endpoint id")
+    rotate.add_argument(
+        "--grace", type=int, default=ROTATION_GRACE_S, help="seconds the old secret keeps signing"
+    )

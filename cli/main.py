@@ -1,0 +1,120 @@
+"""``cliq-webhooks``: the parser of every command, and running one (``python -m worker`` is
+``cliq-webhooks worker``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import redis.exceptions
+
+from cli import deliveries, endpoints, events
+from cli.base import (
+    DELIVERY_OPTIONS,
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    Handler,
+    UsageError,
+    add_command,
+    worker_settings,
+)
+from producer import logs
+from producer.collector import tune_for_service
+from producer.deliveries import DeliveryNotFound
+from producer.endpoints import EndpointError, EndpointNotFound
+from producer.events import EventError
+from producer.loop import run_event_loop
+from producer.settings import SettingsError, env_with_flags, without_password
+from worker import __version__
+
+
+async def run_worker(args: argparse.Namespace) -> int:
+    settings = worker_settings(args)
+    if args.processes > 1:
+        from worker.supervisor import Supervisor
+
+        env = env_with_flags(args, DELIVERY_OPTIONS)
+        return await Supervisor(settings, args.processes, env).run()
+    from worker.service import WorkerService
+
+    tune_for_service()
+    return await WorkerService(settings).run()
+
+
+async def demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return await run_demo(worker_settings(args), events=args.events)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="cliq-webhooks",
+        description="Outbound webhook delivery: register endpoints, publish events, run workers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    endpoints.add_commands(commands)
+    events.add_commands(commands)
+    deliveries.add_commands(commands)
+
+    work = add_command(commands, "worker", run_worker, "run a worker process", DELIVERY_OPTIONS)
+    work.add_argument(
+        "--concurrency",
+        dest="setting_worker_concurrency",
+        metavar="N",
+        help="alias of --worker-concurrency",
+    )
+    work.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes under one supervisor (restarts them, one /metrics)",
+    )
+
+    dem = add_command(
+        commands,
+        "demo",
+        demo,
+        "see everything work: private Redis, worker, receivers, a failing endpoint",
+        DELIVERY_OPTIONS,
+    )
+    dem.add_argument("--events", type=int, default=20, help="events to publish")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cliq-webhooks`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = worker_settings(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    logs.configure(settings.log_format, settings.log_level)
+    handler: Handler = args.handler
+    try:
+        if args.command == "worker":
+            return run_event_loop(handler(args))
+        return asyncio.run(handler(args))
+    except (UsageError, EventError, EndpointError, SettingsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (EndpointNotFound, DeliveryNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except redis.exceptions.ConnectionError as exc:
+        url = without_password(settings.producer.effective_redis_url)
+        print(f"error: cannot reach Redis at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""The delivery log and replay: ``GET /v1/endpoints/{id}/attempts``, ``GET
+/v1/events/{id}/attempts`` (filtered by ``outcome``, ``since`` and ``until``, newest
+first, paginated), ``POST /v1/deliveries/{id}/replay`` and ``POST
+/v1/endpoints/{id}/replay`` (every dead delivery since a time). Replay is idempotent:
+only dead deliveries are enqueued again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from producer.deliveries import AttemptFilter, AttemptOutcome, DeliveryNotFound, attempt_entry
+from producer.http.bodies import (
+    ENDPOINT_ATTEMPTS_CURSOR,
+    EVENT_ATTEMPTS_CURSOR,
+    decode_cursor,
+    encode_cursor,
+    instant_ms,
+    page,
+    path_id,
+    query_limit,
+    read_json_object,
+    reject_unknown,
+)
+from producer.http.openapi import (
+    ISO_TIME_SCHEMA,
+    PAGINATION_PARAMETERS,
+    json_response,
+    operation,
+    page_schema,
+    path_parameter,
+    problem_responses,
+    query_parameter,
+    schema_ref,
+)
+from producer.http.problems import invalid_field, missing, redis_deadline, registry_errors
+from producer.http.state import producer_of
+from producer.scans import SCAN_BUDGET
+
+log = structlog.get_logger("cliq.producer.http.deliveries")
+
+
+def attempt_filter(request: web.Request) -> AttemptFilter:
+    """Read ``outcome``, ``since`` and ``until``; 422 naming the parameter at fault."""
+    raw_outcome = request.query.get("outcome")
+    outcomes = [o.value for o in AttemptOutcome]
+    if raw_outcome is not None and raw_outcome not in outcomes:
+        raise invalid_field("outcome", f"must be one of {', '.join(outcomes)}")
+    since, until = (request.query.get(name) for name in ("since", "until"))
+    result = AttemptFilter(
+        outcome=AttemptOutcome(raw_outcome) if raw_outcome is not None else None,
+        since_ms=instant_ms(since, "since") if since is not None else None,
+        until_ms=instant_ms(until, "until") if until is not None else None,
+    )
+    since_ms, until_ms = result.since_ms, result.until_ms
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        raise invalid_field("until", "must not be earlier than since")
+    return result
+
+
+async def endpoint_attempts(request: web.Request) -> web.Response:
+    """``GET /v1/endpoints/{id}/attempts``: its attempts, newest deliveries first
+    (:meth:`producer.deliveries.DeliveryLog.scan_attempts`)."""
+    endpoint_id = path_id(request, "endpoint")
+    limit = query_limit(request)
+    selected = attempt_filter(request)
+    cursor = request.query.get("cursor")
+    after: tuple[int, str, int] | None = None
+    if cursor is not None:
+        created_ms, delivery_id, number = decode_cursor(
+            cursor, ENDPOINT_ATTEMPTS_CURSOR, (int, str, int)
+        )
+        after = (created_ms, delivery_id, number)
+    producer = producer_of(request)
+    async with registry_errors("Redis is unavailable; the attempts could not be read."):
+        await producer.endpoints.get(endpoint_id)
+        items, next_position = await producer.deliveries.scan_attempts(
+            endpoint_id, selected, after, limit
+        )
+    next_cursor = encode_cursor(ENDPOINT_ATTEMPTS_CURSOR, next_position) if next_position else None
+    return web.json_response(page(items, next_cursor))
+
+
+async def event_attempts(request: web.Request) -> web.Response:
+    """``GET /v1/events/{id}/attempts``: every attempt of the event, newest first."""
+    event_id = path_id(request, "event")
+    limit = query_limit(request)
+    selected = attempt_filter(request)
+    cursor = request.query.get("cursor")
+    after: tuple[int, str, int] | None = None
+    if cursor is not None:
+        at_ms, delivery_id, number = decode_cursor(cursor, EVENT_ATTEMPTS_CURSOR, (int, str, int))
+        after = (at_ms, delivery_id, number)
+    producer = producer_of(request)
+    async with redis_deadline("Redis is unavailable; the attempts could not be read."):
+        deliveries = await producer.deliveries.for_event(event_id)
+        if not deliveries and not await producer.redis.exists(producer.keys.event(event_id)):
+            raise missing("event", event_id)
+    # An event has one delivery per subscribed endpoint: few enough to sort in full.
+    keyed = sorted(
+        (
+            ((a.at_ms, d.id, a.number), attempt_entry(a, d))
+            for d in deliveries
+            for a in d.attempts
+            if selected.matches(a)
+        ),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    rest = [pair for pair in keyed if after is None or pair[0] < after]
+    next_cursor = (
+        encode_cursor(EVENT_ATTEMPTS_CURSOR, rest[limit - 1][0]) if len(rest) > limit else None
+    )
+    return web.json_response(page([entry for _, entry in rest[:limit]], next_cursor))
+
+
+# ---------------------------------------------------------------- replay
+
+
+async def replay_delivery(request: web.Request) -> web.Response:
+    """``POST /v1/deliveries/{id}/replay``: enqueue it again if it is dead (else nothing)."""
+    delivery_id = path_id(request, "delivery")
+    deliveries = producer_of(request).deliveries
+    async with redis_deadline("Redis is unavailable; nothing was replayed."):
+        try:
+            await deliveries.get(delivery_id)
+        except DeliveryNotFound:
+            raise missing("delivery", delivery_id) from None
+        replayed = await deliveries.replay([delivery_id])
+    return web.json_response({"replayed": replayed, "count": len(replayed)})
+
+
+async def replay_endpoint(request: web.Request) -> web.Response:
+    """``POST /v1/endpoints/{id}/replay``: every dead delivery that died since ``since``."""
+    endpoint_id = path_id(request, "endpoint")
+    body = await read_json_object(request)
+    reject_unknown(body, ("since",))
+    if "since" not in body:
+        raise invalid_field("since", "is required: an ISO 8601 time such as 2025-01-15T10:30:00Z")
+    since_ms = instant_ms(body["since"], "since")
+    producer = producer_of(request)
+    async with registry_errors("Redis is unavailable; replay may be incomplete: retry it."):
+        await producer.endpoints.get(endpoint_id)
+        dead = await producer.deliveries.dead_ids(endpoint_id, since_ms)
+        replayed = await producer.deliveries.replay(dead)
+    log.info("endpoint_replayed", endpoint_id=endpoint_id, since_ms=since_ms, count=len(replayed))
+    return web.json_response({"replayed": replayed, "count": len(replayed)})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the delivery-log and replay routes."""
+    router = app.router
+    router.add_get("/v1/endpoints/{id}/attempts", endpoint_attempts)
+    router.add_post("/v1/endpoints/{id}/replay", replay_endpoint)
+    router.add_get("/v1/events/{id}/attempts", event_attempts)
+    router.add_post("/v1/deliveries/{id}/replay", replay_delivery)
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+_ID = {"type": "string"}
+_OUTCOME = {"type": "string", "enum": [o.value for o in AttemptOutcome]}
+_ENDPOINT_ID = path_parameter("id", "The endpoint id.")
+_ATTEMPT_FILTERS = [
+    query_parameter("outcome", "Only attempts with this outcome.", _OUTCOME),
+    query_parameter(
+        "since", "Only attempts made at or after this time (ISO 8601).", ISO_TIME_SCHEMA
+    ),
+    query_parameter(
+        "until", "Only attempts made at or before this time (ISO 8601).", ISO_TIME_SCHEMA
+    ),
+    *PAGINATION_PARAMETERS,
+]
+_ATTEMPT_PAGE = json_response("A page of attempts.", page_schema(schema_ref("AttemptEntry")))
+_REPLAYED = json_response("What was enqueued again.", schema_ref("Replayed"))
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "AttemptEntry": {
+        "allOf": [
+            schema_ref("StoredAttempt"),
+            {
+                "type": "object",
+                "required": ["delivery_id", "event_id", "endpoint_id", "at"],
+                "properties": {
+                    "delivery_id": _ID,
+                    "event_id": _ID,
+                    "endpoint_id": _ID,
+                    "at": ISO_TIME_SCHEMA,
+                },
+            },
+        ]
+    },
+    "Replayed": {
+        "type": "object",
+        "required": ["replayed", "count"],
+        "properties": {
+            "replayed": {
+                "type": "array",
+                "items": _ID,
+                "description": "The deliveries enqueued again (dead ones only).",
+            },
+            "count": {"type": "integer", "minimum": 0},
+        },
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/endpoints/{id}/attempts": {
+        "get": operation(
+            "listEndpointAttempts",
+            "The delivery log of an endpoint",
+            tag="delivery log",
+            description="Newest deliveries first, each one's attempts newest first. A page "
+            f"examines at most {SCAN_BUDGET} deliveries: it may end early, with a cursor.",
+            parameters=[_ENDPOINT_ID, *_ATTEMPT_FILTERS],
+            responses={"200": _ATTEMPT_PAGE, **problem_responses(404, 422, 503)},
+        )
+    },
+    "/v1/endpoints/{id}/replay": {
+        "post": operation(
+            "replayEndpoint",
+            "Enqueue again every dead delivery that died since a time (idempotent)",
+            tag="replay",
+            parameters=[_ENDPOINT_ID],
+            body={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["since"],
+                "properties": {"since": ISO_TIME_SCHEMA},
+            },
+            responses={"200": _REPLAYED, **problem_responses(404, 422, 503)},
+        )
+    },
+    "/v1/events/{id}/attempts": {
+        "get": operation(
+            "listEventAttempts",
+            "Every attempt of an event, newest first",
+            tag="delivery log",
+            parameters=[path_parameter("id", "The event id."), *_ATTEMPT_FILTERS],
+            responses={"200": _ATTEMPT_PAGE, **problem_responses(404, 422, 503)},
+        )
+    },
+    "/v1/deliveries/{id}/replay": {
+        "post": operation(
+            "replayDelivery",
+            "Enqueue a dead delivery again (nothing if it is not dead)",
+            tag="replay",
+            parameters=[path_parameter("id", "The delivery id.")],
+            responses={"200": _REPLAYED, **problem_responses(404, 503)},
+        )
+    },
+}

@@ -1,0 +1,296 @@
+"""The OpenAPI description of the endpoint routes (:mod:`producer.http.endpoints`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producer.deliveries import RECENT_WINDOW
+from producer.endpoints import (
+    DEFAULT_MAX_IN_FLIGHT,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_IN_FLIGHT_LIMIT,
+    MAX_URL_LENGTH,
+    ROTATION_GRACE_S,
+    EndpointStatus,
+)
+from producer.events import ID_PATTERN
+from producer.http.endpoints import MAX_ROTATION_GRACE_S, PATCHABLE, REQUIRED_ON_CREATE
+from producer.http.openapi import (
+    NULLABLE_ISO_TIME_SCHEMA,
+    PAGINATION_PARAMETERS,
+    id_links,
+    json_response,
+    operation,
+    page_schema,
+    path_parameter,
+    problem_responses,
+    query_parameter,
+    schema_ref,
+)
+
+_ID = {"type": "string"}
+_ENDPOINT_STATUS = {"type": "string", "enum": [s.value for s in EndpointStatus]}
+
+_ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
+    "workspace_id": {"type": "string", "pattern": ID_PATTERN.pattern},
+    "url": {
+        "type": "string",
+        "format": "uri",
+        "maxLength": MAX_URL_LENGTH,
+        "description": "http(s), with a host and no credentials.",
+    },
+    "events": {
+        "type": "array",
+        "minItems": 1,
+        "items": schema_ref("EventFilterPattern"),
+        "description": "The event types delivered to it.",
+    },
+    "owner_email": {
+        "type": "string",
+        "format": "email",
+        "description": "Told when the endpoint turns failing.",
+    },
+    "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
+    "max_in_flight": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_IN_FLIGHT_LIMIT,
+        "description": f"Requests in flight to it across all workers (default "
+        f"{DEFAULT_MAX_IN_FLIGHT}).",
+    },
+    "rate_limit": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 100_000,
+        "description": "Requests per second at most; 0: no limit.",
+    },
+}
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "Endpoint": {
+        "type": "object",
+        "required": [
+            "id",
+            "workspace_id",
+            "url",
+            "events",
+            "owner_email",
+            "description",
+            "status",
+            "max_in_flight",
+            "rate_limit",
+            "secret",
+            "created_ms",
+            "updated_ms",
+        ],
+        "properties": {
+            "id": _ID,
+            "workspace_id": _ID,
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "owner_email": {"type": "string"},
+            "description": {"type": "string"},
+            "status": _ENDPOINT_STATUS,
+            "max_in_flight": {"type": "integer"},
+            "rate_limit": {"type": "number"},
+            "secret": {
+                "type": "string",
+                "description": "In full only when created or rotated; masked otherwise.",
+            },
+            "created_ms": {"type": "integer"},
+            "updated_ms": {"type": "integer"},
+        },
+    },
+    "EndpointDetail": {
+        "allOf": [
+            schema_ref("Endpoint"),
+            {
+                "type": "object",
+                "required": ["recent", "dead_total"],
+                "properties": {
+                    "recent": schema_ref("RecentDeliveries"),
+                    "dead_total": {
+                        "type": "integer",
+                        "description": "Dead deliveries kept for replay.",
+                    },
+                },
+            },
+        ]
+    },
+    "RotatedEndpoint": {
+        "allOf": [
+            schema_ref("Endpoint"),
+            {
+                "type": "object",
+                "required": ["previous_secret_until_ms"],
+                "properties": {
+                    "previous_secret_until_ms": {
+                        "type": "integer",
+                        "description": "Deliveries carry the old secret's signatures too "
+                        "until then (ms since the epoch).",
+                    }
+                },
+            },
+        ]
+    },
+    "RecentDeliveries": {
+        "type": "object",
+        "description": f"The endpoint's latest {RECENT_WINDOW} deliveries at most.",
+        "required": [
+            "window",
+            "deliveries",
+            "delivered",
+            "dead",
+            "pending",
+            "last_attempt_at",
+            "last_delivered_at",
+            "last_error",
+        ],
+        "properties": {
+            "window": {"type": "integer"},
+            "deliveries": {"type": "integer", "minimum": 0},
+            "delivered": {"type": "integer", "minimum": 0},
+            "dead": {"type": "integer", "minimum": 0},
+            "pending": {"type": "integer", "minimum": 0},
+            "last_attempt_at": NULLABLE_ISO_TIME_SCHEMA,
+            "last_delivered_at": NULLABLE_ISO_TIME_SCHEMA,
+            "last_error": {
+                "oneOf": [schema_ref("AttemptEntry"), {"type": "null"}],
+                "description": "The latest attempt that did not deliver.",
+            },
+        },
+    },
+    "EndpointCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(REQUIRED_ON_CREATE),
+        "properties": _ENDPOINT_INPUT_PROPERTIES,
+    },
+    "EndpointPatch": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _ENDPOINT_INPUT_PROPERTIES[name] for name in PATCHABLE},
+    },
+}
+
+_ENDPOINT_ID = path_parameter("id", "The endpoint id.")
+# Where a created endpoint's id leads (the test send is left out: it waits for a worker).
+_ENDPOINT_OPERATIONS = (
+    "getEndpoint",
+    "updateEndpoint",
+    "deleteEndpoint",
+    "enableEndpoint",
+    "disableEndpoint",
+    "rotateEndpointSecret",
+    "listEndpointAttempts",
+    "replayEndpoint",
+)
+_ENDPOINT_RESPONSE = json_response("The endpoint (secret masked).", schema_ref("Endpoint"))
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/endpoints": {
+        "post": operation(
+            "createEndpoint",
+            "Register an endpoint (its secret is shown this once)",
+            tag="endpoints",
+            body=schema_ref("EndpointCreate"),
+            responses={
+                "201": json_response(
+                    "Created; `secret` in full.",
+                    schema_ref("Endpoint"),
+                    headers={"Location": {"schema": {"type": "string"}}},
+                    links=id_links("$response.body#/id", _ENDPOINT_OPERATIONS),
+                ),
+                **problem_responses(422, 503),
+            },
+        ),
+        "get": operation(
+            "listEndpoints",
+            "List endpoints, oldest first",
+            tag="endpoints",
+            parameters=[
+                query_parameter(
+                    "workspace_id",
+                    "Only this workspace's endpoints.",
+                    {"type": "string", "pattern": ID_PATTERN.pattern},
+                ),
+                query_parameter("status", "Only endpoints in this status.", _ENDPOINT_STATUS),
+                *PAGINATION_PARAMETERS,
+            ],
+            responses={
+                "200": json_response("A page of endpoints.", page_schema(schema_ref("Endpoint"))),
+                **problem_responses(422, 503),
+            },
+        ),
+    },
+    "/v1/endpoints/{id}": {
+        "get": operation(
+            "getEndpoint",
+            "An endpoint, with a summary of its recent deliveries",
+            tag="endpoints",
+            description='Status and `recent` answer "why is my webhook not receiving '
+            'events?": disabled or failing, what its latest deliveries did, the last error.',
+            parameters=[_ENDPOINT_ID],
+            responses={
+                "200": json_response("The endpoint.", schema_ref("EndpointDetail")),
+                **problem_responses(404, 503),
+            },
+        ),
+        "patch": operation(
+            "updateEndpoint",
+            "Change some of an endpoint's fields",
+            tag="endpoints",
+            parameters=[_ENDPOINT_ID],
+            body=schema_ref("EndpointPatch"),
+            responses={"200": _ENDPOINT_RESPONSE, **problem_responses(404, 422, 503)},
+        ),
+        "delete": operation(
+            "deleteEndpoint",
+            "Delete an endpoint (its queued deliveries end as dead)",
+            tag="endpoints",
+            parameters=[_ENDPOINT_ID],
+            responses={"204": {"description": "Deleted."}, **problem_responses(404, 503)},
+        ),
+    },
+    **{
+        f"/v1/endpoints/{{id}}/{action}": {
+            "post": operation(
+                f"{action}Endpoint",
+                summary,
+                tag="endpoints",
+                parameters=[_ENDPOINT_ID],
+                responses={"200": _ENDPOINT_RESPONSE, **problem_responses(404, 503)},
+            )
+        }
+        for action, summary in (
+            ("enable", "Deliver to an endpoint again (clears failing)"),
+            ("disable", "Stop delivering to an endpoint"),
+        )
+    },
+    "/v1/endpoints/{id}/rotate-secret": {
+        "post": operation(
+            "rotateEndpointSecret",
+            "A new secret, shown this once; the old one signs too for a grace period",
+            tag="endpoints",
+            parameters=[_ENDPOINT_ID],
+            body={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "grace_s": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_ROTATION_GRACE_S,
+                        "description": f"Seconds the old secret keeps signing (default "
+                        f"{ROTATION_GRACE_S}).",
+                    }
+                },
+            },
+            body_required=False,
+            responses={
+                "200": json_response("Rotated; `secret` in full.", schema_ref("RotatedEndpoint")),
+                **problem_responses(404, 422, 503),
+            },
+        ),
+    },
+}

@@ -1,0 +1,109 @@
+"""``POST /v1/endpoints/{id}/test``: the seed's "Send Test Event", sent by a worker.
+
+The API asks a worker through Redis (:mod:`producer.testsends`) and answers with what
+the receiver said: 200 whatever its status (``ok`` tells), 504 when no worker answered
+within ``DELIVERY_TIMEOUT`` plus a margin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from producer.http.bodies import path_id, read_json_object, reject_unknown
+from producer.http.openapi import (
+    json_response,
+    operation,
+    path_parameter,
+    problem_responses,
+    schema_ref,
+)
+from producer.http.problems import Problem, ProblemKind, invalid_field, registry_errors
+from producer.http.state import SETTINGS, producer_of
+from producer.testsends import request_test_send
+
+TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
+
+
+async def send_test(request: web.Request) -> web.Response:
+    """``POST /v1/endpoints/{id}/test``: have a worker send a test event; its answer.
+
+    200 whatever the receiver answered (``ok`` tells); 504 when no worker answered.
+    """
+    endpoint_id = path_id(request, "endpoint")
+    body = await read_json_object(request)
+    reject_unknown(body, ("type",))
+    producer = producer_of(request)
+    event_type = body.get("type")
+    if not isinstance(event_type, str) or event_type not in producer.catalogue:
+        raise invalid_field("type", "must be an event type of GET /v1/event-types")
+    async with registry_errors("Redis is unavailable; no test event was sent."):
+        await producer.endpoints.get(endpoint_id)
+    wait_s = request.app[SETTINGS].test_send_wait_s
+    result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
+    if result is None:
+        raise Problem(
+            TEST_TIMEOUT, f"no worker answered within {wait_s:g} s — is a worker running?"
+        )
+    return web.json_response(result.to_dict())
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the test-send route."""
+    app.router.add_post("/v1/endpoints/{id}/test", send_test)
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+_ID = {"type": "string"}
+_ENDPOINT_ID = path_parameter("id", "The endpoint id.")
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "TestResult": {
+        "type": "object",
+        "required": [
+            "endpoint_id",
+            "event_type",
+            "event_id",
+            "ok",
+            "status",
+            "error",
+            "latency_ms",
+            "response",
+        ],
+        "properties": {
+            "endpoint_id": _ID,
+            "event_type": {"type": "string"},
+            "event_id": {"type": ["string", "null"]},
+            "ok": {"type": "boolean", "description": "The receiver answered 2xx."},
+            "status": {"type": ["integer", "null"]},
+            "error": {"type": ["string", "null"], "description": "Why no status came."},
+            "latency_ms": {"type": "number"},
+            "response": {"type": "string", "description": "The first KiB of the answer."},
+        },
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/endpoints/{id}/test": {
+        "post": operation(
+            "sendTestEvent",
+            "Have a worker send a test event; the receiver's answer",
+            tag="endpoints",
+            description="Answered 200 whatever the receiver said (`ok` tells), 504 when no "
+            "worker answered within DELIVERY_TIMEOUT plus a margin.",
+            parameters=[_ENDPOINT_ID],
+            body={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["type"],
+                "properties": {"type": schema_ref("EventTypeName")},
+            },
+            responses={
+                "200": json_response("What the receiver answered.", schema_ref("TestResult")),
+                **problem_responses(404, 422, 503, 504),
+            },
+        )
+    },
+}
