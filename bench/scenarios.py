@@ -8,14 +8,12 @@ and publish-api, isolation, backlog and retry-timing have a module each
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from bench.arrivals import collect_arrivals, offer_load
 from bench.backlog import backlog
 from bench.context import WORKER_START_TIMEOUT_S, Context, cpu_metrics, drain_timeout_s
 from bench.cpu import CpuMeter, shares
@@ -25,15 +23,11 @@ from bench.procs import BenchError
 from bench.publishapi import publish_api
 from bench.results import Run
 from bench.retrytiming import retry_timing
-from bench.sink import Sink
 from bench.workers import DeliveryWatch, cpu_meter, start_workers, stop_all
 from bench.workload import make_event, make_events, publish_all, register_endpoints
 from producer.context import Producer
 
 ARRIVAL_TIMEOUT_S = 30.0
-# Bounds the publishes in flight when the publisher cannot keep up with the offered
-# load: the schedule then slips, which the achieved rate in the notes shows.
-MAX_PUBLISHES_IN_FLIGHT = 64
 # Seconds of the latency scenario's load run before the measured ones (not measured).
 LATENCY_WARM_UP_S = 1.0
 
@@ -145,58 +139,6 @@ async def latency(ctx: Context) -> Run:
         "worker_cpu_ms": cpu["worker0"] * (last.at - first.at) / len(millis) * 1000,
         **cpu_metrics(cpu),
     }
-
-
-async def offer_load(
-    producer: Producer, rate: float, seconds: float
-) -> tuple[dict[str, float], float]:
-    """Publish one event per call, open loop, at ``rate``/s for ``seconds``.
-
-    Returns each event's publish time (epoch seconds, taken as its ``created_at`` is
-    set) and the rate actually offered.
-    """
-    count = int(rate * seconds)
-    published: dict[str, float] = {}
-    slots = asyncio.Semaphore(MAX_PUBLISHES_IN_FLIGHT)
-    last_start = started = time.monotonic()
-
-    async def publish_one(number: int) -> None:
-        nonlocal last_start
-        async with slots:
-            last_start = time.monotonic()
-            now = time.time()
-            event = make_event(producer.catalogue, number, now=datetime.fromtimestamp(now, UTC))
-            published[event.id] = now
-            await producer.publisher.publish(event)
-
-    tasks = []
-    for number in range(count):
-        # Open loop: each publish starts on schedule, whether or not earlier ones ended,
-        # so a slow delivery path cannot hide behind a slowed-down publisher.
-        delay = started + number / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(publish_one(number)))
-    await asyncio.gather(*tasks)
-    return published, (count - 1) / max(last_start - started, 1e-9)
-
-
-async def collect_arrivals(
-    client: aiohttp.ClientSession, recorder: Sink, event_ids: Iterable[str], timeout_s: float
-) -> dict[str, float]:
-    """Arrival times of ``event_ids`` at the recording sink, polled until all came."""
-    wanted = set(event_ids)
-    arrivals: dict[str, float] = {}
-    deadline = time.monotonic() + timeout_s
-    while not wanted <= arrivals.keys():
-        if time.monotonic() > deadline:
-            missing = len(wanted - arrivals.keys())
-            raise BenchError(f"{missing} of {len(wanted)} events did not arrive in {timeout_s:g}s")
-        recorder.check_alive()
-        await asyncio.sleep(0.1)
-        async with client.get(f"{recorder.url}/arrivals") as response:
-            arrivals.update(await response.json())
-    return arrivals
 
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {

@@ -297,6 +297,34 @@ def isolation_rows(b: TableBuilder) -> None:
             f" ten), {per_cpu}; {hung}; {cpu_notes(b, name, ONE_WORKER)}"
         ),
     )
+    b.add(
+        name,
+        "many_alone_rate",
+        "events/s",
+        label="isolation 1 healthy alone",
+        decimals=1,
+        ratio="1.00x (ref)",
+        notes=(
+            f"WORKER_CONCURRENCY=100, publish -> arrival p50 "
+            f"{number(b.m(name, 'many_alone_p50'), 1)} ms, p99 "
+            f"{number(b.m(name, 'many_alone_p99'), 1)} ms"
+        ),
+    )
+    b.add(
+        name,
+        "many_rate",
+        "events/s",
+        label="isolation 50 hung + 1 healthy",
+        decimals=1,
+        ratio=b.own_ratio(name, "many_ratio", "alone"),
+        notes=(
+            f"the healthy one: p50 {number(b.m(name, 'many_p50'), 1)} ms, p99 "
+            f"{number(b.m(name, 'many_p99'), 1)} ms (target >= 0.90x and p99 < 1 s), "
+            f"{number(b.m(name, 'many_within_10s'))} of {number(b.m(name, 'many_events'))} "
+            f"within 10 s of the last publish, {number(b.m(name, 'many_missing'))} missing "
+            f"after 60 s; {number(b.m(name, 'many_deferred'))} deferred"
+        ),
+    )
 
 
 def backlog_rows(b: TableBuilder) -> None:

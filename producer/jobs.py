@@ -83,6 +83,11 @@ class DeliveryBatch:
         return cls(tuple(items), deferrals)
 
 
+def ready_entry(item: DeliveryItem) -> str:
+    """An item as an entry of the ready list or of a claim (what outbox.lua writes)."""
+    return json.dumps([item.delivery_id, item.attempt], separators=(",", ":"))
+
+
 def ready_item(entry: str) -> DeliveryItem:
     """One entry of the ready list (JSON ``[delivery id, attempt]``, see outbox.lua).
 

@@ -36,7 +36,8 @@ LAYOUT: dict[str, str] = {
     # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
     "endpoint_dead": "ep:{}:dead",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
-    # <worker id>:exp = lease expiry (ms).
+    # <worker id>:exp = lease expiry (ms), <worker id>:run = requests in flight on them,
+    # <worker id>:want = expiry of a recent unmet request (worker/leases.lua).
     "endpoint_leases": "ep:{}:leases",
     # String: the endpoint rate limiter's theoretical arrival time (ms, GCRA).
     "endpoint_rate": "ep:{}:rate",

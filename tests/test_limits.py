@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -211,3 +212,90 @@ async def test_one_hanging_endpoint_does_not_hold_up_the_others(
     finally:
         await hanging.stop()  # its hung requests end now, so the worker drains at once
         await worker.stop()
+
+
+async def test_a_delivery_cancelled_in_the_local_line_leaks_no_slot(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    """Issue 13: a waiter cancelled in the line was handed the next freed slot, for good."""
+    endpoint = await an_endpoint(producer, max_in_flight=1)
+    limiter = EndpointLimiter(redis, Keys(), "w")
+    assert await limiter.acquire(endpoint) is None  # the one slot, in use
+    slots = limiter._endpoints[endpoint.id]
+    waiting = asyncio.create_task(limiter.acquire(endpoint))  # the endpoint moves: it waits
+    await wait_until(lambda: bool(slots.waiters), 2, message="no waiter")
+    waiting.cancel()  # as the batch's task group, or shutdown, did
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert not slots.waiters
+    limiter.release(endpoint.id)
+    assert slots.busy == 0  # the slot went back, not to the dead waiter
+    assert await limiter.acquire(endpoint) is None
+    limiter.release(endpoint.id)
+    await limiter.close()
+
+
+async def test_a_waiter_cancelled_just_after_being_handed_a_slot_passes_it_on(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=1)
+    limiter = EndpointLimiter(redis, Keys(), "w")
+    assert await limiter.acquire(endpoint) is None
+    slots = limiter._endpoints[endpoint.id]
+    first = asyncio.create_task(limiter.acquire(endpoint))
+    await wait_until(lambda: len(slots.waiters) == 1, 2, message="no first waiter")
+    second = asyncio.create_task(limiter.acquire(endpoint))
+    await wait_until(lambda: len(slots.waiters) == 2, 2, message="no second waiter")
+    limiter.release(endpoint.id)  # hands the slot to the first waiter...
+    first.cancel()  # ...which is cancelled before it could run
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    assert await second is None  # the slot moved on to the next in line
+    assert slots.busy == 1
+    limiter.release(endpoint.id)
+    assert slots.busy == 0
+    await limiter.close()
+
+
+async def test_the_self_check_frees_slots_whose_holder_ended_and_counts_them(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=2)
+    limiter = EndpointLimiter(redis, Keys(), "w")
+
+    async def take_and_vanish() -> None:  # a holder that ends without releasing
+        assert await limiter.acquire(endpoint) is None
+
+    await asyncio.gather(take_and_vanish(), take_and_vanish())
+    slots = limiter._endpoints[endpoint.id]
+    assert slots.busy == 2
+    assert await limiter.acquire(endpoint) == Deferral()  # the cap looks used up
+    limiter.check()
+    assert slots.busy == 0
+    assert limiter._metrics.lease_repairs._value.get() == 2
+    assert await limiter.acquire(endpoint) is None  # the endpoint has its cap back
+    limiter.check()  # a live holder is no drift
+    assert slots.busy == 1
+    assert limiter._metrics.lease_repairs._value.get() == 2
+    limiter.release(endpoint.id)
+    await limiter.close()
+
+
+async def test_the_self_check_hands_repaired_slots_to_the_line(
+    producer: Producer, redis: aioredis.Redis
+) -> None:
+    endpoint = await an_endpoint(producer, max_in_flight=1)
+    limiter = EndpointLimiter(redis, Keys(), "w")
+
+    async def take_and_vanish() -> None:
+        assert await limiter.acquire(endpoint) is None
+
+    await asyncio.create_task(take_and_vanish())
+    slots = limiter._endpoints[endpoint.id]
+    slots.last_release = time.monotonic()  # moving: the next one waits in the line
+    waiting = asyncio.create_task(limiter.acquire(endpoint))
+    await wait_until(lambda: bool(slots.waiters), 2, message="no waiter")
+    limiter.check()
+    assert await waiting is None
+    assert slots.busy == 1
+    assert limiter._metrics.lease_repairs._value.get() == 1

@@ -11,6 +11,8 @@
 --            batch}: the JSON [delivery id, attempt] entries taken, and load_batch's
 --            reply for them
 --   renew    ttl_ms, inbox_id, done ids...   -> 'ok'
+--   keep     claim_id, claimed_ttl_s, entries... -> 'ok': a claim of these entries,
+--            which the worker attempts already (requests its batch left behind)
 --   release  claim ids...                    -> entries given back (it could not
 --            finish them)
 --   retire   done ids...                     -> entries given back: all of the
@@ -66,6 +68,12 @@ elseif op == 'renew' then
   drop(6)
   redis.call('SET', K.worker(worker), 1, 'PX', tonumber(ARGV[4]))
   redis.call('HSET', claims, ARGV[5], worker)
+  return 'ok'
+elseif op == 'keep' then
+  local claimed = K.claimed(ARGV[4])
+  push_all(claimed, {unpack(ARGV, 6)})
+  redis.call('EXPIRE', claimed, tonumber(ARGV[5]))
+  redis.call('HSET', claims, ARGV[4], worker)
   return 'ok'
 elseif op == 'release' then
   local returned = 0

@@ -10,13 +10,13 @@ group commit shared by every job of the process.
 The steps, each in a module of its own: :mod:`worker.batches` (what the batch needs,
 loaded and decoded), :mod:`worker.limits` (the endpoint's in-flight cap and rate),
 :mod:`worker.request` and :mod:`worker.sender` (the signed POST),
-:mod:`worker.outcomes` (what it led to) and :mod:`worker.recorder` (written back).
+:mod:`worker.outcomes` (what it led to) and :mod:`worker.recorder` (written back);
+how the deliveries of one batch run together is :mod:`worker.batchrun`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,17 +24,17 @@ from typing import Any
 import orjson
 import structlog
 
-from producer.backoff import deferral_delay_s
 from producer.deliveries import AttemptOutcome
-from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec, ready_item
-from producer.keys import RETRY_QUEUE, Keys
+from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, ready_item
+from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
 from worker.batches import Loaded, Target, decode
-from worker.limits import Deferral, EndpointLimiter
+from worker.batchrun import Admission, BatchRunner, Keeper
+from worker.limits import EndpointLimiter
 from worker.metrics import Metrics
-from worker.outcomes import outcome_of, unsent
+from worker.outcomes import Outcome, outcome_of, unsent
 from worker.recorder import Recorder
 from worker.request import request_headers
 from worker.schedule import RetrySchedule
@@ -42,6 +42,10 @@ from worker.sender import Response, Sender
 from worker.slots import Slots
 
 log = structlog.get_logger("cliq.worker.delivery")
+
+# Pauses between tries of an outcome write that failed: about 6 s in all, longer than
+# a Redis restart takes. Then the batch is given back to be run again.
+RECORD_RETRY_DELAYS_S = (0.1, 0.3, 0.6, 1.0, 2.0, 2.0)
 
 
 class DeliveryProcessor:
@@ -71,6 +75,7 @@ class DeliveryProcessor:
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
         self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s)
+        self._batches = BatchRunner(metrics, limiter, dispatcher)
 
     async def process(self, job: Any, _token: str) -> int:
         """Attempt every item of the job; returns how many were attempted.
@@ -109,30 +114,11 @@ class DeliveryProcessor:
 
         ``loaded``: what batch.lua read for the items, if it already was.
         """
-        targets = await self._targets(batch.items, loaded)
-        # A task group: when an outcome cannot be recorded (Redis is gone), the rest of
-        # the batch stops sending too, instead of making attempts nobody can record.
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._deliver(target)) for target in targets]
-        results = [task.result() for task in tasks]
-        deferred = [(t.item, d) for t, d in zip(targets, results, strict=True) if d is not None]
-        if deferred:
-            await self._defer(deferred, batch.deferrals)
-        return len(targets) - len(deferred)
-
-    async def _defer(self, deferred: list[tuple[DeliveryItem, Deferral]], deferrals: int) -> None:
-        """Put back items whose endpoint is at its limit: same attempt, later, in a new job.
-
-        Added before this job completes: a crash in between runs this job again, and
-        the copy of an item that was meanwhile attempted is skipped as a duplicate.
-        """
-        delay_s = deferral_delay_s(deferrals, (deferral for _, deferral in deferred))
-        self._metrics.deferred.inc(len(deferred))
-        batch = DeliveryBatch(tuple(item for item, _ in deferred), deferrals + 1)
-        spec = JobSpec(
-            RETRY_QUEUE, "d" + secrets.token_hex(8), batch.to_dict(), int(delay_s * 1000)
-        )
-        await self._dispatcher.add([spec])
+        deliveries = []
+        for target in await self._targets(batch.items, loaded):
+            admission = Admission(target.item, target.endpoint.id)
+            deliveries.append((admission, self._deliver(target, admission)))
+        return await self._batches.run(deliveries, batch.deferrals)
 
     async def _targets(self, items: Sequence[DeliveryItem], loaded: Loaded | None) -> list[Target]:
         """Load the batch (unless given); items that need no HTTP request are settled here."""
@@ -145,22 +131,29 @@ class DeliveryProcessor:
             log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
         if batch.duplicates:
             self._metrics.deliveries.labels("duplicate").inc(batch.duplicates)
-        await asyncio.gather(*(self._recorder.record(unsent(u)) for u in batch.unsendable))
+        await asyncio.gather(*(self._record(unsent(u)) for u in batch.unsendable))
         return batch.targets
 
-    async def _deliver(self, target: Target) -> Deferral | None:
-        """Attempt one delivery, or return why it must wait (its endpoint is at a limit)."""
+    async def _deliver(self, target: Target, admission: Admission) -> None:
+        """Attempt one delivery, or tell its batch why it must wait (a limit)."""
         endpoint = target.endpoint
-        deferral = await self._limiter.acquire(endpoint)
-        if deferral is not None:
-            return deferral
         try:
-            response = await self._post(target)
+            deferral = await self._limiter.acquire(endpoint)
+        except BaseException as exc:
+            admission.fail(exc)
+            raise
+        admission.decide(deferral)
+        if deferral is not None:
+            return
+        answered: bool | None = None  # unknown if cancelled
+        try:
+            response = await self._post(target, admission)
+            answered = not response.timed_out
         finally:
-            self._limiter.release(endpoint.id)
+            self._limiter.release(endpoint.id, answered)
         self._metrics.attempt(response.status, response.duration_s)
         outcome = outcome_of(target, response, time.time() - response.duration_s, self._schedule)
-        code = await self._recorder.record(outcome)
+        code = await self._record(outcome)
         log.info(
             "delivery_attempt",
             event_id=target.event_id,
@@ -175,11 +168,11 @@ class DeliveryProcessor:
         )
         if outcome.kind == AttemptOutcome.DELIVERED and code != "dup":
             self._metrics.end_to_end.observe(max(0.0, time.time() - target.event_created_ms / 1000))
-        return None
 
-    async def _post(self, target: Target) -> Response:
+    async def _post(self, target: Target, admission: Admission) -> Response:
         endpoint = target.endpoint
         async with self._slots:
+            admission.sent_at = time.monotonic()
             # Signed once a slot is free, so the timestamp is fresh when the request leaves.
             now = time.time()
             headers = request_headers(
@@ -191,11 +184,41 @@ class DeliveryProcessor:
             finally:
                 self._in_flight -= 1
 
+    async def _record(self, outcome: Outcome) -> str:
+        """Record an outcome, retrying for a few seconds (a Redis restart, a full Redis).
+
+        Raises the last error when every try failed. Retrying is safe: record.lua
+        answers ``dup`` for an attempt that was recorded after all.
+        """
+        delays = iter(RECORD_RETRY_DELAYS_S)
+        while True:
+            try:
+                return await self._recorder.record(outcome)
+            except Exception as exc:
+                delay_s = next(delays, None)
+                if delay_s is None:
+                    log.warning(
+                        "outcome_not_recorded",
+                        event_id=outcome.event_id,
+                        endpoint_id=outcome.endpoint_id,
+                        delivery_id=outcome.item.delivery_id,
+                        attempt=outcome.item.attempt,
+                        error=str(exc),
+                    )
+                    raise
+                await asyncio.sleep(delay_s)
+
     @property
     def in_flight(self) -> int:
         """HTTP attempts in progress (a plain count: the gauge is set from it)."""
         return self._in_flight
 
-    async def close(self) -> None:
-        """Wait for outcomes still being written."""
+    def keep_stalled_in(self, keeper: Keeper) -> None:
+        """Where batches keep the requests to stalled endpoints they leave behind."""
+        self._batches.keeper = keeper
+
+    async def close(self, grace_s: float) -> None:
+        """Give deliveries that batches left behind ``grace_s`` to end (then cancel them),
+        and wait for outcomes still being written."""
+        await self._batches.drain(grace_s)
         await self._recorder.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from producer.endpoints import Endpoint
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
+from worker.metrics import Metrics
+from worker.stalls import IdleDeferrals, StallBudget
 
 log = structlog.get_logger("cliq.worker.limits")
 
@@ -46,10 +49,19 @@ MAX_LOCAL_WAIT_S = 10.0
 MOVING_WITHIN_S = 0.5
 IDLE_RELEASE_S = 0.25
 MAINTENANCE_INTERVAL_S = 0.25
-# At its cap here with no slot freed for this long: the endpoint is stalled.
+# At its cap here with no slot freed (or in flight without an answer) for this long:
+# the endpoint is stalled.
 STALLED_AFTER_S = LOCAL_WAIT_S
 # A rate-limited endpoint may send this many requests back to back.
 RATE_BURST_REQUESTS = 1
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A delivery in an endpoint's local line: the future release() sets, and its task."""
+
+    future: asyncio.Future[None]
+    task: asyncio.Task[Any]
 
 
 @dataclass
@@ -61,11 +73,17 @@ class EndpointSlots:
     held: int = 0
     busy: int = 0
     surplus: int = 0  # leases above the fair share, to hand back
-    # When a held lease last became free: leases unused for IDLE_RELEASE_S go back.
-    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    # Tasks holding a slot, and how many: the truth that ``busy`` is checked against.
+    holders: dict[asyncio.Task[Any], int] = field(default_factory=dict)
+    # Requests in flight counted against the stalled budget (worker/stalls.py).
+    counted: int = 0
+    # Requests the other workers had in flight for it, as of the last lease round trip.
+    others_running: int = 0
+    waiters: deque[Waiter] = field(default_factory=deque)
     acquiring: asyncio.Future[None] | None = None
     active_since: float = 0.0  # when busy last went from 0 to 1
     last_release: float = 0.0
+    # When a held lease last became free: leases unused for IDLE_RELEASE_S go back.
     idle_since: float = 0.0
 
 
@@ -89,7 +107,12 @@ class EndpointLimiter:
         worker_id: str,
         lease_ttl_s: float = LEASE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        stalled_budget: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``stalled_budget``: requests that endpoints not known to answer may hold here
+        together (worker/stalls.py); None: no such bound."""
         self._clock = clock
         self._redis = redis
         self._keys = keys
@@ -97,6 +120,11 @@ class EndpointLimiter:
         self._lease_ttl_ms = int(lease_ttl_s * 1000)
         self._script = load_script(redis, keys, "worker", "leases.lua")
         self._endpoints: dict[str, EndpointSlots] = {}
+        self._budget = StallBudget(
+            sys.maxsize if stalled_budget is None else stalled_budget, STALLED_AFTER_S
+        )
+        self._idle = IdleDeferrals()
+        self._metrics = metrics or Metrics()
 
     async def acquire(self, endpoint: Endpoint) -> Deferral | None:
         """None: a slot is taken (call :meth:`release` after the request). Else defer."""
@@ -109,70 +137,148 @@ class EndpointLimiter:
             slots = EndpointSlots(endpoint.max_in_flight, endpoint.max_in_flight)
             self._endpoints[endpoint.id] = slots
         slots.cap = endpoint.max_in_flight
+        deferral = await self._slot(endpoint.id, slots)
+        if deferral is not None:
+            return deferral
+        # A slot of the endpoint is ours; an endpoint not known to answer also needs
+        # room in the stalled budget.
+        now = self._clock()
+        if self._budget.suspect(endpoint.id, slots.busy, slots.active_since, now):
+            if self._budget.full:
+                self._free(slots)
+                return Deferral(
+                    stalled=self._budget.stalled(endpoint.id, slots.busy, slots.active_since, now)
+                )
+            slots.counted += 1
+            self._budget.in_flight += 1
+        return None
+
+    async def _slot(self, endpoint_id: str, slots: EndpointSlots) -> Deferral | None:
+        """A slot within the endpoint's cap, from a lease held, a new one or the line."""
         while True:
             if slots.busy < slots.held:
                 if slots.busy == 0:
                     slots.active_since = self._clock()
                 slots.busy += 1
+                self._hold(slots, _current_task())
                 return None
             if min(slots.cap, slots.share) <= slots.held:
                 break
             if slots.acquiring is None:
                 # One round trip at a time per endpoint, for as many leases as allowed.
-                slots.acquiring = asyncio.ensure_future(self._lease(endpoint.id, slots))
+                slots.acquiring = asyncio.ensure_future(self._lease(endpoint_id, slots))
             granted_before = slots.held
             await asyncio.shield(slots.acquiring)
             if slots.held == granted_before and slots.busy >= slots.held:
                 break
         # Moving: a slot was freed, or the requests holding them started, just now. A
         # busy healthy endpoint frees slots every few ms; a hanging one frees none.
-        progress = max(slots.last_release, slots.active_since)
-        idle_s = self._clock() - progress
+        idle_s = self._clock() - max(slots.last_release, slots.active_since)
         if slots.held and idle_s < MOVING_WITHIN_S:
-            return await self._wait_locally(slots)
-        # Stalled (hanging): no slot frees before its requests time out.
-        return Deferral(stalled=bool(slots.held) and idle_s >= STALLED_AFTER_S)
+            deferral = await self._wait_locally(slots)
+        else:
+            # Stalled (hanging): no slot frees before its requests time out.
+            deferral = Deferral(stalled=bool(slots.held) and idle_s >= STALLED_AFTER_S)
+        if deferral is not None:
+            running = slots.others_running > 0 or bool(self._live(slots))
+            self._idle.deferred(endpoint_id, running, self._clock())
+        return deferral
 
-    def release(self, endpoint_id: str) -> None:
-        """The request is over: hand its slot to a waiter, or let it idle (or go back)."""
+    def unresponsive(self, endpoint_id: str) -> bool:
+        """Not known to answer: stalled, its last request timed out, or none ended lately."""
+        slots = self._endpoints.get(endpoint_id)
+        busy, since = (slots.busy, slots.active_since) if slots is not None else (0, 0.0)
+        return self._budget.suspect(endpoint_id, busy, since, self._clock())
+
+    def release(self, endpoint_id: str, answered: bool | None = True) -> None:
+        """The request is over: hand its slot to a waiter, or let it idle (or go back).
+
+        ``answered``: it got an answer (any status, or a quick failure such as a refused
+        connection); False: it timed out; None: unknown (cancelled).
+        """
         slots = self._endpoints[endpoint_id]
-        slots.last_release = slots.idle_since = self._clock()
+        now = self._clock()
+        if answered is not None:
+            self._budget.ended(endpoint_id, answered, now)
+        if slots.counted:
+            slots.counted -= 1
+            self._budget.in_flight -= 1
+        slots.last_release = slots.idle_since = now
+        self._free(slots)
+
+    def _free(self, slots: EndpointSlots) -> None:
+        """The current task's slot goes to the next live waiter, back, or idle."""
+        self._unhold(slots, _current_task())
         if slots.held > min(slots.cap, slots.share):
             slots.held -= 1
             slots.busy -= 1
             slots.surplus += 1
             return
+        if not self._hand_over(slots):
+            slots.busy -= 1
+
+    def _hand_over(self, slots: EndpointSlots) -> bool:
+        """Give a slot in use (busy stays the same) to the longest live waiter, if any."""
         while slots.waiters:
             waiter = slots.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot moves on; busy stays the same
-                return
-        slots.busy -= 1
+            if not waiter.future.done() and not waiter.task.done():
+                waiter.future.set_result(None)
+                self._hold(slots, waiter.task)
+                return True
+        return False
+
+    @staticmethod
+    def _hold(slots: EndpointSlots, task: asyncio.Task[Any]) -> None:
+        slots.holders[task] = slots.holders.get(task, 0) + 1
+
+    @staticmethod
+    def _unhold(slots: EndpointSlots, task: asyncio.Task[Any]) -> None:
+        held = slots.holders.get(task, 0)
+        if held > 1:
+            slots.holders[task] = held - 1
+        elif held == 1:
+            del slots.holders[task]
+        elif slots.holders:  # released by another task than took it: one of them
+            EndpointLimiter._unhold(slots, next(iter(slots.holders)))
+
+    @staticmethod
+    def _live(slots: EndpointSlots) -> int:
+        return sum(n for task, n in slots.holders.items() if not task.done())
 
     async def _wait_locally(self, slots: EndpointSlots) -> Deferral | None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = Waiter(asyncio.get_running_loop().create_future(), _current_task())
         slots.waiters.append(waiter)
         give_up_at = self._clock() + MAX_LOCAL_WAIT_S
-        while True:
-            await asyncio.wait({waiter}, timeout=MOVING_WITHIN_S)
-            if waiter.done():
-                return None  # release() handed us its slot
-            now = self._clock()
-            # A long line that moves is no reason to leave it (a busy machine moves it
-            # more slowly); a line that stopped is.
-            if now - slots.last_release >= MOVING_WITHIN_S or now >= give_up_at:
-                break
-        waiter.cancel()
-        with contextlib.suppress(ValueError):
-            slots.waiters.remove(waiter)
+        try:
+            while True:
+                await asyncio.wait({waiter.future}, timeout=MOVING_WITHIN_S)
+                if waiter.future.done():
+                    return None  # release() handed us its slot
+                now = self._clock()
+                # A long line that moves is no reason to leave it (a busy machine moves
+                # it more slowly); a line that stopped is.
+                if now - slots.last_release >= MOVING_WITHIN_S or now >= give_up_at:
+                    break
+        except BaseException:
+            # Cancelled (the batch or the worker stops): leave the line, and pass on a
+            # slot handed over just before, or it would never be released.
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._free(slots)
+            raise
+        finally:
+            if not waiter.future.done():
+                waiter.future.cancel()
+                with contextlib.suppress(ValueError):
+                    slots.waiters.remove(waiter)
         return Deferral()
 
     async def _lease(self, endpoint_id: str, slots: EndpointSlots) -> None:
         try:
             want = max(1, min(slots.cap, slots.share) - slots.held)
-            granted, share = await self._call("acquire", endpoint_id, slots.cap, want)
+            granted, share, running = await self._call("acquire", endpoint_id, slots.cap, want)
             slots.held += int(granted)
             slots.share = int(share)
+            slots.others_running = int(running)
         finally:
             slots.acquiring = None
 
@@ -197,14 +303,56 @@ class EndpointLimiter:
         )
 
     async def maintain(self) -> None:
-        """Until cancelled: hand back leases not needed, renew the rest, learn fair shares."""
+        """Until cancelled: check the books, hand back leases not needed, renew the rest."""
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            self.check()
             try:
                 await self._hand_back()
                 await self._renew()
             except Exception as exc:  # Redis down: leases expire on their own
                 log.warning("lease_maintenance_failed", error=str(exc))
+
+    def check(self) -> None:
+        """Compare slots in use with the tasks holding them, and repair the difference.
+
+        A slot whose holder ended without releasing it (a bug, or a cancellation
+        nothing caught) would shrink its endpoint's cap for good: it is freed here and
+        counted in ``cliq_lease_repairs_total``. Also counts stalled endpoints' requests
+        against the stalled budget, and refreshes the gauges.
+        """
+        now = self._clock()
+        for endpoint_id, slots in self._endpoints.items():
+            for task in [task for task in slots.holders if task.done()]:
+                del slots.holders[task]
+            for waiter in [w for w in slots.waiters if w.task.done() or w.future.done()]:
+                slots.waiters.remove(waiter)
+            live = self._live(slots)
+            if slots.busy > live:
+                self._repair(endpoint_id, slots, live)
+            if live:
+                self._idle.running(endpoint_id)
+            if slots.counted < live and self._budget.suspect(
+                endpoint_id, live, slots.active_since, now
+            ):
+                # Stalled since its requests left: from now on they count.
+                self._budget.in_flight += live - slots.counted
+                slots.counted = live
+        self._budget.forget(now)
+        self._metrics.endpoints_deferring_idle.set(self._idle.count(now))
+        self._metrics.stalled_in_flight.set(self._budget.in_flight)
+
+    def _repair(self, endpoint_id: str, slots: EndpointSlots, live: int) -> None:
+        log.warning(
+            "lease_repaired", endpoint_id=endpoint_id, slots_in_use=slots.busy, in_flight=live
+        )
+        self._metrics.lease_repairs.inc(slots.busy - live)
+        slots.busy = live
+        if slots.counted > live:
+            self._budget.in_flight -= slots.counted - live
+            slots.counted = live
+        while slots.busy < slots.held and self._hand_over(slots):
+            slots.busy += 1
 
     async def _hand_back(self, everything: bool = False) -> None:
         now = self._clock()
@@ -230,10 +378,20 @@ class EndpointLimiter:
         held = [(endpoint_id, s) for endpoint_id, s in self._endpoints.items() if s.held]
         if not held:
             return
-        shares = await self._call("renew", *[x for e, s in held for x in (e, s.cap, s.held)])
+        # What is in flight is told from the tasks holding slots, not from ``busy``: a
+        # worker whose books are wrong still tells the others the truth.
+        quads = [x for e, s in held for x in (e, s.cap, s.held, self._live(s))]
+        shares = await self._call("renew", *quads)
         for (_, slots), share in zip(held, shares, strict=True):
             slots.share = int(share)
 
     async def close(self) -> None:
         """Hand back every lease still held (called after the last request ended)."""
+        self.check()
         await self._hand_back(everything=True)
+
+
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None, "the limiter is used from a task"
+    return task

@@ -61,7 +61,33 @@ class Metrics:
             "in-flight cap or rate limit.",
             registry=r,
         )
+        self.detached = Counter(
+            "cliq_deliveries_detached_total",
+            "Requests to endpoints that do not answer which their batch (job or claim) "
+            "left behind to finish on their own, covered by a later job.",
+            registry=r,
+        )
+        self.lease_repairs = Counter(
+            "cliq_lease_repairs_total",
+            "Endpoint slots found in use with no request holding them, and freed (the "
+            "limiter's self-check; anything above 0 is a bug worth reporting).",
+            registry=r,
+        )
         # multiprocess_mode: how `worker --processes N` adds up its children's gauges.
+        self.endpoints_deferring_idle = Gauge(
+            "cliq_endpoints_deferring_idle",
+            "Endpoints whose deliveries this worker has been deferring at their in-flight "
+            "cap for 30 s while no worker had a request in flight for them.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.stalled_in_flight = Gauge(
+            "cliq_stalled_requests_in_flight",
+            "Requests in flight to endpoints not known to answer, counted against "
+            "STALLED_CONCURRENCY_SHARE x WORKER_CONCURRENCY.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.in_flight = Gauge(
             "cliq_deliveries_in_flight",
             "HTTP attempts in progress.",

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from producer.jobs import WEEK_S
+from producer.jobs import WEEK_S, DeliveryItem, ready_entry
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
@@ -160,12 +161,28 @@ class Pickup:
             log.warning("pickup_renew_failed", error=str(exc))
             return False
 
+    async def keep(self, items: Sequence[DeliveryItem]) -> str:
+        """Hold ``items``, which this worker is attempting, in a claim of its own until
+        :meth:`kept`: given back like any claim if the worker dies or stops first."""
+        claim_id = f"{self._worker_id}.{next(self._numbers)}"
+        entries = [ready_entry(item) for item in items]
+        await self._script("keep", self._worker_id, claim_id, WEEK_S, *entries)
+        return claim_id
+
+    def kept(self, claim_id: str, recorded: bool) -> None:
+        """The items of a claim from :meth:`keep` ended: it is dropped if all were
+        recorded, else given back (when Redis answers) to be attempted again."""
+        if recorded:
+            self._done.append(claim_id)
+        else:
+            self._unfinished.add(claim_id)
+
     async def reclaim(self) -> int:
         """Give back the claims of workers that died; returns how many items went back."""
         return int(await self._script("reclaim", self._worker_id))
 
-    async def close(self, grace_s: float) -> None:
-        """After ``run`` is cancelled: let claims finish for ``grace_s``, give back the rest."""
+    async def drain(self, grace_s: float) -> None:
+        """After ``run`` is cancelled: let claims finish for ``grace_s``, cancel the rest."""
         attempting = list(self._attempting.values())
         if attempting:
             _done, pending = await asyncio.wait(attempting, timeout=grace_s)
@@ -174,6 +191,9 @@ class Pickup:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        """After :meth:`drain` (and the deliveries kept): give back what is unfinished."""
         if self._renewing is not None:
             self._renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

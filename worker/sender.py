@@ -49,6 +49,8 @@ class Response:
     duration_s: float
     excerpt: str
     retry_after_s: float | None = None
+    timed_out: bool = False
+    """No complete answer within ``DELIVERY_TIMEOUT`` (or no connection within 5 s)."""
     # The destination policy refused the address: no request was made, none will be.
     refused: bool = False
 
@@ -163,7 +165,15 @@ class Sender:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             error = describe_error(exc, self._timeout_s)
             refused = refusal_of(exc) is not None
-            return Response(None, error, time.perf_counter() - started, "", refused=refused)
+            timed_out = isinstance(exc, TimeoutError)
+            return Response(
+                None,
+                error,
+                time.perf_counter() - started,
+                "",
+                refused=refused,
+                timed_out=timed_out,
+            )
 
     @staticmethod
     async def _read_excerpt(response: aiohttp.ClientResponse) -> str:

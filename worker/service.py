@@ -106,6 +106,8 @@ class WorkerService:
             self.keys,
             worker_id=self.worker_id,
             lease_ttl_s=min(LEASE_TTL_S, s.job_lock_timeout),
+            stalled_budget=s.stalled_budget,
+            metrics=self.metrics,
         )
         processor = DeliveryProcessor(
             redis=redis,
@@ -135,6 +137,7 @@ class WorkerService:
             max_claims=self._job_concurrency(),
             ttl_s=s.job_lock_timeout,
         )
+        processor.keep_stalled_in(pickup)
         test_sends = SendTestListener(
             redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
         )
@@ -170,14 +173,18 @@ class WorkerService:
             await self._stop.wait()
         finally:
             self.metrics.worker_up.set(0)
+            grace_ends = time.monotonic() + s.shutdown_grace
             self._pickup.cancel()
             await asyncio.gather(self._pickup, return_exceptions=True)
-            await asyncio.gather(self._drain(), pickup.close(s.shutdown_grace))
+            await asyncio.gather(self._drain(), pickup.drain(s.shutdown_grace))
+            # Requests that batches left behind (stalled endpoints) get what is left; the
+            # claims of those cancelled are given back with the rest.
+            await processor.close(grace_ends - time.monotonic())
+            await pickup.close()
             for task in (housekeeping, lease_keeping, answering):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await processor.close()
             await test_sends.close()
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()

@@ -22,6 +22,15 @@ from producer.settings import (
 )
 from worker.schedule import RetrySchedule
 
+
+def parse_share(raw: str) -> float:
+    """A fraction greater than 0 and at most 1."""
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be greater than 0 and at most 1")
+    return value
+
+
 RETRY_SCHEDULE = Option(
     "RETRY_SCHEDULE",
     str(RetrySchedule()),
@@ -34,6 +43,13 @@ WORKER_CONCURRENCY = Option(
     "200",
     "HTTP requests one worker process keeps in flight at most.",
     parse_positive_int,
+)
+STALLED_CONCURRENCY_SHARE = Option(
+    "STALLED_CONCURRENCY_SHARE",
+    "0.5",
+    "Share of WORKER_CONCURRENCY that requests to stalled endpoints (no answer lately, "
+    "or the last request timed out) may hold together; more are deferred.",
+    parse_share,
 )
 SMTP_URL = Option(
     "SMTP_URL",
@@ -71,6 +87,7 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     RETRY_SCHEDULE,
     DELIVERY_TIMEOUT,
     WORKER_CONCURRENCY,
+    STALLED_CONCURRENCY_SHARE,
     SMTP_URL,
     NOTIFY_FROM,
     NOTIFY_OUTBOX,
@@ -89,6 +106,7 @@ class WorkerSettings:
     retry_schedule: RetrySchedule = RETRY_SCHEDULE.value
     delivery_timeout: float = DELIVERY_TIMEOUT.value
     worker_concurrency: int = WORKER_CONCURRENCY.value
+    stalled_concurrency_share: float = STALLED_CONCURRENCY_SHARE.value
     smtp_url: str = SMTP_URL.value
     notify_from: str = NOTIFY_FROM.value
     notify_outbox: str = NOTIFY_OUTBOX.value
@@ -99,6 +117,11 @@ class WorkerSettings:
     log_level: str = LOG_LEVEL.value
     job_lock_timeout: float = JOB_LOCK_TIMEOUT.value
     shutdown_grace: float = SHUTDOWN_GRACE.value
+
+    @property
+    def stalled_budget(self) -> int:
+        """Requests that stalled endpoints may hold together in one worker (at least 1)."""
+        return max(1, int(self.stalled_concurrency_share * self.worker_concurrency))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
