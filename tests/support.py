@@ -140,8 +140,14 @@ class WorkerProcess:
         os.kill(self.process.pid, sig)
 
     async def wait(self, timeout: float) -> int:  # noqa: ASYNC109  # a deadline, not a scope
-        """Wait for the process to exit; returns its exit code."""
-        code = await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+        """Wait for the process to exit; returns its exit code. A process still running
+        after ``timeout`` fails the test with its log, which says where it stood."""
+        try:
+            code = await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"still running after {timeout:g} s; its log:\n{self.log_text()}"
+            ) from None
         self._log.close()
         return code
 
