@@ -102,7 +102,9 @@ async def endpoint_rotate(args: argparse.Namespace) -> int:
         shown,
         lambda: (
             render_fields(shown.items())
-            + f"\n\nThe previous secret keeps signing webhook-signature for {args.grace} s."
+            + f"\n\nUntil {endpoint.signature_switches_at} X-Cliq-Signature is still made with"
+            " the previous secret\n(X-Cliq-Signature-New with the new one; webhook-signature"
+            " carries both):\nswitch your receiver to the new secret by then."
         ),
     )
     return 0

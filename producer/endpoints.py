@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from redis.typing import EncodableT, FieldT
 
 from producer import scans
 from producer.destinations import DestinationRefused, RegistrationCheck, is_legacy_ipv4
-from producer.events import ID_PATTERN, Catalogue
+from producer.events import ID_PATTERN, Catalogue, format_timestamp
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
@@ -207,6 +208,15 @@ class Endpoint:
             return (self.secret, self.previous_secret)
         return (self.secret,)
 
+    @property
+    def signature_switches_at(self) -> str | None:
+        """When ``X-Cliq-Signature`` changes (changed) to the newest secret, ISO UTC:
+        the end of the last rotation's grace period; ``None`` if never rotated."""
+        if not self.previous_secret:
+            return None
+        until = datetime.fromtimestamp(self.previous_secret_until_ms / 1000, UTC)
+        return format_timestamp(until)
+
     def to_hash(self, box: SecretBox) -> dict[FieldT, EncodableT]:
         """The Redis hash fields, secrets sealed by ``box`` (the Lua scripts read ``status``)."""
         fields: dict[FieldT, EncodableT] = {
@@ -260,6 +270,7 @@ class Endpoint:
             "max_in_flight": self.max_in_flight,
             "rate_limit": self.rate_limit,
             "secret": self.secret if reveal_secret else mask_secret(self.secret),
+            "signature_switches_at": self.signature_switches_at,
             "created_ms": self.created_ms,
             "updated_ms": self.updated_ms,
         }
@@ -467,7 +478,8 @@ class EndpointRegistry:
         return changed
 
     async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
-        """A new secret; the old one keeps signing (Standard Webhooks) for ``grace_s``."""
+        """A new secret; the old one keeps signing for ``grace_s``: ``webhook-signature``
+        carries both, ``X-Cliq-Signature`` the old one until then (see worker/signing.py)."""
         endpoint = await self.get(endpoint_id)
         now = _now_ms()
         changed = replace(

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -867,3 +868,18 @@ async def test_management_routes_answer_503_while_redis_is_down(
         assert closed_redis_url not in detail
     # The catalogue needs no Redis.
     assert (await api.get("/v1/event-types")).status == 200
+
+
+async def test_rotate_answer_and_endpoint_say_when_the_seed_signature_switches(
+    api: Client,
+) -> None:
+    created = await create(api)
+    assert created["signature_switches_at"] is None  # never rotated
+    path = f"/v1/endpoints/{created['id']}"
+    rotated = await ok(await api.post(f"{path}/rotate-secret", json={"grace_s": 60}))
+    switches_at = rotated["signature_switches_at"]
+    assert switches_at.endswith("Z")
+    parsed = datetime.fromisoformat(switches_at.replace("Z", "+00:00"))
+    assert int(parsed.timestamp() * 1000) == rotated["previous_secret_until_ms"]
+    shown = await ok(await api.get(path))
+    assert shown["signature_switches_at"] == switches_at

@@ -252,3 +252,22 @@ def test_help_documents_every_command() -> None:
         "demo",
     ):
         assert command in result.stdout
+
+
+async def test_rotate_secret_says_exactly_when_the_seed_signature_switches(
+    redis_url: str,
+) -> None:
+    added = ok_json(
+        cli(
+            redis_url, "endpoint", "add", "--workspace", "ws_1", "--url", "https://e.example/h",
+            "--events", "*", "--email", "o@example.com", "--json",
+        )
+    )  # fmt: skip
+    assert added["signature_switches_at"] is None
+    rotated = cli(redis_url, "endpoint", "rotate-secret", added["id"], "--grace", "60")
+    assert rotated.returncode == 0, rotated.stderr
+    shown = ok_json(cli(redis_url, "endpoint", "show", added["id"], "--json"))
+    switches_at = shown["signature_switches_at"]
+    assert switches_at.endswith("Z")
+    assert f"Until {switches_at} X-Cliq-Signature is still made with" in rotated.stdout
+    assert "X-Cliq-Signature-New" in rotated.stdout

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from producer.events import parse_event
 
 from harness import NodeReceiverFactory
-from support import producer_for, start_worker, worker_env
+from harness.polling import wait_until
+from support import make_event, producer_for, start_worker, worker_env
 
 # Values whose JSON differs between Python and JavaScript unless normalized.
 TRICKY_DATA: list[dict[str, Any]] = [
@@ -55,4 +57,46 @@ async def test_seed_verify_signature_accepts_every_delivery(
             await worker.stop()
     assert {r["event_id"] for r in received} == {e.id for e in events}
     invalid = [r for r in received if not r["valid"]]
+    assert invalid == [], invalid
+
+
+# Compressed: the grace period the API defaults to a day.
+ROTATION_GRACE_S = 4
+
+
+async def test_seed_receiver_keeps_verifying_across_a_rotation(
+    redis_url: str, node_receiver_factory: NodeReceiverFactory, tmp_path: Path
+) -> None:
+    """Old secret until the grace period ends (the seed's receiver holds one secret),
+    then the new one: a receiver switched at ``signature_switches_at`` never sees a 401."""
+    async with producer_for(redis_url) as producer:
+        endpoint = await producer.endpoints.create(
+            workspace_id="ws_1",
+            url="https://placeholder.example/",
+            events=["*"],
+            owner_email="o@example.com",
+        )
+        old_node = await node_receiver_factory(endpoint.secret)
+        await producer.endpoints.update(endpoint.id, url=old_node.url)
+        worker = await start_worker(worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path)))
+        try:
+            await producer.publisher.publish(make_event(producer))
+            await old_node.wait_for(1, 20)
+            rotated = await producer.endpoints.rotate_secret(endpoint.id, ROTATION_GRACE_S)
+            switch_s = rotated.previous_secret_until_ms / 1000
+            # During the grace period: the receiver still holding the old secret verifies.
+            in_grace = [await producer.publisher.publish(make_event(producer)) for _ in range(3)]
+            during = await old_node.wait_for(4, ROTATION_GRACE_S / 2)
+            assert time.time() < switch_s, "deliveries took longer than the grace period"
+            # After it: the receiver switched to the new secret, as it was told to.
+            new_node = await node_receiver_factory(rotated.secret)
+            await producer.endpoints.update(endpoint.id, url=new_node.url)
+            await wait_until(lambda: time.time() > switch_s, ROTATION_GRACE_S + 1)
+            after = [await producer.publisher.publish(make_event(producer)) for _ in range(3)]
+            switched = await new_node.wait_for(3, 20)
+        finally:
+            await worker.stop()
+    assert {r["event_id"] for r in during} >= {p.event_id for p in in_grace}
+    assert {r["event_id"] for r in switched} == {p.event_id for p in after}
+    invalid = [r for r in during + switched if not r["valid"]]
     assert invalid == [], invalid

@@ -189,8 +189,9 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 async def rotate_secret(request: web.Request) -> web.Response:
     """``POST /v1/endpoints/{id}/rotate-secret``: a new secret, shown this once.
 
-    The previous secret keeps signing (both schemes carry both signatures) for
-    ``grace_s`` seconds, 24 hours unless given.
+    The previous secret keeps signing for ``grace_s`` seconds, 24 hours unless given:
+    ``X-Cliq-Signature`` is made with it until ``signature_switches_at``
+    (``X-Cliq-Signature-New`` with the new one), ``webhook-signature`` carries both.
     """
     endpoint_id = path_id(request, "endpoint")
     body = await read_optional_json_object(request)

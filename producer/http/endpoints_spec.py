@@ -80,6 +80,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "max_in_flight",
             "rate_limit",
             "secret",
+            "signature_switches_at",
             "created_ms",
             "updated_ms",
         ],
@@ -96,6 +97,13 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "secret": {
                 "type": "string",
                 "description": "In full only when created or rotated; masked otherwise.",
+            },
+            "signature_switches_at": {
+                **NULLABLE_ISO_TIME_SCHEMA,
+                "description": "When `X-Cliq-Signature` switches (switched) to the newest "
+                "secret: the end of the last rotation's grace period (null: never rotated). "
+                "Until then it is made with the previous secret, `X-Cliq-Signature-New` "
+                "with the new one, and `webhook-signature` carries both.",
             },
             "created_ms": {"type": "integer"},
             "updated_ms": {"type": "integer"},
@@ -127,7 +135,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                     "previous_secret_until_ms": {
                         "type": "integer",
                         "description": "Deliveries carry the old secret's signatures too "
-                        "until then (ms since the epoch).",
+                        "until then (ms since the epoch; `signature_switches_at` in ISO).",
                     }
                 },
             },
