@@ -8,11 +8,37 @@ from typing import Any
 from cli.base import add_command, producer_settings
 from cli.output import emit, render_fields, render_table
 from producer.context import Producer
-from producer.endpoints import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointStatus
+from producer.endpoint_options import parse_header_line
+from producer.endpoints import (
+    DEFAULT_MAX_IN_FLIGHT,
+    ROTATION_GRACE_S,
+    EndpointError,
+    EndpointStatus,
+)
+from producer.settings import DELIVERY_TIMEOUT, PRODUCER_OPTIONS, env_with_flags
+
+# Registration checks an endpoint's timeout against the workers' DELIVERY_TIMEOUT.
+CHANGE_OPTIONS = (*PRODUCER_OPTIONS, DELIVERY_TIMEOUT)
+
+
+def changing_producer(args: argparse.Namespace) -> Producer:
+    """A producer whose registry knows DELIVERY_TIMEOUT (from the environment or flag)."""
+    limit = DELIVERY_TIMEOUT.read(env_with_flags(args, CHANGE_OPTIONS))
+    return Producer(producer_settings(args), max_endpoint_timeout_s=limit)
+
+
+def header_pairs(lines: list[str] | None) -> list[tuple[str, str]] | None:
+    """The ``--header 'Name: value'`` flags as pairs (None when none was given)."""
+    if lines is None:
+        return None
+    try:
+        return [parse_header_line(line) for line in lines]
+    except ValueError as exc:
+        raise EndpointError("headers", str(exc)) from None
 
 
 async def endpoint_add(args: argparse.Namespace) -> int:
-    async with Producer(producer_settings(args)) as p:
+    async with changing_producer(args) as p:
         endpoint = await p.endpoints.create(
             workspace_id=args.workspace,
             url=args.url,
@@ -21,6 +47,8 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             description=args.description,
             max_in_flight=args.max_in_flight,
             rate_limit=args.rate_limit,
+            headers=header_pairs(args.header) or (),
+            timeout_s=args.timeout,
         )
     shown = endpoint.public_dict(reveal_secret=True)
     emit(
@@ -62,7 +90,8 @@ async def endpoint_show(args: argparse.Namespace) -> int:
 
 
 async def endpoint_update(args: argparse.Namespace) -> int:
-    async with Producer(producer_settings(args)) as p:
+    headers = [] if args.clear_headers else header_pairs(args.header)
+    async with changing_producer(args) as p:
         endpoint = await p.endpoints.update(
             args.id,
             url=args.url,
@@ -71,6 +100,8 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             description=args.description,
             max_in_flight=args.max_in_flight,
             rate_limit=args.rate_limit,
+            headers=headers,
+            timeout_s=args.timeout,
         )
     shown = endpoint.public_dict()
     emit(args, shown, lambda: render_fields(shown.items()))
@@ -102,7 +133,9 @@ async def endpoint_rotate(args: argparse.Namespace) -> int:
         shown,
         lambda: (
             render_fields(shown.items())
-            + f"\n\nThe previous secret keeps signing webhook-signature for {args.grace} s."
+            + f"\n\nUntil {endpoint.signature_switches_at} X-Cliq-Signature is still made with"
+            " the previous secret\n(X-Cliq-Signature-New with the new one; webhook-signature"
+            " carries both):\nswitch your receiver to the new secret by then."
         ),
     )
     return 0
@@ -114,7 +147,9 @@ def add_commands(commands: Any) -> None:
     endpoint_commands = endpoint.add_subparsers(
         dest="endpoint_command", required=True, metavar="ACTION"
     )
-    add = add_command(endpoint_commands, "add", endpoint_add, "register an endpoint")
+    add = add_command(
+        endpoint_commands, "add", endpoint_add, "register an endpoint", CHANGE_OPTIONS
+    )
     add.add_argument("--workspace", required=True, help="workspace id whose events it receives")
     add.add_argument("--url", required=True, help="http(s) URL to POST to")
     add.add_argument(
@@ -130,7 +165,13 @@ def add_commands(commands: Any) -> None:
         add.add_argument(
             flag, type=kind, default=DEFAULT_MAX_IN_FLIGHT if kind is int else 0.0, help=text
         )
-    update = add_command(endpoint_commands, "update", endpoint_update, "change an endpoint")
+    header_help = "'Name: value' sent with every delivery (repeatable; at most 20)"
+    timeout_help = "seconds an attempt may take, at most DELIVERY_TIMEOUT (0: DELIVERY_TIMEOUT)"
+    add.add_argument("--header", action="append", metavar="'NAME: VALUE'", help=header_help)
+    add.add_argument("--timeout", type=float, default=0.0, help=timeout_help)
+    update = add_command(
+        endpoint_commands, "update", endpoint_update, "change an endpoint", CHANGE_OPTIONS
+    )
     update.add_argument("id", help="endpoint id")
     for flag, text in (
         ("--url", "new URL"),
@@ -141,6 +182,11 @@ def add_commands(commands: Any) -> None:
         update.add_argument(flag, help=text)
     for flag, kind, text in limits:
         update.add_argument(flag, type=kind, help=text)
+    update.add_argument(
+        "--header", action="append", metavar="'NAME: VALUE'", help=header_help + ": replaces all"
+    )
+    update.add_argument("--clear-headers", action="store_true", help="send no custom headers")
+    update.add_argument("--timeout", type=float, help=timeout_help)
     listing = add_command(endpoint_commands, "list", endpoint_list, "list endpoints")
     listing.add_argument("--workspace", help="only this workspace")
     listing.add_argument(

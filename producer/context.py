@@ -15,7 +15,7 @@ from producer.keys import Keys
 from producer.publisher import Publisher
 from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
-from producer.settings import ProducerSettings
+from producer.settings import DELIVERY_TIMEOUT, ProducerSettings
 
 
 class Producer:
@@ -30,9 +30,11 @@ class Producer:
         settings: ProducerSettings,
         queue_options: QueueOptions | None = None,
         resolver: AbstractResolver | None = None,
+        max_endpoint_timeout_s: float = DELIVERY_TIMEOUT.value,
     ) -> None:
         """``resolver``: what registration resolves endpoint hosts with (default:
-        aiohttp's, the workers' own)."""
+        aiohttp's, the workers' own); ``max_endpoint_timeout_s``: the workers'
+        DELIVERY_TIMEOUT, the longest timeout an endpoint may ask for."""
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.catalogue = Catalogue.with_extras(settings.event_types_extra)
@@ -43,7 +45,12 @@ class Producer:
         self.secret_box = SecretBox(settings.secret_encryption_key)
         self.destinations = RegistrationCheck(settings.destination_policy, resolver)
         self.endpoints = EndpointRegistry(
-            self.redis, self.keys, self.catalogue, self.secret_box, self.destinations
+            self.redis,
+            self.keys,
+            self.catalogue,
+            self.secret_box,
+            self.destinations,
+            max_endpoint_timeout_s,
         )
         self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)

@@ -6,10 +6,11 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio.client import Pipeline
@@ -18,11 +19,19 @@ from redis.typing import EncodableT, FieldT
 
 from producer import scans
 from producer.destinations import DestinationRefused, RegistrationCheck, is_legacy_ipv4
-from producer.events import ID_PATTERN, Catalogue
+from producer.endpoint_options import (
+    Headers,
+    headers_from_text,
+    headers_to_text,
+    validate_headers,
+    validate_timeout,
+)
+from producer.events import ID_PATTERN, Catalogue, format_timestamp
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
+from producer.settings import DELIVERY_TIMEOUT
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -33,6 +42,7 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ROTATION_GRACE_S = 24 * 3600
 DEFAULT_MAX_IN_FLIGHT = 10
 MAX_IN_FLIGHT_LIMIT = 1000
+T = TypeVar("T")
 
 
 class EndpointStatus(StrEnum):
@@ -168,6 +178,14 @@ def validate_rate_limit(value: float) -> float:
     return float(value)
 
 
+def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
+    """``check(*args)``, its ``ValueError`` an :class:`EndpointError` naming ``field``."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise EndpointError(field, str(exc)) from None
+
+
 def filter_matches(patterns: Sequence[str], event_type: str) -> bool:
     """Whether an endpoint subscribed with ``patterns`` receives ``event_type``."""
     for pattern in patterns:
@@ -196,6 +214,9 @@ class Endpoint:
     previous_secret_until_ms: int = 0
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     rate_limit: float = 0.0
+    headers: Headers = ()
+    # Seconds an attempt may take; 0: the workers' DELIVERY_TIMEOUT.
+    timeout_s: float = 0.0
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint receives events of ``event_type`` right now."""
@@ -206,6 +227,15 @@ class Endpoint:
         if self.previous_secret and now_ms < self.previous_secret_until_ms:
             return (self.secret, self.previous_secret)
         return (self.secret,)
+
+    @property
+    def signature_switches_at(self) -> str | None:
+        """When ``X-Cliq-Signature`` changes (changed) to the newest secret, ISO UTC:
+        the end of the last rotation's grace period; ``None`` if never rotated."""
+        if not self.previous_secret:
+            return None
+        until = datetime.fromtimestamp(self.previous_secret_until_ms / 1000, UTC)
+        return format_timestamp(until)
 
     def to_hash(self, box: SecretBox) -> dict[FieldT, EncodableT]:
         """The Redis hash fields, secrets sealed by ``box`` (the Lua scripts read ``status``)."""
@@ -224,6 +254,9 @@ class Endpoint:
             "prev_until": str(self.previous_secret_until_ms),
             "max_in_flight": str(self.max_in_flight),
             "rate_limit": repr(self.rate_limit),
+            # Sealed: custom headers often carry the receiver's own credentials.
+            "headers": box.seal(headers_to_text(self.headers)),
+            "timeout_s": repr(self.timeout_s),
         }
         return fields
 
@@ -245,6 +278,8 @@ class Endpoint:
             previous_secret_until_ms=int(fields.get("prev_until") or 0),
             max_in_flight=int(fields.get("max_in_flight") or DEFAULT_MAX_IN_FLIGHT),
             rate_limit=float(fields.get("rate_limit") or 0),
+            headers=headers_from_text(box.open(fields.get("headers", ""))),
+            timeout_s=float(fields.get("timeout_s") or 0),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -259,7 +294,10 @@ class Endpoint:
             "status": self.status.value,
             "max_in_flight": self.max_in_flight,
             "rate_limit": self.rate_limit,
+            "headers": dict(self.headers),
+            "timeout_s": self.timeout_s,
             "secret": self.secret if reveal_secret else mask_secret(self.secret),
+            "signature_switches_at": self.signature_switches_at,
             "created_ms": self.created_ms,
             "updated_ms": self.updated_ms,
         }
@@ -295,9 +333,12 @@ class EndpointRegistry:
         catalogue: Catalogue,
         box: SecretBox,
         destinations: RegistrationCheck | None = None,
+        max_timeout_s: float = DELIVERY_TIMEOUT.value,
     ) -> None:
-        """``destinations``: the destination policy that URLs must pass (None: none)."""
+        """``destinations``: the destination policy that URLs must pass (None: none);
+        ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT)."""
         self._redis = redis
+        self.max_timeout_s = max_timeout_s
         self._keys = keys
         self.catalogue = catalogue
         self._box = box
@@ -322,8 +363,13 @@ class EndpointRegistry:
         description: str = "",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rate_limit: float = 0.0,
+        headers: Iterable[tuple[str, str]] = (),
+        timeout_s: float = 0.0,
     ) -> Endpoint:
-        """Register an endpoint; the returned object carries the secret (shown once)."""
+        """Register an endpoint; the returned object carries the secret (shown once).
+
+        ``headers``: custom ``(name, value)`` pairs sent with every delivery;
+        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT)."""
         now = _now_ms()
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
@@ -338,6 +384,8 @@ class EndpointRegistry:
             updated_ms=now,
             max_in_flight=validate_max_in_flight(max_in_flight),
             rate_limit=validate_rate_limit(rate_limit),
+            headers=_checked("headers", validate_headers, headers),
+            timeout_s=_checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s),
         )
         # Last: the other fields' errors come first, without waiting for DNS.
         await self._check_destination(endpoint.url)
@@ -427,8 +475,11 @@ class EndpointRegistry:
         description: str | None = None,
         max_in_flight: int | None = None,
         rate_limit: float | None = None,
+        headers: Iterable[tuple[str, str]] | None = None,
+        timeout_s: float | None = None,
     ) -> Endpoint:
-        """Change the given fields; the others stay as they are."""
+        """Change the given fields; the others stay as they are (``headers`` replaces
+        them all)."""
         endpoint = await self.get(endpoint_id)
         changed = replace(
             endpoint,
@@ -446,6 +497,12 @@ class EndpointRegistry:
             rate_limit=validate_rate_limit(rate_limit)
             if rate_limit is not None
             else endpoint.rate_limit,
+            headers=_checked("headers", validate_headers, headers)
+            if headers is not None
+            else endpoint.headers,
+            timeout_s=_checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s)
+            if timeout_s is not None
+            else endpoint.timeout_s,
             updated_ms=_now_ms(),
         )
         if changed.url != endpoint.url:
@@ -467,7 +524,8 @@ class EndpointRegistry:
         return changed
 
     async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
-        """A new secret; the old one keeps signing (Standard Webhooks) for ``grace_s``."""
+        """A new secret; the old one keeps signing for ``grace_s``: ``webhook-signature``
+        carries both, ``X-Cliq-Signature`` the old one until then (see worker/signing.py)."""
         endpoint = await self.get(endpoint_id)
         now = _now_ms()
         changed = replace(

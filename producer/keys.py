@@ -67,7 +67,8 @@ LAYOUT: dict[str, str] = {
     "claimed": "claimed:{}",
     # String (TTL: JOB_LOCK_TIMEOUT): present while a worker is alive (it renews it).
     "worker": "worker:{}",
-    # Hash: deliveries now queued / scheduled (gauges), delivered / dead (totals).
+    # Hash: deliveries now queued / scheduled / dead (gauges: a replay moves dead to
+    # queued), delivered (a total).
     "stats": "stats",
     # List: "send test event" requests from the API, taken by any worker (JSON).
     "test_requests": "test:req",

@@ -28,5 +28,9 @@ for k = 1, count do
   end
 end
 jobs.flush()
-if #replayed > 0 then redis.call('HINCRBY', K.stats(), 'queued', #replayed) end
+-- Replayed deliveries are no longer dead: 'dead' counts what the endpoints' dead sets hold.
+if #replayed > 0 then
+  redis.call('HINCRBY', K.stats(), 'queued', #replayed)
+  redis.call('HINCRBY', K.stats(), 'dead', -#replayed)
+end
 return {replayed, jobs.members}

@@ -8,7 +8,8 @@ stopped by its own PID. No test ever talks to any other Redis (a system one may 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -31,7 +32,7 @@ from harness import (
     ScriptedResponse,
     SmtpServer,
 )
-from harness.node_receiver import find_node
+from harness.node_receiver import RECEIVER_JS, find_node
 from harness.receiver import HANG_CAP_S
 from support import producer_for
 
@@ -160,8 +161,10 @@ async def node_receiver_factory() -> AsyncIterator[NodeReceiverFactory]:
         pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
     receivers: list[NodeReceiver] = []
 
-    async def factory(secret: str) -> NodeReceiver:
-        receiver = NodeReceiver(secret)
+    async def factory(
+        secret: str, script: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> NodeReceiver:
+        receiver = NodeReceiver(secret, script=script or RECEIVER_JS, env=env)
         receivers.append(receiver)
         await receiver.start()
         return receiver

@@ -169,3 +169,22 @@ class WorkerProcess:
             for line in self.log_text().splitlines()
             if line.startswith("{")
         ]
+
+
+# Custom-header refusals, with the message each must give (API and CLI):
+# (headers, the message the field error must contain)
+HEADER_REFUSALS: list[tuple[dict[str, str], str]] = [
+    ({"Content-Type": "text/plain"}, "Content-Type is set by cliq-webhooks on every delivery"),
+    ({"Host": "example.com"}, "Host is set by cliq-webhooks on every delivery"),
+    ({"Content-Length": "1"}, "Content-Length is set by cliq-webhooks on every delivery"),
+    ({"X-Cliq-Signature": "x"}, "X-Cliq-Signature is set by cliq-webhooks on every delivery"),
+    ({"webhook-id": "x"}, "webhook-id: webhook-* headers are the Standard Webhooks signature's"),
+    ({"Webhook-Signature": "x"}, "Webhook-Signature: webhook-* headers are the Standard"),
+    ({"Connection": "close"}, "Connection is a hop-by-hop header: it describes a connection"),
+    ({"Transfer-Encoding": "chunked"}, "Transfer-Encoding is a hop-by-hop header"),
+    ({"X-Split": "a\r\nX-Injected: b"}, "the value of X-Split must not contain CR, LF or NUL"),
+    ({"Bad Name": "x"}, "'Bad Name' is not a valid header name"),
+    ({f"X-H{i}": "v" for i in range(21)}, "at most 20 headers, not 21"),
+    ({"X-Big": "a" * 4100}, "names and values take 4105 bytes in all, more than 4096"),
+]
+TIMEOUT_REFUSAL = "must be a number of seconds from 0 to 10, the workers' DELIVERY_TIMEOUT"

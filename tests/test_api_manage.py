@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from producer.testsends import TEST_RESULT_TTL_S
 from harness import Receiver, ScriptedResponse
 from harness.polling import wait_until
 from harness.redis_server import free_port
-from support import RunningWorker, start_worker, worker_env
+from support import HEADER_REFUSALS, TIMEOUT_REFUSAL, RunningWorker, start_worker, worker_env
 
 KEY = "manage-key-0123456789abcdef"
 JSON = {"Content-Type": "application/json"}
@@ -867,3 +868,63 @@ async def test_management_routes_answer_503_while_redis_is_down(
         assert closed_redis_url not in detail
     # The catalogue needs no Redis.
     assert (await api.get("/v1/event-types")).status == 200
+
+
+async def test_rotate_answer_and_endpoint_say_when_the_seed_signature_switches(
+    api: Client,
+) -> None:
+    created = await create(api)
+    assert created["signature_switches_at"] is None  # never rotated
+    path = f"/v1/endpoints/{created['id']}"
+    rotated = await ok(await api.post(f"{path}/rotate-secret", json={"grace_s": 60}))
+    switches_at = rotated["signature_switches_at"]
+    assert switches_at.endswith("Z")
+    parsed = datetime.fromisoformat(switches_at.replace("Z", "+00:00"))
+    assert int(parsed.timestamp() * 1000) == rotated["previous_secret_until_ms"]
+    shown = await ok(await api.get(path))
+    assert shown["signature_switches_at"] == switches_at
+
+
+@pytest.mark.parametrize(("headers", "message"), HEADER_REFUSALS)
+async def test_custom_headers_are_refused_with_a_clear_message(
+    api: Client, producer: Producer, headers: dict[str, str], message: str
+) -> None:
+    response = await api.post(
+        "/v1/endpoints",
+        json={
+            "workspace_id": "ws_1",
+            "url": "https://hooks.example.com/cliq",
+            "events": ["*"],
+            "owner_email": "owner@example.com",
+            "headers": headers,
+        },
+    )
+    body = await problem(response, 422, "invalid-fields")
+    (error,) = body["errors"]
+    assert error["field"] == "headers"
+    assert message in error["message"]
+    assert await producer.endpoints.all() == []  # nothing half-created
+
+
+async def test_headers_and_timeout_are_kept_changed_and_checked(
+    api_factory: ApiFactory,
+) -> None:
+    api = await api_factory(DELIVERY_TIMEOUT="10")
+    created = await create(api, headers={"Authorization": "Bearer t"}, timeout_s=2.5)
+    assert created["headers"] == {"Authorization": "Bearer t"}
+    assert created["timeout_s"] == 2.5
+    path = f"/v1/endpoints/{created['id']}"
+    patched = await ok(await api.patch(path, json={"headers": {"X-Team": "a"}, "timeout_s": 0}))
+    assert patched["headers"] == {"X-Team": "a"}
+    assert patched["timeout_s"] == 0
+    for bad, message in (
+        (11, TIMEOUT_REFUSAL),
+        (-1, TIMEOUT_REFUSAL),
+        ("5", "must be a number of seconds"),
+    ):
+        body = await problem(await api.patch(path, json={"timeout_s": bad}), 422, "invalid-fields")
+        assert body["errors"][0]["field"] == "timeout_s"
+        assert message in body["errors"][0]["message"]
+    body = await problem(await api.patch(path, json={"headers": {"X-A": 1}}), 422, "invalid-fields")
+    assert "must be an object of header names and string values" in body["errors"][0]["message"]
+    assert (await ok(await api.get(path)))["headers"] == {"X-Team": "a"}  # unchanged

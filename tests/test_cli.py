@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from harness import Receiver
-from support import PROJECT, worker_env
+from support import HEADER_REFUSALS, PROJECT, worker_env
 
 
 def cli(
@@ -252,3 +252,71 @@ def test_help_documents_every_command() -> None:
         "demo",
     ):
         assert command in result.stdout
+
+
+async def test_rotate_secret_says_exactly_when_the_seed_signature_switches(
+    redis_url: str,
+) -> None:
+    added = ok_json(
+        cli(
+            redis_url, "endpoint", "add", "--workspace", "ws_1", "--url", "https://e.example/h",
+            "--events", "*", "--email", "o@example.com", "--json",
+        )
+    )  # fmt: skip
+    assert added["signature_switches_at"] is None
+    rotated = cli(redis_url, "endpoint", "rotate-secret", added["id"], "--grace", "60")
+    assert rotated.returncode == 0, rotated.stderr
+    shown = ok_json(cli(redis_url, "endpoint", "show", added["id"], "--json"))
+    switches_at = shown["signature_switches_at"]
+    assert switches_at.endswith("Z")
+    assert f"Until {switches_at} X-Cliq-Signature is still made with" in rotated.stdout
+    assert "X-Cliq-Signature-New" in rotated.stdout
+
+
+@pytest.mark.parametrize(("headers", "message"), HEADER_REFUSALS[::2])
+def test_endpoint_add_refuses_bad_headers_with_the_apis_message(
+    redis_url: str, headers: dict[str, str], message: str
+) -> None:
+    flags = [f"--header={name}: {value}" for name, value in headers.items()]
+    result = cli(
+        redis_url, "endpoint", "add", "--workspace", "ws_1", "--url", "https://e.example/h",
+        "--events", "*", "--email", "o@example.com", *flags,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert f"headers: {message}" in result.stderr
+
+
+def test_endpoint_add_refuses_a_header_without_a_colon_and_a_long_timeout(
+    redis_url: str,
+) -> None:
+    base = (
+        "endpoint", "add", "--workspace", "ws_1", "--url", "https://e.example/h",
+        "--events", "*", "--email", "o@example.com",
+    )  # fmt: skip
+    no_colon = cli(redis_url, *base, "--header", "X-Team team-a")
+    assert no_colon.returncode == 2
+    assert "headers: 'X-Team team-a' is not of the form 'Name: value'" in no_colon.stderr
+    too_long = cli(redis_url, *base, "--timeout", "3", DELIVERY_TIMEOUT="2")
+    assert too_long.returncode == 2
+    assert "timeout_s: must be a number of seconds from 0 to 2" in too_long.stderr
+
+
+async def test_endpoint_add_and_update_keep_headers_and_timeout(redis_url: str) -> None:
+    added = ok_json(
+        cli(
+            redis_url, "endpoint", "add", "--workspace", "ws_1", "--url", "https://e.example/h",
+            "--events", "*", "--email", "o@example.com", "--header", "Authorization: Bearer t",
+            "--header", "X-Team: a", "--timeout", "1.5", "--json",
+        )
+    )  # fmt: skip
+    assert added["headers"] == {"Authorization": "Bearer t", "X-Team": "a"}
+    assert added["timeout_s"] == 1.5
+    updated = ok_json(
+        cli(redis_url, "endpoint", "update", added["id"], "--header", "X-Only: 1", "--json")
+    )
+    assert updated["headers"] == {"X-Only": "1"}
+    assert updated["timeout_s"] == 1.5
+    cleared = ok_json(
+        cli(redis_url, "endpoint", "update", added["id"], "--clear-headers", "--json")
+    )
+    assert cleared["headers"] == {}

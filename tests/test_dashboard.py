@@ -685,3 +685,38 @@ async def test_the_create_form_shows_a_refused_destination_under_its_url(
         assert await producer.endpoints.all() == []
     finally:
         await server.close()
+
+
+async def test_the_edit_form_checks_custom_headers_and_timeout_and_rotation_says_when(
+    page: Page, dashboard: Dashboard, producer: Producer, receiver: Receiver
+) -> None:
+    endpoint = await subscribe(producer, receiver, events="issue.created")
+    await sign_in(page, dashboard, f"/ui/webhooks/{endpoint.id}/edit")
+    await page.get_by_label("Custom headers").fill("Content-Type: text/plain")
+    await page.get_by_label("Timeout in seconds").fill("soon")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#headers-error")).to_have_text(
+        "Content-Type is set by cliq-webhooks on every delivery"
+    )
+    await expect(page.locator("#timeout_s-error")).to_have_text("must be a number of seconds")
+    await page.get_by_label("Custom headers").fill("X-Team: billing\nAuthorization: Bearer t")
+    await page.get_by_label("Timeout in seconds").fill("1000")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#timeout_s-error")).to_contain_text(
+        "must be a number of seconds from 0 to"
+    )
+    assert (await producer.endpoints.get(endpoint.id)).headers == ()  # nothing saved
+    await page.get_by_label("Timeout in seconds").fill("1.5")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator(".flash")).to_have_text("Webhook saved.")
+    changed = await producer.endpoints.get(endpoint.id)
+    assert changed.headers == (("X-Team", "billing"), ("Authorization", "Bearer t"))
+    assert changed.timeout_s == 1.5
+    await expect(page.locator("dl.facts").first).to_contain_text("X-Team")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Rotate secret").click()
+    rotated = await producer.endpoints.get(endpoint.id)
+    switch = page.locator("#signature-switch")
+    await expect(switch).to_contain_text(str(rotated.signature_switches_at))
+    await expect(switch).to_contain_text("is still made with the previous secret")

@@ -55,8 +55,10 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period() -> None:
     Webhook(old).verify(BODY, headers)
     # ...and one already switched to the new secret does too.
     Webhook(new).verify(BODY, headers)
-    # The seed's header carries the current secret only (its verifier compares the whole value).
-    assert headers["X-Cliq-Signature"] == cliq_signature(new, BODY)
+    # The seed's header keeps the old secret until the grace period ends (its receivers
+    # hold one secret and compare the whole value); the new one's is beside it (issue 16).
+    assert headers["X-Cliq-Signature"] == cliq_signature(old, BODY)
+    assert headers["X-Cliq-Signature-New"] == cliq_signature(new, BODY)
 
 
 def test_standard_key_strips_the_prefix() -> None:

@@ -180,7 +180,9 @@ class DeliveryProcessor:
             )
             self._in_flight += 1
             try:
-                return await self._sender.post(endpoint.url, target.body, headers)
+                return await self._sender.post(
+                    endpoint.url, target.body, headers, endpoint.timeout_s
+                )
             finally:
                 self._in_flight -= 1
 

@@ -31,9 +31,23 @@ class NotificationError(RuntimeError):
     """The email could not be handed over; the job is retried."""
 
 
-def build_email(job: NotificationJob, endpoint_url: str, owner: str, sender: str) -> EmailMessage:
-    """The failure email: which endpoint, which event, the last error, how to recover."""
+def dashboard_page(public_url: str, endpoint_id: str) -> str:
+    """The endpoint's dashboard page: absolute under ``PUBLIC_URL``, else its path only."""
+    return f"{public_url}/ui/webhooks/{endpoint_id}"
+
+
+def build_email(
+    job: NotificationJob, endpoint_url: str, owner: str, sender: str, public_url: str = ""
+) -> EmailMessage:
+    """The failure email, to the endpoint's owner: its dashboard page, what failed and
+    since when, how to replay from the page; the operator's CLI command below that."""
     failed_at = format_timestamp(datetime.fromtimestamp(job.failed_at_ms / 1000, UTC))
+    page = dashboard_page(public_url, job.endpoint_id)
+    where = (
+        page
+        if public_url
+        else f"{page} on the dashboard (ask your cliq-webhooks operator for its address)"
+    )
     endpoint_id = job.endpoint_id
     gone = job.gone
     message = EmailMessage()
@@ -65,8 +79,14 @@ def build_email(job: NotificationJob, endpoint_url: str, owner: str, sender: str
             "attempt. Deliveries keep being attempted; the endpoint returns to active\n"
             "after its next successful delivery."
         )
+    since = "Disabled at" if gone else "Failing since"
     message.set_content(
         f"""{what}
+
+Your webhook's page: {where}
+
+{since}: {failed_at}
+What failed: the delivery of event {job.event_id} to {endpoint_url}
 
 Endpoint:   {endpoint_id}
 URL:        {endpoint_url}
@@ -75,8 +95,12 @@ Delivery:   {job.delivery_id}
 Attempts:   {job.attempts} (the last one at {failed_at})
 Last error: {job.last_error}
 
-Deliveries that failed every attempt are kept. Once the endpoint answers 2xx
-again, send them again with:
+Deliveries that failed every attempt are kept. Once your endpoint answers 2xx
+again, replay them from your webhook's page: under "Replay failed deliveries",
+set "Failed since" to {failed_at} (or earlier) and press "Replay all failed".
+The page also shows each attempt and what your endpoint answered.
+
+For the operator, the same from the command line:
 
     cliq-webhooks replay --endpoint {endpoint_id}
 
@@ -97,8 +121,11 @@ class Notifier:
         sender: str,
         outbox_dir: str,
         metrics: Metrics,
+        public_url: str = "",
     ) -> None:
+        """``public_url``: where the owner reaches the dashboard (``PUBLIC_URL``)."""
         self._registry = registry
+        self._public_url = public_url
         self._smtp_url = smtp_url
         self._sender = sender
         self._outbox_dir = Path(outbox_dir)
@@ -122,7 +149,9 @@ class Notifier:
         except EndpointNotFound:
             bound.info("notification_skipped", reason="endpoint deleted")
             return "endpoint deleted"
-        message = build_email(notification, endpoint.url, endpoint.owner_email, self._sender)
+        message = build_email(
+            notification, endpoint.url, endpoint.owner_email, self._sender, self._public_url
+        )
         if not self._smtp_url:
             path = self._write_outbox(message, job.id)
             self._metrics.notifications.labels("outbox").inc()

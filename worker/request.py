@@ -21,13 +21,16 @@ def request_headers(
     body: bytes,
     now_s: float,
 ) -> dict[str, str]:
-    """Every header of a delivery request except ``User-Agent`` (set on the session).
+    """Every header of a delivery request except ``User-Agent`` (set on the session),
+    the endpoint's custom ones included.
 
     ``webhook-id`` is the event id: stable across retries and replays, so receivers
     can deduplicate on it as the seed advises.
     """
-    headers = signature_headers(
-        endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body
+    # The endpoint's own headers first: registration refused any of ours among them.
+    headers = dict(endpoint.headers)
+    headers.update(
+        signature_headers(endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body)
     )
     headers["Content-Type"] = "application/json"
     headers["X-Cliq-Event"] = event_type

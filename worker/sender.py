@@ -109,6 +109,7 @@ class Sender:
     ) -> None:
         """``policy`` None allows every destination (``ALLOW_PRIVATE_DESTINATIONS=1``)."""
         self._timeout_s = timeout_s
+        self._default_timeout = self._timeouts(timeout_s)
         self._max_connections = max_connections
         self._policy = policy
         self._user_agent = user_agent
@@ -124,17 +125,19 @@ class Sender:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            # Bounded in all, body included (a receiver that trickles cannot hold a slot
-            # for longer), and to connect. No read timeout: as long as the total it could
-            # never fire first, and re-arming it on every read costs ~1.5% of the CPU.
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeout_s,
-                sock_connect=min(CONNECT_TIMEOUT_S, self._timeout_s),
-                sock_read=None,
-            ),
+            timeout=self._default_timeout,
             headers={"User-Agent": self._user_agent},
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    @staticmethod
+    def _timeouts(total_s: float) -> aiohttp.ClientTimeout:
+        # Bounded in all, body included (a receiver that trickles cannot hold a slot
+        # for longer), and to connect. No read timeout: as long as the total it could
+        # never fire first, and re-arming it on every read costs ~1.5% of the CPU.
+        return aiohttp.ClientTimeout(
+            total=total_s, sock_connect=min(CONNECT_TIMEOUT_S, total_s), sock_read=None
         )
 
     async def close(self) -> None:
@@ -143,15 +146,28 @@ class Sender:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        """One attempt. Never raises for network or HTTP trouble: it is in the response."""
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float = 0.0
+    ) -> Response:
+        """One attempt. Never raises for network or HTTP trouble: it is in the response.
+
+        ``timeout_s``: the endpoint's own timeout, when shorter than DELIVERY_TIMEOUT
+        (0: DELIVERY_TIMEOUT; a longer one, from before DELIVERY_TIMEOUT was lowered,
+        is cut to it)."""
         assert self._session is not None, "Sender.start() first"
+        limit = min(timeout_s, self._timeout_s) if timeout_s > 0 else self._timeout_s
         started = time.perf_counter()
         try:
             if self._policy is not None:
                 self._policy.check_literal(urlsplit(url).hostname or "")
             async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._default_timeout
+                if limit == self._timeout_s
+                else self._timeouts(limit),
             ) as response:
                 excerpt = await self._read_excerpt(response)
                 retry_after = (
@@ -163,7 +179,7 @@ class Sender:
                     response.status, None, time.perf_counter() - started, excerpt, retry_after
                 )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            error = describe_error(exc, self._timeout_s)
+            error = describe_error(exc, limit)
             refused = refusal_of(exc) is not None
             timed_out = isinstance(exc, TimeoutError)
             return Response(

@@ -127,6 +127,7 @@ class WorkerService:
             sender=s.notify_from,
             outbox_dir=s.notify_outbox,
             metrics=self.metrics,
+            public_url=s.public_url,
         )
         pickup = Pickup(
             redis,

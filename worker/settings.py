@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from producer.http.state import PUBLIC_URL
 from producer.settings import (
     DELIVERY_TIMEOUT,
     LOG_FORMAT,
@@ -92,6 +93,7 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     NOTIFY_FROM,
     NOTIFY_OUTBOX,
     NOTIFY_RETRY_BASE,
+    PUBLIC_URL,
     METRICS_HOST,
     METRICS_PORT,
     JOB_LOCK_TIMEOUT,
@@ -111,6 +113,7 @@ class WorkerSettings:
     notify_from: str = NOTIFY_FROM.value
     notify_outbox: str = NOTIFY_OUTBOX.value
     notify_retry_base: float = NOTIFY_RETRY_BASE.value
+    public_url: str = PUBLIC_URL.value
     metrics_host: str = METRICS_HOST.value
     metrics_port: int = METRICS_PORT.value
     log_format: str = LOG_FORMAT.value

@@ -2,7 +2,9 @@
 
 * ``X-Cliq-Signature``: hex HMAC-SHA256 of the body, keyed with the secret string
   exactly as shown to its owner (``whsec_...``), as the seed's ``verifySignature``
-  computes it.
+  computes it. During a rotation's grace period it is made with the OLD secret (the
+  seed's receivers hold one secret and switch when told, at ``signature_switches_at``),
+  and ``X-Cliq-Signature-New`` carries the new secret's, so a receiver can accept either.
 * ``webhook-signature``: ``v1,<base64 HMAC-SHA256>`` of ``"{id}.{timestamp}.{body}"``
   keyed with the base64-decoded part after ``whsec_`` (standardwebhooks.com); several
   signatures are space-separated while a rotated secret is still in its grace period.
@@ -39,15 +41,19 @@ def standard_signature(key: bytes, message_id: str, timestamp: int, body: bytes)
 def signature_headers(
     secrets: Sequence[str], message_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
-    """The signature headers for ``body``; ``secrets[0]`` is the current secret."""
-    return {
-        "X-Cliq-Signature": cliq_signature(secrets[0], body),
+    """The signature headers for ``body``; ``secrets[0]`` is the current secret, a
+    second one the previous secret during a rotation's grace period."""
+    headers = {
+        "X-Cliq-Signature": cliq_signature(secrets[-1], body),
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": " ".join(
             standard_signature(standard_key(s), message_id, timestamp, body) for s in secrets
         ),
     }
+    if len(secrets) > 1:
+        headers["X-Cliq-Signature-New"] = cliq_signature(secrets[0], body)
+    return headers
 
 
 class VerificationError(ValueError):

@@ -55,7 +55,7 @@ async def deliver_test_event(
     )
     item = DeliveryItem(new_delivery_id(), 1)
     headers = request_headers(endpoint, event.id, event.type, item, event.body, time.time())
-    response = await sender.post(endpoint.url, event.body, headers)
+    response = await sender.post(endpoint.url, event.body, headers, endpoint.timeout_s)
     return TestSendResult(
         endpoint_id=endpoint.id,
         event_id=event.id,

@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from producer.deliveries import AttemptFilter, AttemptOutcome, RecentSummary
+from producer.endpoint_options import parse_header_line, validate_headers
 from producer.endpoints import (
     MAX_DESCRIPTION_LENGTH,
     Endpoint,
@@ -92,6 +93,9 @@ class WebhookForm:
     # The checked boxes, and patterns that have none (typed by hand, or set by the CLI).
     events: tuple[str, ...] = ()
     other_events: str = ""
+    # One "Name: value" per line; the timeout in seconds, empty for DELIVERY_TIMEOUT.
+    headers: str = ""
+    timeout_s: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -109,6 +113,8 @@ class WebhookForm:
             description=text("description"),
             events=tuple(v for v in form.getall("events", []) if isinstance(v, str)),
             other_events=text("other_events"),
+            headers=text("headers"),
+            timeout_s=text("timeout_s"),
         )
 
     @classmethod
@@ -122,11 +128,24 @@ class WebhookForm:
             description=endpoint.description,
             events=tuple(p for p in endpoint.events if p in offered),
             other_events=", ".join(p for p in endpoint.events if p not in offered),
+            headers="\n".join(f"{name}: {value}" for name, value in endpoint.headers),
+            timeout_s=f"{endpoint.timeout_s:g}" if endpoint.timeout_s else "",
         )
 
     def patterns(self) -> list[str]:
         """The event filter: checked boxes, then the other patterns."""
         return [*self.events, *parse_list(self.other_events)]
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """The headers typed, as pairs (``ValueError`` on a line without a colon)."""
+        return [parse_header_line(line) for line in self.headers.splitlines() if line.strip()]
+
+    def timeout(self) -> float:
+        """The timeout typed (0: DELIVERY_TIMEOUT); the registry checks its range."""
+        try:
+            return float(self.timeout_s) if self.timeout_s else 0.0
+        except ValueError:
+            raise ValueError("must be a number of seconds") from None
 
     def check(self, catalogue: Catalogue, *, creating: bool) -> bool:
         """Fill :attr:`errors` with the registry's verdict on every field; True if none."""
@@ -142,6 +161,14 @@ class WebhookForm:
                 check()
             except EndpointError as exc:
                 self.errors[name] = exc.message
+        for name, parse in (
+            ("headers", lambda: validate_headers(self.header_pairs())),
+            ("timeout_s", self.timeout),
+        ):
+            try:
+                parse()
+            except ValueError as exc:
+                self.errors[name] = str(exc)
         if len(self.description) > MAX_DESCRIPTION_LENGTH:
             self.errors["description"] = f"is longer than {MAX_DESCRIPTION_LENGTH} characters"
         return not self.errors

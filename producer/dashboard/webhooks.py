@@ -84,7 +84,8 @@ async def new_webhook(request: web.Request) -> web.Response:
 async def _form_page(
     request: web.Request, form: WebhookForm, endpoint: Endpoint | None, status: int = 200
 ) -> web.Response:
-    catalogue = producer_of(request).catalogue
+    producer = producer_of(request)
+    catalogue = producer.catalogue
     return await render(
         request,
         "webhook_form.html",
@@ -93,6 +94,7 @@ async def _form_page(
         endpoint=endpoint,
         groups=event_groups(catalogue),
         max_description=MAX_DESCRIPTION_LENGTH,
+        max_timeout_s=producer.endpoints.max_timeout_s,
     )
 
 
@@ -110,6 +112,8 @@ async def create_webhook(request: web.Request) -> web.Response:
                 events=form.patterns(),
                 owner_email=form.owner_email,
                 description=form.description,
+                headers=form.header_pairs(),
+                timeout_s=form.timeout(),
             )
     except EndpointError as exc:
         form.refused(exc)
@@ -145,6 +149,8 @@ async def update_webhook(request: web.Request) -> web.Response:
                     events=form.patterns(),
                     owner_email=form.owner_email,
                     description=form.description,
+                    headers=form.header_pairs(),
+                    timeout_s=form.timeout(),
                 )
             except EndpointError as exc:
                 form.refused(exc)

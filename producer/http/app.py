@@ -96,7 +96,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
             "api_auth_disabled",
             detail="API_KEYS is empty: anyone who can reach this port can publish events",
         )
-    producer = Producer(settings.producer)
+    producer = Producer(settings.producer, max_endpoint_timeout_s=settings.delivery_timeout)
     probe = probe_client(settings.producer.effective_redis_url)
     guard = RedisGuard(
         producer.redis,

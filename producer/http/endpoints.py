@@ -39,7 +39,16 @@ from producer.http.state import producer_of
 
 MAX_ROTATION_GRACE_S = 30 * 24 * 3600
 
-PATCHABLE = ("url", "events", "description", "owner_email", "max_in_flight", "rate_limit")
+PATCHABLE = (
+    "url",
+    "events",
+    "description",
+    "owner_email",
+    "max_in_flight",
+    "rate_limit",
+    "headers",
+    "timeout_s",
+)
 CREATABLE = ("workspace_id", *PATCHABLE)
 REQUIRED_ON_CREATE = ("workspace_id", "url", "events", "owner_email")
 
@@ -59,7 +68,11 @@ def _endpoint_fields(
     if errors:
         fields = ", ".join(str(error["field"]) for error in errors)
         raise Problem(INVALID_FIELDS, f"Invalid fields: {fields}.", errors=errors)
-    return dict(body)
+    checked: dict[str, Any] = dict(body)
+    headers = body.get("headers")
+    if isinstance(headers, dict):
+        checked["headers"] = list(headers.items())  # the registry checks the pairs
+    return checked
 
 
 def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
@@ -77,6 +90,12 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
             return f"must be an integer from 1 to {MAX_IN_FLIGHT_LIMIT}"
     elif name == "rate_limit" and (isinstance(value, bool) or not isinstance(value, int | float)):
         return "must be a number of requests per second"
+    elif name == "headers" and (
+        not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())
+    ):
+        return 'must be an object of header names and string values, {"Name": "value"}'
+    elif name == "timeout_s" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return "must be a number of seconds"
     return None
 
 
@@ -189,8 +208,9 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 async def rotate_secret(request: web.Request) -> web.Response:
     """``POST /v1/endpoints/{id}/rotate-secret``: a new secret, shown this once.
 
-    The previous secret keeps signing (both schemes carry both signatures) for
-    ``grace_s`` seconds, 24 hours unless given.
+    The previous secret keeps signing for ``grace_s`` seconds, 24 hours unless given:
+    ``X-Cliq-Signature`` is made with it until ``signature_switches_at``
+    (``X-Cliq-Signature-New`` with the new one), ``webhook-signature`` carries both.
     """
     endpoint_id = path_id(request, "endpoint")
     body = await read_optional_json_object(request)

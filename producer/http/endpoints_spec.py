@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from producer.deliveries import RECENT_WINDOW
+from producer.endpoint_options import MAX_HEADERS, MAX_HEADERS_BYTES
 from producer.endpoints import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_DESCRIPTION_LENGTH,
@@ -64,6 +65,21 @@ _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
         "maximum": 100_000,
         "description": "Requests per second at most; 0: no limit.",
     },
+    "headers": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "maxProperties": MAX_HEADERS,
+        "description": f"Custom headers sent with every delivery (at most {MAX_HEADERS}, "
+        f"{MAX_HEADERS_BYTES} bytes of names and values in all; values without CR/LF). "
+        "Refused: Content-Type, Content-Length, Host, User-Agent, the X-Cliq-* and "
+        "webhook-* headers, hop-by-hop headers. A PATCH replaces them all.",
+    },
+    "timeout_s": {
+        "type": "number",
+        "minimum": 0,
+        "description": "Seconds one attempt may take, at most the workers' DELIVERY_TIMEOUT; "
+        "0 (the default): DELIVERY_TIMEOUT.",
+    },
 }
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -79,7 +95,10 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "status",
             "max_in_flight",
             "rate_limit",
+            "headers",
+            "timeout_s",
             "secret",
+            "signature_switches_at",
             "created_ms",
             "updated_ms",
         ],
@@ -93,9 +112,18 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "status": _ENDPOINT_STATUS,
             "max_in_flight": {"type": "integer"},
             "rate_limit": {"type": "number"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "timeout_s": {"type": "number", "description": "0: DELIVERY_TIMEOUT."},
             "secret": {
                 "type": "string",
                 "description": "In full only when created or rotated; masked otherwise.",
+            },
+            "signature_switches_at": {
+                **NULLABLE_ISO_TIME_SCHEMA,
+                "description": "When `X-Cliq-Signature` switches (switched) to the newest "
+                "secret: the end of the last rotation's grace period (null: never rotated). "
+                "Until then it is made with the previous secret, `X-Cliq-Signature-New` "
+                "with the new one, and `webhook-signature` carries both.",
             },
             "created_ms": {"type": "integer"},
             "updated_ms": {"type": "integer"},
@@ -127,7 +155,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                     "previous_secret_until_ms": {
                         "type": "integer",
                         "description": "Deliveries carry the old secret's signatures too "
-                        "until then (ms since the epoch).",
+                        "until then (ms since the epoch; `signature_switches_at` in ISO).",
                     }
                 },
             },

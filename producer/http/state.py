@@ -126,7 +126,9 @@ PUBLIC_URL = Option(
     "PUBLIC_URL",
     "",
     "Base URL third parties reach this API at, used in the webhook URLs of tokens "
-    "(e.g. https://hooks.example.com). Empty: the scheme and host of each request.",
+    "(e.g. https://hooks.example.com) and, by workers, in the failure email's link to the "
+    "endpoint's dashboard page. Empty: the scheme and host of each request (emails give "
+    "the page's path only).",
     parse_public_url,
 )
 BATCH_BYTES = Option(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from .node_receiver import NodeReceiver
@@ -24,6 +26,9 @@ class ReceiverFactory(Protocol):
 
 
 class NodeReceiverFactory(Protocol):
-    """``await node_receiver_factory(secret)``: a started ``node receiver.js``."""
+    """``await node_receiver_factory(secret)``: a started ``node receiver.js`` (or
+    ``script``, with ``env`` added to its environment)."""
 
-    async def __call__(self, secret: str) -> NodeReceiver: ...
+    async def __call__(
+        self, secret: str, script: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> NodeReceiver: ...

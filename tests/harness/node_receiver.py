@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,19 @@ class NodeReceiver:
     later output can never fill a pipe); ``stop()`` ends it by its own PID.
     """
 
-    def __init__(self, secret: str, start_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        secret: str,
+        start_timeout_s: float = 15.0,
+        script: Path = RECEIVER_JS,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``script``: another receiver (it resolves ``express`` through ``NODE_PATH``);
+        ``env``: more variables for it."""
         self.secret = secret
         self.start_timeout_s = start_timeout_s
+        self.script = script
+        self.extra_env = dict(env or {})
         self.port = 0
         self._dir = Path(tempfile.mkdtemp(prefix="cliq-test-node-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -86,11 +97,16 @@ class NodeReceiver:
 
     async def start(self) -> None:
         node = find_node()
-        env = {**os.environ, "CLIQ_WEBHOOK_SECRET": self.secret}
+        env = {
+            **os.environ,
+            "NODE_PATH": str(NODE_DIR / "node_modules"),
+            **self.extra_env,
+            "CLIQ_WEBHOOK_SECRET": self.secret,
+        }
         with self.stdout_file.open("wb") as out, self.stderr_file.open("wb") as err:
             process = await asyncio.to_thread(
                 subprocess.Popen,
-                [node, str(RECEIVER_JS)],
+                [node, str(self.script)],
                 cwd=NODE_DIR,
                 env=env,
                 stdin=subprocess.DEVNULL,
