@@ -43,8 +43,10 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Any:
         return process
 
     yield spawn
-    for process in processes:
+    for number, process in enumerate(processes):
         process.kill()
+        # Shown by pytest only when the test failed: where each worker stood.
+        print(f"--- worker-{number}.log\n{process.log_text()}")
 
 
 async def publish_one(producer: Producer, event_type: str = "issue.created") -> str:
