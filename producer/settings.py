@@ -224,6 +224,24 @@ ALLOW_EVICTING_REDIS = Option(
     parse_bool,
 )
 
+
+def parse_database_url(raw: str) -> str:
+    """Empty, or a ``postgresql://`` (``postgres://``) URL of the delivery log's database."""
+    value = raw.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be empty or a postgresql:// URL")
+    return value
+
+
+DATABASE_URL = Option(
+    "DATABASE_URL",
+    "",
+    "postgresql:// URL of the delivery log's database (its schema applied by "
+    "`cliq-webhooks migrate`). Empty: the delivery log stays in Redis.",
+    parse_database_url,
+    secret=True,  # it may hold a password
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -235,6 +253,7 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     ALLOW_PRIVATE_DESTINATIONS,
     ALLOWED_PRIVATE_NETWORKS,
     ALLOW_EVICTING_REDIS,
+    DATABASE_URL,
 )
 
 
@@ -271,6 +290,7 @@ class ProducerSettings:
     allow_private_destinations: bool = ALLOW_PRIVATE_DESTINATIONS.value
     allowed_private_networks: tuple[IPNetwork, ...] = ALLOWED_PRIVATE_NETWORKS.value
     allow_evicting_redis: bool = ALLOW_EVICTING_REDIS.value
+    database_url: str = field(default=DATABASE_URL.value, repr=False)
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:
@@ -329,7 +349,7 @@ def env_with_flags(namespace: argparse.Namespace, options: Sequence[Option]) -> 
 
 
 def without_password(url: str) -> str:
-    """A Redis URL fit for a log line or an error message: its password masked."""
+    """A Redis or PostgreSQL URL fit for a log line or an error message: its password masked."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not sep or not at:

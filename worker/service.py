@@ -6,7 +6,9 @@ loop, and closed there. SIGTERM or SIGINT stops intake, gives in-flight attempts
 recorded, so another worker makes it again: nothing is lost) and exits 0. If a
 queue loop dies, ``/healthz`` turns 503 and the process exits 1 so that its
 supervisor restarts it. On a Redis that may evict keys it does not start
-(:mod:`producer.redis_guard`), and stops taking jobs while one is found so later.
+(:mod:`producer.redis_guard`), and stops taking jobs while one is found so later. With
+``DATABASE_URL`` set it does not start on a schema older than its own (exit status 2,
+naming ``cliq-webhooks migrate``) nor on a database it cannot reach (exit status 1).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class WorkerService:
         )
         try:
             await guard.start()
+            await producer.open_log_store()
         except BaseException:
             await producer.close()
             raise
