@@ -53,6 +53,11 @@ LAYOUT: dict[str, str] = {
     # Sorted set: JSON job specs written with their cause, not yet added to bullmq
     # (score: ms written). See producer.jobs.
     "outbox": "outbox",
+    # Stream (consumer group "writers"): outcomes recorded (worker/record.lua) and not yet
+    # written to the delivery log's database (DATABASE_URL), one entry each: delivery (d),
+    # its created ms (c), event (e), endpoint (p), the attempt as JSON (a). Taken, written
+    # and deleted by worker/logwriter.py.
+    "log_outbox": "log:outbox",
     # Counter: source of unique batch job ids.
     "sequence": "seq",
     # List: new deliveries that did not fill a batch (events published one at a time),
@@ -163,6 +168,11 @@ class Keys:
     def outbox(self) -> str:
         """See ``LAYOUT["outbox"]``."""
         return self._key("outbox")
+
+    @property
+    def log_outbox(self) -> str:
+        """See ``LAYOUT["log_outbox"]``."""
+        return self._key("log_outbox")
 
     @property
     def ready(self) -> str:

@@ -60,7 +60,9 @@ class DeliveryProcessor:
         metrics: Metrics,
         limiter: EndpointLimiter,
         box: SecretBox,
+        to_log_outbox: bool = False,
     ) -> None:
+        """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set)."""
         self._schedule = schedule
         self._sender = sender
         self._dispatcher = dispatcher
@@ -70,7 +72,7 @@ class DeliveryProcessor:
         self._slots = Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
-        self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s)
+        self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s, to_log_outbox)
 
     async def process(self, job: Any, _token: str) -> int:
         """Attempt every item of the job; returns how many were attempted.

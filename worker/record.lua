@@ -1,11 +1,13 @@
 -- Record attempt outcomes, move deliveries and endpoints to their next state,
 -- and write the jobs those changes cause to the outbox: all at once.
 -- ARGV: prefix, now_ms, retention_s, outcomes (one JSON array: a few hundred separate
--- arguments cost the worker more to pack than the script costs to run), where each
+-- arguments cost the worker more to pack than the script costs to run), log ('1': each
+-- recorded attempt is also appended to K.log_outbox() for the delivery log's database,
+-- see worker/logwriter.py; '0': the log is Redis's own), where each
 -- outcome is [delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
 --   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)],
--- then any number of retry job members, written to the outbox as they are.
+-- then (after log) any number of retry job members, written to the outbox as they are.
 -- Returns {per-outcome codes, outbox members written}. Codes:
 --   'dup'       this attempt was already recorded (a re-run job): nothing changed
 --   'gone'      the delivery no longer exists
@@ -16,6 +18,8 @@
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local outcomes = cjson.decode(ARGV[4])
+local log_outbox = nil
+if ARGV[5] == '1' then log_outbox = K.log_outbox() end
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
 
@@ -38,7 +42,7 @@ end
 for k, outcome in ipairs(outcomes) do
   local delivery_id, number, kind, attempt, due, notify, disable = unpack(outcome)
   local key = K.delivery(delivery_id)
-  local row = redis.call('HMGET', key, 's', 'n', 'e', 'p')
+  local row = redis.call('HMGET', key, 's', 'n', 'e', 'p', 'c')
   if not row[1] then
     codes[k] = 'gone'
   elseif tonumber(row[2]) >= number or row[1] == 'delivered' or row[1] == 'dead' then
@@ -51,6 +55,10 @@ for k, outcome in ipairs(outcomes) do
     redis.call('HSET', key, 'n', number, 'a' .. number, attempt, 'u', now, 's', state)
     redis.call('HINCRBY', stats, previous, -1)
     codes[k] = kind
+    if log_outbox then
+      redis.call('XADD', log_outbox, '*',
+        'd', delivery_id, 'c', row[5], 'e', event_id, 'p', endpoint_id, 'a', attempt)
+    end
     if kind == 'retry' then
       redis.call('HSET', key, 'x', due)
       redis.call('HINCRBY', stats, 'scheduled', 1)
@@ -85,7 +93,7 @@ for k, outcome in ipairs(outcomes) do
     end
   end
 end
-for m = 5, #ARGV do
+for m = 6, #ARGV do
   redis.call('ZADD', outbox, now, ARGV[m])
   members[#members + 1] = ARGV[m]
 end

@@ -37,6 +37,7 @@ from producer.redis_guard import RedisGuard
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
+from worker.logwriter import LogWriter
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.pickup import Pickup
@@ -121,7 +122,20 @@ class WorkerService:
             metrics=self.metrics,
             limiter=limiter,
             box=producer.secret_box,
+            to_log_outbox=producer.log_store is not None,
         )
+        # The delivery log's database (DATABASE_URL): the log outbox's writer.
+        self.log_writer: LogWriter | None = None
+        if producer.log_store is not None:
+            self.log_writer = LogWriter(
+                redis,
+                self.keys,
+                producer.log_store,
+                consumer=self.worker_id,
+                metrics=self.metrics,
+                claim_idle_ms=int(s.job_lock_timeout * 1000),
+            )
+            await self.log_writer.start()
         notifier = Notifier(
             registry=registry,
             smtp_url=s.smtp_url,
@@ -148,6 +162,7 @@ class WorkerService:
         )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
+        writing = asyncio.create_task(self.log_writer.run()) if self.log_writer else None
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
             # Both queues share the processor's HTTP slots; this one's loop only keeps
@@ -181,6 +196,11 @@ class WorkerService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await processor.close()
+            if writing is not None:
+                # Whatever it had not written yet waits in the log outbox for the next writer.
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
             await test_sends.close()
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
@@ -354,7 +374,14 @@ class WorkerService:
                 redis_ok = False
             ok = redis_ok and self._alive() and not self._stop.is_set() and not guard.refusal
             warnings = guard.warnings()
-            return readiness(ok, redis=redis_ok, **({"warnings": warnings} if warnings else {}))
+            details: dict[str, object] = {"redis": redis_ok}
+            if self.log_writer is not None:
+                # Delivering goes on while the database is down: a detail, not a refusal.
+                details["log_store"] = "failing" if self.log_writer.failing_since else "ok"
+                details["log_outbox"] = int(self.metrics.log_outbox._value.get())
+            if warnings:
+                details["warnings"] = warnings
+            return readiness(ok, **details)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
