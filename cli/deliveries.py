@@ -24,6 +24,7 @@ async def attempts(args: argparse.Namespace) -> int:
     if bool(args.endpoint) == bool(args.event):
         raise UsageError("attempts needs exactly one of --endpoint or --event")
     async with Producer(producer_settings(args)) as p:
+        await p.open_log_store()  # with DATABASE_URL the log is read from there
         if args.endpoint:
             await p.endpoints.get(args.endpoint)  # a clear error for an unknown id
             deliveries = await p.deliveries.for_endpoint(args.endpoint, args.limit)
@@ -126,6 +127,7 @@ async def replay(args: argparse.Namespace) -> int:
         raise UsageError("replay needs exactly one of --endpoint or --delivery")
     since_ms = int(parse_timestamp(args.since).timestamp() * 1000) if args.since else 0
     async with Producer(producer_settings(args)) as p:
+        await p.open_log_store()
         if args.delivery:
             await p.deliveries.get(args.delivery)
             ids = [args.delivery]

@@ -17,6 +17,7 @@ from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
 from producer.settings import ProducerSettings
 from producer.store.postgres import PostgresLogStore
+from producer.store.reads import StoredDeliveryLog
 from producer.store.startup import open_log_store
 
 
@@ -53,11 +54,15 @@ class Producer:
         self.log_store: PostgresLogStore | None = None
 
     async def open_log_store(self) -> None:
-        """Open the PostgreSQL store when ``DATABASE_URL`` is set, refusing a schema
+        """Open the PostgreSQL store when ``DATABASE_URL`` is set (the delivery log is
+        then read from it: :class:`producer.store.reads.StoredDeliveryLog`), refusing a schema
         older than this build's (:class:`producer.store.startup.SchemaTooOld`) and an
         unreachable database (:class:`producer.store.startup.DatabaseUnreachable`)."""
         if self.settings.database_url and self.log_store is None:
             self.log_store = await open_log_store(self.settings.database_url)
+            self.deliveries = StoredDeliveryLog(
+                self.redis, self.keys, self.dispatcher, self.settings.batch_size, self.log_store
+            )
 
     async def close(self) -> None:
         """Close every connection this producer opened."""

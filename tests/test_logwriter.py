@@ -12,9 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
-from producer.deliveries import Delivery, DeliveryState
+from producer.deliveries import AttemptFilter, AttemptOutcome, Delivery, DeliveryState
+from producer.settings import ProducerSettings
 from producer.store.migrate import migrate
 from producer.store.postgres import PostgresLogStore
+from producer.store.reads import StoredDeliveryLog
 from worker.localredis import free_port
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
@@ -204,4 +206,76 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
         finally:
             await store.close()
     finally:
+        assert await worker.stop() == 0
+
+
+async def test_with_a_database_the_delivery_log_reads_it_and_shows_what_redis_shows(
+    producer: Producer,
+    redis: aioredis.Redis,
+    receiver_factory: ReceiverFactory,
+    postgres_url: str,
+    tmp_path: Any,
+) -> None:
+    good = await receiver_factory()
+    bad = await receiver_factory(default=ScriptedResponse(status=500, body=b"nope"))
+    good_id = await endpoint_for(producer, good)
+    bad_id = await endpoint_for(producer, bad)
+    env = worker_env(
+        producer.settings.redis_url,
+        DATABASE_URL=postgres_url,
+        NOTIFY_OUTBOX=str(tmp_path / "outbox"),
+    )
+    worker = await start_worker(env)
+    stored = Producer(ProducerSettings.from_env(env))
+    try:
+        await stored.open_log_store()
+        assert isinstance(stored.deliveries, StoredDeliveryLog)
+        event_ids = await publish(producer, 4)
+        await wait_until(
+            lambda: final_in_redis(producer, event_ids, 8), 30, message="not all final"
+        )
+        await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
+        for endpoint_id in (good_id, bad_id):
+            assert await stored.deliveries.for_endpoint(
+                endpoint_id
+            ) == await producer.deliveries.for_endpoint(endpoint_id)
+            assert await stored.deliveries.recent(endpoint_id) == await producer.deliveries.recent(
+                endpoint_id
+            )
+            assert sorted(await stored.deliveries.dead_ids(endpoint_id)) == sorted(
+                await producer.deliveries.dead_ids(endpoint_id)
+            )
+            assert await stored.deliveries.dead_total(
+                endpoint_id
+            ) == await producer.deliveries.dead_total(endpoint_id)
+            everything = AttemptFilter()
+            failures = AttemptFilter(outcome=AttemptOutcome.RETRY)
+            for selected in (everything, failures):
+                assert await stored.deliveries.scan_attempts(
+                    endpoint_id, selected, None, 3
+                ) == await producer.deliveries.scan_attempts(endpoint_id, selected, None, 3)
+        for event_id in event_ids:
+            by_id = sorted(await producer.deliveries.for_event(event_id), key=lambda d: d.id)
+            assert await stored.deliveries.for_event(event_id) == by_id
+        assert await stored.deliveries.event_types(event_ids) == dict.fromkeys(
+            event_ids, "issue.created"
+        )
+
+        # A replay queues the dead again in Redis and marks them in the store; the new
+        # attempts reach the log too.
+        dead = await stored.deliveries.dead_ids(bad_id)
+        assert len(dead) == 4
+        assert sorted(await stored.deliveries.replay(dead)) == sorted(dead)
+        assert await stored.deliveries.dead_total(bad_id) == 0
+        await wait_until(
+            lambda: final_in_redis(producer, event_ids, 8), 30, message="replays not final"
+        )
+        await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
+        assert sorted(await stored.deliveries.dead_ids(bad_id)) == sorted(dead)
+        for delivery_id in dead:
+            again = await stored.deliveries.get(delivery_id)
+            assert again == await producer.deliveries.get(delivery_id)
+            assert len(again.attempts) == 10
+    finally:
+        await stored.close()
         assert await worker.stop() == 0

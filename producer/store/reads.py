@@ -1,0 +1,126 @@
+"""The delivery log read from its database: :class:`StoredDeliveryLog`.
+
+With ``DATABASE_URL`` set, :class:`producer.context.Producer` replaces its
+:class:`producer.deliveries.DeliveryLog` by this one at start, so the API, the CLI and
+the dashboard read the record of what happened (deliveries, attempts, summaries, dead
+deliveries) from the :class:`producer.store.logstore.LogStore`, through the methods they
+already call. The database holds an outcome once its worker's log writer has written it
+(:mod:`worker.logwriter`), normally within a second. A replay still moves the delivery
+in Redis (the hot path: ``replay.lua`` queues it again), then marks it replayed in the
+store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from producer.deliveries import (
+    RECENT_WINDOW,
+    AttemptFilter,
+    Delivery,
+    DeliveryLog,
+    DeliveryState,
+    LogPosition,
+    RecentSummary,
+    attempt_entry,
+)
+from producer.jobs import JobDispatcher
+from producer.keys import Keys
+from producer.redis.clients import RedisClient
+from producer.store.logstore import AttemptQuery, LoggedAttempt, LogStore
+from producer.store.logstore import RecentSummary as StoredSummary
+
+
+def logged_entry(logged: LoggedAttempt) -> dict[str, Any]:
+    """A stored attempt as the delivery log shows it (:func:`attempt_entry`)."""
+    delivery = Delivery(
+        id=logged.delivery_id,
+        event_id=logged.event_id,
+        endpoint_id=logged.endpoint_id,
+        state=DeliveryState.QUEUED,  # not shown: an entry names the attempt, not the state
+        attempts_made=logged.attempt.number,
+        created_ms=logged.delivery_created_ms,
+        attempts=(logged.attempt,),
+    )
+    return attempt_entry(logged.attempt, delivery)
+
+
+def summary_of(stored: StoredSummary | None) -> RecentSummary:
+    """The store's summary of an endpoint as the API shows it (none: no deliveries)."""
+    if stored is None:
+        return RecentSummary.of([])
+    return RecentSummary(
+        deliveries=stored.deliveries,
+        delivered=stored.delivered,
+        dead=stored.dead,
+        pending=stored.pending,
+        last_attempt_ms=stored.last_attempt_ms,
+        last_delivered_ms=stored.last_delivered_ms,
+        last_error=logged_entry(stored.last_error) if stored.last_error else None,
+    )
+
+
+class StoredDeliveryLog(DeliveryLog):
+    """A :class:`DeliveryLog` whose reads go to the log store."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        dispatcher: JobDispatcher,
+        batch_size: int,
+        store: LogStore,
+    ) -> None:
+        super().__init__(redis, keys, dispatcher, batch_size)
+        self.store = store
+
+    async def load(self, ids: Sequence[str]) -> list[Delivery | None]:
+        """Deliveries by id; ``None`` for one not (or no longer) stored."""
+        return await self.store.load_deliveries(ids) if ids else []
+
+    async def for_endpoint(self, endpoint_id: str, limit: int = 100) -> list[Delivery]:
+        """An endpoint's most recent deliveries, newest first."""
+        return list((await self.store.endpoint_deliveries(endpoint_id, limit)).items)
+
+    async def for_event(self, event_id: str) -> list[Delivery]:
+        """Every delivery of an event (the store orders them by id)."""
+        return await self.store.event_deliveries(event_id)
+
+    async def dead_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
+        """Ids of an endpoint's dead deliveries that died at or after ``since_ms``."""
+        return await self.store.dead_delivery_ids(endpoint_id, since_ms)
+
+    async def dead_total(self, endpoint_id: str) -> int:
+        """How many dead deliveries of an endpoint are kept for replay."""
+        return (await self.store.state_counts(endpoint_id)).get(DeliveryState.DEAD, 0)
+
+    async def recent(self, endpoint_id: str) -> RecentSummary:
+        """The summary of an endpoint's latest :data:`RECENT_WINDOW` deliveries."""
+        summaries = await self.store.recent_summaries([endpoint_id], RECENT_WINDOW)
+        return summary_of(summaries.get(endpoint_id))
+
+    async def scan_attempts(
+        self,
+        endpoint_id: str,
+        selected: AttemptFilter,
+        after: LogPosition | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], LogPosition | None]:
+        """A page of an endpoint's attempts after ``after`` (the store's order, which is
+        the Redis log's: delivery creation, delivery id, attempt number, descending)."""
+        query = AttemptQuery(selected.outcome, selected.since_ms, selected.until_ms)
+        found = await self.store.endpoint_attempts(endpoint_id, query, limit, after)
+        return [logged_entry(item) for item in found.items], found.next
+
+    async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The type of each of these events still stored."""
+        return await self.store.event_types(sorted(set(event_ids)))
+
+    async def replay(self, delivery_ids: Sequence[str]) -> list[str]:
+        """Queue the dead ones again (in Redis), then mark them replayed in the store."""
+        replayed = await super().replay(delivery_ids)
+        if replayed:
+            await self.store.mark_replayed(replayed, int(time.time() * 1000))
+        return replayed
