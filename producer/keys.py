@@ -26,6 +26,9 @@ LAYOUT: dict[str, str] = {
     "event": "evt:{}",
     # List: the delivery ids an event fanned out to.
     "event_deliveries": "evt:{}:dlv",
+    # String (TTL: IDEMPOTENCY_WINDOW): an event whose record left Redis for the delivery
+    # log's database (worker/logdone.lua); publishing its id again is a duplicate.
+    "event_seen": "evt:{}:seen",
     # Hash: event (e), endpoint (p), state (s), attempts made (n), attempts before the
     # current round (r), created (c), updated (u), next due (x), attempt k as JSON (ak).
     "delivery": "dlv:{}",
@@ -129,6 +132,10 @@ class Keys:
     def event_deliveries(self, event_id: str) -> str:
         """See ``LAYOUT["event_deliveries"]``."""
         return self._key("event_deliveries", event_id)
+
+    def event_seen(self, event_id: str) -> str:
+        """See ``LAYOUT["event_seen"]``."""
+        return self._key("event_seen", event_id)
 
     def delivery(self, delivery_id: str) -> str:
         """See ``LAYOUT["delivery"]``."""

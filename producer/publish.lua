@@ -30,7 +30,7 @@ for e, event in ipairs(cjson.decode(ARGV[6])) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 then
+  if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
     results[e] = -1
   else
     redis.call('HSET', event_key, 'b', ARGV[6 + e], 't', etype, 'w', workspace, 'c', created, 'o', count)

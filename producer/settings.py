@@ -242,6 +242,15 @@ DATABASE_URL = Option(
     secret=True,  # it may hold a password
 )
 
+IDEMPOTENCY_WINDOW = Option(
+    "IDEMPOTENCY_WINDOW",
+    str(24 * 3600),
+    "Seconds an event id stays known to Redis once its delivered deliveries have left it "
+    "for the delivery log's database (DATABASE_URL): a re-publish within them is "
+    "deduplicated. Without DATABASE_URL event ids are known for DELIVERY_RETENTION.",
+    parse_positive_int,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -254,6 +263,7 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     ALLOWED_PRIVATE_NETWORKS,
     ALLOW_EVICTING_REDIS,
     DATABASE_URL,
+    IDEMPOTENCY_WINDOW,
 )
 
 
@@ -291,6 +301,7 @@ class ProducerSettings:
     allowed_private_networks: tuple[IPNetwork, ...] = ALLOWED_PRIVATE_NETWORKS.value
     allow_evicting_redis: bool = ALLOW_EVICTING_REDIS.value
     database_url: str = field(default=DATABASE_URL.value, repr=False)
+    idempotency_window: int = IDEMPOTENCY_WINDOW.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:

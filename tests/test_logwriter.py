@@ -1,5 +1,6 @@
 """The log outbox and its writer: every recorded outcome reaches the PostgreSQL delivery
-log once, also when the database goes away in the middle of a run and comes back."""
+log once, also when the database goes away in the middle of a run and comes back; what
+is final and written leaves Redis; the delivery log is then read from the database."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
 from harness.postgres import PostgresServer
 from support import RunningWorker, make_event, start_worker, worker_env
+
+FIVE_ATTEMPTS = 5  # support.TEST_SCHEDULE
 
 
 @pytest.fixture
@@ -52,51 +55,52 @@ async def endpoint_for(producer: Producer, receiver: Receiver) -> str:
     return created.id
 
 
-async def all_deliveries(producer: Producer, event_ids: list[str]) -> list[Delivery]:
+async def publish(producer: Producer, count: int) -> list[str]:
+    events = [make_event(producer, "issue.created", {"n": n}) for n in range(count)]
+    await producer.publisher.publish_many(events)
+    return [e.id for e in events]
+
+
+async def redis_deliveries(producer: Producer, event_ids: list[str]) -> list[Delivery]:
     found: list[Delivery] = []
     for event_id in event_ids:
         found += await producer.deliveries.for_event(event_id)
     return found
 
 
-async def final_in_redis(producer: Producer, event_ids: list[str], expected: int) -> bool:
-    deliveries = await all_deliveries(producer, event_ids)
-    return len(deliveries) == expected and all(
-        d.state in (DeliveryState.DELIVERED, DeliveryState.DEAD) for d in deliveries
-    )
-
-
-async def outbox_len(redis: aioredis.Redis, producer: Producer) -> int:
-    return int(await redis.xlen(producer.keys.log_outbox))
-
-
-async def assert_log_matches_redis(
-    producer: Producer, store: PostgresLogStore, event_ids: list[str]
-) -> None:
-    """Each delivery in the log is Redis's, attempt for attempt, and each attempt once."""
-    in_redis = await all_deliveries(producer, event_ids)
-    in_log = await store.load_deliveries([d.id for d in in_redis])
-    assert in_log == in_redis
-    rows = await store.pool.fetch(
-        "SELECT delivery_id, number, count(*) AS n FROM attempts GROUP BY 1, 2 HAVING count(*) > 1"
-    )
-    assert rows == []
-    total = await store.pool.fetchval("SELECT count(*) FROM attempts")
-    assert total == sum(len(d.attempts) for d in in_redis)
-    for event_id in event_ids:
-        stored = await store.get_event(event_id)
-        assert stored is not None
-        assert stored.id == event_id
-
-
 async def outbox_empty(redis: aioredis.Redis, producer: Producer) -> bool:
-    return await outbox_len(redis, producer) == 0
+    return int(await redis.xlen(producer.keys.log_outbox)) == 0
 
 
-async def publish(producer: Producer, count: int) -> list[str]:
-    events = [make_event(producer, "issue.created", {"n": n}) for n in range(count)]
-    await producer.publisher.publish_many(events)
-    return [e.id for e in events]
+async def logged(store: PostgresLogStore, delivered: int, dead: int) -> bool:
+    counts = await store.state_counts()
+    return (
+        counts.get(DeliveryState.DELIVERED, 0) == delivered
+        and counts.get(DeliveryState.DEAD, 0) == dead
+    )
+
+
+async def assert_each_attempt_once(store: PostgresLogStore, total: int) -> None:
+    duplicates = await store.pool.fetch(
+        "SELECT delivery_id, number FROM attempts GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    assert duplicates == []
+    assert await store.pool.fetchval("SELECT count(*) FROM attempts") == total
+
+
+async def keys_of(redis: aioredis.Redis, producer: Producer, pattern: str) -> list[str]:
+    return [k async for k in redis.scan_iter(f"{producer.keys.prefix}:{pattern}")]
+
+
+async def start_logging_worker(producer: Producer, tmp_path: Any, url: str, **env: str) -> Any:
+    return await start_worker(
+        worker_env(
+            producer.settings.redis_url,
+            DATABASE_URL=url,
+            NOTIFY_OUTBOX=str(tmp_path / "outbox"),
+            **env,
+        )
+    )
 
 
 async def test_every_outcome_reaches_the_log_once_and_the_outbox_drains(
@@ -110,32 +114,61 @@ async def test_every_outcome_reaches_the_log_once_and_the_outbox_drains(
     good = await receiver_factory()
     bad = await receiver_factory(default=ScriptedResponse(status=500, body=b"nope"))
     await endpoint_for(producer, good)
-    await endpoint_for(producer, bad)
-    worker = await start_worker(
-        worker_env(
-            producer.settings.redis_url,
-            DATABASE_URL=postgres_url,
-            NOTIFY_OUTBOX=str(tmp_path / "outbox"),
-        )
-    )
+    bad_id = await endpoint_for(producer, bad)
+    worker = await start_logging_worker(producer, tmp_path, postgres_url)
     try:
         event_ids = await publish(producer, 6)
-        await wait_until(
-            lambda: final_in_redis(producer, event_ids, 12), 30, message="not all final"
-        )
+        await wait_until(lambda: logged(store, 6, 6), 30, message="not all in the log")
+        await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
+        total = 6 * 1 + 6 * FIVE_ATTEMPTS
+        await assert_each_attempt_once(store, total)
+        assert worker.metrics.log_written._value.get() == total
+        assert worker.metrics.log_outbox._value.get() == 0
+        for event_id in event_ids:
+            stored = await store.get_event(event_id)
+            assert stored is not None
+            assert stored.type == "issue.created"
+        # The dead stay in Redis for replay, as the log has them.
+        in_redis = await producer.deliveries.for_endpoint(bad_id)
+        assert len(in_redis) == 6
+        assert await store.load_deliveries([d.id for d in in_redis]) == in_redis
+    finally:
+        assert await worker.stop() == 0
 
-        async def drained() -> bool:
-            return await outbox_len(
-                redis, producer
-            ) == 0 and worker.metrics.log_written._value.get() == (
-                sum(len(d.attempts) for d in await all_deliveries(producer, event_ids))
-            )
 
-        await wait_until(drained, 20, message="the log outbox did not drain")
-        await assert_log_matches_redis(producer, store, event_ids)
-        counts = await store.state_counts()
-        assert counts[DeliveryState.DELIVERED] == 6
-        assert counts[DeliveryState.DEAD] == 6
+async def test_delivered_deliveries_and_their_events_leave_redis_once_written(
+    producer: Producer,
+    redis: aioredis.Redis,
+    receiver_factory: ReceiverFactory,
+    postgres_url: str,
+    store: PostgresLogStore,
+    tmp_path: Any,
+) -> None:
+    good = await receiver_factory()
+    good_id = await endpoint_for(producer, good)
+    worker = await start_logging_worker(producer, tmp_path, postgres_url, IDEMPOTENCY_WINDOW="60")
+    try:
+        events = [make_event(producer, "issue.created", {"n": n}) for n in range(8)]
+        await producer.publisher.publish_many(events)
+        await wait_until(lambda: logged(store, 8, 0), 30, message="not all in the log")
+
+        async def gone() -> bool:
+            left = await keys_of(redis, producer, "dlv:*") + await keys_of(redis, producer, "evt:*")
+            return all(k.endswith(":seen") for k in left)
+
+        await wait_until(gone, 20, message="the delivered records stayed in Redis")
+        await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
+        assert await redis.zcard(producer.keys.endpoint_deliveries(good_id)) == 0
+        markers = await keys_of(redis, producer, "evt:*:seen")
+        assert len(markers) == 8
+        for marker in markers:
+            assert 0 < await redis.ttl(marker) <= 60
+            assert len(marker) + len(await redis.get(marker) or "") <= 64  # the ids' length
+        # Within the window the same ids are still duplicates: nothing is sent again.
+        again = await producer.publisher.publish_many(events)
+        assert [r.duplicate for r in again] == [True] * 8
+        assert await keys_of(redis, producer, "dlv:*") == []
+        assert len(good.received) == 8
     finally:
         assert await worker.stop() == 0
 
@@ -164,14 +197,8 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
     good = await receiver_factory()
     await endpoint_for(producer, good)
     port = free_port()
-    worker: RunningWorker = await start_worker(
-        worker_env(
-            producer.settings.redis_url,
-            DATABASE_URL=url,
-            METRICS_PORT=str(port),
-            METRICS_HOST="127.0.0.1",
-            NOTIFY_OUTBOX=str(tmp_path / "outbox"),
-        )
+    worker: RunningWorker = await start_logging_worker(
+        producer, tmp_path, url, METRICS_PORT=str(port), METRICS_HOST="127.0.0.1"
     )
     try:
         before = await publish(producer, 5)
@@ -182,15 +209,17 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
         during = await publish(producer, 5)
         # Delivering goes on without the database; the outcomes wait in Redis.
         await good.wait_for(10, 15)
-        await wait_until(lambda: final_in_redis(producer, during, 5), 15, message="not delivered")
-        assert await outbox_len(redis, producer) == 5
+
+        async def delivered_in_redis() -> bool:
+            found = await redis_deliveries(producer, during)
+            return len(found) == 5 and all(d.state == DeliveryState.DELIVERED for d in found)
+
+        await wait_until(delivered_in_redis, 15, message="not delivered")
+        assert int(await redis.xlen(producer.keys.log_outbox)) == 5
+        writer = worker.service.log_writer
+        assert writer is not None
         await wait_until(
-            lambda: (
-                worker.service.log_writer is not None
-                and worker.service.log_writer.failing_since is not None
-            ),
-            15,
-            message="the writer did not notice",
+            lambda: writer.failing_since is not None, 15, message="the writer did not notice"
         )
         ready = await readyz(port)
         assert ready["log_store"] == "failing"
@@ -198,13 +227,18 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
 
         own_postgres.restart()
         await wait_until(lambda: outbox_empty(redis, producer), 30, message="not drained")
-        assert worker.metrics.log_outbox._value.get() == 0
+        await wait_until(lambda: writer.failing_since is None, 10, message="not recovered")
         assert (await readyz(port))["log_store"] == "ok"
         store = await PostgresLogStore.open(url)
         try:
-            await assert_log_matches_redis(producer, store, before + during)
+            await wait_until(lambda: logged(store, 10, 0), 10, message="not all in the log")
+            await assert_each_attempt_once(store, 10)
+            events = [await store.event_deliveries(event_id) for event_id in before + during]
+            assert [len(found) for found in events] == [1] * 10
+            assert all(found[0].state == DeliveryState.DELIVERED for found in events)
         finally:
             await store.close()
+        assert await keys_of(redis, producer, "dlv:*") == []
     finally:
         assert await worker.stop() == 0
 
@@ -214,49 +248,49 @@ async def test_with_a_database_the_delivery_log_reads_it_and_shows_what_redis_sh
     redis: aioredis.Redis,
     receiver_factory: ReceiverFactory,
     postgres_url: str,
+    store: PostgresLogStore,
     tmp_path: Any,
 ) -> None:
     good = await receiver_factory()
     bad = await receiver_factory(default=ScriptedResponse(status=500, body=b"nope"))
     good_id = await endpoint_for(producer, good)
     bad_id = await endpoint_for(producer, bad)
-    env = worker_env(
-        producer.settings.redis_url,
-        DATABASE_URL=postgres_url,
-        NOTIFY_OUTBOX=str(tmp_path / "outbox"),
+    worker = await start_logging_worker(producer, tmp_path, postgres_url)
+    stored = Producer(
+        ProducerSettings.from_env(
+            {"REDIS_URL": producer.settings.redis_url, "DATABASE_URL": postgres_url}
+        )
     )
-    worker = await start_worker(env)
-    stored = Producer(ProducerSettings.from_env(env))
     try:
         await stored.open_log_store()
         assert isinstance(stored.deliveries, StoredDeliveryLog)
         event_ids = await publish(producer, 4)
-        await wait_until(
-            lambda: final_in_redis(producer, event_ids, 8), 30, message="not all final"
-        )
+        await wait_until(lambda: logged(store, 4, 4), 30, message="not all in the log")
         await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
-        for endpoint_id in (good_id, bad_id):
-            assert await stored.deliveries.for_endpoint(
-                endpoint_id
-            ) == await producer.deliveries.for_endpoint(endpoint_id)
-            assert await stored.deliveries.recent(endpoint_id) == await producer.deliveries.recent(
-                endpoint_id
-            )
-            assert sorted(await stored.deliveries.dead_ids(endpoint_id)) == sorted(
-                await producer.deliveries.dead_ids(endpoint_id)
-            )
-            assert await stored.deliveries.dead_total(
-                endpoint_id
-            ) == await producer.deliveries.dead_total(endpoint_id)
-            everything = AttemptFilter()
-            failures = AttemptFilter(outcome=AttemptOutcome.RETRY)
-            for selected in (everything, failures):
-                assert await stored.deliveries.scan_attempts(
-                    endpoint_id, selected, None, 3
-                ) == await producer.deliveries.scan_attempts(endpoint_id, selected, None, 3)
+
+        # The dead are in both: the answers agree.
+        assert await stored.deliveries.for_endpoint(
+            bad_id
+        ) == await producer.deliveries.for_endpoint(bad_id)
+        assert await stored.deliveries.recent(bad_id) == await producer.deliveries.recent(bad_id)
+        assert sorted(await stored.deliveries.dead_ids(bad_id)) == sorted(
+            await producer.deliveries.dead_ids(bad_id)
+        )
+        assert await stored.deliveries.dead_total(bad_id) == 4
+        for selected in (AttemptFilter(), AttemptFilter(outcome=AttemptOutcome.RETRY)):
+            assert await stored.deliveries.scan_attempts(
+                bad_id, selected, None, 3
+            ) == await producer.deliveries.scan_attempts(bad_id, selected, None, 3)
+        # The delivered are only in the log now.
+        delivered = await stored.deliveries.for_endpoint(good_id)
+        assert [d.state for d in delivered] == [DeliveryState.DELIVERED] * 4
+        assert [len(d.attempts) for d in delivered] == [1] * 4
+        assert await producer.deliveries.for_endpoint(good_id) == []
+        summary = await stored.deliveries.recent(good_id)
+        assert (summary.deliveries, summary.delivered, summary.last_error) == (4, 4, None)
         for event_id in event_ids:
-            by_id = sorted(await producer.deliveries.for_event(event_id), key=lambda d: d.id)
-            assert await stored.deliveries.for_event(event_id) == by_id
+            both = await stored.deliveries.for_event(event_id)
+            assert sorted(d.endpoint_id for d in both) == sorted([good_id, bad_id])
         assert await stored.deliveries.event_types(event_ids) == dict.fromkeys(
             event_ids, "issue.created"
         )
@@ -267,15 +301,12 @@ async def test_with_a_database_the_delivery_log_reads_it_and_shows_what_redis_sh
         assert len(dead) == 4
         assert sorted(await stored.deliveries.replay(dead)) == sorted(dead)
         assert await stored.deliveries.dead_total(bad_id) == 0
-        await wait_until(
-            lambda: final_in_redis(producer, event_ids, 8), 30, message="replays not final"
-        )
+        await wait_until(lambda: logged(store, 4, 4), 30, message="replays not final")
         await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
-        assert sorted(await stored.deliveries.dead_ids(bad_id)) == sorted(dead)
         for delivery_id in dead:
             again = await stored.deliveries.get(delivery_id)
             assert again == await producer.deliveries.get(delivery_id)
-            assert len(again.attempts) == 10
+            assert len(again.attempts) == 2 * FIVE_ATTEMPTS
     finally:
         await stored.close()
         assert await worker.stop() == 0

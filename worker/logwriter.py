@@ -5,9 +5,13 @@
 without its log entry. Each worker runs a :class:`LogWriter`: it reads entries through
 the consumer group ``writers``, writes a batch to the store in one round trip (the
 store's writes are idempotent: a batch written twice leaves each row once), then
-acknowledges and deletes those entries (``logdone.lua``). An entry read but not
-acknowledged stays pending under its reader: the writer retries its own first, and
-takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT`` (a dead worker's).
+acknowledges and deletes those entries (``logdone.lua``), in the same script call deleting
+from Redis the delivered deliveries they finished and the events none of whose
+deliveries is left there (an idempotency marker stays for ``IDEMPOTENCY_WINDOW``). Dead
+deliveries stay in Redis for replay until their retention, as without a database. An
+entry read but not acknowledged stays pending under its reader: the writer retries its
+own first, and takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT``
+(a dead worker's).
 
 When the database is unreachable, deliveries go on and the entries wait in Redis: the
 gauge ``cliq_log_outbox_entries`` grows, a warning is logged when a streak of failures
@@ -28,7 +32,7 @@ import redis.exceptions
 import structlog
 
 from producer.backoff import log_write_pause_s
-from producer.deliveries import Attempt
+from producer.deliveries import Attempt, AttemptOutcome
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
@@ -84,7 +88,11 @@ class LogWriter:
         consumer: str,
         metrics: Metrics,
         claim_idle_ms: int,
+        marker_ttl_s: int,
     ) -> None:
+        """``marker_ttl_s``: how long an event id stays known once its record has left
+        Redis (``IDEMPOTENCY_WINDOW``)."""
+        self._marker_ttl_s = marker_ttl_s
         self._redis = redis
         self._keys = keys
         self._store = store
@@ -125,7 +133,7 @@ class LogWriter:
         if entries:
             outcomes = [entry.outcome for entry in entries]
             await self._store.write(await self._events(outcomes), outcomes)
-            await self._done(GROUP, *(entry.entry_id for entry in entries))
+            await self._forget(entries)
             self._metrics.log_written.inc(len(entries))
         self._recovered()
         return len(entries)
@@ -170,8 +178,24 @@ class LogWriter:
                 self._metrics.bad_jobs.inc()
                 bad.append(entry_id)
         if bad:
-            await self._done(GROUP, *bad)
+            await self._done(GROUP, self._marker_ttl_s, 0, *bad)
         return entries
+
+    async def _forget(self, entries: Sequence[LogEntry]) -> None:
+        """Delete the written entries, and the delivered deliveries (and the events of
+        which nothing is left) from Redis: the log store has them now."""
+        delivered = [
+            (e.outcome.delivery_id, e.outcome.event_id, e.outcome.attempt.number)
+            for e in entries
+            if e.outcome.attempt.outcome == AttemptOutcome.DELIVERED
+        ]
+        await self._done(
+            GROUP,
+            self._marker_ttl_s,
+            len(delivered),
+            *(part for triple in delivered for part in triple),
+            *(entry.entry_id for entry in entries),
+        )
 
     async def _events(self, outcomes: Sequence[OutcomeRecord]) -> list[EventRecord]:
         """The events whose first attempts these are, with their fan-out, from Redis (the

@@ -134,6 +134,7 @@ class WorkerService:
                 consumer=self.worker_id,
                 metrics=self.metrics,
                 claim_idle_ms=int(s.job_lock_timeout * 1000),
+                marker_ttl_s=s.producer.idempotency_window,
             )
             await self.log_writer.start()
         notifier = Notifier(
