@@ -36,6 +36,9 @@ LAYOUT: dict[str, str] = {
     "endpoint": "ep:{}",
     # Sorted set: an endpoint's deliveries by creation time (ms).
     "endpoint_deliveries": "ep:{}:dlv",
+    # Sorted set: an endpoint's delivered deliveries by time of delivery (ms), without
+    # DATABASE_URL: beyond LOG_KEEP_PER_ENDPOINT the oldest leave Redis (worker/record.lua).
+    "endpoint_done": "ep:{}:done",
     # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
     "endpoint_dead": "ep:{}:dead",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
@@ -148,6 +151,10 @@ class Keys:
     def endpoint_deliveries(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_deliveries"]``."""
         return self._key("endpoint_deliveries", endpoint_id)
+
+    def endpoint_done(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_done"]``."""
+        return self._key("endpoint_done", endpoint_id)
 
     def endpoint_dead(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_dead"]``."""

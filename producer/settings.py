@@ -251,6 +251,15 @@ IDEMPOTENCY_WINDOW = Option(
     parse_positive_int,
 )
 
+LOG_KEEP_PER_ENDPOINT = Option(
+    "LOG_KEEP_PER_ENDPOINT",
+    "1000",
+    "Without DATABASE_URL: delivered deliveries each endpoint keeps in Redis (the older "
+    "leave it, and their events once none of their deliveries is left); dead ones stay "
+    "until replayed or past DELIVERY_RETENTION.",
+    parse_positive_int,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -264,6 +273,7 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     ALLOW_EVICTING_REDIS,
     DATABASE_URL,
     IDEMPOTENCY_WINDOW,
+    LOG_KEEP_PER_ENDPOINT,
 )
 
 
@@ -302,6 +312,7 @@ class ProducerSettings:
     allow_evicting_redis: bool = ALLOW_EVICTING_REDIS.value
     database_url: str = field(default=DATABASE_URL.value, repr=False)
     idempotency_window: int = IDEMPOTENCY_WINDOW.value
+    log_keep_per_endpoint: int = LOG_KEEP_PER_ENDPOINT.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:

@@ -60,9 +60,11 @@ class DeliveryProcessor:
         metrics: Metrics,
         limiter: EndpointLimiter,
         box: SecretBox,
-        to_log_outbox: bool = False,
+        to_log_outbox: bool,
+        keep_per_endpoint: int,
     ) -> None:
-        """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set)."""
+        """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set);
+        else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint."""
         self._schedule = schedule
         self._sender = sender
         self._dispatcher = dispatcher
@@ -72,7 +74,9 @@ class DeliveryProcessor:
         self._slots = Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
-        self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s, to_log_outbox)
+        self._recorder = Recorder(
+            redis, keys, dispatcher, metrics, retention_s, to_log_outbox, keep_per_endpoint
+        )
 
     async def process(self, job: Any, _token: str) -> int:
         """Attempt every item of the job; returns how many were attempted.

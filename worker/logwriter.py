@@ -185,7 +185,7 @@ class LogWriter:
         """Delete the written entries, and the delivered deliveries (and the events of
         which nothing is left) from Redis: the log store has them now."""
         delivered = [
-            (e.outcome.delivery_id, e.outcome.event_id, e.outcome.attempt.number)
+            (e.outcome.delivery_id, e.outcome.attempt.number)
             for e in entries
             if e.outcome.attempt.outcome == AttemptOutcome.DELIVERED
         ]
@@ -193,7 +193,7 @@ class LogWriter:
             GROUP,
             self._marker_ttl_s,
             len(delivered),
-            *(part for triple in delivered for part in triple),
+            *(part for pair in delivered for part in pair),
             *(entry.entry_id for entry in entries),
         )
 

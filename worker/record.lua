@@ -3,7 +3,8 @@
 -- ARGV: prefix, now_ms, retention_s, outcomes (one JSON array: a few hundred separate
 -- arguments cost the worker more to pack than the script costs to run), log ('1': each
 -- recorded attempt is also appended to K.log_outbox() for the delivery log's database,
--- see worker/logwriter.py; '0': the log is Redis's own), where each
+-- see worker/logwriter.py; '0': the log is Redis's own, and each endpoint keeps its latest
+-- `keep` delivered deliveries, the older leaving Redis: worker/forget.lua), keep, where each
 -- outcome is [delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
 --   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)],
@@ -20,6 +21,7 @@ local retention = tonumber(ARGV[3])
 local outcomes = cjson.decode(ARGV[4])
 local log_outbox = nil
 if ARGV[5] == '1' then log_outbox = K.log_outbox() end
+local keep = tonumber(ARGV[6])
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
 
@@ -29,6 +31,22 @@ local function finish(key, event_id)
   if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, 'o', -1) <= 0 then
     redis.call('EXPIRE', event_key, retention)
     redis.call('EXPIRE', K.event_deliveries(event_id), retention)
+  end
+end
+
+-- The bounded log of Redis: an endpoint's delivered deliveries beyond its latest `keep`
+-- leave Redis (the dead stay for replay until their retention).
+local function keep_latest(endpoint_id, delivery_id)
+  local done = K.endpoint_done(endpoint_id)
+  redis.call('ZADD', done, now, delivery_id)
+  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - retention * 1000)
+  local excess = redis.call('ZCARD', done) - keep
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', done, excess)
+    for i = 1, #popped, 2 do
+      local event_id = forget_delivered(popped[i], nil)
+      if event_id then forget_event_if_done(event_id, retention) end
+    end
   end
 end
 
@@ -65,6 +83,7 @@ for k, outcome in ipairs(outcomes) do
     elseif kind == 'delivered' then
       finish(key, event_id)
       redis.call('HINCRBY', stats, 'delivered', 1)
+      if not log_outbox then keep_latest(endpoint_id, delivery_id) end
       if redis.call('HGET', endpoint_key, 'status') == 'failing' then
         set_status(endpoint_key, 'active')
         redis.call('SREM', K.failing(), endpoint_id)
@@ -93,7 +112,7 @@ for k, outcome in ipairs(outcomes) do
     end
   end
 end
-for m = 6, #ARGV do
+for m = 7, #ARGV do
   redis.call('ZADD', outbox, now, ARGV[m])
   members[#members + 1] = ARGV[m]
 end

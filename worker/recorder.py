@@ -45,11 +45,14 @@ class Recorder:
         dispatcher: JobDispatcher,
         metrics: Metrics,
         retention_s: int,
-        to_log_outbox: bool = False,
+        to_log_outbox: bool,
+        keep_per_endpoint: int,
     ) -> None:
         """``to_log_outbox``: also append each recorded attempt to the log outbox, for
-        the delivery log's database (:mod:`worker.logwriter`)."""
+        the delivery log's database (:mod:`worker.logwriter`); else each endpoint keeps
+        its latest ``keep_per_endpoint`` delivered deliveries in Redis."""
         self._log_flag = "1" if to_log_outbox else "0"
+        self._keep = keep_per_endpoint
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._retention_s = retention_s
@@ -126,6 +129,7 @@ class Recorder:
             self._retention_s,
             orjson.dumps(rows),
             self._log_flag,
+            self._keep,
         ]
         for delay_ms, items in retries.items():
             spec = JobSpec(

@@ -123,6 +123,7 @@ class WorkerService:
             limiter=limiter,
             box=producer.secret_box,
             to_log_outbox=producer.log_store is not None,
+            keep_per_endpoint=s.producer.log_keep_per_endpoint,
         )
         # The delivery log's database (DATABASE_URL): the log outbox's writer.
         self.log_writer: LogWriter | None = None
