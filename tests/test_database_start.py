@@ -14,7 +14,8 @@ import pytest
 from producer.context import Producer
 from producer.settings import ProducerSettings
 from producer.store.migrate import load_migrations, schema_version
-from producer.store.startup import DatabaseUnreachable, SchemaTooOld
+from producer.store.startup import DatabaseUnreachable, SchemaTooOld, migrate_database
+from worker.localpostgres import LocalPostgres, find_postgres_bindir
 from worker.localredis import free_port
 from worker.service import WorkerService
 from worker.settings import WorkerSettings
@@ -132,3 +133,30 @@ async def test_the_producer_opens_the_store_only_with_a_database_url(
     async with Producer(unreachable) as producer:
         with pytest.raises(DatabaseUnreachable):
             await producer.open_log_store()
+
+
+async def test_the_demos_private_postgresql_starts_answers_and_leaves_nothing() -> None:
+    bindir = find_postgres_bindir()
+    assert bindir is not None, "the tests need PostgreSQL's server programs (make postgres)"
+    local = LocalPostgres(bindir)
+    folder = local._dir
+    await local.start()
+    try:
+        assert local.port != 5432
+        assert (await migrate_database(local.url)).version == len(load_migrations())
+    finally:
+        await local.stop()
+    assert not folder.exists()
+    with pytest.raises(DatabaseUnreachable):
+        await migrate_database(local.url)
+
+
+def test_the_demo_keeps_its_log_in_a_private_postgresql(redis_url: str) -> None:
+    done = run("cli", "demo", "--events", "4", REDIS_URL=redis_url, DATABASE_URL="")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Started a private PostgreSQL on 127.0.0.1:" in done.stdout
+    assert f"The delivery log lives in PostgreSQL (schema version {len(load_migrations())})" in (
+        done.stdout
+    )
+    assert "The delivery log in PostgreSQL: " in done.stdout
+    assert "Demo finished: everything behaved as documented." in done.stdout
