@@ -9,7 +9,7 @@ bullmq's own keys are ``{prefix}:{queue}:*`` (e.g. ``cliq:deliveries:wait``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 DELIVERY_QUEUE = "deliveries"
 # Scheduled attempts (retries, deferrals) wait in their own queue: bullmq promotes a due
@@ -116,6 +116,56 @@ LAYOUT: dict[str, str] = {
     # process remembers it; finding it gone or changed means Redis lost its data
     # (producer.redis_guard).
     "generation": "generation",
+}
+
+
+@dataclass(frozen=True)
+class DeliveryFields:
+    """Fields of the delivery hash (``LAYOUT["delivery"]``); attempt k is ``attempt`` + k."""
+
+    event: str = "e"
+    endpoint: str = "p"
+    state: str = "s"
+    attempts: str = "n"
+    round: str = "r"
+    created: str = "c"
+    updated: str = "u"
+    due: str = "x"
+    attempt: str = "a"
+
+
+@dataclass(frozen=True)
+class EventFields:
+    """Fields of the event hash (``LAYOUT["event"]``)."""
+
+    body: str = "b"
+    type: str = "t"
+    workspace: str = "w"
+    created: str = "c"
+    open: str = "o"
+
+
+@dataclass(frozen=True)
+class LogEntryFields:
+    """Fields of a log outbox entry (``LAYOUT["log_outbox"]``)."""
+
+    delivery: str = "d"
+    created: str = "c"
+    event: str = "e"
+    endpoint: str = "p"
+    attempt: str = "a"
+
+
+# The one table of the fields that the scripts and Python share: Python reads these
+# objects, the scripts the same names as F.delivery.state etc. (lua_prelude), and
+# tests/test_structure.py fails on a script that spells one out.
+DELIVERY_FIELDS = DeliveryFields()
+EVENT_FIELDS = EventFields()
+LOG_ENTRY_FIELDS = LogEntryFields()
+FIELDS: dict[str, DeliveryFields | EventFields | LogEntryFields] = {
+    "delivery": DELIVERY_FIELDS,
+    "event": EVENT_FIELDS,
+    "log_entry": LOG_ENTRY_FIELDS,
 }
 
 
@@ -275,8 +325,9 @@ class Keys:
 
 
 def lua_prelude() -> str:
-    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, and the name of
-    the delivery queue as ``DELIVERY_QUEUE``.
+    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, the hash fields
+    of :data:`FIELDS` as ``F.<hash>.<name>``, and the name of the delivery queue as
+    ``DELIVERY_QUEUE``.
 
     Scripts receive the prefix as ``ARGV[1]`` (and as their one key, see
     :class:`producer.scripts.Script`).
@@ -293,4 +344,8 @@ def lua_prelude() -> str:
             lines.append(f"K.{name} = function(id) return PREFIX .. ':{head}' .. id{suffix} end")
         else:
             lines.append(f"K.{name} = function() return PREFIX .. ':{head}' end")
+    lines.append("local F = {}")
+    for hash_name, fields in FIELDS.items():
+        members = ", ".join(f"{name} = '{field}'" for name, field in asdict(fields).items())
+        lines.append(f"F.{hash_name} = {{{members}}}")
     return "\n".join(lines) + "\n"

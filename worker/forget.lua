@@ -6,7 +6,8 @@
 -- id, or nil when nothing was deleted.
 local function forget_delivered(delivery_id, number)
   local key = K.delivery(delivery_id)
-  local row = redis.call('HMGET', key, 's', 'n', 'p', 'e')
+  local row = redis.call('HMGET', key,
+    F.delivery.state, F.delivery.attempts, F.delivery.endpoint, F.delivery.event)
   if row[1] ~= 'delivered' or (number and row[2] ~= number) then return nil end
   redis.call('DEL', key)
   redis.call('ZREM', K.endpoint_deliveries(row[3]), delivery_id)
@@ -19,7 +20,7 @@ end
 -- Returns 1 when deleted.
 local function forget_event_if_done(event_id, ttl)
   local key = K.event(event_id)
-  if redis.call('EXISTS', key) == 0 or tonumber(redis.call('HGET', key, 'o') or '0') > 0 then
+  if redis.call('EXISTS', key) == 0 or tonumber(redis.call('HGET', key, F.event.open) or '0') > 0 then
     return 0
   end
   local fan_out = K.event_deliveries(event_id)

@@ -33,7 +33,7 @@ import structlog
 
 from producer.backoff import log_write_pause_s
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.keys import Keys
+from producer.keys import DELIVERY_FIELDS, EVENT_FIELDS, LOG_ENTRY_FIELDS, Keys
 from producer.redis.clients import RedisClient
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.scripts import load_script
@@ -61,11 +61,11 @@ class LogEntry:
         """Parse an entry as ``record.lua`` writes it; ``ValueError`` when malformed."""
         try:
             outcome = OutcomeRecord(
-                delivery_id=fields["d"],
-                delivery_created_ms=int(fields["c"]),
-                event_id=fields["e"],
-                endpoint_id=fields["p"],
-                attempt=Attempt.from_json(fields["a"]),
+                delivery_id=fields[LOG_ENTRY_FIELDS.delivery],
+                delivery_created_ms=int(fields[LOG_ENTRY_FIELDS.created]),
+                event_id=fields[LOG_ENTRY_FIELDS.event],
+                endpoint_id=fields[LOG_ENTRY_FIELDS.endpoint],
+                attempt=Attempt.from_json(fields[LOG_ENTRY_FIELDS.attempt]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"log outbox entry {entry_id} is malformed: {exc!r}") from None
@@ -205,14 +205,20 @@ class LogWriter:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for event_id in firsts:
-            pipe.hmget(self._keys.event(event_id), "b", "t", "w", "c")
+            pipe.hmget(
+                self._keys.event(event_id),
+                EVENT_FIELDS.body,
+                EVENT_FIELDS.type,
+                EVENT_FIELDS.workspace,
+                EVENT_FIELDS.created,
+            )
             pipe.lrange(self._keys.event_deliveries(event_id), 0, -1)
         found = await pipe.execute()
         rows = [(found[i], found[i + 1]) for i in range(0, len(found), 2)]
         pipe = self._redis.pipeline(transaction=False)
         for _, delivery_ids in rows:
             for delivery_id in delivery_ids:
-                pipe.hget(self._keys.delivery(delivery_id), "p")
+                pipe.hget(self._keys.delivery(delivery_id), DELIVERY_FIELDS.endpoint)
         endpoints = iter(await pipe.execute())
         events: list[EventRecord] = []
         for (event_id, published_ms), ((body, etype, workspace, created), ids) in zip(

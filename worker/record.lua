@@ -28,7 +28,7 @@ local codes, members = {}, {}
 local function finish(key, event_id)
   redis.call('EXPIRE', key, retention)
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, 'o', -1) <= 0 then
+  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
     redis.call('EXPIRE', event_key, retention)
     redis.call('EXPIRE', K.event_deliveries(event_id), retention)
   end
@@ -60,7 +60,8 @@ end
 for k, outcome in ipairs(outcomes) do
   local delivery_id, number, kind, attempt, due, notify, disable = unpack(outcome)
   local key = K.delivery(delivery_id)
-  local row = redis.call('HMGET', key, 's', 'n', 'e', 'p', 'c')
+  local row = redis.call('HMGET', key, F.delivery.state, F.delivery.attempts,
+    F.delivery.event, F.delivery.endpoint, F.delivery.created)
   if not row[1] then
     codes[k] = 'gone'
   elseif tonumber(row[2]) >= number or row[1] == 'delivered' or row[1] == 'dead' then
@@ -70,15 +71,17 @@ for k, outcome in ipairs(outcomes) do
     local endpoint_key = K.endpoint(endpoint_id)
     local state = kind
     if kind == 'retry' then state = 'scheduled' end
-    redis.call('HSET', key, 'n', number, 'a' .. number, attempt, 'u', now, 's', state)
+    redis.call('HSET', key, F.delivery.attempts, number, F.delivery.attempt .. number, attempt,
+      F.delivery.updated, now, F.delivery.state, state)
     redis.call('HINCRBY', stats, previous, -1)
     codes[k] = kind
     if log_outbox then
       redis.call('XADD', log_outbox, '*',
-        'd', delivery_id, 'c', row[5], 'e', event_id, 'p', endpoint_id, 'a', attempt)
+        F.log_entry.delivery, delivery_id, F.log_entry.created, row[5], F.log_entry.event,
+        event_id, F.log_entry.endpoint, endpoint_id, F.log_entry.attempt, attempt)
     end
     if kind == 'retry' then
-      redis.call('HSET', key, 'x', due)
+      redis.call('HSET', key, F.delivery.due, due)
       redis.call('HINCRBY', stats, 'scheduled', 1)
     elseif kind == 'delivered' then
       finish(key, event_id)

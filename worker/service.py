@@ -31,7 +31,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from producer.context import Producer
 from producer.health import liveness, readiness
 from producer.jobs import JobDispatcher, QueueOptions, ready_item
-from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.keys import (
+    DELIVERY_FIELDS,
+    DELIVERY_QUEUE,
+    NOTIFICATION_QUEUE,
+    RETRY_QUEUE,
+    Keys,
+)
 from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from producer.redis_guard import RedisGuard
 from worker import __version__
@@ -347,7 +353,9 @@ class WorkerService:
         if ready is not None:
             with contextlib.suppress(ValueError):
                 item = ready_item(ready)
-                stamps.append(await redis.hget(self.keys.delivery(item.delivery_id), "c"))
+                stamps.append(
+                    await redis.hget(self.keys.delivery(item.delivery_id), DELIVERY_FIELDS.created)
+                )
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
 
