@@ -310,3 +310,28 @@ async def test_with_a_database_the_delivery_log_reads_it_and_shows_what_redis_sh
     finally:
         await stored.close()
         assert await worker.stop() == 0
+
+
+async def test_a_delivery_not_written_yet_is_read_from_redis_by_id_and_by_event(
+    producer: Producer, receiver_factory: ReceiverFactory, postgres_url: str
+) -> None:
+    receiver = await receiver_factory()
+    endpoint_id = await endpoint_for(producer, receiver)
+    stored = Producer(
+        ProducerSettings.from_env(
+            {"REDIS_URL": producer.settings.redis_url, "DATABASE_URL": postgres_url}
+        )
+    )
+    try:
+        await stored.open_log_store()
+        (event_id,) = await publish(producer, 1)  # no worker: it stays queued
+        (queued,) = await stored.deliveries.for_event(event_id)
+        assert (queued.endpoint_id, queued.state, queued.attempts) == (
+            endpoint_id,
+            DeliveryState.QUEUED,
+            (),
+        )
+        assert await stored.deliveries.get(queued.id) == queued
+        assert await stored.deliveries.load([queued.id, "dlv_none"]) == [queued, None]
+    finally:
+        await stored.close()

@@ -5,9 +5,10 @@ With ``DATABASE_URL`` set, :class:`producer.context.Producer` replaces its
 the dashboard read the record of what happened (deliveries, attempts, summaries, dead
 deliveries) from the :class:`producer.store.logstore.LogStore`, through the methods they
 already call. The database holds an outcome once its worker's log writer has written it
-(:mod:`worker.logwriter`), normally within a second. A replay still moves the delivery
-in Redis (the hot path: ``replay.lua`` queues it again), then marks it replayed in the
-store.
+(:mod:`worker.logwriter`), normally within a second; a delivery not written yet (queued,
+its first attempt under way) is read from Redis by id and by event. A replay still moves
+the delivery in Redis (the hot path: ``replay.lua`` queues it again), then marks it
+replayed in the store.
 """
 
 from __future__ import annotations
@@ -77,16 +78,27 @@ class StoredDeliveryLog(DeliveryLog):
         self.store = store
 
     async def load(self, ids: Sequence[str]) -> list[Delivery | None]:
-        """Deliveries by id; ``None`` for one not (or no longer) stored."""
-        return await self.store.load_deliveries(ids) if ids else []
+        """Deliveries by id; one not written yet (queued, its first attempt under way) is
+        read from Redis; ``None`` for one in neither."""
+        if not ids:
+            return []
+        stored = await self.store.load_deliveries(ids)
+        missing = [i for i, delivery in zip(ids, stored, strict=True) if delivery is None]
+        if not missing:
+            return stored
+        live = dict(zip(missing, await super().load(missing), strict=True))
+        return [d if d is not None else live[i] for i, d in zip(ids, stored, strict=True)]
 
     async def for_endpoint(self, endpoint_id: str, limit: int = 100) -> list[Delivery]:
         """An endpoint's most recent deliveries, newest first."""
         return list((await self.store.endpoint_deliveries(endpoint_id, limit)).items)
 
     async def for_event(self, event_id: str) -> list[Delivery]:
-        """Every delivery of an event (the store orders them by id)."""
-        return await self.store.event_deliveries(event_id)
+        """Every delivery of an event, by id: those written, and those not yet (Redis)."""
+        stored = await self.store.event_deliveries(event_id)
+        written = {d.id for d in stored}
+        live = [d for d in await super().for_event(event_id) if d.id not in written]
+        return sorted([*stored, *live], key=lambda d: (d.created_ms, d.id))
 
     async def dead_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
         """Ids of an endpoint's dead deliveries that died at or after ``since_ms``."""
