@@ -5,6 +5,7 @@ is final and written leaves Redis; the delivery log is then read from the databa
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -16,9 +17,11 @@ from producer.context import Producer
 from producer.deliveries import AttemptFilter, AttemptOutcome, Delivery, DeliveryState
 from producer.settings import ProducerSettings
 from producer.store.migrate import migrate
+from producer.store.partitions import DAYS_AHEAD, existing_partitions
 from producer.store.postgres import PostgresLogStore
 from producer.store.reads import StoredDeliveryLog
 from worker.localredis import free_port
+from worker.logwriter import upkeep_partitions
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -335,3 +338,17 @@ async def test_a_delivery_not_written_yet_is_read_from_redis_by_id_and_by_event(
         assert await stored.deliveries.load([queued.id, "dlv_none"]) == [queued, None]
     finally:
         await stored.close()
+
+
+async def test_the_partition_upkeep_makes_the_coming_days_and_keeps_the_retention(
+    store: PostgresLogStore,
+) -> None:
+    await upkeep_partitions(store, retention_s=7 * 24 * 3600)
+    async with store.pool.acquire() as conn:
+        days = {p.day for p in await existing_partitions(conn)}
+    today = datetime.now(UTC).date()
+    assert {today + timedelta(days=n) for n in range(DAYS_AHEAD + 1)} <= days
+    # Again: nothing new, nothing dropped (every day is within the retention).
+    await upkeep_partitions(store, retention_s=7 * 24 * 3600)
+    async with store.pool.acquire() as conn:
+        assert {p.day for p in await existing_partitions(conn)} == days

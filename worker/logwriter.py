@@ -26,6 +26,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.exceptions
@@ -38,6 +39,8 @@ from producer.redis.clients import RedisClient
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.scripts import load_script
 from producer.store.logstore import EventRecord, LogStore, OutcomeRecord
+from producer.store.partitions import drop_expired, ensure_ahead
+from producer.store.postgres import PostgresLogStore
 from worker.metrics import Metrics
 
 log = structlog.get_logger("cliq.worker.logwriter")
@@ -47,6 +50,8 @@ BATCH_MAX = 500
 # How long one read waits for new entries (well under the Redis client's timeout).
 BLOCK_MS = 1000
 FAILURE_LOG_INTERVAL_S = 60.0
+# Partitions are made days ahead and dropped a day at a time: hourly is plenty.
+PARTITION_UPKEEP_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -262,3 +267,22 @@ class LogWriter:
                 failed_for_s=round(time.monotonic() - self.failing_since, 1),
             )
             self.failing_since = None
+
+
+async def upkeep_partitions(store: PostgresLogStore, retention_s: int) -> None:
+    """Create the coming days' partitions and drop those past the retention, once (under
+    an advisory lock: whichever worker comes first does it)."""
+    now = time.time()
+    await ensure_ahead(store.pool, datetime.fromtimestamp(now, UTC).date())
+    await drop_expired(store.pool, int(now * 1000), retention_s)
+
+
+async def keep_partitions(store: PostgresLogStore, retention_s: int) -> None:
+    """Run :func:`upkeep_partitions` at start and every :data:`PARTITION_UPKEEP_S` until
+    cancelled; a failure is logged and tried again at the next round."""
+    while True:
+        try:
+            await upkeep_partitions(store, retention_s)
+        except Exception as exc:  # the database is down: writes create what they need
+            log.warning("log_partition_upkeep_failed", error=str(exc) or type(exc).__name__)
+        await asyncio.sleep(PARTITION_UPKEEP_S)

@@ -43,7 +43,7 @@ from producer.redis_guard import RedisGuard
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
-from worker.logwriter import LogWriter
+from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.pickup import Pickup
@@ -170,7 +170,14 @@ class WorkerService:
         )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
-        writing = asyncio.create_task(self.log_writer.run()) if self.log_writer else None
+        writing: list[asyncio.Task[None]] = []
+        if self.log_writer is not None and producer.log_store is not None:
+            writing = [
+                asyncio.create_task(self.log_writer.run()),
+                asyncio.create_task(
+                    keep_partitions(producer.log_store, s.producer.delivery_retention)
+                ),
+            ]
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
             # Both queues share the processor's HTTP slots; this one's loop only keeps
@@ -204,11 +211,11 @@ class WorkerService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await processor.close()
-            if writing is not None:
-                # Whatever it had not written yet waits in the log outbox for the next writer.
-                writing.cancel()
+            # Whatever the writer had not written yet waits in the log outbox for the next.
+            for task in writing:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await writing
+                    await task
             await test_sends.close()
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
