@@ -88,9 +88,20 @@ async def status(args: argparse.Namespace) -> int:
         failing = await p.endpoints.all(status=EndpointStatus.FAILING)
         outbox = await p.redis.zcard(p.keys.outbox)
         ready = await p.redis.llen(p.keys.ready)
+        await p.open_log_store()
+        log: dict[str, object] = {"store": "redis"}
+        if p.log_store is not None:
+            in_log = await p.log_store.state_counts()
+            log = {
+                "store": "postgresql",
+                # Outcomes recorded and not yet written to the database.
+                "outbox": int(await p.redis.xlen(p.keys.log_outbox)),
+                "deliveries": {state.value: n for state, n in sorted(in_log.items())},
+            }
     counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
     report = {
         "deliveries": counts,
+        "log": log,
         "jobs": jobs,
         "outbox": outbox,
         # New deliveries waiting for a worker to take them (see worker/pickup.py).
@@ -106,6 +117,8 @@ async def status(args: argparse.Namespace) -> int:
                 ["QUEUE (jobs)", "WAIT", "ACTIVE", "DELAYED", "FAILED"],
             ),
             f"{ready} new deliveries on the ready list (waiting for a worker)",
+            f"delivery log in {log['store']}"
+            + (f": {log['outbox']} outcomes waiting to be written" if "outbox" in log else ""),
         ]
         if failing:
             parts.append(

@@ -160,3 +160,17 @@ def test_the_demo_keeps_its_log_in_a_private_postgresql(redis_url: str) -> None:
     )
     assert "The delivery log in PostgreSQL: " in done.stdout
     assert "Demo finished: everything behaved as documented." in done.stdout
+
+
+def test_status_says_where_the_delivery_log_lives(redis_url: str, postgres_url: str) -> None:
+    in_redis = run("cli", "status", "--json", **worker_env(redis_url))
+    assert in_redis.returncode == 0, in_redis.stderr
+    assert json.loads(in_redis.stdout)["log"] == {"store": "redis"}
+    in_pg = run("cli", "status", "--json", **worker_env(redis_url, DATABASE_URL=postgres_url))
+    assert in_pg.returncode == 0, in_pg.stderr
+    log = json.loads(in_pg.stdout)["log"]
+    assert log["store"] == "postgresql"
+    assert log["outbox"] == 0
+    assert set(log["deliveries"]) <= {"queued", "scheduled", "delivered", "dead"}
+    table = run("cli", "status", **worker_env(redis_url, DATABASE_URL=postgres_url))
+    assert "delivery log in postgresql: 0 outcomes waiting to be written" in table.stdout
