@@ -14,14 +14,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
-from producer.deliveries import AttemptFilter, AttemptOutcome, Delivery, DeliveryState
+from producer.deliveries import Attempt, AttemptFilter, AttemptOutcome, Delivery, DeliveryState
 from producer.settings import ProducerSettings
 from producer.store.migrate import migrate
 from producer.store.partitions import DAYS_AHEAD, existing_partitions
 from producer.store.postgres import PostgresLogStore
 from producer.store.reads import StoredDeliveryLog
 from worker.localredis import free_port
-from worker.logwriter import upkeep_partitions
+from worker.logwriter import GROUP, LogWriter, upkeep_partitions
+from worker.metrics import Metrics
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -352,3 +353,33 @@ async def test_the_partition_upkeep_makes_the_coming_days_and_keeps_the_retentio
     await upkeep_partitions(store, retention_s=7 * 24 * 3600)
     async with store.pool.acquire() as conn:
         assert {p.day for p in await existing_partitions(conn)} == days
+
+
+async def test_a_dead_writers_batch_is_taken_over_and_written_once(
+    producer: Producer, redis: aioredis.Redis, postgres_url: str, store: PostgresLogStore
+) -> None:
+    attempt = Attempt(1, 1_700_000_000_000, 200, None, 3.5, "ok", AttemptOutcome.DELIVERED)
+    for n in range(3):
+        await redis.xadd(
+            producer.keys.log_outbox,
+            {"d": f"dlv_{n}", "c": "1700000000000", "e": f"evt_{n}", "p": "ep_1",
+             "a": attempt.to_json()},
+        )  # fmt: skip
+    metrics = Metrics()
+    # Writer a reads the batch, then its database goes away for good (as if it died).
+    gone = await PostgresLogStore.open(postgres_url)
+    await gone.close()
+    a = LogWriter(producer.redis, producer.keys, gone, "a", metrics, 60_000, 60)
+    await a.start()
+    with pytest.raises(asyncpg.InterfaceError):
+        await a.write_batch()
+    pending = await redis.xpending(producer.keys.log_outbox, GROUP)
+    assert (pending["pending"], pending["consumers"][0]["name"]) == (3, "a")
+    # Writer b takes it over once it has been idle long enough (here: at once).
+    b = LogWriter(producer.redis, producer.keys, store, "b", metrics, 0, 60)
+    await b.start()
+    assert await b.write_batch() == 3
+    assert await redis.xlen(producer.keys.log_outbox) == 0
+    assert (await redis.xpending(producer.keys.log_outbox, GROUP))["pending"] == 0
+    assert await b.write_batch() == 0
+    await assert_each_attempt_once(store, 3)
