@@ -383,3 +383,52 @@ async def test_a_dead_writers_batch_is_taken_over_and_written_once(
     assert (await redis.xpending(producer.keys.log_outbox, GROUP))["pending"] == 0
     assert await b.write_batch() == 0
     await assert_each_attempt_once(store, 3)
+
+
+async def test_a_full_log_outbox_stops_new_work_until_the_database_is_back(
+    producer: Producer,
+    redis: aioredis.Redis,
+    receiver_factory: ReceiverFactory,
+    own_postgres: PostgresServer,
+    tmp_path: Any,
+) -> None:
+    url = own_postgres.url()
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    await migrate(pool)
+    await pool.close()
+    good = await receiver_factory()
+    await endpoint_for(producer, good)
+    port = free_port()
+    worker = await start_logging_worker(
+        producer, tmp_path, url, LOG_OUTBOX_MAX="3", METRICS_PORT=str(port),
+        METRICS_HOST="127.0.0.1",
+    )  # fmt: skip
+    try:
+        own_postgres.stop()
+        await publish(producer, 3)
+        await good.wait_for(3, 15)
+        await wait_until(lambda: worker.service._intake_stopped, 15, message="intake went on")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/readyz") as response,
+        ):
+            assert response.status == 503
+        # A full batch is a queue job, which a worker that stopped its intake leaves
+        # alone (a claim of the ready list already waiting may still take single ones).
+        later = await publish(producer, producer.settings.batch_size)
+        total = 3 + len(later)
+        with pytest.raises(AssertionError):
+            await good.wait_for(4, 5)  # two housekeeping rounds and more
+        assert len(good.received) == 3
+        own_postgres.restart()
+        await good.wait_for(total, 30)
+        await wait_until(lambda: outbox_empty(redis, producer), 30, message="not drained")
+        assert not worker.service._intake_stopped
+        store = await PostgresLogStore.open(url)
+        try:
+            await wait_until(lambda: logged(store, total, 0), 10, message="not all in the log")
+            assert len(await store.event_deliveries(later[0])) == 1
+        finally:
+            await store.close()
+    finally:
+        assert await worker.stop() == 0

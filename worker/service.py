@@ -75,6 +75,8 @@ class WorkerService:
         self._intake_stopped = False
         # Its Redis checks (producer.redis_guard), once run() has made them.
         self.guard: RedisGuard | None = None
+        # The log outbox's writer, with DATABASE_URL, once run() has made it.
+        self.log_writer: LogWriter | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -131,8 +133,6 @@ class WorkerService:
             to_log_outbox=producer.log_store is not None,
             keep_per_endpoint=s.producer.log_keep_per_endpoint,
         )
-        # The delivery log's database (DATABASE_URL): the log outbox's writer.
-        self.log_writer: LogWriter | None = None
         if producer.log_store is not None:
             self.log_writer = LogWriter(
                 redis,
@@ -321,10 +321,22 @@ class WorkerService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL_S)
 
+    def _log_outbox_full(self) -> str | None:
+        """Why to take no new work while the log outbox holds ``LOG_OUTBOX_MAX`` outcomes
+        (the database is down or behind), else ``None``."""
+        waiting = int(self.metrics.log_outbox._value.get())
+        if self.log_writer is None or waiting < self.settings.log_outbox_max:
+            return None
+        return (
+            f"{waiting} outcomes wait in the log outbox for the database (LOG_OUTBOX_MAX "
+            f"{self.settings.log_outbox_max}): new work waits until they are written"
+        )
+
     async def _follow_guard(self, guard: RedisGuard, pickup: Pickup) -> None:
-        """Take no jobs while Redis may evict keys (and that is not allowed), take them
-        again once it no longer does. Jobs in progress finish."""
-        stop = guard.refusal is not None
+        """Take no jobs while Redis may evict keys (and that is not allowed), or while the
+        log outbox is full; take them again once that is over. Jobs in progress finish."""
+        reason = guard.refusal or self._log_outbox_full()
+        stop = reason is not None
         if stop:
             pickup.pause()
             for queue_worker in self._queue_workers:
@@ -336,7 +348,7 @@ class WorkerService:
         if stop != self._intake_stopped:
             self._intake_stopped = stop
             if stop:
-                log.error("intake_stopped", reason=guard.refusal)
+                log.error("intake_stopped", reason=reason)
             else:
                 log.warning("intake_resumed")
 
@@ -389,7 +401,8 @@ class WorkerService:
                 redis_ok = True
             except Exception:
                 redis_ok = False
-            ok = redis_ok and self._alive() and not self._stop.is_set() and not guard.refusal
+            refused = guard.refusal or self._log_outbox_full()
+            ok = redis_ok and self._alive() and not self._stop.is_set() and not refused
             warnings = guard.warnings()
             details: dict[str, object] = {"redis": redis_ok}
             if self.log_writer is not None:

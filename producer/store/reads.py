@@ -6,9 +6,11 @@ the dashboard read the record of what happened (deliveries, attempts, summaries,
 deliveries) from the :class:`producer.store.logstore.LogStore`, through the methods they
 already call. The database holds an outcome once its worker's log writer has written it
 (:mod:`worker.logwriter`), normally within a second; a delivery not written yet (queued,
-its first attempt under way) is read from Redis by id and by event. A replay still moves
-the delivery in Redis (the hot path: ``replay.lua`` queues it again), then marks it
-replayed in the store.
+its first attempt under way) is read from Redis by id and by event. Dead deliveries stay
+in Redis for replay (until replayed or past their retention), so which are dead and how
+many are Redis's answers (:class:`DeliveryLog`'s), without the writer's lag; a replay
+moves them there (``replay.lua`` queues them again), then marks them replayed in the
+store.
 """
 
 from __future__ import annotations
@@ -99,14 +101,6 @@ class StoredDeliveryLog(DeliveryLog):
         written = {d.id for d in stored}
         live = [d for d in await super().for_event(event_id) if d.id not in written]
         return sorted([*stored, *live], key=lambda d: (d.created_ms, d.id))
-
-    async def dead_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
-        """Ids of an endpoint's dead deliveries that died at or after ``since_ms``."""
-        return await self.store.dead_delivery_ids(endpoint_id, since_ms)
-
-    async def dead_total(self, endpoint_id: str) -> int:
-        """How many dead deliveries of an endpoint are kept for replay."""
-        return (await self.store.state_counts(endpoint_id)).get(DeliveryState.DEAD, 0)
 
     async def recent(self, endpoint_id: str) -> RecentSummary:
         """The summary of an endpoint's latest :data:`RECENT_WINDOW` deliveries."""
