@@ -45,7 +45,7 @@ system-deps: redis node-deps chromium postgres
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 
-demo: redis
+demo: redis postgres
 	$(BIN)/cliq-webhooks demo
 
 PY_SOURCES := cli producer worker tests bench deploy

@@ -24,6 +24,7 @@ async def attempts(args: argparse.Namespace) -> int:
     if bool(args.endpoint) == bool(args.event):
         raise UsageError("attempts needs exactly one of --endpoint or --event")
     async with Producer(producer_settings(args)) as p:
+        await p.open_log_store()  # with DATABASE_URL the log is read from there
         if args.endpoint:
             await p.endpoints.get(args.endpoint)  # a clear error for an unknown id
             deliveries = await p.deliveries.for_endpoint(args.endpoint, args.limit)
@@ -87,9 +88,20 @@ async def status(args: argparse.Namespace) -> int:
         failing = await p.endpoints.all(status=EndpointStatus.FAILING)
         outbox = await p.redis.zcard(p.keys.outbox)
         ready = await p.redis.llen(p.keys.ready)
+        await p.open_log_store()
+        log: dict[str, object] = {"store": "redis"}
+        if p.log_store is not None:
+            in_log = await p.log_store.state_counts()
+            log = {
+                "store": "postgresql",
+                # Outcomes recorded and not yet written to the database.
+                "outbox": int(await p.redis.xlen(p.keys.log_outbox)),
+                "deliveries": {state.value: n for state, n in sorted(in_log.items())},
+            }
     counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
     report = {
         "deliveries": counts,
+        "log": log,
         "jobs": jobs,
         "outbox": outbox,
         # New deliveries waiting for a worker to take them (see worker/pickup.py).
@@ -105,6 +117,8 @@ async def status(args: argparse.Namespace) -> int:
                 ["QUEUE (jobs)", "WAIT", "ACTIVE", "DELAYED", "FAILED"],
             ),
             f"{ready} new deliveries on the ready list (waiting for a worker)",
+            f"delivery log in {log['store']}"
+            + (f": {log['outbox']} outcomes waiting to be written" if "outbox" in log else ""),
         ]
         if failing:
             parts.append(
@@ -126,6 +140,7 @@ async def replay(args: argparse.Namespace) -> int:
         raise UsageError("replay needs exactly one of --endpoint or --delivery")
     since_ms = int(parse_timestamp(args.since).timestamp() * 1000) if args.since else 0
     async with Producer(producer_settings(args)) as p:
+        await p.open_log_store()
         if args.delivery:
             await p.deliveries.get(args.delivery)
             ids = [args.delivery]

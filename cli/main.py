@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from cli.base import (
     Handler,
     UsageError,
     add_command,
+    producer_settings,
     worker_settings,
 )
 from producer import logs
@@ -27,6 +29,7 @@ from producer.endpoints import EndpointError, EndpointNotFound
 from producer.events import EventError
 from producer.loop import run_event_loop
 from producer.settings import SettingsError, env_with_flags, without_password
+from producer.store.startup import DatabaseUnreachable
 from worker import __version__
 
 
@@ -47,6 +50,20 @@ async def demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
     return await run_demo(worker_settings(args), events=args.events)
+
+
+async def migrate(args: argparse.Namespace) -> int:
+    from producer.store.startup import migrate_database
+
+    result = await migrate_database(producer_settings(args).database_url)
+    if args.json:
+        print(json.dumps({"version": result.version, "applied": list(result.applied)}))
+    elif result.applied:
+        applied = ", ".join(str(v) for v in result.applied)
+        print(f"schema at version {result.version} (applied {applied})")
+    else:
+        print(f"schema at version {result.version} (already up to date)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         DELIVERY_OPTIONS,
     )
     dem.add_argument("--events", type=int, default=20, help="events to publish")
+    add_command(
+        commands,
+        "migrate",
+        migrate,
+        "apply the delivery log's schema migrations to DATABASE_URL (prints its version)",
+    )
     return parser
 
 
@@ -111,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except redis.exceptions.ConnectionError as exc:
         url = without_password(settings.producer.effective_redis_url)
         print(f"error: cannot reach Redis at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except DatabaseUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,7 @@ from producer.http.app import create_app
 from producer.http.state import SERVE_OPTIONS, ApiSettings
 from producer.loop import new_event_loop
 from producer.settings import SettingsError, add_flags, env_with_flags, without_password
+from producer.store.startup import DatabaseUnreachable
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -66,9 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=None,  # one structured line per request comes from the app itself
             loop=new_event_loop(),
         )
-    except SettingsError as exc:  # a Redis that may evict keys (producer.redis_guard)
+    except SettingsError as exc:  # an evicting Redis, a database schema older than ours
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DatabaseUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except OSError as exc:
         log.error("api_failed", error=str(exc), host=settings.api_host, port=settings.port)
         return EXIT_FAILURE

@@ -7,7 +7,8 @@ Pure functions and constants, so that each rule is read (and changed) in one pla
 * bullmq's reconnection to a Sentinel's primary or a cluster (:data:`RECONNECT_TRIES`);
 * a delivery put back because its endpoint is at a limit (:func:`deferral_delay_s`);
 * the API polling for a test send's result (:func:`next_poll_s`);
-* the supervisor restarting a worker process that keeps dying (:func:`restart_pause_s`).
+* the supervisor restarting a worker process that keeps dying (:func:`restart_pause_s`);
+* a worker's log writer retrying the delivery log's database (:func:`log_write_pause_s`).
 
 The delivery schedule itself (``RETRY_SCHEDULE``) is a product setting, not a backoff:
 see :mod:`worker.schedule`.
@@ -101,3 +102,15 @@ def restart_pause_s(previous_s: float, lived_s: float) -> float:
     if lived_s >= STABLE_AFTER_S:
         return 0.0
     return min(RESTART_PAUSE_MAX_S, max(1.0, previous_s * 2))
+
+
+# ---------------------------------------------------------------- the log writer
+
+LOG_WRITE_PAUSE_FIRST_S = 0.2
+LOG_WRITE_PAUSE_MAX_S = 5.0
+
+
+def log_write_pause_s(previous_s: float) -> float:
+    """The pause before writing the delivery log again after a failed write that
+    followed a pause of ``previous_s`` (0: the first failure of a streak)."""
+    return min(LOG_WRITE_PAUSE_MAX_S, max(LOG_WRITE_PAUSE_FIRST_S, previous_s * 2))

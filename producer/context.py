@@ -16,6 +16,9 @@ from producer.publisher import Publisher
 from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
 from producer.settings import DELIVERY_TIMEOUT, ProducerSettings
+from producer.store.postgres import PostgresLogStore
+from producer.store.reads import StoredDeliveryLog
+from producer.store.startup import open_log_store
 
 
 class Producer:
@@ -54,12 +57,27 @@ class Producer:
         )
         self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
+        # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.
+        self.log_store: PostgresLogStore | None = None
+
+    async def open_log_store(self) -> None:
+        """Open the PostgreSQL store when ``DATABASE_URL`` is set (the delivery log is
+        then read from it: :class:`producer.store.reads.StoredDeliveryLog`), refusing a schema
+        older than this build's (:class:`producer.store.startup.SchemaTooOld`) and an
+        unreachable database (:class:`producer.store.startup.DatabaseUnreachable`)."""
+        if self.settings.database_url and self.log_store is None:
+            self.log_store = await open_log_store(self.settings.database_url)
+            self.deliveries = StoredDeliveryLog(
+                self.redis, self.keys, self.dispatcher, self.settings.batch_size, self.log_store
+            )
 
     async def close(self) -> None:
         """Close every connection this producer opened."""
         await self.dispatcher.close()
         await self.destinations.close()
         await self.redis.aclose()
+        if self.log_store is not None:
+            await self.log_store.close()
 
     async def __aenter__(self) -> Producer:
         return self

@@ -19,7 +19,8 @@ import orjson
 from producer import scans
 from producer.events import iso_time
 from producer.jobs import JobDispatcher
-from producer.keys import Keys
+from producer.keys import DELIVERY_FIELDS as F
+from producer.keys import EVENT_FIELDS, Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 
@@ -106,17 +107,17 @@ class Delivery:
             (
                 Attempt.from_json(v)
                 for k, v in fields.items()
-                if k.startswith("a") and k[1:].isdigit()
+                if k.startswith(F.attempt) and k[len(F.attempt) :].isdigit()
             ),
             key=lambda a: a.number,
         )
         return cls(
             id=delivery_id,
-            event_id=fields["e"],
-            endpoint_id=fields["p"],
-            state=DeliveryState(fields["s"]),
-            attempts_made=int(fields["n"]),
-            created_ms=int(fields["c"]),
+            event_id=fields[F.event],
+            endpoint_id=fields[F.endpoint],
+            state=DeliveryState(fields[F.state]),
+            attempts_made=int(fields[F.attempts]),
+            created_ms=int(fields[F.created]),
             attempts=tuple(attempts),
         )
 
@@ -320,7 +321,7 @@ class DeliveryLog:
         unique = sorted(set(event_ids))
         async with self._redis.pipeline(transaction=False) as pipe:
             for event_id in unique:
-                pipe.hget(self._keys.event(event_id), "t")
+                pipe.hget(self._keys.event(event_id), EVENT_FIELDS.type)
             types: list[str | None] = await pipe.execute()
         return {i: t for i, t in zip(unique, types, strict=True) if t is not None}
 

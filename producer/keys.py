@@ -9,7 +9,7 @@ bullmq's own keys are ``{prefix}:{queue}:*`` (e.g. ``cliq:deliveries:wait``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 DELIVERY_QUEUE = "deliveries"
 # Scheduled attempts (retries, deferrals) wait in their own queue: bullmq promotes a due
@@ -26,6 +26,9 @@ LAYOUT: dict[str, str] = {
     "event": "evt:{}",
     # List: the delivery ids an event fanned out to.
     "event_deliveries": "evt:{}:dlv",
+    # String (TTL: IDEMPOTENCY_WINDOW): an event whose record left Redis for the delivery
+    # log's database (worker/logdone.lua); publishing its id again is a duplicate.
+    "event_seen": "evt:{}:seen",
     # Hash: event (e), endpoint (p), state (s), attempts made (n), attempts before the
     # current round (r), created (c), updated (u), next due (x), attempt k as JSON (ak).
     "delivery": "dlv:{}",
@@ -33,6 +36,9 @@ LAYOUT: dict[str, str] = {
     "endpoint": "ep:{}",
     # Sorted set: an endpoint's deliveries by creation time (ms).
     "endpoint_deliveries": "ep:{}:dlv",
+    # Sorted set: an endpoint's delivered deliveries by time of delivery (ms), without
+    # DATABASE_URL: beyond LOG_KEEP_PER_ENDPOINT the oldest leave Redis (worker/record.lua).
+    "endpoint_done": "ep:{}:done",
     # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
     "endpoint_dead": "ep:{}:dead",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
@@ -54,6 +60,11 @@ LAYOUT: dict[str, str] = {
     # Sorted set: JSON job specs written with their cause, not yet added to bullmq
     # (score: ms written). See producer.jobs.
     "outbox": "outbox",
+    # Stream (consumer group "writers"): outcomes recorded (worker/record.lua) and not yet
+    # written to the delivery log's database (DATABASE_URL), one entry each: delivery (d),
+    # its created ms (c), event (e), endpoint (p), the attempt as JSON (a). Taken, written
+    # and deleted by worker/logwriter.py.
+    "log_outbox": "log:outbox",
     # Counter: source of unique batch job ids.
     "sequence": "seq",
     # List: new deliveries that did not fill a batch (events published one at a time),
@@ -111,6 +122,56 @@ LAYOUT: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class DeliveryFields:
+    """Fields of the delivery hash (``LAYOUT["delivery"]``); attempt k is ``attempt`` + k."""
+
+    event: str = "e"
+    endpoint: str = "p"
+    state: str = "s"
+    attempts: str = "n"
+    round: str = "r"
+    created: str = "c"
+    updated: str = "u"
+    due: str = "x"
+    attempt: str = "a"
+
+
+@dataclass(frozen=True)
+class EventFields:
+    """Fields of the event hash (``LAYOUT["event"]``)."""
+
+    body: str = "b"
+    type: str = "t"
+    workspace: str = "w"
+    created: str = "c"
+    open: str = "o"
+
+
+@dataclass(frozen=True)
+class LogEntryFields:
+    """Fields of a log outbox entry (``LAYOUT["log_outbox"]``)."""
+
+    delivery: str = "d"
+    created: str = "c"
+    event: str = "e"
+    endpoint: str = "p"
+    attempt: str = "a"
+
+
+# The one table of the fields that the scripts and Python share: Python reads these
+# objects, the scripts the same names as F.delivery.state etc. (lua_prelude), and
+# tests/test_structure.py fails on a script that spells one out.
+DELIVERY_FIELDS = DeliveryFields()
+EVENT_FIELDS = EventFields()
+LOG_ENTRY_FIELDS = LogEntryFields()
+FIELDS: dict[str, DeliveryFields | EventFields | LogEntryFields] = {
+    "delivery": DELIVERY_FIELDS,
+    "event": EVENT_FIELDS,
+    "log_entry": LOG_ENTRY_FIELDS,
+}
+
+
+@dataclass(frozen=True)
 class Keys:
     """Key names under one prefix."""
 
@@ -127,6 +188,10 @@ class Keys:
         """See ``LAYOUT["event_deliveries"]``."""
         return self._key("event_deliveries", event_id)
 
+    def event_seen(self, event_id: str) -> str:
+        """See ``LAYOUT["event_seen"]``."""
+        return self._key("event_seen", event_id)
+
     def delivery(self, delivery_id: str) -> str:
         """See ``LAYOUT["delivery"]``."""
         return self._key("delivery", delivery_id)
@@ -138,6 +203,10 @@ class Keys:
     def endpoint_deliveries(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_deliveries"]``."""
         return self._key("endpoint_deliveries", endpoint_id)
+
+    def endpoint_done(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_done"]``."""
+        return self._key("endpoint_done", endpoint_id)
 
     def endpoint_dead(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_dead"]``."""
@@ -165,6 +234,11 @@ class Keys:
     def outbox(self) -> str:
         """See ``LAYOUT["outbox"]``."""
         return self._key("outbox")
+
+    @property
+    def log_outbox(self) -> str:
+        """See ``LAYOUT["log_outbox"]``."""
+        return self._key("log_outbox")
 
     @property
     def ready(self) -> str:
@@ -253,8 +327,9 @@ class Keys:
 
 
 def lua_prelude() -> str:
-    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, and the name of
-    the delivery queue as ``DELIVERY_QUEUE``.
+    """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, the hash fields
+    of :data:`FIELDS` as ``F.<hash>.<name>``, and the name of the delivery queue as
+    ``DELIVERY_QUEUE``.
 
     Scripts receive the prefix as ``ARGV[1]`` (and as their one key, see
     :class:`producer.scripts.Script`).
@@ -271,4 +346,8 @@ def lua_prelude() -> str:
             lines.append(f"K.{name} = function(id) return PREFIX .. ':{head}' .. id{suffix} end")
         else:
             lines.append(f"K.{name} = function() return PREFIX .. ':{head}' end")
+    lines.append("local F = {}")
+    for hash_name, fields in FIELDS.items():
+        members = ", ".join(f"{name} = '{field}'" for name, field in asdict(fields).items())
+        lines.append(f"F.{hash_name} = {{{members}}}")
     return "\n".join(lines) + "\n"

@@ -30,15 +30,17 @@ for e, event in ipairs(cjson.decode(ARGV[6])) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 then
+  if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
     results[e] = -1
   else
-    redis.call('HSET', event_key, 'b', ARGV[6 + e], 't', etype, 'w', workspace, 'c', created, 'o', count)
+    redis.call('HSET', event_key, F.event.body, ARGV[6 + e], F.event.type, etype,
+      F.event.workspace, workspace, F.event.created, created, F.event.open, count)
     if count == 0 then redis.call('EXPIRE', event_key, retention) end
     for d = 1, #targets, 2 do
       local delivery_id, endpoint_id = targets[d], targets[d + 1]
       redis.call('HSET', K.delivery(delivery_id),
-        'e', event_id, 'p', endpoint_id, 's', 'queued', 'n', 0, 'r', 0, 'c', now)
+        F.delivery.event, event_id, F.delivery.endpoint, endpoint_id, F.delivery.state, 'queued',
+        F.delivery.attempts, 0, F.delivery.round, 0, F.delivery.created, now)
       local index = K.endpoint_deliveries(endpoint_id)
       redis.call('ZADD', index, now, delivery_id)
       redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)

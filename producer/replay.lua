@@ -13,14 +13,16 @@ local jobs = batch_writer(now, batch_size)
 for k = 1, count do
   local delivery_id = ARGV[4 + k]
   local key = K.delivery(delivery_id)
-  local fields = redis.call('HMGET', key, 's', 'n', 'e', 'p')
+  local fields = redis.call('HMGET', key,
+    F.delivery.state, F.delivery.attempts, F.delivery.event, F.delivery.endpoint)
   local event_key = K.event(tostring(fields[3]))
   if fields[1] == 'dead' and redis.call('EXISTS', event_key) == 1 then
     local made = tonumber(fields[2])
-    redis.call('HSET', key, 's', 'queued', 'r', made, 'u', now)
+    redis.call('HSET', key,
+      F.delivery.state, 'queued', F.delivery.round, made, F.delivery.updated, now)
     redis.call('PERSIST', key)
     redis.call('ZREM', K.endpoint_dead(fields[4]), delivery_id)
-    redis.call('HINCRBY', event_key, 'o', 1)
+    redis.call('HINCRBY', event_key, F.event.open, 1)
     redis.call('PERSIST', event_key)
     redis.call('PERSIST', K.event_deliveries(fields[3]))
     replayed[#replayed + 1] = delivery_id

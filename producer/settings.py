@@ -224,6 +224,42 @@ ALLOW_EVICTING_REDIS = Option(
     parse_bool,
 )
 
+
+def parse_database_url(raw: str) -> str:
+    """Empty, or a ``postgresql://`` (``postgres://``) URL of the delivery log's database."""
+    value = raw.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be empty or a postgresql:// URL")
+    return value
+
+
+DATABASE_URL = Option(
+    "DATABASE_URL",
+    "",
+    "postgresql:// URL of the delivery log's database (its schema applied by "
+    "`cliq-webhooks migrate`). Empty: the delivery log stays in Redis.",
+    parse_database_url,
+    secret=True,  # it may hold a password
+)
+
+IDEMPOTENCY_WINDOW = Option(
+    "IDEMPOTENCY_WINDOW",
+    str(24 * 3600),
+    "Seconds an event id stays known to Redis once its delivered deliveries have left it "
+    "for the delivery log's database (DATABASE_URL): a re-publish within them is "
+    "deduplicated. Without DATABASE_URL event ids are known for DELIVERY_RETENTION.",
+    parse_positive_int,
+)
+
+LOG_KEEP_PER_ENDPOINT = Option(
+    "LOG_KEEP_PER_ENDPOINT",
+    "1000",
+    "Without DATABASE_URL: delivered deliveries each endpoint keeps in Redis (the older "
+    "leave it, and their events once none of their deliveries is left); dead ones stay "
+    "until replayed or past DELIVERY_RETENTION.",
+    parse_positive_int,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -235,6 +271,9 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     ALLOW_PRIVATE_DESTINATIONS,
     ALLOWED_PRIVATE_NETWORKS,
     ALLOW_EVICTING_REDIS,
+    DATABASE_URL,
+    IDEMPOTENCY_WINDOW,
+    LOG_KEEP_PER_ENDPOINT,
 )
 
 
@@ -271,6 +310,9 @@ class ProducerSettings:
     allow_private_destinations: bool = ALLOW_PRIVATE_DESTINATIONS.value
     allowed_private_networks: tuple[IPNetwork, ...] = ALLOWED_PRIVATE_NETWORKS.value
     allow_evicting_redis: bool = ALLOW_EVICTING_REDIS.value
+    database_url: str = field(default=DATABASE_URL.value, repr=False)
+    idempotency_window: int = IDEMPOTENCY_WINDOW.value
+    log_keep_per_endpoint: int = LOG_KEEP_PER_ENDPOINT.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:
@@ -329,7 +371,7 @@ def env_with_flags(namespace: argparse.Namespace, options: Sequence[Option]) -> 
 
 
 def without_password(url: str) -> str:
-    """A Redis URL fit for a log line or an error message: its password masked."""
+    """A Redis or PostgreSQL URL fit for a log line or an error message: its password masked."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not sep or not at:

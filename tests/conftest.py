@@ -233,3 +233,18 @@ async def postgres_empty_url(postgres_server: PostgresServer) -> AsyncIterator[s
         yield postgres_server.url(name)
     finally:
         await postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def log_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings that choose the delivery log's store: ``{}`` (Redis) or a fresh
+    migrated database of the session's private PostgreSQL as ``DATABASE_URL``. A test
+    runs against both with ``@pytest.mark.parametrize("log_env", LOG_STORES,
+    indirect=True)`` (:data:`support.LOG_STORES`); without the mark it gets Redis's."""
+    kind = getattr(request, "param", "redis")
+    if kind == "redis":
+        return {}
+    assert kind == "postgres", kind
+    # A sync fixture: it may ask for the async postgres_url (dropped after the test).
+    url: str = request.getfixturevalue("postgres_url")
+    return {"DATABASE_URL": url}

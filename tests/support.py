@@ -28,6 +28,9 @@ from harness.polling import wait_until
 # bullmq rounds delays up to whole seconds, so these fire at about 1 s, 1 s, 1 s, 2 s.
 TEST_SCHEDULE = "0,0.2,0.5,1,2"
 PROJECT = Path(__file__).resolve().parent.parent
+# The delivery log's two stores, for the conftest fixture log_env: Redis's own (no
+# DATABASE_URL) and PostgreSQL.
+LOG_STORES = ("redis", "postgres")
 
 
 def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:

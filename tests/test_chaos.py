@@ -57,6 +57,9 @@ WORKER_OVERRIDES = {
     "WORKER_CONCURRENCY": "24",
     "BATCH_SIZE": str(BATCH_SIZE),
     "SHUTDOWN_GRACE": "5",
+    # Every delivery stays in Redis's log, to be checked afterwards (the default keeps 1000
+    # an endpoint; each receiver's endpoint gets EVENTS).
+    "LOG_KEEP_PER_ENDPOINT": str(EVENTS),
 }
 
 

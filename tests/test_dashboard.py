@@ -32,6 +32,7 @@ from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
+from producer.settings import ProducerSettings
 from producer.tokens.context import CLOCK, TOKEN_SYSTEM, Clock
 from producer.tokens.registry import MAX_TOKENS, TokenStatus
 from producer.tokens.totp import code_at
@@ -40,7 +41,7 @@ from producer.tokens.users import ResourceKind
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import PROJECT, RunningWorker, make_event, start_worker, worker_env
+from support import LOG_STORES, PROJECT, RunningWorker, make_event, start_worker, worker_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT / "tests" / "screenshots"
@@ -76,8 +77,9 @@ class Dashboard:
 
 
 @pytest.fixture
-async def dashboard(redis_url: str) -> AsyncIterator[Dashboard]:
-    """The API (with an API key) on 127.0.0.1; a test send waits 2 s for a worker."""
+async def dashboard(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Dashboard]:
+    """The API (with an API key) on 127.0.0.1; a test send waits 2 s for a worker; the
+    delivery log in ``log_env``'s store."""
     settings = ApiSettings.from_env(
         {
             "REDIS_URL": redis_url,
@@ -85,6 +87,7 @@ async def dashboard(redis_url: str) -> AsyncIterator[Dashboard]:
             "DELIVERY_TIMEOUT": "2",
             # Receivers run on 127.0.0.1 (the policy's own tests turn it on).
             "ALLOW_PRIVATE_DESTINATIONS": "1",
+            **log_env,
         }
     )
     app = create_app(replace(settings, test_send_margin_s=0.0))
@@ -117,9 +120,22 @@ async def page(context: BrowserContext) -> Page:
 
 
 @pytest.fixture
-async def worker(redis_url: str, tmp_path: Path) -> AsyncIterator[RunningWorker]:
+async def producer(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
+    """A producer on the private Redis, reading the delivery log from ``log_env``'s store."""
+    env = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1", **log_env}
+    async with Producer(ProducerSettings.from_env(env)) as p:
+        await p.open_log_store()
+        yield p
+
+
+@pytest.fixture
+async def worker(
+    redis_url: str, tmp_path: Path, log_env: dict[str, str]
+) -> AsyncIterator[RunningWorker]:
     """A real worker on the compressed retry schedule (answers test sends too)."""
-    running = await start_worker(worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox")))
+    running = await start_worker(
+        worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **log_env)
+    )
     try:
         yield running
     finally:
@@ -362,6 +378,7 @@ async def test_a_test_send_nobody_answers_says_so(
 # ---------------------------------------------------------------- failing, log, replay
 
 
+@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
 async def test_an_endpoint_turns_failing_then_replay_recovers_its_deliveries(
     page: Page,
     dashboard: Dashboard,
@@ -387,8 +404,8 @@ async def test_an_endpoint_turns_failing_then_replay_recovers_its_deliveries(
     await expect(page.locator(".banner.bad")).to_contain_text("This webhook is failing")
     log = page.locator("table.log tbody tr")
 
-    async def both_dead() -> bool:
-        return await producer.redis.zcard(producer.keys.endpoint_dead(endpoint.id)) == 2
+    async def both_dead() -> bool:  # in the log the page reads (Redis or PostgreSQL)
+        return await producer.deliveries.dead_total(endpoint.id) == 2
 
     await wait_until(both_dead, 10, message="the second delivery never died")
     await page.reload()

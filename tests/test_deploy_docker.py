@@ -188,3 +188,19 @@ def test_docker_compose_config_accepts_the_file() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_keeps_the_delivery_log_in_postgresql_migrated_before_the_processes() -> None:
+    services = compose()["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    migrate = services["migrate"]
+    assert migrate["command"] == ["python", "-m", "cli", "migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    database_url = expand(migrate["environment"])["DATABASE_URL"]
+    assert database_url.startswith("postgresql://cliq:")
+    assert database_url.endswith("@postgres:5432/cliq")
+    for name in ("api", "worker"):
+        assert expand(services[name]["environment"])["DATABASE_URL"] == database_url
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }

@@ -252,3 +252,12 @@ async def test_the_backlog_keys_are_redis_lists_of_what_is_due(
         await producer.publisher.publish(make_event(producer))
     assert await redis.type(ready) == "list"
     assert await redis.llen(ready) == 1
+
+
+def test_a_job_migrates_the_delivery_log_with_the_pods_settings() -> None:
+    assert settings()["DATABASE_URL"].startswith("postgresql://")
+    job = resources()[("Job", "cliq-webhooks-migrate")]
+    (migrate,) = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["command"] == ["python", "-m", "cli", "migrate"]
+    assert migrate["envFrom"] == container("cliq-webhooks-worker")["envFrom"]
+    assert migrate["image"] == container("cliq-webhooks-worker")["image"]

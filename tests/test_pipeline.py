@@ -19,21 +19,33 @@ from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.keys import DELIVERY_QUEUE, RETRY_QUEUE
+from producer.settings import ProducerSettings
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse, SmtpServer
 from harness.polling import wait_until
-from support import RunningWorker, make_event, start_worker, worker_env
+from support import LOG_STORES, RunningWorker, make_event, start_worker, worker_env
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 @pytest.fixture
-async def worker_factory(redis_url: str, tmp_path: Any) -> AsyncIterator[StartWorker]:
+async def producer(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
+    """A producer on the private Redis, reading the delivery log from ``log_env``'s store."""
+    env = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1", **log_env}
+    async with Producer(ProducerSettings.from_env(env)) as p:
+        await p.open_log_store()
+        yield p
+
+
+@pytest.fixture
+async def worker_factory(
+    redis_url: str, tmp_path: Any, log_env: dict[str, str]
+) -> AsyncIterator[StartWorker]:
     running: list[RunningWorker] = []
 
     async def factory(**overrides: str) -> RunningWorker:
         overrides.setdefault("NOTIFY_OUTBOX", str(tmp_path / "outbox"))
-        worker = await start_worker(worker_env(redis_url, **overrides))
+        worker = await start_worker(worker_env(redis_url, **log_env, **overrides))
         running.append(worker)
         return worker
 
@@ -264,6 +276,7 @@ async def test_exact_attempts_and_delays_then_failing_with_exactly_one_email(
     assert await producer.redis.zcard(producer.keys.outbox) == 0
 
 
+@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
 async def test_recovery_returns_a_failing_endpoint_to_active_and_replay_delivers_the_dead(
     producer: Producer, receiver_factory: ReceiverFactory, worker_factory: StartWorker
 ) -> None:

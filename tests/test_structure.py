@@ -5,15 +5,17 @@ declared once (its Option's) and taken from there by the settings classes."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from producer.http.state import API_OPTIONS, ApiSettings
+from producer.keys import FIELDS
 from producer.settings import PROCESS_OPTIONS, PRODUCER_OPTIONS, Option, ProducerSettings
 from worker.settings import WORKER_OPTIONS, WorkerSettings
 
@@ -236,3 +238,56 @@ def test_settings_take_their_defaults_from_their_options(
     # Every other field with a default is no setting (the producer's own, a test knob).
     others = {f.name for f in fields(cls) if f.default is not MISSING} - set(by_field)
     assert others <= {"test_send_margin_s"}
+
+
+# ---------------------------------------------------------------- hash fields in scripts
+
+_HASH_CALL = re.compile(r"redis\.call\(\s*'(H[A-Z]+|XADD)'")
+_LITERAL = re.compile(r"'([^'\n]*)'")
+
+
+def _call_text(source: str, start: int) -> str:
+    """The text of the redis.call(...) starting at ``start``, up to its closing paren."""
+    depth = 0
+    for index in range(start, len(source)):
+        if source[index] == "(":
+            depth += 1
+        elif source[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return source[start : index + 1]
+    return source[start:]
+
+
+def bare_field_literals(source: str) -> list[str]:
+    """The quoted literals of a script's hash and stream calls that spell out a field of
+    :data:`producer.keys.FIELDS` (which the scripts must name as ``F.<hash>.<name>``)."""
+    fields = {field for table in FIELDS.values() for field in asdict(table).values()}
+    code = "\n".join(line.split("--", 1)[0] for line in source.splitlines())
+    found: list[str] = []
+    for call in _HASH_CALL.finditer(code):
+        text = _call_text(code, call.start() + len("redis.call"))
+        found += [f"{literal!r} in {text!r}" for literal in _LITERAL.findall(text)[1:]
+                  if literal in fields]  # fmt: skip
+    return found
+
+
+def test_scripts_name_hash_fields_from_the_one_table() -> None:
+    scripts = sorted((PROJECT / "producer").glob("*.lua")) + sorted(
+        (PROJECT / "worker").glob("*.lua")
+    )
+    assert len(scripts) >= 10
+    offenders = {
+        path.name: literals
+        for path in scripts
+        if (literals := bare_field_literals(path.read_text()))
+    }
+    assert offenders == {}
+
+
+def test_the_field_check_finds_a_bare_field() -> None:
+    assert bare_field_literals("redis.call('HSET', K.delivery(id), 's', 'dead')") == [
+        "'s' in \"('HSET', K.delivery(id), 's', 'dead')\""
+    ]
+    assert bare_field_literals("redis.call('HSET', key, F.delivery.state, 'dead')") == []
+    assert bare_field_literals("-- redis.call('HGET', key, 'o')") == []

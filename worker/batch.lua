@@ -7,13 +7,15 @@ local function load_batch(ids)
   local deliveries, events, endpoints = {}, {}, {}
   local seen_events, seen_endpoints = {}, {}
   for _, delivery_id in ipairs(ids) do
-    local row = redis.call('HMGET', K.delivery(delivery_id), 's', 'n', 'r', 'e', 'p')
+    local row = redis.call('HMGET', K.delivery(delivery_id), F.delivery.state,
+      F.delivery.attempts, F.delivery.round, F.delivery.event, F.delivery.endpoint)
     if row[1] then
       deliveries[#deliveries + 1] = row
       local event_id, endpoint_id = row[4], row[5]
       if not seen_events[event_id] then
         seen_events[event_id] = true
-        local ev = redis.call('HMGET', K.event(event_id), 'b', 't', 'c')
+        local ev = redis.call('HMGET', K.event(event_id),
+          F.event.body, F.event.type, F.event.created)
         if ev[1] then
           for _, value in ipairs({event_id, ev[1], ev[2], ev[3]}) do events[#events + 1] = value end
         end

@@ -64,7 +64,11 @@ class DeliveryProcessor:
         metrics: Metrics,
         limiter: EndpointLimiter,
         box: SecretBox,
+        to_log_outbox: bool,
+        keep_per_endpoint: int,
     ) -> None:
+        """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set);
+        else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint."""
         self._schedule = schedule
         self._sender = sender
         self._dispatcher = dispatcher
@@ -74,7 +78,9 @@ class DeliveryProcessor:
         self._slots = Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
-        self._recorder = Recorder(redis, keys, dispatcher, metrics, retention_s)
+        self._recorder = Recorder(
+            redis, keys, dispatcher, metrics, retention_s, to_log_outbox, keep_per_endpoint
+        )
         self._batches = BatchRunner(metrics, limiter, dispatcher)
 
     async def process(self, job: Any, _token: str) -> int:

@@ -1,6 +1,8 @@
 """``cliq-webhooks demo``: the whole pipeline on one machine, in about half a minute.
 
-It uses ``REDIS_URL`` when set and otherwise starts a private Redis; runs a worker
+It uses ``REDIS_URL`` when set and otherwise starts a private Redis; keeps the delivery
+log in ``DATABASE_URL`` when set, and otherwise in a private PostgreSQL when its server
+programs are installed (``make postgres``), migrated either way; runs a worker
 in-process with a compressed retry schedule; starts two receivers on 127.0.0.1
 (one checks every signature as the seed's Express example does, one always
 answers 500); publishes events; and shows the failing endpoint going through
@@ -26,6 +28,8 @@ from producer import jsonwire, logs
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
+from producer.store.startup import migrate_database
+from worker.localpostgres import LocalPostgres, find_postgres_bindir
 from worker.localredis import LocalRedis
 from worker.schedule import RetrySchedule
 from worker.service import WorkerService
@@ -82,6 +86,14 @@ async def receivers(good: SeedReceiver) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+async def log_written(producer: Producer) -> bool:
+    """Whether every outcome recorded so far is in the delivery log's database (none
+    waits in the log outbox); always, without a database."""
+    if not producer.settings.database_url:
+        return True
+    return int(await producer.redis.xlen(producer.keys.log_outbox)) == 0
+
+
 async def run_demo(settings: WorkerSettings, *, events: int) -> int:
     """Run the demo; exit status 0 when everything behaved as documented."""
     local: LocalRedis | None = None
@@ -90,6 +102,34 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
         await local.start()
         say(f"Started a private Redis on {local.url} (set REDIS_URL to use yours).")
     redis_url = local.url if local else settings.producer.redis_url
+    local_pg: LocalPostgres | None = None
+    database_url = settings.producer.database_url
+    try:
+        if not database_url:
+            bindir = find_postgres_bindir()
+            if bindir is None:
+                say("PostgreSQL is not installed (`make postgres`): the log stays in Redis.")
+            else:
+                local_pg = LocalPostgres(bindir)
+                await local_pg.start()
+                database_url = local_pg.url
+                say(
+                    f"Started a private PostgreSQL on 127.0.0.1:{local_pg.port} for the "
+                    "delivery log (set DATABASE_URL to use yours)."
+                )
+        if database_url:
+            migrated = await migrate_database(database_url)
+            say(f"The delivery log lives in PostgreSQL (schema version {migrated.version}).")
+        return await _run(settings, redis_url, database_url, events)
+    finally:
+        if local_pg is not None:
+            await local_pg.stop()
+        if local is not None:
+            await local.stop()
+
+
+async def _run(settings: WorkerSettings, redis_url: str, database_url: str, events: int) -> int:
+    """The demo on this Redis and delivery log, with the demo's settings."""
     outbox = Path(tempfile.mkdtemp(prefix="cliq-outbox-")) if not settings.smtp_url else None
     schedule = (
         RetrySchedule.parse(DEMO_SCHEDULE)
@@ -99,7 +139,10 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
     settings = dataclasses.replace(
         settings,
         producer=dataclasses.replace(
-            settings.producer, redis_url=redis_url, allow_private_destinations=True
+            settings.producer,
+            redis_url=redis_url,
+            database_url=database_url,
+            allow_private_destinations=True,
         ),
         retry_schedule=schedule,
         metrics_port=0,
@@ -107,11 +150,7 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
         log_level="warning" if settings.log_level == "info" else settings.log_level,
     )
     logs.configure(settings.log_format, settings.log_level)
-    try:
-        return await _demo(settings, events, outbox)
-    finally:
-        if local is not None:
-            await local.stop()
+    return await _demo(settings, events, outbox)
 
 
 async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> int:
@@ -178,6 +217,7 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> in
                 good.valid >= expected_good
                 and failing_at is not None
                 and (outbox is None or emails)
+                and await log_written(producer)
             ):
                 break
             await asyncio.sleep(0.25)
@@ -195,6 +235,12 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> in
                 f"  #{attempt.number} status={attempt.status} {attempt.outcome.value:9} "
                 f"latency={attempt.latency_ms:.1f}ms response={attempt.response!r}"
             )
+        if service.log_writer is not None:
+            await producer.open_log_store()
+            assert producer.log_store is not None
+            counts = await producer.log_store.state_counts()
+            shown = ", ".join(f"{n} {state.value}" for state, n in sorted(counts.items()))
+            say(f"\nThe delivery log in PostgreSQL: {shown or 'empty'}.")
         if outbox is not None:
             emails = sorted(outbox.glob("*.eml"))
             say(f"\nEmails written (no SMTP_URL set): {len(emails)} in {outbox}")

@@ -138,6 +138,23 @@ class Metrics:
             "Jobs, or ready-list entries, whose data could not be processed (logged, skipped).",
             registry=r,
         )
+        self.log_outbox = Gauge(
+            "cliq_log_outbox_entries",
+            "Recorded outcomes waiting in Redis to be written to the delivery log's "
+            "database (DATABASE_URL): grows while it is unreachable.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.log_written = Counter(
+            "cliq_log_outcomes_written_total",
+            "Outcomes written to the delivery log's database.",
+            registry=r,
+        )
+        self.log_write_failures = Counter(
+            "cliq_log_write_failures_total",
+            "Failed writes of a batch to the delivery log's database (retried).",
+            registry=r,
+        )
         self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}
         # Every series exists from the start, at 0: rate() and increase() then see the
         # first events too, not only those after the series' first scrape.

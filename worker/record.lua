@@ -1,11 +1,14 @@
 -- Record attempt outcomes, move deliveries and endpoints to their next state,
 -- and write the jobs those changes cause to the outbox: all at once.
 -- ARGV: prefix, now_ms, retention_s, outcomes (one JSON array: a few hundred separate
--- arguments cost the worker more to pack than the script costs to run), where each
+-- arguments cost the worker more to pack than the script costs to run), log ('1': each
+-- recorded attempt is also appended to K.log_outbox() for the delivery log's database,
+-- see worker/logwriter.py; '0': the log is Redis's own, and each endpoint keeps its latest
+-- `keep` delivered deliveries, the older leaving Redis: worker/forget.lua), keep, where each
 -- outcome is [delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
 --   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)],
--- then any number of retry job members, written to the outbox as they are.
+-- then (after log) any number of retry job members, written to the outbox as they are.
 -- Returns {per-outcome codes, outbox members written}. Codes:
 --   'dup'       this attempt was already recorded (a re-run job): nothing changed
 --   'gone'      the delivery no longer exists
@@ -16,15 +19,34 @@
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local outcomes = cjson.decode(ARGV[4])
+local log_outbox = nil
+if ARGV[5] == '1' then log_outbox = K.log_outbox() end
+local keep = tonumber(ARGV[6])
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
 
 local function finish(key, event_id)
   redis.call('EXPIRE', key, retention)
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, 'o', -1) <= 0 then
+  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
     redis.call('EXPIRE', event_key, retention)
     redis.call('EXPIRE', K.event_deliveries(event_id), retention)
+  end
+end
+
+-- The bounded log of Redis: an endpoint's delivered deliveries beyond its latest `keep`
+-- leave Redis (the dead stay for replay until their retention).
+local function keep_latest(endpoint_id, delivery_id)
+  local done = K.endpoint_done(endpoint_id)
+  redis.call('ZADD', done, now, delivery_id)
+  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - retention * 1000)
+  local excess = redis.call('ZCARD', done) - keep
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', done, excess)
+    for i = 1, #popped, 2 do
+      local event_id = forget_delivered(popped[i], nil)
+      if event_id then forget_event_if_done(event_id, retention) end
+    end
   end
 end
 
@@ -38,7 +60,8 @@ end
 for k, outcome in ipairs(outcomes) do
   local delivery_id, number, kind, attempt, due, notify, disable = unpack(outcome)
   local key = K.delivery(delivery_id)
-  local row = redis.call('HMGET', key, 's', 'n', 'e', 'p')
+  local row = redis.call('HMGET', key, F.delivery.state, F.delivery.attempts,
+    F.delivery.event, F.delivery.endpoint, F.delivery.created)
   if not row[1] then
     codes[k] = 'gone'
   elseif tonumber(row[2]) >= number or row[1] == 'delivered' or row[1] == 'dead' then
@@ -48,15 +71,22 @@ for k, outcome in ipairs(outcomes) do
     local endpoint_key = K.endpoint(endpoint_id)
     local state = kind
     if kind == 'retry' then state = 'scheduled' end
-    redis.call('HSET', key, 'n', number, 'a' .. number, attempt, 'u', now, 's', state)
+    redis.call('HSET', key, F.delivery.attempts, number, F.delivery.attempt .. number, attempt,
+      F.delivery.updated, now, F.delivery.state, state)
     redis.call('HINCRBY', stats, previous, -1)
     codes[k] = kind
+    if log_outbox then
+      redis.call('XADD', log_outbox, '*',
+        F.log_entry.delivery, delivery_id, F.log_entry.created, row[5], F.log_entry.event,
+        event_id, F.log_entry.endpoint, endpoint_id, F.log_entry.attempt, attempt)
+    end
     if kind == 'retry' then
-      redis.call('HSET', key, 'x', due)
+      redis.call('HSET', key, F.delivery.due, due)
       redis.call('HINCRBY', stats, 'scheduled', 1)
     elseif kind == 'delivered' then
       finish(key, event_id)
       redis.call('HINCRBY', stats, 'delivered', 1)
+      if not log_outbox then keep_latest(endpoint_id, delivery_id) end
       if redis.call('HGET', endpoint_key, 'status') == 'failing' then
         set_status(endpoint_key, 'active')
         redis.call('SREM', K.failing(), endpoint_id)
@@ -85,7 +115,7 @@ for k, outcome in ipairs(outcomes) do
     end
   end
 end
-for m = 5, #ARGV do
+for m = 7, #ARGV do
   redis.call('ZADD', outbox, now, ARGV[m])
   members[#members + 1] = ARGV[m]
 end

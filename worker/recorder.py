@@ -45,7 +45,14 @@ class Recorder:
         dispatcher: JobDispatcher,
         metrics: Metrics,
         retention_s: int,
+        to_log_outbox: bool,
+        keep_per_endpoint: int,
     ) -> None:
+        """``to_log_outbox``: also append each recorded attempt to the log outbox, for
+        the delivery log's database (:mod:`worker.logwriter`); else each endpoint keeps
+        its latest ``keep_per_endpoint`` delivered deliveries in Redis."""
+        self._log_flag = "1" if to_log_outbox else "0"
+        self._keep = keep_per_endpoint
         self._dispatcher = dispatcher
         self._metrics = metrics
         self._retention_s = retention_s
@@ -117,7 +124,13 @@ class Recorder:
                     1 if outcome.disable else 0,
                 )
             )
-        args: list[EncodableT] = [now_ms, self._retention_s, orjson.dumps(rows)]
+        args: list[EncodableT] = [
+            now_ms,
+            self._retention_s,
+            orjson.dumps(rows),
+            self._log_flag,
+            self._keep,
+        ]
         for delay_ms, items in retries.items():
             spec = JobSpec(
                 RETRY_QUEUE,

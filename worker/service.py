@@ -6,7 +6,9 @@ loop, and closed there. SIGTERM or SIGINT stops intake, gives in-flight attempts
 recorded, so another worker makes it again: nothing is lost) and exits 0. If a
 queue loop dies, ``/healthz`` turns 503 and the process exits 1 so that its
 supervisor restarts it. On a Redis that may evict keys it does not start
-(:mod:`producer.redis_guard`), and stops taking jobs while one is found so later.
+(:mod:`producer.redis_guard`), and stops taking jobs while one is found so later. With
+``DATABASE_URL`` set it does not start on a schema older than its own (exit status 2,
+naming ``cliq-webhooks migrate``) nor on a database it cannot reach (exit status 1).
 """
 
 from __future__ import annotations
@@ -29,12 +31,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from producer.context import Producer
 from producer.health import liveness, readiness
 from producer.jobs import JobDispatcher, QueueOptions, ready_item
-from producer.keys import DELIVERY_QUEUE, NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
+from producer.keys import (
+    DELIVERY_FIELDS,
+    DELIVERY_QUEUE,
+    NOTIFICATION_QUEUE,
+    RETRY_QUEUE,
+    Keys,
+)
 from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from producer.redis_guard import RedisGuard
 from worker import __version__
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
+from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.pickup import Pickup
@@ -66,6 +75,8 @@ class WorkerService:
         self._intake_stopped = False
         # Its Redis checks (producer.redis_guard), once run() has made them.
         self.guard: RedisGuard | None = None
+        # The log outbox's writer, with DATABASE_URL, once run() has made it.
+        self.log_writer: LogWriter | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -87,6 +98,7 @@ class WorkerService:
         )
         try:
             await guard.start()
+            await producer.open_log_store()
         except BaseException:
             await producer.close()
             raise
@@ -120,7 +132,20 @@ class WorkerService:
             metrics=self.metrics,
             limiter=limiter,
             box=producer.secret_box,
+            to_log_outbox=producer.log_store is not None,
+            keep_per_endpoint=s.producer.log_keep_per_endpoint,
         )
+        if producer.log_store is not None:
+            self.log_writer = LogWriter(
+                redis,
+                self.keys,
+                producer.log_store,
+                consumer=self.worker_id,
+                metrics=self.metrics,
+                claim_idle_ms=int(s.job_lock_timeout * 1000),
+                marker_ttl_s=s.producer.idempotency_window,
+            )
+            await self.log_writer.start()
         notifier = Notifier(
             registry=registry,
             smtp_url=s.smtp_url,
@@ -149,6 +174,14 @@ class WorkerService:
         )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
+        writing: list[asyncio.Task[None]] = []
+        if self.log_writer is not None and producer.log_store is not None:
+            writing = [
+                asyncio.create_task(self.log_writer.run()),
+                asyncio.create_task(
+                    keep_partitions(producer.log_store, s.producer.delivery_retention)
+                ),
+            ]
         self._queue_workers = [
             self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
             # Both queues share the processor's HTTP slots; this one's loop only keeps
@@ -183,6 +216,11 @@ class WorkerService:
             await processor.close(grace_ends - time.monotonic())
             await pickup.close()
             for task in (housekeeping, lease_keeping, answering):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            # Whatever the writer had not written yet waits in the log outbox for the next.
+            for task in writing:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -291,10 +329,22 @@ class WorkerService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL_S)
 
+    def _log_outbox_full(self) -> str | None:
+        """Why to take no new work while the log outbox holds ``LOG_OUTBOX_MAX`` outcomes
+        (the database is down or behind), else ``None``."""
+        waiting = int(self.metrics.log_outbox._value.get())
+        if self.log_writer is None or waiting < self.settings.log_outbox_max:
+            return None
+        return (
+            f"{waiting} outcomes wait in the log outbox for the database (LOG_OUTBOX_MAX "
+            f"{self.settings.log_outbox_max}): new work waits until they are written"
+        )
+
     async def _follow_guard(self, guard: RedisGuard, pickup: Pickup) -> None:
-        """Take no jobs while Redis may evict keys (and that is not allowed), take them
-        again once it no longer does. Jobs in progress finish."""
-        stop = guard.refusal is not None
+        """Take no jobs while Redis may evict keys (and that is not allowed), or while the
+        log outbox is full; take them again once that is over. Jobs in progress finish."""
+        reason = guard.refusal or self._log_outbox_full()
+        stop = reason is not None
         if stop:
             pickup.pause()
             for queue_worker in self._queue_workers:
@@ -306,7 +356,7 @@ class WorkerService:
         if stop != self._intake_stopped:
             self._intake_stopped = stop
             if stop:
-                log.error("intake_stopped", reason=guard.refusal)
+                log.error("intake_stopped", reason=reason)
             else:
                 log.warning("intake_resumed")
 
@@ -330,7 +380,9 @@ class WorkerService:
         if ready is not None:
             with contextlib.suppress(ValueError):
                 item = ready_item(ready)
-                stamps.append(await redis.hget(self.keys.delivery(item.delivery_id), "c"))
+                stamps.append(
+                    await redis.hget(self.keys.delivery(item.delivery_id), DELIVERY_FIELDS.created)
+                )
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
 
@@ -357,9 +409,17 @@ class WorkerService:
                 redis_ok = True
             except Exception:
                 redis_ok = False
-            ok = redis_ok and self._alive() and not self._stop.is_set() and not guard.refusal
+            refused = guard.refusal or self._log_outbox_full()
+            ok = redis_ok and self._alive() and not self._stop.is_set() and not refused
             warnings = guard.warnings()
-            return readiness(ok, redis=redis_ok, **({"warnings": warnings} if warnings else {}))
+            details: dict[str, object] = {"redis": redis_ok}
+            if self.log_writer is not None:
+                # Delivering goes on while the database is down: a detail, not a refusal.
+                details["log_store"] = "failing" if self.log_writer.failing_since else "ok"
+                details["log_outbox"] = int(self.metrics.log_outbox._value.get())
+            if warnings:
+                details["warnings"] = warnings
+            return readiness(ok, **details)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

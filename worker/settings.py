@@ -83,6 +83,15 @@ JOB_LOCK_TIMEOUT = Option(
     parse_positive_float,
 )
 
+LOG_OUTBOX_MAX = Option(
+    "LOG_OUTBOX_MAX",
+    "1000000",
+    "With DATABASE_URL: recorded outcomes that may wait in Redis for the database "
+    "(while it is down or behind); at this many the workers take no new work until it "
+    "drains (attempts under way finish, nothing is lost).",
+    parse_positive_int,
+)
+
 WORKER_OPTIONS: tuple[Option, ...] = (
     *PROCESS_OPTIONS,
     RETRY_SCHEDULE,
@@ -97,6 +106,7 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     METRICS_HOST,
     METRICS_PORT,
     JOB_LOCK_TIMEOUT,
+    LOG_OUTBOX_MAX,
 )
 
 
@@ -119,6 +129,7 @@ class WorkerSettings:
     log_format: str = LOG_FORMAT.value
     log_level: str = LOG_LEVEL.value
     job_lock_timeout: float = JOB_LOCK_TIMEOUT.value
+    log_outbox_max: int = LOG_OUTBOX_MAX.value
     shutdown_grace: float = SHUTDOWN_GRACE.value
 
     @property

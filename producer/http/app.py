@@ -88,7 +88,9 @@ DESCRIBED_MODULES = (endpoints_spec, deliveries, testsends, catalogue, routes_sp
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
     """Open the producer (and the probe client) at startup; close them at shutdown.
 
-    Raises :class:`producer.redis_guard.RedisEvictingError` on a Redis that may evict keys.
+    Raises :class:`producer.redis_guard.RedisEvictingError` on a Redis that may evict keys,
+    and :class:`producer.store.startup.SchemaTooOld` on a ``DATABASE_URL`` whose schema is
+    older than this build's.
     """
     settings = app[SETTINGS]
     if not settings.api_keys:
@@ -110,6 +112,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     watching: asyncio.Task[None] | None = None
     try:
         await guard.start()
+        await producer.open_log_store()
         watching = asyncio.create_task(guard.watch())
         yield
     finally:

@@ -1,10 +1,12 @@
 """The delivery log's store: what is written after each batch of work, and every read.
 
 Redis keeps the hot path (queues, leases, what a worker needs to send the next
-attempt); the record of what happened (events, deliveries, attempts) goes to a
-:class:`LogStore`: PostgreSQL
-(:class:`producer.store.postgres.PostgresLogStore`, when ``DATABASE_URL`` is set), and a
-bounded store in Redis is to satisfy the same protocol.
+attempt); with ``DATABASE_URL`` set the record of what happened (events, deliveries,
+attempts) goes to a :class:`LogStore`, PostgreSQL
+(:class:`producer.store.postgres.PostgresLogStore`), written by the workers' log writers
+(:mod:`worker.logwriter`) and read through :class:`producer.store.reads.StoredDeliveryLog`.
+Without it the log stays in Redis, bounded (``LOG_KEEP_PER_ENDPOINT``), and is read by
+:class:`producer.deliveries.DeliveryLog`, whose methods both answer alike.
 
 Writes are batches (:meth:`LogStore.write`), group-committed by the workers like their
 Redis outcomes, and idempotent: a batch written twice (say after a timeout whose commit

@@ -164,6 +164,15 @@ class PostgresServer:
         assert last_error is not None
         raise last_error
 
+    def restart(self) -> None:
+        """Start again after :meth:`stop`, on the same port, so that clients holding its
+        URL reconnect (a test of the database going away and coming back)."""
+        if self.running:
+            raise PostgresServerError(f"postgres already running (pid {self.pid})")
+        if self.port == 0:
+            raise PostgresServerError("postgres has not been started yet")
+        self._launch()
+
     def _launch(self) -> None:
         settings = [arg for name, value in SERVER_SETTINGS for arg in ("-c", f"{name}={value}")]
         args = [
