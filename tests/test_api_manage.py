@@ -524,6 +524,11 @@ async def failed_then_delivered(
         await wait_for_states(producer, ["evt_a", "evt_b"], DeliveryState.DEAD)
         await ok(await api.post("/v1/events", json=event(id="evt_c")), 202)
         await wait_for_states(producer, ["evt_c"], DeliveryState.DELIVERED)
+
+        async def all_logged() -> bool:  # with PostgreSQL, once the log writer wrote them all
+            return int(await producer.redis.xlen(producer.keys.log_outbox)) == 0
+
+        await wait_until(all_logged, 20, message="the log writer did not write every attempt")
         a, b, c = [(await producer.deliveries.for_event(e))[0] for e in ("evt_a", "evt_b", "evt_c")]
         yield FailedThenDelivered(endpoint_id, started, a, b, c, receiver)
     finally:
