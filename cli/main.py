@@ -1,5 +1,5 @@
 """``cliq-webhooks``: the parser of every command, and running one (``python -m worker`` is
-``cliq-webhooks worker``)."""
+``cliq-webhooks worker``, ``python -m producer`` is ``cliq-webhooks api``)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from cli.base import (
     worker_settings,
 )
 from producer import logs
+from producer.__main__ import serve
 from producer.collector import tune_for_service
 from producer.deliveries import DeliveryNotFound
 from producer.endpoints import EndpointError, EndpointNotFound
 from producer.events import EventError
+from producer.http.state import SERVE_OPTIONS
 from producer.loop import run_event_loop
-from producer.settings import SettingsError, env_with_flags, without_password
+from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 from worker import __version__
 
 
@@ -76,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N worker processes under one supervisor (restarts them, one /metrics)",
     )
 
+    api = commands.add_parser(
+        "api",
+        help="run the HTTP API and the dashboard (/ui/): what `python -m producer` runs",
+        description="Run the HTTP API and the dashboard (/ui/) until SIGTERM/SIGINT.",
+    )
+    api.set_defaults(handler=None)  # served synchronously by producer.__main__.serve
+    add_flags(api, SERVE_OPTIONS)
+
     dem = add_command(
         commands,
         "demo",
@@ -91,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cliq-webhooks`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "api":
+        return serve(env_with_flags(args, SERVE_OPTIONS))
     try:
         settings = worker_settings(args)
     except SettingsError as exc:

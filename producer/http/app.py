@@ -66,7 +66,8 @@ log = structlog.get_logger("cliq.producer.http.app")
 
 # Routes that answer without an API key: probes and scraping. Every other path,
 # including unknown ones and routes added later, requires a key when keys are set.
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# The root only redirects to the dashboard, which asks for its own sign-in.
+PUBLIC_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json"})
 UNMATCHED_ROUTE = "unmatched"
 
 # Every route module, in the order their routes are registered.
@@ -258,4 +259,10 @@ def create_app(
     )
     # After the document: the dashboard's HTML pages are not part of the API.
     app.add_subapp(dashboard.PREFIX, dashboard.create_app())
+    app.router.add_get("/", to_dashboard, allow_head=True)
     return app
+
+
+async def to_dashboard(request: web.Request) -> web.StreamResponse:
+    """``GET /``: a browser pointed at the server lands on the dashboard."""
+    raise web.HTTPFound(dashboard.PREFIX + "/")
