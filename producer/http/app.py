@@ -35,12 +35,14 @@ from producer.http import (
     probes,
     testsends,
 )
+from producer.http.document import QUERY_PARAMETERS
 from producer.http.metrics import ApiMetrics
 from producer.http.problems import (
     INTERNAL_ERROR,
     REDIS_EVICTING,
     REDIS_UNAVAILABLE,
     UNAUTHORIZED,
+    UNKNOWN_QUERY_PARAMETER,
     Problem,
     problem_from_http,
 )
@@ -194,6 +196,25 @@ async def refuse_while_evicting(request: web.Request, handler: Handler) -> web.S
 
 
 @web.middleware
+async def refuse_unknown_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 naming every query parameter the route's operation does not take (a typo such
+    as ``?outcom=dead`` would otherwise be ignored and answer as if unfiltered)."""
+    method = "GET" if request.method == "HEAD" else request.method
+    accepted = request.app[QUERY_PARAMETERS].get((route_label(request), method))
+    if accepted is not None:
+        unknown = sorted(set(request.query) - accepted)
+        if unknown:
+            known = ", ".join(sorted(accepted)) or "none"
+            raise Problem(
+                UNKNOWN_QUERY_PARAMETER,
+                f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
+                f"{', '.join(unknown)}; this route takes: {known}.",
+                errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+            )
+    return await handler(request)
+
+
+@web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
 
@@ -235,7 +256,7 @@ def create_app(
 ) -> web.Application:
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
-        middlewares=[observe, problems, authenticate, refuse_while_evicting],
+        middlewares=[observe, problems, authenticate, refuse_unknown_query, refuse_while_evicting],
         # A backstop: every route reads its body through read_body or read_limited, with
         # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
         client_max_size=settings.max_batch_bytes,
