@@ -120,7 +120,14 @@ def add_commands(commands: Any) -> None:
     add.add_argument(
         "--events", required=True, help="types or wildcards: 'issue.*,comment.created', '*'"
     )
-    add.add_argument("--email", required=True, help="owner, told when the endpoint turns failing")
+    # --owner-email is the API's and the dashboard's name; --email is kept as an alias.
+    add.add_argument(
+        "--owner-email",
+        "--email",
+        dest="email",
+        required=True,
+        help="owner, told when the endpoint turns failing (alias --email)",
+    )
     add.add_argument("--description", default="", help="free text")
     limits = (
         ("--max-in-flight", int, "requests in flight to it across all workers (default 10)"),
@@ -135,10 +142,10 @@ def add_commands(commands: Any) -> None:
     for flag, text in (
         ("--url", "new URL"),
         ("--events", "new filter"),
-        ("--email", "new owner"),
         ("--description", "new description"),
     ):
         update.add_argument(flag, help=text)
+    update.add_argument("--owner-email", "--email", dest="email", help="new owner (alias --email)")
     for flag, kind, text in limits:
         update.add_argument(flag, type=kind, help=text)
     listing = add_command(endpoint_commands, "list", endpoint_list, "list endpoints")
