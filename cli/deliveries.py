@@ -9,6 +9,7 @@ from typing import Any
 from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_FAILURE,
+    CommandFailed,
     UsageError,
     add_command,
     producer_settings,
@@ -18,6 +19,7 @@ from cli.output import emit, render_fields, render_table, when
 from producer.context import Producer
 from producer.endpoints import EndpointStatus
 from producer.events import parse_timestamp
+from producer.testsends import TEST_SEND_MARGIN_S, request_test_send
 
 
 async def attempts(args: argparse.Namespace) -> int:
@@ -142,9 +144,19 @@ async def replay(args: argparse.Namespace) -> int:
 
 
 async def send_test(args: argparse.Namespace) -> int:
-    from worker.testsend import send_test_event
-
-    result = await send_test_event(worker_settings(args), args.endpoint, args.type)
+    """Have a worker send a test event, as the API does: the test leaves from where
+    deliveries leave (a worker's destination policy and connections), not from here."""
+    settings = worker_settings(args)
+    wait_s = settings.delivery_timeout + TEST_SEND_MARGIN_S
+    async with Producer(settings.producer) as p:
+        p.catalogue.require(args.type)
+        await p.endpoints.get(args.endpoint)
+        result = await request_test_send(p.redis, p.keys, args.endpoint, args.type, wait_s)
+    if result is None:
+        raise CommandFailed(
+            f"no worker answered within {wait_s:g} s: is a worker running on this Redis? "
+            "(cliq-webhooks worker)"
+        )
     emit(
         args,
         result.to_dict(),
@@ -167,7 +179,7 @@ def add_commands(commands: Any) -> None:
         commands,
         "send-test",
         send_test,
-        "POST a signed test event to an endpoint now and show the answer",
+        "have a worker POST a signed test event to an endpoint now; show the answer",
         DELIVERY_OPTIONS,
     )
     test.add_argument("--endpoint", required=True, help="endpoint id")

@@ -15,6 +15,7 @@ from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    CommandFailed,
     Handler,
     UsageError,
     add_command,
@@ -28,6 +29,7 @@ from producer.endpoints import EndpointError, EndpointNotFound
 from producer.events import EventError
 from producer.http.state import SERVE_OPTIONS
 from producer.loop import run_event_loop
+from producer.redis.errors import RedisUnavailable
 from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 from worker import __version__
 
@@ -120,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EndpointNotFound, DeliveryNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (CommandFailed, RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except redis.exceptions.ConnectionError as exc:
         url = without_password(settings.producer.effective_redis_url)
         print(f"error: cannot reach Redis at {url}: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ from producer.settings import (
     parse_positive_int,
     read_options,
 )
+from producer.testsends import TEST_SEND_MARGIN_S
 
 # A key this long of visible ASCII cannot be guessed by trying, unless it was chosen to
 # be guessed; failed attempts are limited besides, but per API process and address
@@ -185,7 +186,7 @@ class ApiSettings:
     dashboard_session_ttl: int = DASHBOARD_SESSION_TTL.value
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
-    test_send_margin_s: float = 5.0
+    test_send_margin_s: float = TEST_SEND_MARGIN_S
     shutdown_grace: float = SHUTDOWN_GRACE.value
     log_format: str = LOG_FORMAT.value
     log_level: str = LOG_LEVEL.value
