@@ -50,7 +50,7 @@ async def run_worker(args: argparse.Namespace) -> int:
 async def demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
-    return await run_demo(worker_settings(args), events=args.events)
+    return await run_demo(worker_settings(args), events=args.events, keep=args.keep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         DELIVERY_OPTIONS,
     )
     dem.add_argument("--events", type=int, default=20, help="events to publish")
+    dem.add_argument(
+        "--keep",
+        action="store_true",
+        help="then keep the API, its dashboard and a worker running (prints the URL and a "
+        "sign-in key) until Ctrl-C",
+    )
     return parser
 
 

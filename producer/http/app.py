@@ -9,7 +9,8 @@ The route modules, each with its OpenAPI fragment: :mod:`.events` (publishing),
 :mod:`.probes`, :mod:`.endpoints`, :mod:`.deliveries` (the delivery log and replay),
 :mod:`.testsends`, :mod:`.catalogue`, and seed 001's :mod:`producer.tokens.routes` and
 :mod:`producer.tokens.incoming`. They import downward only (problems, state, bodies,
-openapi, the domain); this module imports them, and nothing imports this module.
+openapi, the domain); this module imports them, and nothing in :mod:`producer` imports
+this module (the entry points and the demo do).
 """
 
 from __future__ import annotations
