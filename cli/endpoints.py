@@ -44,7 +44,7 @@ async def endpoint_list(args: argparse.Namespace) -> int:
         rows,
         lambda: render_table(
             [
-                (e.id, e.workspace_id, e.status.value, ",".join(e.events), e.url, e.owner_email)
+                (e.id, e.workspace_id, e.status.value, e.events, e.url, e.owner_email)
                 for e in endpoints
             ],
             ["ID", "WORKSPACE", "STATUS", "EVENTS", "URL", "OWNER"],

@@ -9,7 +9,7 @@ import time
 from typing import Any, TextIO
 
 from cli.base import UsageError, add_command, producer_settings
-from cli.output import emit, progress
+from cli.output import emit, plural, progress
 from producer import jsonwire
 from producer.context import Producer
 from producer.events import Event, EventError, parse_event
@@ -88,8 +88,9 @@ async def publish(args: argparse.Namespace) -> int:
                 args,
                 summary,
                 lambda: (
-                    f"published {summary['events']} events "
-                    f"({summary['duplicates']} duplicates), {summary['deliveries']} deliveries"
+                    f"published {plural(summary['events'], 'event')} "
+                    f"({plural(summary['duplicates'], 'duplicate')}), "
+                    f"{plural(summary['deliveries'], 'delivery', 'deliveries')}"
                 ),
             )
             return 0
@@ -118,7 +119,7 @@ async def publish(args: argparse.Namespace) -> int:
             + (
                 "already published, nothing enqueued"
                 if result.duplicate
-                else f"{result.deliveries} deliveries"
+                else plural(result.deliveries, "delivery", "deliveries")
             )
         ),
     )
