@@ -5,23 +5,37 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.base import add_command, producer_settings
+from cli.base import UsageError, add_command, producer_settings
 from cli.output import emit, render_fields, render_table
 from producer.context import Producer
-from producer.endpoints import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointStatus
+from producer.endpoints import (
+    DEFAULT_MAX_IN_FLIGHT,
+    ROTATION_GRACE_S,
+    EndpointStatus,
+    invalid_fields,
+)
+
+
+def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
+    """``fields``, or a usage error naming every bad one at once (not the first only)."""
+    errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
+    if errors:
+        raise UsageError("; ".join(str(error) for error in errors))
+    return fields
 
 
 async def endpoint_add(args: argparse.Namespace) -> int:
     async with Producer(producer_settings(args)) as p:
-        endpoint = await p.endpoints.create(
-            workspace_id=args.workspace,
-            url=args.url,
-            events=args.events.split(","),
-            owner_email=args.email,
-            description=args.description,
-            max_in_flight=args.max_in_flight,
-            rate_limit=args.rate_limit,
-        )
+        fields = {
+            "workspace_id": args.workspace,
+            "url": args.url,
+            "events": args.events.split(","),
+            "owner_email": args.email,
+            "description": args.description,
+            "max_in_flight": args.max_in_flight,
+            "rate_limit": args.rate_limit,
+        }
+        endpoint = await p.endpoints.create(**check_values(fields, p))
     shown = endpoint.public_dict(reveal_secret=True)
     emit(
         args,
@@ -63,15 +77,15 @@ async def endpoint_show(args: argparse.Namespace) -> int:
 
 async def endpoint_update(args: argparse.Namespace) -> int:
     async with Producer(producer_settings(args)) as p:
-        endpoint = await p.endpoints.update(
-            args.id,
-            url=args.url,
-            events=args.events.split(",") if args.events is not None else None,
-            owner_email=args.email,
-            description=args.description,
-            max_in_flight=args.max_in_flight,
-            rate_limit=args.rate_limit,
-        )
+        fields = {
+            "url": args.url,
+            "events": args.events.split(",") if args.events is not None else None,
+            "owner_email": args.email,
+            "description": args.description,
+            "max_in_flight": args.max_in_flight,
+            "rate_limit": args.rate_limit,
+        }
+        endpoint = await p.endpoints.update(args.id, **check_values(fields, p))
     shown = endpoint.public_dict()
     emit(args, shown, lambda: render_fields(shown.items()))
     return 0

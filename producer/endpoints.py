@@ -6,7 +6,7 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, cast
@@ -166,6 +166,28 @@ def validate_rate_limit(value: float) -> float:
             "rate_limit", "must be a number of requests per second from 0 to 100000"
         )
     return float(value)
+
+
+def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[EndpointError]:
+    """Every error of the given endpoint fields (named as :meth:`EndpointRegistry.create`
+    takes them), each found by its field's own rule above: a caller reports them all at
+    once instead of the first. The destination policy is checked on registering."""
+    checks: dict[str, Callable[[Any], object]] = {
+        "workspace_id": validate_workspace,
+        "url": validate_url,
+        "events": lambda patterns: validate_filter(patterns, catalogue),
+        "owner_email": validate_email,
+        "max_in_flight": validate_max_in_flight,
+        "rate_limit": validate_rate_limit,
+    }
+    errors: list[EndpointError] = []
+    for name, check in checks.items():
+        if name in fields:
+            try:
+                check(fields[name])
+            except EndpointError as exc:
+                errors.append(exc)
+    return errors
 
 
 def filter_matches(patterns: Sequence[str], event_type: str) -> bool:

@@ -119,3 +119,47 @@ async def test_a_jsonl_publish_reports_every_bad_line_up_to_a_cap(
     assert len(reported) == MAX_REPORTED_LINES
     assert f"{MAX_REPORTED_LINES + 5} bad lines" in capped.stderr
     assert "... and 5 more bad lines" in capped.stderr
+
+
+async def test_an_endpoint_with_several_bad_values_names_them_all(
+    api: Client, redis: aioredis.Redis
+) -> None:
+    before = await redis.dbsize()
+    bad = {
+        "workspace_id": "ws 1",
+        "url": "ftp://example.com/",
+        "events": ["issue.nope"],
+        "owner_email": "nobody",
+        "max_in_flight": 0,
+    }
+    response = await api.post("/v1/endpoints", json=bad, headers=AUTH)
+    assert response.status == 422
+    problem = await response.json()
+    assert [error["field"] for error in problem["errors"]] == [
+        "workspace_id",
+        "url",
+        "events",
+        "owner_email",
+        "max_in_flight",
+    ]
+    assert await redis.dbsize() == before
+    unknown = await api.post(
+        "/v1/endpoints", json={**bad, "colour": "red", "size": 1}, headers=AUTH
+    )
+    assert [error["field"] for error in (await unknown.json())["errors"]] == ["colour", "size"]
+
+
+def test_endpoint_add_names_every_bad_value(redis_url: str) -> None:
+    result = cli(
+        redis_url,
+        "endpoint", "add", "--workspace", "ws 1", "--url", "ftp://example.com/",
+        "--events", "issue.nope", "--owner-email", "nobody",
+    )  # fmt: skip
+    assert result.returncode == 2
+    for message in (
+        "workspace: must be 1-128",
+        "url: must use http or https",
+        "events: unknown event type 'issue.nope'",
+        "email: 'nobody' is not an email address",
+    ):
+        assert message in result.stderr
