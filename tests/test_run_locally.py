@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 import yaml
 
-from producer.http.state import ApiSettings
+from producer.http.state import SERVE_OPTIONS, ApiSettings
 from producer.settings import FALLBACK_REDIS_URL, ProducerSettings
 from worker.settings import WorkerSettings
 
@@ -176,3 +176,21 @@ async def test_a_relative_outbox_is_made_absolute_and_logged(
         assert await worker.wait(30) == 0
     finally:
         worker.kill()
+
+
+def test_the_api_command_is_listed_and_takes_every_api_setting() -> None:
+    listed = subprocess.run(
+        [*CLI, "--help"], cwd=PROJECT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "api" in listed.stdout
+    helped = subprocess.run(
+        [*CLI, "api", "--help"],
+        cwd=PROJECT,
+        env={**os.environ, "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for option in SERVE_OPTIONS:
+        assert f"env {option.env}" in helped.stdout
