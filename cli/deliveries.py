@@ -17,30 +17,58 @@ from cli.base import (
 )
 from cli.output import emit, render_fields, render_table, when
 from producer.context import Producer
+from producer.deliveries import AttemptFilter, AttemptOutcome
 from producer.endpoints import EndpointStatus
-from producer.events import parse_timestamp
+from producer.events import EventError, parse_timestamp
 from producer.testsends import TEST_SEND_MARGIN_S, request_test_send
+
+
+def instant(raw: str | None, flag: str) -> int | None:
+    """An ISO 8601 time of a flag, in ms since the epoch; a usage error naming the flag."""
+    if raw is None:
+        return None
+    try:
+        return int(parse_timestamp(raw).timestamp() * 1000)
+    except EventError as exc:
+        raise UsageError(f"{flag}: {exc.message}") from None
+
+
+def attempt_filter(args: argparse.Namespace) -> AttemptFilter:
+    """The API's filters of the delivery log (outcome, since, until) from the flags."""
+    selected = AttemptFilter(
+        outcome=AttemptOutcome(args.outcome) if args.outcome else None,
+        since_ms=instant(args.since, "--since"),
+        until_ms=instant(args.until, "--until"),
+    )
+    since_ms, until_ms = selected.since_ms, selected.until_ms
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        raise UsageError("--until must not be earlier than --since")
+    return selected
 
 
 async def attempts(args: argparse.Namespace) -> int:
     if bool(args.endpoint) == bool(args.event):
         raise UsageError("attempts needs exactly one of --endpoint or --event")
+    selected = attempt_filter(args)
     async with Producer(producer_settings(args)) as p:
         if args.endpoint:
             await p.endpoints.get(args.endpoint)  # a clear error for an unknown id
             deliveries = await p.deliveries.for_endpoint(args.endpoint, args.limit)
         else:
             deliveries = await p.deliveries.for_event(args.event)
+        types = await p.deliveries.event_types([d.event_id for d in deliveries])
     rows = [
         {
             "delivery_id": d.id,
             "event_id": d.event_id,
+            "event_type": types.get(d.event_id),
             "endpoint_id": d.endpoint_id,
             "state": d.state.value,
             **a.to_dict(),
         }
         for d in deliveries
         for a in reversed(d.attempts)
+        if selected.matches(a)
     ]
     pending = [d for d in deliveries if not d.attempts]
     emit(
@@ -53,6 +81,7 @@ async def attempts(args: argparse.Namespace) -> int:
                         when(r["at_ms"]),
                         r["delivery_id"],
                         r["event_id"],
+                        r["event_type"],
                         r["number"],
                         r["status"] if r["status"] is not None else "-",
                         f"{r['latency_ms']:.0f}ms",
@@ -65,6 +94,7 @@ async def attempts(args: argparse.Namespace) -> int:
                     "TIME (UTC)",
                     "DELIVERY",
                     "EVENT",
+                    "TYPE",
                     "#",
                     "STATUS",
                     "LATENCY",
@@ -189,6 +219,11 @@ def add_commands(commands: Any) -> None:
     att.add_argument("--endpoint", help="endpoint id")
     att.add_argument("--event", help="event id")
     att.add_argument("--limit", type=int, default=100, help="most recent deliveries to show")
+    att.add_argument(
+        "--outcome", choices=[o.value for o in AttemptOutcome], help="only attempts that led to it"
+    )
+    att.add_argument("--since", help="only attempts made at or after this ISO 8601 time")
+    att.add_argument("--until", help="only attempts made at or before this ISO 8601 time")
 
     add_command(commands, "status", status, "delivery counts, queue jobs and failing endpoints")
 
