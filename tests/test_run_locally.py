@@ -163,17 +163,16 @@ async def test_a_relative_outbox_is_made_absolute_and_logged(
     # A real worker, started from the project folder (WorkerProcess's cwd).
     worker = WorkerProcess(worker_env(redis_url, NOTIFY_OUTBOX="outbox-i19"), tmp_path / "w.log")
     try:
-        await wait_until(
-            lambda: "worker_started" in worker.log_events(),
-            30,
-            message="the worker did not start",
-        )
-        (started,) = [
-            line for line in log_lines(worker.log_path) if line["event"] == "worker_started"
-        ]
-        assert started["notify_outbox"] == str(PROJECT / "outbox-i19")
+
+        def started() -> list[dict[str, Any]]:
+            return [
+                line for line in log_lines(worker.log_path) if line["event"] == "worker_started"
+            ]
+
+        await wait_until(lambda: bool(started()), 30, message="the worker did not start")
+        assert started()[0]["notify_outbox"] == str(PROJECT / "outbox-i19"), worker.log_text()
         worker.signal(signal.SIGTERM)
-        assert await worker.wait(30) == 0
+        assert await worker.wait(30) == 0, worker.log_text()
     finally:
         worker.kill()
 
