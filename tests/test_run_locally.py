@@ -171,8 +171,7 @@ async def test_a_relative_outbox_is_made_absolute_and_logged(
 
         await wait_until(lambda: bool(started()), 30, message="the worker did not start")
         assert started()[0]["notify_outbox"] == str(PROJECT / "outbox-i19"), worker.log_text()
-        worker.signal(signal.SIGTERM)
-        assert await worker.wait(30) == 0, worker.log_text()
+        # Only its start-up line matters here: the teardown ends it (SIGKILL, by PID).
     finally:
         worker.kill()
 
