@@ -22,6 +22,10 @@ class UsageError(Exception):
     """Bad input from the command line: reported on stderr, exit status 2."""
 
 
+class CommandFailed(Exception):
+    """Good input the command could not act on (no worker answered): stderr, exit status 1."""
+
+
 def producer_settings(args: argparse.Namespace) -> ProducerSettings:
     """Producer settings from the environment overlaid with the command's flags."""
     return ProducerSettings.from_env(env_with_flags(args, PRODUCER_OPTIONS))

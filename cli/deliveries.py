@@ -9,6 +9,7 @@ from typing import Any
 from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_FAILURE,
+    CommandFailed,
     UsageError,
     add_command,
     producer_settings,
@@ -16,13 +17,39 @@ from cli.base import (
 )
 from cli.output import emit, render_fields, render_table, when
 from producer.context import Producer
+from producer.deliveries import AttemptFilter, AttemptOutcome
 from producer.endpoints import EndpointStatus
-from producer.events import parse_timestamp
+from producer.events import EventError, parse_timestamp
+from producer.testsends import TEST_SEND_MARGIN_S, request_test_send
+
+
+def instant(raw: str | None, flag: str) -> int | None:
+    """An ISO 8601 time of a flag, in ms since the epoch; a usage error naming the flag."""
+    if raw is None:
+        return None
+    try:
+        return int(parse_timestamp(raw).timestamp() * 1000)
+    except EventError as exc:
+        raise UsageError(f"{flag}: {exc.message}") from None
+
+
+def attempt_filter(args: argparse.Namespace) -> AttemptFilter:
+    """The API's filters of the delivery log (outcome, since, until) from the flags."""
+    selected = AttemptFilter(
+        outcome=AttemptOutcome(args.outcome) if args.outcome else None,
+        since_ms=instant(args.since, "--since"),
+        until_ms=instant(args.until, "--until"),
+    )
+    since_ms, until_ms = selected.since_ms, selected.until_ms
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        raise UsageError("--until must not be earlier than --since")
+    return selected
 
 
 async def attempts(args: argparse.Namespace) -> int:
     if bool(args.endpoint) == bool(args.event):
         raise UsageError("attempts needs exactly one of --endpoint or --event")
+    selected = attempt_filter(args)
     async with Producer(producer_settings(args)) as p:
         await p.open_log_store()  # with DATABASE_URL the log is read from there
         if args.endpoint:
@@ -30,16 +57,19 @@ async def attempts(args: argparse.Namespace) -> int:
             deliveries = await p.deliveries.for_endpoint(args.endpoint, args.limit)
         else:
             deliveries = await p.deliveries.for_event(args.event)
+        types = await p.deliveries.event_types([d.event_id for d in deliveries])
     rows = [
         {
             "delivery_id": d.id,
             "event_id": d.event_id,
+            "event_type": types.get(d.event_id),
             "endpoint_id": d.endpoint_id,
             "state": d.state.value,
             **a.to_dict(),
         }
         for d in deliveries
         for a in reversed(d.attempts)
+        if selected.matches(a)
     ]
     pending = [d for d in deliveries if not d.attempts]
     emit(
@@ -52,6 +82,7 @@ async def attempts(args: argparse.Namespace) -> int:
                         when(r["at_ms"]),
                         r["delivery_id"],
                         r["event_id"],
+                        r["event_type"],
                         r["number"],
                         r["status"] if r["status"] is not None else "-",
                         f"{r['latency_ms']:.0f}ms",
@@ -64,6 +95,7 @@ async def attempts(args: argparse.Namespace) -> int:
                     "TIME (UTC)",
                     "DELIVERY",
                     "EVENT",
+                    "TYPE",
                     "#",
                     "STATUS",
                     "LATENCY",
@@ -157,9 +189,19 @@ async def replay(args: argparse.Namespace) -> int:
 
 
 async def send_test(args: argparse.Namespace) -> int:
-    from worker.testsend import send_test_event
-
-    result = await send_test_event(worker_settings(args), args.endpoint, args.type)
+    """Have a worker send a test event, as the API does: the test leaves from where
+    deliveries leave (a worker's destination policy and connections), not from here."""
+    settings = worker_settings(args)
+    wait_s = settings.delivery_timeout + TEST_SEND_MARGIN_S
+    async with Producer(settings.producer) as p:
+        p.catalogue.require(args.type)
+        await p.endpoints.get(args.endpoint)
+        result = await request_test_send(p.redis, p.keys, args.endpoint, args.type, wait_s)
+    if result is None:
+        raise CommandFailed(
+            f"no worker answered within {wait_s:g} s: is a worker running on this Redis? "
+            "(cliq-webhooks worker)"
+        )
     emit(
         args,
         result.to_dict(),
@@ -182,7 +224,7 @@ def add_commands(commands: Any) -> None:
         commands,
         "send-test",
         send_test,
-        "POST a signed test event to an endpoint now and show the answer",
+        "have a worker POST a signed test event to an endpoint now; show the answer",
         DELIVERY_OPTIONS,
     )
     test.add_argument("--endpoint", required=True, help="endpoint id")
@@ -192,6 +234,11 @@ def add_commands(commands: Any) -> None:
     att.add_argument("--endpoint", help="endpoint id")
     att.add_argument("--event", help="event id")
     att.add_argument("--limit", type=int, default=100, help="most recent deliveries to show")
+    att.add_argument(
+        "--outcome", choices=[o.value for o in AttemptOutcome], help="only attempts that led to it"
+    )
+    att.add_argument("--since", help="only attempts made at or after this ISO 8601 time")
+    att.add_argument("--until", help="only attempts made at or before this ISO 8601 time")
 
     add_command(commands, "status", status, "delivery counts, queue jobs and failing endpoints")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.base import add_command, producer_settings
+from cli.base import UsageError, add_command, producer_settings
 from cli.output import emit, render_fields, render_table
 from producer.context import Producer
+from producer.endpoint_fields import invalid_fields
 from producer.endpoint_options import parse_header_line
 from producer.endpoints import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -37,16 +38,27 @@ def header_pairs(lines: list[str] | None) -> list[tuple[str, str]] | None:
         raise EndpointError("headers", str(exc)) from None
 
 
+def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
+    """``fields``, or a usage error naming every bad one at once (not the first only)."""
+    errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
+    if errors:
+        raise UsageError("; ".join(str(error) for error in errors))
+    return fields
+
+
 async def endpoint_add(args: argparse.Namespace) -> int:
     async with changing_producer(args) as p:
+        fields = {
+            "workspace_id": args.workspace,
+            "url": args.url,
+            "events": args.events.split(","),
+            "owner_email": args.email,
+            "description": args.description,
+            "max_in_flight": args.max_in_flight,
+            "rate_limit": args.rate_limit,
+        }
         endpoint = await p.endpoints.create(
-            workspace_id=args.workspace,
-            url=args.url,
-            events=args.events.split(","),
-            owner_email=args.email,
-            description=args.description,
-            max_in_flight=args.max_in_flight,
-            rate_limit=args.rate_limit,
+            **check_values(fields, p),
             headers=header_pairs(args.header) or (),
             timeout_s=args.timeout,
         )
@@ -72,7 +84,7 @@ async def endpoint_list(args: argparse.Namespace) -> int:
         rows,
         lambda: render_table(
             [
-                (e.id, e.workspace_id, e.status.value, ",".join(e.events), e.url, e.owner_email)
+                (e.id, e.workspace_id, e.status.value, e.events, e.url, e.owner_email)
                 for e in endpoints
             ],
             ["ID", "WORKSPACE", "STATUS", "EVENTS", "URL", "OWNER"],
@@ -92,16 +104,16 @@ async def endpoint_show(args: argparse.Namespace) -> int:
 async def endpoint_update(args: argparse.Namespace) -> int:
     headers = [] if args.clear_headers else header_pairs(args.header)
     async with changing_producer(args) as p:
+        fields = {
+            "url": args.url,
+            "events": args.events.split(",") if args.events is not None else None,
+            "owner_email": args.email,
+            "description": args.description,
+            "max_in_flight": args.max_in_flight,
+            "rate_limit": args.rate_limit,
+        }
         endpoint = await p.endpoints.update(
-            args.id,
-            url=args.url,
-            events=args.events.split(",") if args.events is not None else None,
-            owner_email=args.email,
-            description=args.description,
-            max_in_flight=args.max_in_flight,
-            rate_limit=args.rate_limit,
-            headers=headers,
-            timeout_s=args.timeout,
+            args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
         )
     shown = endpoint.public_dict()
     emit(args, shown, lambda: render_fields(shown.items()))
@@ -155,7 +167,14 @@ def add_commands(commands: Any) -> None:
     add.add_argument(
         "--events", required=True, help="types or wildcards: 'issue.*,comment.created', '*'"
     )
-    add.add_argument("--email", required=True, help="owner, told when the endpoint turns failing")
+    # --owner-email is the API's and the dashboard's name; --email is kept as an alias.
+    add.add_argument(
+        "--owner-email",
+        "--email",
+        dest="email",
+        required=True,
+        help="owner, told when the endpoint turns failing (alias --email)",
+    )
     add.add_argument("--description", default="", help="free text")
     limits = (
         ("--max-in-flight", int, "requests in flight to it across all workers (default 10)"),
@@ -176,10 +195,10 @@ def add_commands(commands: Any) -> None:
     for flag, text in (
         ("--url", "new URL"),
         ("--events", "new filter"),
-        ("--email", "new owner"),
         ("--description", "new description"),
     ):
         update.add_argument(flag, help=text)
+    update.add_argument("--owner-email", "--email", dest="email", help="new owner (alias --email)")
     for flag, kind, text in limits:
         update.add_argument(flag, type=kind, help=text)
     update.add_argument(

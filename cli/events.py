@@ -9,31 +9,52 @@ import time
 from typing import Any, TextIO
 
 from cli.base import UsageError, add_command, producer_settings
-from cli.output import emit, progress
+from cli.output import emit, plural, progress
 from producer import jsonwire
 from producer.context import Producer
 from producer.events import Event, EventError, parse_event
 
 PUBLISH_CHUNK = 1000
+# Bad lines of a JSONL file named in the error; the count covers them all.
+MAX_REPORTED_LINES = 20
 
 
 def read_events(source: TextIO, name: str, producer: Producer) -> list[Event]:
-    """Parse a JSONL stream completely first: one bad line and nothing is published."""
+    """Parse a JSONL stream completely first: one bad line and nothing is published.
+
+    Every bad line is reported (the first :data:`MAX_REPORTED_LINES` of them, and how
+    many there are), so that a file is fixed in one pass.
+    """
     events: list[Event] = []
+    problems: list[str] = []
+    bad_lines = 0
     settings = producer.settings
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
         try:
             raw = jsonwire.decode(line)
-        except jsonwire.WireError as exc:
-            raise UsageError(f"{name}:{number}: {exc.message}") from exc
-        try:
             events.append(
                 parse_event(raw, producer.catalogue, max_payload_bytes=settings.max_payload_bytes)
             )
+        except jsonwire.WireError as exc:
+            problem = exc.message
         except EventError as exc:
-            raise UsageError(f"{name}:{number}: {exc}") from exc
+            problem = str(exc)
+        else:
+            continue
+        bad_lines += 1
+        if len(problems) < MAX_REPORTED_LINES:
+            problems.append(f"{name}:{number}: {problem}")
+    if bad_lines:
+        more = bad_lines - len(problems)
+        tail = [f"... and {more} more bad lines"] if more else []
+        lines = "line" if bad_lines == 1 else "lines"
+        raise UsageError(
+            "\n".join(
+                [f"{bad_lines} bad {lines} in {name}; nothing was published:", *problems, *tail]
+            )
+        )
     return events
 
 
@@ -67,8 +88,9 @@ async def publish(args: argparse.Namespace) -> int:
                 args,
                 summary,
                 lambda: (
-                    f"published {summary['events']} events "
-                    f"({summary['duplicates']} duplicates), {summary['deliveries']} deliveries"
+                    f"published {plural(summary['events'], 'event')} "
+                    f"({plural(summary['duplicates'], 'duplicate')}), "
+                    f"{plural(summary['deliveries'], 'delivery', 'deliveries')}"
                 ),
             )
             return 0
@@ -97,7 +119,7 @@ async def publish(args: argparse.Namespace) -> int:
             + (
                 "already published, nothing enqueued"
                 if result.duplicate
-                else f"{result.deliveries} deliveries"
+                else plural(result.deliveries, "delivery", "deliveries")
             )
         ),
     )

@@ -1,5 +1,5 @@
 """``cliq-webhooks``: the parser of every command, and running one (``python -m worker`` is
-``cliq-webhooks worker``)."""
+``cliq-webhooks worker``, ``python -m producer`` is ``cliq-webhooks api``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    CommandFailed,
     Handler,
     UsageError,
     add_command,
@@ -23,12 +24,15 @@ from cli.base import (
     worker_settings,
 )
 from producer import logs
+from producer.__main__ import serve
 from producer.collector import tune_for_service
 from producer.deliveries import DeliveryNotFound
 from producer.endpoints import EndpointError, EndpointNotFound
 from producer.events import EventError
+from producer.http.state import SERVE_OPTIONS
 from producer.loop import run_event_loop
-from producer.settings import SettingsError, env_with_flags, without_password
+from producer.redis.errors import RedisUnavailable
+from producer.settings import SettingsError, add_flags, env_with_flags, without_password
 from producer.store.startup import DatabaseUnreachable
 from worker import __version__
 
@@ -49,7 +53,7 @@ async def run_worker(args: argparse.Namespace) -> int:
 async def demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
-    return await run_demo(worker_settings(args), events=args.events)
+    return await run_demo(worker_settings(args), events=args.events, keep=args.keep)
 
 
 async def migrate(args: argparse.Namespace) -> int:
@@ -93,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N worker processes under one supervisor (restarts them, one /metrics)",
     )
 
+    api = commands.add_parser(
+        "api",
+        help="run the HTTP API and the dashboard (/ui/): what `python -m producer` runs",
+        description="Run the HTTP API and the dashboard (/ui/) until SIGTERM/SIGINT.",
+    )
+    api.set_defaults(handler=None)  # served synchronously by producer.__main__.serve
+    add_flags(api, SERVE_OPTIONS)
+
     dem = add_command(
         commands,
         "demo",
@@ -101,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         DELIVERY_OPTIONS,
     )
     dem.add_argument("--events", type=int, default=20, help="events to publish")
+    dem.add_argument(
+        "--keep",
+        action="store_true",
+        help="then keep the API, its dashboard and a worker running (prints the URL and a "
+        "sign-in key) until Ctrl-C",
+    )
     add_command(
         commands,
         "migrate",
@@ -114,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cliq-webhooks`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "api":
+        return serve(env_with_flags(args, SERVE_OPTIONS))
     try:
         settings = worker_settings(args)
     except SettingsError as exc:
@@ -131,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EndpointNotFound, DeliveryNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (CommandFailed, RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except redis.exceptions.ConnectionError as exc:
         url = without_password(settings.producer.effective_redis_url)
         print(f"error: cannot reach Redis at {url}: {exc}", file=sys.stderr)

@@ -7,8 +7,9 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
+
+from producer.events import iso_time
 
 
 def emit(args: argparse.Namespace, value: Any, table: Callable[[], str]) -> None:
@@ -19,9 +20,25 @@ def emit(args: argparse.Namespace, value: Any, table: Callable[[], str]) -> None
         print(table())
 
 
+def human(value: Any) -> str:
+    """A value as people read it: lists as ``issue.*, comment.created``, nothing as ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(human(item) for item in value)
+    return str(value)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 delivery``, ``2 deliveries``: the count with its noun agreeing."""
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {words or word + 's'}"
+
+
 def render_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """A plain aligned text table."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [[human(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -31,17 +48,23 @@ def render_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def render_fields(fields: Iterable[tuple[str, Any]]) -> str:
-    """``name: value`` lines."""
-    pairs = list(fields)
+    """``name  value`` lines; a ``…_ms`` time since the epoch shows as an ISO 8601 time
+    named without the suffix (``created  2025-01-15T10:30:00.000Z``)."""
+    pairs = [
+        (name.removesuffix("_ms"), when(value))
+        if name.endswith("_ms") and isinstance(value, int) and not isinstance(value, bool)
+        else (name, human(value))
+        for name, value in fields
+    ]
     width = max(len(k) for k, _ in pairs)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
 
 
 def when(ms: int | None) -> str:
-    """Milliseconds since the epoch as a readable UTC time."""
+    """Milliseconds since the epoch as ISO 8601 UTC, as the API and the dashboard show it."""
     if not ms:
         return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return iso_time(ms)
 
 
 def progress(done: int, total: int, started: float) -> None:

@@ -1,4 +1,5 @@
-"""``python -m producer``: the producers' HTTP API, the Procfile's ``web`` process.
+"""``python -m producer`` (also ``cliq-webhooks api``): the producers' HTTP API, the
+Procfile's ``web`` process.
 
 Every setting is an environment variable and a flag (``--help`` lists them); ``$PORT``
 is honoured as platforms such as Heroku set it. SIGTERM and SIGINT stop accepting
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import structlog
 from aiohttp import web
@@ -24,6 +25,11 @@ from producer.store.startup import DatabaseUnreachable
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+NO_AUTH_REFUSAL = (
+    "error: API_KEYS is empty: the API would let anyone who reaches it publish events and "
+    "manage endpoints. Set API_KEYS (python3 -c 'import secrets; "
+    "print(secrets.token_urlsafe(24))'), or ALLOW_NO_AUTH=1 to run without authentication."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,17 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the API until SIGTERM/SIGINT; returns the exit status."""
     args = build_parser().parse_args(argv)
+    return serve(env_with_flags(args, SERVE_OPTIONS))
+
+
+def serve(env: Mapping[str, str]) -> int:
+    """Run the API configured from ``env`` until SIGTERM/SIGINT; returns the exit status.
+
+    ``python -m producer`` and ``cliq-webhooks api`` both come here.
+    """
     try:
-        settings = ApiSettings.from_env(env_with_flags(args, SERVE_OPTIONS))
+        settings = ApiSettings.from_env(env)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if not settings.api_keys and not settings.allow_no_auth:
+        print(NO_AUTH_REFUSAL, file=sys.stderr)
+        return EXIT_BAD_INPUT
     logs.configure(settings.log_format, settings.log_level)
     log = structlog.get_logger("cliq.producer.http")
+    if settings.producer.redis_notice:
+        log.warning("redis_url_empty", detail=settings.producer.redis_notice)
     log.info(
         "api_starting",
         host=settings.api_host,
         port=settings.port,
+        dashboard_url=settings.dashboard_url,
         api_keys=len(settings.api_keys),
         redis_url=without_password(settings.producer.effective_redis_url),
     )

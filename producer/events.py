@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -88,12 +88,23 @@ EVENT_FIELDS = ("id", "type", "created_at", "workspace_id", "data")
 
 
 class EventError(ValueError):
-    """An event that cannot be accepted; ``field`` names the offending field."""
+    """An event that cannot be accepted; ``field`` names the (first) offending field.
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    ``errors`` lists every ``(field, message)`` found, the first one included: a caller
+    learns all that is wrong with an event at once, not one field per attempt.
+    """
+
+    def __init__(self, field: str, message: str, errors: Sequence[tuple[str, str]] = ()) -> None:
+        self.errors = list(errors) or [(field, message)]
+        super().__init__("; ".join(f"{name}: {text}" for name, text in self.errors))
         self.field = field
         self.message = message
+
+    @classmethod
+    def of(cls, errors: Sequence[tuple[str, str]]) -> EventError:
+        """One error carrying every ``(field, message)`` of ``errors`` (at least one)."""
+        field, message = errors[0]
+        return cls(field, message, errors)
 
 
 @dataclass(frozen=True)
@@ -201,41 +212,60 @@ def parse_event(
 ) -> Event:
     """Validate and normalize one event; ``id`` and ``created_at`` are generated when absent.
 
-    Raises :class:`EventError` naming the field at fault: nothing half-valid gets through.
+    Raises :class:`EventError` listing every field at fault (its ``errors``): nothing
+    half-valid gets through.
     """
     if not isinstance(raw, Mapping):
         raise EventError("event", f"must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(EVENT_FIELDS))
-    if unknown:
-        raise EventError(unknown[0], f"unknown field; an event has only {', '.join(EVENT_FIELDS)}")
+    # Every check runs, so that the error lists everything wrong with the event.
+    errors: list[tuple[str, str]] = [
+        (name, f"unknown field; an event has only {', '.join(EVENT_FIELDS)}")
+        for name in sorted(set(raw) - set(EVENT_FIELDS))
+    ]
 
     event_id = raw.get("id")
     if event_id is None:
         event_id = new_event_id()
     elif not isinstance(event_id, str) or not ID_PATTERN.match(event_id):
-        raise EventError("id", "must be 1-128 characters of A-Z, a-z, 0-9, '_' or '-'")
+        errors.append(("id", "must be 1-128 characters of A-Z, a-z, 0-9, '_' or '-'"))
 
     event_type = raw.get("type")
     if not isinstance(event_type, str) or not event_type:
-        raise EventError("type", "is required, e.g. 'issue.created'")
-    catalogue.require(event_type)
+        errors.append(("type", "is required, e.g. 'issue.created'"))
+    else:
+        try:
+            catalogue.require(event_type)
+        except EventError as exc:
+            errors += exc.errors
 
     workspace_id = raw.get("workspace_id")
     if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
-        raise EventError("workspace_id", "is required: 1-128 characters of A-Z, a-z, 0-9, '_', '-'")
+        errors.append(("workspace_id", "is required: 1-128 characters of A-Z, a-z, 0-9, '_', '-'"))
 
     created_raw = raw.get("created_at")
-    moment = now or datetime.now(UTC) if created_raw is None else parse_timestamp(created_raw)
+    moment = now or datetime.now(UTC)
+    if created_raw is not None:
+        try:
+            moment = parse_timestamp(created_raw)
+        except EventError as exc:
+            errors += exc.errors
 
     data = raw.get("data")
+    normalized: jsonwire.JSONValue = None
     if not isinstance(data, Mapping):
         kind = "missing" if data is None else f"a {type(data).__name__}"
-        raise EventError("data", f"must be a JSON object, got {kind}")
-    try:
-        normalized = jsonwire.normalize(dict(data), path="$.data")
-    except jsonwire.WireError as exc:
-        raise EventError("data", str(exc)) from exc
+        errors.append(("data", f"must be a JSON object, got {kind}"))
+    else:
+        try:
+            normalized = jsonwire.normalize(dict(data), path="$.data")
+        except jsonwire.WireError as exc:
+            errors.append(("data", str(exc)))
+    if errors:
+        raise EventError.of(errors)
     assert isinstance(normalized, dict)
+    assert isinstance(event_id, str)
+    assert isinstance(event_type, str)
+    assert isinstance(workspace_id, str)
 
     event = Event(
         id=event_id,

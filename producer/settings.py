@@ -336,6 +336,13 @@ class ProducerSettings:
         """The URL to connect to: ``REDIS_URL``, or the local default when it is empty."""
         return self.redis_url or FALLBACK_REDIS_URL
 
+    @property
+    def redis_notice(self) -> str | None:
+        """What to tell whoever started a process with ``REDIS_URL`` empty: which Redis it uses."""
+        if self.redis_url:
+            return None
+        return f"REDIS_URL is empty: using {FALLBACK_REDIS_URL}; set REDIS_URL to use another Redis"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProducerSettings:
         """Read the settings from ``env`` (default: ``os.environ``)."""

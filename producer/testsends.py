@@ -30,6 +30,9 @@ from producer.redis.clients import RedisClient
 from producer.redis.errors import deadline
 
 TEST_RESULT_TTL_S = 60
+# A worker's pick-up and write-back time on top of DELIVERY_TIMEOUT: how much longer than
+# one attempt the API and the CLI wait for a worker's answer.
+TEST_SEND_MARGIN_S = 5.0
 
 
 async def request_test_send(

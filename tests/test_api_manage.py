@@ -722,18 +722,28 @@ async def test_replay_is_idempotent_one_or_all_dead_since_a_time(
     assert (replayed_a["number"], replayed_a["outcome"]) == (3, "delivered")
 
 
+async def test_bulk_replay_without_a_body_replays_every_dead_delivery(
+    api: Client, failed_then_delivered: FailedThenDelivered
+) -> None:
+    run = failed_then_delivered
+    everything = await ok(await api.post(f"/v1/endpoints/{run.endpoint_id}/replay"))
+    assert sorted(everything["replayed"]) == sorted([run.a.id, run.b.id])
+    assert everything["count"] == 2
+
+
 async def test_bulk_replay_needs_a_valid_since(api: Client) -> None:
     created = await create(api)
     path = f"/v1/endpoints/{created['id']}/replay"
     for body, field in (
-        ({}, "since"),
         ({"since": 5}, "since"),
         ({"since": "2025-13-01T00:00:00Z"}, "since"),
         ({"since": "2025-01-01T00:00:00Z", "until": "x"}, "until"),
     ):
         problem_body = await problem(await api.post(path, json=body), 422, "invalid-fields")
         assert problem_body["errors"][0]["field"] == field
-    await problem(await api.post(path), 415, "unsupported-media-type")
+    # Issue 19: since is optional (every dead delivery), as in the CLI; no body is {}.
+    assert await ok(await api.post(path, json={})) == {"replayed": [], "count": 0}
+    assert await ok(await api.post(path)) == {"replayed": [], "count": 0}
 
 
 # ---------------------------------------------------------------- test sends

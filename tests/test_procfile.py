@@ -57,6 +57,7 @@ async def test_honcho_runs_the_api_and_two_workers_each_on_its_own_port(
         **worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox")),
         "API_HOST": "127.0.0.1",
         "METRICS_HOST": "127.0.0.1",
+        "ALLOW_NO_AUTH": "1",  # no API_KEYS here
         # The venv's python for the Procfile's `python -m …`.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

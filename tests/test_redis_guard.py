@@ -100,7 +100,14 @@ def run(module: str, redis_url: str, **env: str) -> subprocess.CompletedProcess[
     """``python -m module`` with these settings, until it exits (it should, at once)."""
     return subprocess.run(
         [sys.executable, "-m", module],
-        env={**os.environ, **worker_env(redis_url), "PORT": str(free_port()), **env},
+        # ALLOW_NO_AUTH: the API would refuse to start without API_KEYS first (issue 19).
+        env={
+            **os.environ,
+            **worker_env(redis_url),
+            "PORT": str(free_port()),
+            "ALLOW_NO_AUTH": "1",
+            **env,
+        },
         cwd=PROJECT,
         capture_output=True,
         text=True,

@@ -6,7 +6,8 @@ programs are installed (``make postgres``), migrated either way; runs a worker
 in-process with a compressed retry schedule; starts two receivers on 127.0.0.1
 (one checks every signature as the seed's Express example does, one always
 answers 500); publishes events; and shows the failing endpoint going through
-every attempt to ``failing`` and the one email its owner gets.
+every attempt to ``failing`` and the one email its owner gets. ``--keep`` then leaves
+the API, its dashboard and a worker running on that data.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -28,9 +31,11 @@ from producer import jsonwire, logs
 from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
+from producer.http.app import create_app
+from producer.http.state import ApiKeys, ApiSettings
 from producer.store.startup import migrate_database
 from worker.localpostgres import LocalPostgres, find_postgres_bindir
-from worker.localredis import LocalRedis
+from worker.localredis import LocalRedis, free_port
 from worker.schedule import RetrySchedule
 from worker.service import WorkerService
 from worker.settings import WorkerSettings
@@ -94,8 +99,12 @@ async def log_written(producer: Producer) -> bool:
     return int(await producer.redis.xlen(producer.keys.log_outbox)) == 0
 
 
-async def run_demo(settings: WorkerSettings, *, events: int) -> int:
-    """Run the demo; exit status 0 when everything behaved as documented."""
+async def run_demo(settings: WorkerSettings, *, events: int, keep: bool = False) -> int:
+    """Run the demo; exit status 0 when everything behaved as documented.
+
+    With ``keep``, the API, its dashboard and a worker then keep running on the demo's
+    data until SIGINT/SIGTERM; every temporary folder is removed at the end either way.
+    """
     local: LocalRedis | None = None
     if not settings.producer.redis_url:
         local = LocalRedis()
@@ -120,7 +129,7 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
         if database_url:
             migrated = await migrate_database(database_url)
             say(f"The delivery log lives in PostgreSQL (schema version {migrated.version}).")
-        return await _run(settings, redis_url, database_url, events)
+        return await _run(settings, redis_url, database_url, events, keep)
     finally:
         if local_pg is not None:
             await local_pg.stop()
@@ -128,7 +137,9 @@ async def run_demo(settings: WorkerSettings, *, events: int) -> int:
             await local.stop()
 
 
-async def _run(settings: WorkerSettings, redis_url: str, database_url: str, events: int) -> int:
+async def _run(
+    settings: WorkerSettings, redis_url: str, database_url: str, events: int, keep: bool
+) -> int:
     """The demo on this Redis and delivery log, with the demo's settings."""
     outbox = Path(tempfile.mkdtemp(prefix="cliq-outbox-")) if not settings.smtp_url else None
     schedule = (
@@ -147,13 +158,19 @@ async def _run(settings: WorkerSettings, redis_url: str, database_url: str, even
         retry_schedule=schedule,
         metrics_port=0,
         notify_outbox=str(outbox) if outbox else settings.notify_outbox,
-        log_level="warning" if settings.log_level == "info" else settings.log_level,
+        # The narration tells the story; log lines (JSON when not on a terminal) only
+        # for errors, unless a level was asked for.
+        log_level="error" if settings.log_level == "info" else settings.log_level,
     )
     logs.configure(settings.log_format, settings.log_level)
-    return await _demo(settings, events, outbox)
+    try:
+        return await _demo(settings, events, outbox, keep)
+    finally:
+        if outbox is not None:
+            shutil.rmtree(outbox, ignore_errors=True)
 
 
-async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> int:
+async def _demo(settings: WorkerSettings, count: int, outbox: Path | None, keep: bool) -> int:
     good = SeedReceiver()
     async with receivers(good) as port, Producer(settings.producer) as producer:
         workspace = f"ws_demo_{int(time.time())}"
@@ -243,7 +260,7 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> in
             say(f"\nThe delivery log in PostgreSQL: {shown or 'empty'}.")
         if outbox is not None:
             emails = sorted(outbox.glob("*.eml"))
-            say(f"\nEmails written (no SMTP_URL set): {len(emails)} in {outbox}")
+            say(f"\nEmails written (no SMTP_URL set): {len(emails)}")
             if emails:
                 say("-" * 60 + "\n" + emails[0].read_text().strip() + "\n" + "-" * 60)
         ok = (
@@ -258,4 +275,34 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None) -> in
             "\nDemo "
             + ("finished: everything behaved as documented." if ok else "FAILED: see above.")
         )
+        if keep:
+            await keep_serving(settings)
         return 0 if ok else 1
+
+
+async def keep_serving(settings: WorkerSettings) -> None:
+    """``demo --keep``: the API with its dashboard and a worker on the demo's Redis, until
+    SIGINT/SIGTERM (the worker's handlers stop it; then the API stops too)."""
+    key = secrets.token_urlsafe(24)
+    api = ApiSettings(
+        producer=settings.producer,
+        port=free_port(),
+        api_keys=ApiKeys.parse(key),
+        delivery_timeout=settings.delivery_timeout,
+        log_format=settings.log_format,
+        log_level=settings.log_level,
+    )
+    runner = web.AppRunner(create_app(api), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, api.api_host, api.port).start()
+        service = WorkerService(settings)
+        worker = asyncio.create_task(service.run())
+        say(
+            f"\nThe API, its dashboard and a worker keep running on the demo's data.\n"
+            f"Dashboard: {api.dashboard_url}\nSign-in key: {key}\n"
+            "Press Ctrl-C to stop them (the private Redis and temporary folders are removed)."
+        )
+        await worker
+    finally:
+        await runner.cleanup()

@@ -86,6 +86,8 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
+        if s.producer.redis_notice:
+            log.warning("redis_url_empty", detail=s.producer.redis_notice)
         # The producer's parts over one Redis: the registry, the dispatcher, the secret box.
         producer = Producer(
             s.producer, QueueOptions(notification_backoff_ms=int(s.notify_retry_base * 1000))
@@ -202,6 +204,7 @@ class WorkerService:
             concurrency=s.worker_concurrency,
             retry_schedule=str(s.retry_schedule),
             metrics_port=s.metrics_port,
+            notify_outbox=None if s.smtp_url else s.notify_outbox,
         )
         try:
             await self._stop.wait()

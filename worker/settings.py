@@ -68,7 +68,8 @@ NOTIFY_RETRY_BASE = Option(
     "Seconds before a failed email is retried, doubling on each further failure.",
     parse_positive_float,
 )
-METRICS_HOST = Option("METRICS_HOST", "0.0.0.0", "Address of /metrics, /healthz and /readyz.")
+# Loopback by default, like the API's; deploy/ sets 0.0.0.0 for Prometheus to scrape.
+METRICS_HOST = Option("METRICS_HOST", "127.0.0.1", "Address of /metrics, /healthz and /readyz.")
 METRICS_PORT = Option(
     "METRICS_PORT",
     "9464",
@@ -141,7 +142,8 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         """Read every setting from ``env`` (default: ``os.environ``)."""
         source = os.environ if env is None else env
-        return cls(
-            producer=ProducerSettings(**read_options(PRODUCER_OPTIONS, source)),
-            **read_options(WORKER_OPTIONS, source),
-        )
+        values = read_options(WORKER_OPTIONS, source)
+        # Absolute at start: a relative folder would follow each process's working
+        # directory (a supervisor's child, a service manager), and the log names it.
+        values["notify_outbox"] = os.path.abspath(values["notify_outbox"])
+        return cls(producer=ProducerSettings(**read_options(PRODUCER_OPTIONS, source)), **values)

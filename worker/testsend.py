@@ -1,10 +1,11 @@
 """The seed's "Send Test Event": a signed test event, answered with the receiver's response.
 
 The test event is signed and sent like a real delivery, but directly: it is not
-queued, retried or recorded, so it cannot turn an endpoint failing. Two ways in:
-``cliq-webhooks send-test`` sends from the command line, and the API's
-``POST /v1/endpoints/{id}/test`` asks a worker through Redis (:class:`SendTestListener`;
-the protocol is :mod:`producer.testsends`).
+queued, retried or recorded, so it cannot turn an endpoint failing. The API's
+``POST /v1/endpoints/{id}/test``, the dashboard and ``cliq-webhooks send-test`` all ask a
+worker through Redis (:class:`SendTestListener`; the protocol is
+:mod:`producer.testsends`), so the test goes out as deliveries do: from a worker, with
+its destination policy and connections.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 import orjson
 import structlog
 
-from producer.context import Producer
 from producer.endpoints import Endpoint, EndpointNotFound, EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
 from producer.jobs import DeliveryItem
@@ -25,9 +25,8 @@ from producer.messages import TestSendRequest, TestSendResult
 from producer.publisher import new_delivery_id
 from producer.redis.clients import RedisClient
 from producer.testsends import answer, take_request
-from worker.request import request_headers, user_agent
+from worker.request import request_headers
 from worker.sender import Sender
-from worker.settings import WorkerSettings
 
 log = structlog.get_logger("cliq.worker.testsend")
 
@@ -66,31 +65,6 @@ async def deliver_test_event(
         latency_ms=round(response.duration_s * 1000, 3),
         response=response.excerpt,
     )
-
-
-async def send_test_event(
-    settings: WorkerSettings, endpoint_id: str, event_type: str
-) -> TestSendResult:
-    """The CLI's test send: its own connections, closed afterwards."""
-    async with Producer(settings.producer) as producer:
-        endpoint = await producer.endpoints.get(endpoint_id)
-        sender = Sender(
-            timeout_s=settings.delivery_timeout,
-            max_connections=1,
-            policy=settings.producer.destination_policy,
-            user_agent=user_agent(),
-        )
-        await sender.start()
-        try:
-            return await deliver_test_event(
-                endpoint,
-                event_type,
-                producer.catalogue,
-                sender,
-                settings.producer.max_payload_bytes,
-            )
-        finally:
-            await sender.close()
 
 
 class SendTestListener:

@@ -9,7 +9,8 @@ The route modules, each with its OpenAPI fragment: :mod:`.events` (publishing),
 :mod:`.probes`, :mod:`.endpoints`, :mod:`.deliveries` (the delivery log and replay),
 :mod:`.testsends`, :mod:`.catalogue`, and seed 001's :mod:`producer.tokens.routes` and
 :mod:`producer.tokens.incoming`. They import downward only (problems, state, bodies,
-openapi, the domain); this module imports them, and nothing imports this module.
+openapi, the domain); this module imports them, and nothing in :mod:`producer` imports
+this module (the entry points and the demo do).
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from producer.http import (
     probes,
     testsends,
 )
+from producer.http.document import QUERY_PARAMETERS
 from producer.http.metrics import ApiMetrics
 from producer.http.problems import (
     INTERNAL_ERROR,
     REDIS_EVICTING,
     REDIS_UNAVAILABLE,
     UNAUTHORIZED,
+    UNKNOWN_QUERY_PARAMETER,
     Problem,
     problem_from_http,
 )
@@ -66,7 +69,8 @@ log = structlog.get_logger("cliq.producer.http.app")
 
 # Routes that answer without an API key: probes and scraping. Every other path,
 # including unknown ones and routes added later, requires a key when keys are set.
-PUBLIC_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# The root only redirects to the dashboard, which asks for its own sign-in.
+PUBLIC_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json"})
 UNMATCHED_ROUTE = "unmatched"
 
 # Every route module, in the order their routes are registered.
@@ -196,6 +200,25 @@ async def refuse_while_evicting(request: web.Request, handler: Handler) -> web.S
 
 
 @web.middleware
+async def refuse_unknown_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 naming every query parameter the route's operation does not take (a typo such
+    as ``?outcom=dead`` would otherwise be ignored and answer as if unfiltered)."""
+    method = "GET" if request.method == "HEAD" else request.method
+    accepted = request.app[QUERY_PARAMETERS].get((route_label(request), method))
+    if accepted is not None:
+        unknown = sorted(set(request.query) - accepted)
+        if unknown:
+            known = ", ".join(sorted(accepted)) or "none"
+            raise Problem(
+                UNKNOWN_QUERY_PARAMETER,
+                f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
+                f"{', '.join(unknown)}; this route takes: {known}.",
+                errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+            )
+    return await handler(request)
+
+
+@web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
 
@@ -237,7 +260,7 @@ def create_app(
 ) -> web.Application:
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
-        middlewares=[observe, problems, authenticate, refuse_while_evicting],
+        middlewares=[observe, problems, authenticate, refuse_unknown_query, refuse_while_evicting],
         # A backstop: every route reads its body through read_body or read_limited, with
         # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
         client_max_size=settings.max_batch_bytes,
@@ -261,4 +284,10 @@ def create_app(
     )
     # After the document: the dashboard's HTML pages are not part of the API.
     app.add_subapp(dashboard.PREFIX, dashboard.create_app())
+    app.router.add_get("/", to_dashboard, allow_head=True)
     return app
+
+
+async def to_dashboard(request: web.Request) -> web.StreamResponse:
+    """``GET /``: a browser pointed at the server lands on the dashboard."""
+    raise web.HTTPFound(dashboard.PREFIX + "/")

@@ -18,6 +18,7 @@ from aiohttp import web
 from producer import jsonwire
 from producer.events import ID_PATTERN, EventError, parse_timestamp
 from producer.http.problems import (
+    INVALID_FIELDS,
     INVALID_JSON,
     PAYLOAD_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,
@@ -108,10 +109,17 @@ def _field_of(path: str) -> str:
 
 
 def reject_unknown(body: dict[str, jsonwire.JSONValue], allowed: Sequence[str]) -> None:
-    """422 naming the first member of ``body`` that is not ``allowed`` (typos fail loudly)."""
+    """422 naming every member of ``body`` that is not ``allowed`` (typos fail loudly)."""
     unknown = sorted(set(body) - set(allowed))
+    message = f"unknown field; the fields are {', '.join(allowed)}"
+    if len(unknown) == 1:
+        raise invalid_field(unknown[0], message)
     if unknown:
-        raise invalid_field(unknown[0], f"unknown field; the fields are {', '.join(allowed)}")
+        raise Problem(
+            INVALID_FIELDS,
+            f"Unknown fields: {', '.join(unknown)}; the fields are {', '.join(allowed)}.",
+            errors=[{"field": name, "message": message} for name in unknown],
+        )
 
 
 # ---------------------------------------------------------------- paths and times

@@ -22,7 +22,7 @@ from producer.http.bodies import (
     page,
     path_id,
     query_limit,
-    read_json_object,
+    read_optional_json_object,
     reject_unknown,
 )
 from producer.http.openapi import (
@@ -134,13 +134,12 @@ async def replay_delivery(request: web.Request) -> web.Response:
 
 
 async def replay_endpoint(request: web.Request) -> web.Response:
-    """``POST /v1/endpoints/{id}/replay``: every dead delivery that died since ``since``."""
+    """``POST /v1/endpoints/{id}/replay``: every dead delivery that died since ``since``
+    (every one without it, as ``cliq-webhooks replay`` does; no body at all is ``{}``)."""
     endpoint_id = path_id(request, "endpoint")
-    body = await read_json_object(request)
+    body = await read_optional_json_object(request)
     reject_unknown(body, ("since",))
-    if "since" not in body:
-        raise invalid_field("since", "is required: an ISO 8601 time such as 2025-01-15T10:30:00Z")
-    since_ms = instant_ms(body["since"], "since")
+    since_ms = instant_ms(body["since"], "since") if "since" in body else 0
     producer = producer_of(request)
     async with registry_errors("Redis is unavailable; replay may be incomplete: retry it."):
         await producer.endpoints.get(endpoint_id)
@@ -224,13 +223,14 @@ OPENAPI_PATHS: dict[str, Any] = {
             "replayEndpoint",
             "Enqueue again every dead delivery that died since a time (idempotent)",
             tag="replay",
+            description="Without `since` (or without a body), every dead delivery.",
             parameters=[_ENDPOINT_ID],
             body={
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["since"],
                 "properties": {"since": ISO_TIME_SCHEMA},
             },
+            body_required=False,
             responses={"200": _REPLAYED, **problem_responses(404, 422, 503)},
         )
     },

@@ -40,6 +40,8 @@ from producer.http.problems import PROBLEM_CONTENT_TYPE
 from producer.http.state import SETTINGS
 
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+# (route template, METHOD) -> the query parameters the document gives that operation.
+QUERY_PARAMETERS: web.AppKey[dict[tuple[str, str], frozenset[str]]] = web.AppKey("query_parameters")
 
 
 def _package_version() -> str:
@@ -51,6 +53,16 @@ def _package_version() -> str:
 
 
 SELF_PATHS: dict[str, Any] = {
+    # Served by producer.http.app (it knows where the dashboard is mounted).
+    "/": {
+        "get": operation(
+            "root",
+            "Redirect to the dashboard",
+            tag="probes",
+            public=True,
+            responses={"302": {"description": "To the dashboard, /ui/."}},
+        )
+    },
     "/openapi.json": {
         "get": operation(
             "openapi",
@@ -150,4 +162,20 @@ def add_routes(
     catalogue = Catalogue.with_extras(app[SETTINGS].producer.event_types_extra)
     document = build_document(catalogue, path_sets, schema_sets)
     app[OPENAPI_DOCUMENT] = orjson.dumps(document)
+    app[QUERY_PARAMETERS] = query_parameters(document)
     app.router.add_get("/openapi.json", serve_document, name="openapi")
+
+
+def query_parameters(document: Mapping[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """Each described operation's query parameters: the only ones it accepts (the
+    document is the one list of them, so the two cannot drift apart)."""
+    accepted: dict[tuple[str, str], frozenset[str]] = {}
+    for path, item in document["paths"].items():
+        shared = item.get("parameters", [])
+        for method, described in item.items():
+            if method == "parameters":
+                continue
+            parameters = [*shared, *described.get("parameters", [])]
+            names = frozenset(p["name"] for p in parameters if p.get("in") == "query")
+            accepted[(path, method.upper())] = names
+    return accepted

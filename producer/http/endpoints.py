@@ -9,12 +9,13 @@ description is :mod:`producer.http.endpoints_spec`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from producer import jsonwire
+from producer.endpoint_fields import invalid_fields
 from producer.endpoints import (
     MAX_DESCRIPTION_LENGTH,
     MAX_IN_FLIGHT_LIMIT,
@@ -34,7 +35,13 @@ from producer.http.bodies import (
     read_optional_json_object,
     reject_unknown,
 )
-from producer.http.problems import INVALID_FIELDS, Problem, invalid_field, registry_errors
+from producer.http.problems import (
+    API_FIELD_NAMES,
+    INVALID_FIELDS,
+    Problem,
+    invalid_field,
+    registry_errors,
+)
 from producer.http.state import producer_of
 
 MAX_ROTATION_GRACE_S = 30 * 24 * 3600
@@ -99,12 +106,29 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
     return None
 
 
+def _check_values(request: web.Request, fields: Mapping[str, Any]) -> None:
+    """422 naming every field whose value the registry would refuse, all at once."""
+    errors = invalid_fields(fields, producer_of(request).catalogue)
+    if len(errors) == 1:
+        raise invalid_field(
+            API_FIELD_NAMES.get(errors[0].field, errors[0].field), errors[0].message
+        )
+    if errors:
+        shown = [
+            {"field": API_FIELD_NAMES.get(error.field, error.field), "message": error.message}
+            for error in errors
+        ]
+        names = ", ".join(str(error["field"]) for error in shown)
+        raise Problem(INVALID_FIELDS, f"Invalid fields: {names}.", errors=shown)
+
+
 # ---------------------------------------------------------------- endpoints
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
     """``POST /v1/endpoints``: register an endpoint; its secret is shown this once."""
     fields = _endpoint_fields(await read_json_object(request), CREATABLE, REQUIRED_ON_CREATE)
+    _check_values(request, fields)
     async with registry_errors("Redis is unavailable; the endpoint was not created."):
         endpoint = await producer_of(request).endpoints.create(**fields)
     return web.json_response(
@@ -170,6 +194,7 @@ async def patch_endpoint(request: web.Request) -> web.Response:
     """``PATCH /v1/endpoints/{id}``: change the given fields, keep the others."""
     endpoint_id = path_id(request, "endpoint")
     fields = _endpoint_fields(await read_json_object(request), PATCHABLE, ())
+    _check_values(request, fields)
     registry = producer_of(request).endpoints
     async with registry_errors("Redis is unavailable; the endpoint was not changed."):
         if fields:

@@ -90,15 +90,20 @@ def validate_events(
         )
     events: list[Event] = []
     errors: list[dict[str, object]] = []
+    invalid = 0
     for index, raw in enumerate(document):
         try:
             events.append(parse_event(raw, catalogue, max_payload_bytes=max_payload_bytes))
         except EventError as exc:
-            errors.append({"index": index, "field": exc.field, "message": exc.message})
+            invalid += 1
+            errors += (
+                {"index": index, "field": field, "message": message}
+                for field, message in exc.errors
+            )
     if errors:
         raise Problem(
             INVALID_EVENT,
-            f"{len(errors)} of {len(document)} events are invalid; nothing was published.",
+            f"{invalid} of {len(document)} events are invalid; nothing was published.",
             errors=errors,
         )
     return events
@@ -107,14 +112,15 @@ def validate_events(
 def validate_event(
     document: jsonwire.JSONValue, catalogue: Catalogue, max_payload_bytes: int
 ) -> Event:
-    """One event, or 422 naming the field at fault."""
+    """One event, or 422 naming every field at fault."""
     try:
         return parse_event(document, catalogue, max_payload_bytes=max_payload_bytes)
     except EventError as exc:
+        fields = ", ".join(dict.fromkeys(field for field, _ in exc.errors))
         raise Problem(
             INVALID_EVENT,
-            f"The event is invalid ({exc.field}); nothing was published.",
-            errors=[{"field": exc.field, "message": exc.message}],
+            f"The event is invalid ({fields}); nothing was published.",
+            errors=[{"field": field, "message": message} for field, message in exc.errors],
         ) from None
 
 

@@ -26,7 +26,7 @@ NULLABLE_ISO_TIME_SCHEMA: dict[str, Any] = {"type": ["string", "null"], "format"
 # Problem responses by status: the component name and when it is answered. Route
 # modules refer to them with problem_responses().
 PROBLEM_RESPONSES: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "The body is not valid JSON."),
+    400: ("BadRequest", "The body is not valid JSON, or a query parameter is unknown."),
     401: (
         "Unauthorized",
         "Missing or invalid credentials: the API key, a webhook token or appkey, or a 2FA "
@@ -168,14 +168,15 @@ def operation(
     failures), or with ``token_auth`` a webhook token instead (401 and 429 the same, and
     403 for a token that may not); one
     that takes a JSON ``body`` can answer 400 (not JSON), 413 (too large) and 415 (not
-    JSON typed).
+    JSON typed); every one 400 for a query parameter it does not describe.
     """
     result: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag]}
     if description:
         result["description"] = description
     if parameters:
         result["parameters"] = [dict(p) for p in parameters]
-    all_responses = dict(responses)
+    # Every operation refuses query parameters it does not describe (400).
+    all_responses = {**problem_responses(400), **responses}
     if body is not None:
         result["requestBody"] = {"required": body_required, "content": json_content(body)}
         all_responses.update(problem_responses(400, 413, 415))

@@ -39,6 +39,7 @@ class ProblemKind:
 
 
 INVALID_JSON = ProblemKind("invalid-json", 400, "Request body is not valid JSON")
+UNKNOWN_QUERY_PARAMETER = ProblemKind("unknown-query-parameter", 400, "Unknown query parameter")
 UNAUTHORIZED = ProblemKind("unauthorized", 401, "Missing or invalid API key")
 TOO_MANY_FAILURES = ProblemKind(
     "too-many-failed-authentications", 429, "Too many failed authentications"

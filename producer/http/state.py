@@ -31,9 +31,11 @@ from producer.settings import (
     SHUTDOWN_GRACE,
     Option,
     ProducerSettings,
+    parse_bool,
     parse_positive_int,
     read_options,
 )
+from producer.testsends import TEST_SEND_MARGIN_S
 
 # A key this long of visible ASCII cannot be guessed by trying, unless it was chosen to
 # be guessed; failed attempts are limited besides, but per API process and address
@@ -107,7 +109,9 @@ def parse_api_port(raw: str) -> int:
     return value
 
 
-API_HOST = Option("API_HOST", "0.0.0.0", "Address the HTTP API listens on.")
+# Loopback by default: a fresh install is reachable from this machine only; deploy/ sets
+# 0.0.0.0 where the API must be reachable from elsewhere (containers, other hosts).
+API_HOST = Option("API_HOST", "127.0.0.1", "Address the HTTP API listens on.")
 PORT = Option(
     "PORT",
     "8080",
@@ -117,10 +121,17 @@ PORT = Option(
 API_KEYS = Option(
     "API_KEYS",
     "",
-    "Comma-separated bearer tokens accepted by /v1/*. Empty: no authentication "
-    "(a warning is logged at start). Prefer the variable: flags show in process lists.",
+    "Comma-separated bearer tokens accepted by /v1/*. Empty: the API refuses to start "
+    "unless ALLOW_NO_AUTH=1. Prefer the variable: flags show in process lists.",
     ApiKeys.parse,
     secret=True,
+)
+ALLOW_NO_AUTH = Option(
+    "ALLOW_NO_AUTH",
+    "0",
+    "1 lets the API run with API_KEYS empty: no authentication (the demo and tests); "
+    "a warning is logged at start and the dashboard says so on every page.",
+    parse_bool,
 )
 PUBLIC_URL = Option(
     "PUBLIC_URL",
@@ -149,6 +160,7 @@ API_OPTIONS: tuple[Option, ...] = (
     API_HOST,
     PORT,
     API_KEYS,
+    ALLOW_NO_AUTH,
     AUTH_FAILURES_PER_MINUTE,
     PUBLIC_URL,
     DELIVERY_TIMEOUT,
@@ -168,6 +180,7 @@ class ApiSettings:
     api_host: str = API_HOST.value
     port: int = PORT.value
     api_keys: ApiKeys = API_KEYS.value
+    allow_no_auth: bool = ALLOW_NO_AUTH.value
     auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE.value
     public_url: str = PUBLIC_URL.value
     delivery_timeout: float = DELIVERY_TIMEOUT.value
@@ -175,7 +188,7 @@ class ApiSettings:
     dashboard_session_ttl: int = DASHBOARD_SESSION_TTL.value
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
-    test_send_margin_s: float = 5.0
+    test_send_margin_s: float = TEST_SEND_MARGIN_S
     shutdown_grace: float = SHUTDOWN_GRACE.value
     log_format: str = LOG_FORMAT.value
     log_level: str = LOG_LEVEL.value
@@ -184,6 +197,16 @@ class ApiSettings:
     def test_send_wait_s(self) -> float:
         """How long ``POST /v1/endpoints/{id}/test`` waits for a worker's answer."""
         return self.delivery_timeout + self.test_send_margin_s
+
+    @property
+    def dashboard_url(self) -> str:
+        """Where a browser on this machine finds the dashboard (``/ui/``)."""
+        host = self.api_host
+        if host in ("", "0.0.0.0", "::"):  # every address: this machine's loopback is one
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/ui/"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
