@@ -99,12 +99,20 @@ async def log_written(producer: Producer) -> bool:
     return int(await producer.redis.xlen(producer.keys.log_outbox)) == 0
 
 
+def demo_log_level(asked: str) -> str:
+    """The narration tells the story; log lines (JSON when not on a terminal) only for
+    errors, unless a level other than the default was asked for."""
+    return "error" if asked == "info" else asked
+
+
 async def run_demo(settings: WorkerSettings, *, events: int, keep: bool = False) -> int:
     """Run the demo; exit status 0 when everything behaved as documented.
 
     With ``keep``, the API, its dashboard and a worker then keep running on the demo's
     data until SIGINT/SIGTERM; every temporary folder is removed at the end either way.
     """
+    # Before anything logs (the migration does): the narration, not log lines.
+    logs.configure(settings.log_format, demo_log_level(settings.log_level))
     local: LocalRedis | None = None
     if not settings.producer.redis_url:
         local = LocalRedis()
@@ -158,9 +166,7 @@ async def _run(
         retry_schedule=schedule,
         metrics_port=0,
         notify_outbox=str(outbox) if outbox else settings.notify_outbox,
-        # The narration tells the story; log lines (JSON when not on a terminal) only
-        # for errors, unless a level was asked for.
-        log_level="error" if settings.log_level == "info" else settings.log_level,
+        log_level=demo_log_level(settings.log_level),
     )
     logs.configure(settings.log_format, settings.log_level)
     try:

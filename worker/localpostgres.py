@@ -56,12 +56,15 @@ class LocalPostgres:
 
     def __init__(self, bindir: Path) -> None:
         self._bindir = bindir
-        self._dir = Path(tempfile.mkdtemp(prefix="cliq-pg-"))
+        root = os.geteuid() == 0
+        # As root the server runs as `postgres`, which must reach its folder: TMPDIR may be
+        # a folder only root can enter (pytest's are), /tmp is open to every account.
+        self._dir = Path(tempfile.mkdtemp(prefix="cliq-pg-", dir="/tmp" if root else None))
         self.port = free_port()
         self.url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
         self._process: asyncio.subprocess.Process | None = None
         self._user: dict[str, Any] = {}
-        if os.geteuid() == 0:
+        if root:
             account = pwd.getpwnam("postgres")
             os.chown(self._dir, account.pw_uid, account.pw_gid)
             self._user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
