@@ -16,7 +16,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from .polling import wait_until_sync
+from .ports import free_port as free_port  # the tests import it from here too
 
 SYSTEM_POSTGRES_PORT = 5432
 SUPERUSER = "cliq"
@@ -42,16 +42,6 @@ SERVER_SETTINGS: tuple[tuple[str, str], ...] = (
 
 class PostgresServerError(RuntimeError):
     """PostgreSQL is missing, or did not start or stop in time."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 5432)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != SYSTEM_POSTGRES_PORT:
-            return port
 
 
 def find_bindir() -> Path:

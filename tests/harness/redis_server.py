@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .polling import wait_until_sync
+from .ports import free_port as free_port  # the tests import it from here too
 
 DEFAULT_ARGS: tuple[str, ...] = (
     *("--save", "", "--appendonly", "no"),
@@ -31,16 +32,6 @@ SYSTEM_REDIS_PORT = 6379
 
 class RedisServerError(RuntimeError):
     """``redis-server`` is missing, or did not start or stop in time."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != SYSTEM_REDIS_PORT:
-            return port
 
 
 def find_redis_server() -> str:
