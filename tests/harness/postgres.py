@@ -27,7 +27,6 @@ import asyncpg
 from .polling import wait_until_sync
 from .ports import free_port as free_port  # the tests import it from here too
 
-SYSTEM_POSTGRES_PORT = 5432
 SUPERUSER = "cliq"
 # Speed over durability; a small server (the machine is shared).
 SERVER_SETTINGS: tuple[tuple[str, str], ...] = (

@@ -27,7 +27,7 @@ DEFAULT_ARGS: tuple[str, ...] = (
 API and the workers refuse a Redis that may, see producer/redis_guard.py), unless a test
 says otherwise in ``extra_args`` (the last value given wins)."""
 
-SYSTEM_REDIS_PORT = 6379
+SYSTEM_REDIS_PORT = 6379  # in harness.ports.SYSTEM_PORTS
 
 
 class RedisServerError(RuntimeError):
