@@ -26,6 +26,7 @@ import asyncpg
 
 from .polling import wait_until_sync
 from .ports import free_port as free_port  # the tests import it from here too
+from .processes import stop_process
 
 SUPERUSER = "cliq"
 # Speed over durability; a small server (the machine is shared).
@@ -210,17 +211,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT) of the PID this object started; SIGKILL past the deadline."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=self.stop_timeout_s)
-        self._process = None
+        process, self._process = self._process, None
+        stop_process(process, self.stop_timeout_s, signal.SIGINT)
 
     def close(self) -> None:
         """Stop the server and remove its folder."""

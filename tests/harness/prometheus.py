@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import aiohttp
 import yaml
 
 from .polling import wait_until
+from .processes import stop_process
 from .redis_server import free_port
 
 
@@ -100,11 +100,4 @@ class PrometheusServer:
     def stop(self) -> None:
         """SIGTERM by PID, then SIGKILL if it does not stop within 10 s."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10)

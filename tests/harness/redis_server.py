@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ from types import TracebackType
 
 from .polling import wait_until_sync
 from .ports import free_port as free_port  # the tests import it from here too
+from .processes import stop_process
 
 DEFAULT_ARGS: tuple[str, ...] = (
     *("--save", "", "--appendonly", "no"),
@@ -178,17 +178,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM the PID this object started; SIGKILL it if it outlives the deadline."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=self.stop_timeout_s)
-        self._process = None
+        process, self._process = self._process, None
+        stop_process(process, self.stop_timeout_s)
 
     def kill(self) -> None:
         """SIGKILL the PID this object started, as a crash would (no shutdown save)."""
