@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from producer.context import Producer
 from producer.events import Event, parse_event
 from producer.keys import DELIVERY_QUEUES
@@ -191,3 +193,26 @@ HEADER_REFUSALS: list[tuple[dict[str, str], str]] = [
     ({"X-Big": "a" * 4100}, "names and values take 4105 bytes in all, more than 4096"),
 ]
 TIMEOUT_REFUSAL = "must be a number of seconds from 0 to 10, the workers' DELIVERY_TIMEOUT"
+
+
+async def wait_for_api(
+    session: aiohttp.ClientSession,
+    base: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout_s: float,
+) -> None:
+    """Poll ``base``/readyz of an API process until it answers 200; fail at once with its
+    log if it exits, or after ``timeout_s``."""
+
+    async def ready() -> bool:
+        if process.poll() is not None:
+            log = log_path.read_text()  # noqa: ASYNC240  # a small log, once, as the test fails
+            raise AssertionError(f"the API exited early:\n{log}")
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                return response.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await wait_until(ready, timeout_s, interval=0.1, message="the API did not become ready")

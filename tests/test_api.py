@@ -32,7 +32,7 @@ from producer.settings import SettingsError, env_with_flags
 
 from harness.polling import wait_until
 from harness.redis_server import free_port
-from support import PROJECT, producer_for
+from support import PROJECT, producer_for, wait_for_api
 
 Client = TestClient[web.Request, web.Application]
 KEY_ONE = "key-one-0123456789abcdef"
@@ -635,17 +635,7 @@ async def test_the_process_serves_on_port_and_stops_cleanly_on_sigterm(
     process, port, log_path = api_process
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-
-        async def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"the API exited early:\n{log_path.read_text()}")
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    return response.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await wait_until(ready, 20, message="the API did not become ready")
+        await wait_for_api(session, base, process, log_path, 20)
         async with session.post(f"{base}/v1/events", json=event(id="evt_proc")) as response:
             assert response.status == 202
             assert (await response.json())["id"] == "evt_proc"

@@ -26,7 +26,7 @@ from worker.settings import WorkerSettings
 
 from harness.polling import wait_until
 from harness.redis_server import free_port
-from support import PROJECT, WorkerProcess, worker_env
+from support import PROJECT, WorkerProcess, wait_for_api, worker_env
 
 KEY = "test-key-0123456789abcdef"
 CLI = [sys.executable, "-m", "cli"]
@@ -81,17 +81,7 @@ async def test_cliq_webhooks_api_serves_on_loopback_and_sends_browsers_to_the_da
     process, port, log_path = api
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-
-        async def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"the API exited:\n{log_path.read_text()}")
-            try:
-                async with http.get(f"{base}/readyz") as response:
-                    return response.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await wait_until(ready, 30, interval=0.1, message="the API never became ready")
+        await wait_for_api(http, base, process, log_path, 30)
         # No key: the root only redirects, to a dashboard that asks for its own sign-in.
         async with http.get(f"{base}/", allow_redirects=False) as response:
             assert response.status == 302
