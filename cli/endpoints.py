@@ -10,12 +10,8 @@ from cli.output import emit, render_fields, render_table
 from producer.context import Producer
 from producer.endpoint_fields import invalid_fields
 from producer.endpoint_options import parse_header_line
-from producer.endpoints import (
-    DEFAULT_MAX_IN_FLIGHT,
-    ROTATION_GRACE_S,
-    EndpointError,
-    EndpointStatus,
-)
+from producer.endpoint_rules import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointError
+from producer.endpoints import EndpointStatus
 from producer.settings import DELIVERY_TIMEOUT, PRODUCER_OPTIONS, env_with_flags
 
 # Registration checks an endpoint's timeout against the workers' DELIVERY_TIMEOUT.

@@ -27,7 +27,7 @@ from producer import logs
 from producer.__main__ import serve
 from producer.collector import tune_for_service
 from producer.deliveries import DeliveryNotFound
-from producer.endpoints import EndpointError, EndpointNotFound
+from producer.endpoint_rules import EndpointError, EndpointNotFound
 from producer.events import EventError
 from producer.http.state import SERVE_OPTIONS
 from producer.loop import run_event_loop

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from producer.endpoints import (
+from producer.endpoint_rules import (
     EndpointError,
     validate_email,
     validate_filter,

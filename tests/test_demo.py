@@ -20,6 +20,10 @@ import pytest
 from harness.polling import wait_until
 from support import PROJECT
 
+# Each demo starts its own Redis and PostgreSQL: slower than the suite's default limit
+# on a loaded machine.
+pytestmark = pytest.mark.timeout(180)
+
 
 def demo_env(tmp_path: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}

@@ -22,7 +22,7 @@ from producer.destinations import (
     is_public,
     parse_networks,
 )
-from producer.endpoints import DestinationError, EndpointError, validate_url
+from producer.endpoint_rules import DestinationError, EndpointError, validate_url
 from producer.settings import ProducerSettings
 from worker.sender import Sender
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from producer.endpoints import new_secret
+from producer.endpoint_rules import new_secret
 from worker.signing import cliq_signature, signature_headers, standard_key
 
 BODY = json.dumps(

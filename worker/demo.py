@@ -202,6 +202,7 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None, keep:
         )
 
         service = WorkerService(settings)
+        service.handle_signals()  # before the URL is printed: whoever reads it may stop us
         worker = asyncio.create_task(service.run())
         types = sorted(BUILTIN_EVENT_TYPES)
         batch = [

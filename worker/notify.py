@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 import structlog
 
-from producer.endpoints import EndpointNotFound, EndpointRegistry
+from producer.endpoint_rules import EndpointNotFound
+from producer.endpoints import EndpointRegistry
 from producer.events import format_timestamp
 from producer.keys import NOTIFICATION_QUEUE
 from producer.messages import NotificationJob

@@ -86,6 +86,7 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
+        self.handle_signals()
         if s.producer.redis_notice:
             log.warning("redis_url_empty", detail=s.producer.redis_notice)
         # The producer's parts over one Redis: the registry, the dispatcher, the secret box.
@@ -169,7 +170,6 @@ class WorkerService:
         test_sends = SendTestListener(
             redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
         )
-        self._install_signal_handlers()
         runner = await self._start_http(lambda: ping(redis, self.keys.prefix), guard)
         housekeeping = asyncio.create_task(
             self._housekeeping(dispatcher, redis, processor, pickup, guard)
@@ -235,6 +235,10 @@ class WorkerService:
             if runner is not None:
                 await runner.cleanup()
             log.info("worker_stopped", exit_code=self._exit_code)
+            # A later worker in this process (the demo's kept one) must get the signals.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         return self._exit_code
 
     def _job_concurrency(self) -> int:
@@ -283,7 +287,9 @@ class WorkerService:
         await asyncio.gather(*self._loops, return_exceptions=True)
         log.info("drained", seconds=round(time.monotonic() - started, 3))
 
-    def _install_signal_handlers(self) -> None:
+    def handle_signals(self) -> None:
+        """Make SIGTERM and SIGINT call :meth:`stop` from now until :meth:`run` ends
+        (``run`` does it first; call it earlier when a signal may come sooner)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)

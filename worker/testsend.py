@@ -17,7 +17,8 @@ import time
 import orjson
 import structlog
 
-from producer.endpoints import Endpoint, EndpointNotFound, EndpointRegistry
+from producer.endpoint_rules import EndpointNotFound
+from producer.endpoints import Endpoint, EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
 from producer.jobs import DeliveryItem
 from producer.keys import Keys

@@ -19,9 +19,8 @@ from multidict import MultiDictProxy
 
 from producer.deliveries import AttemptFilter, AttemptOutcome, RecentSummary
 from producer.endpoint_options import parse_header_line, validate_headers
-from producer.endpoints import (
+from producer.endpoint_rules import (
     MAX_DESCRIPTION_LENGTH,
-    Endpoint,
     EndpointError,
     EndpointNotFound,
     validate_email,
@@ -29,6 +28,7 @@ from producer.endpoints import (
     validate_url,
     validate_workspace,
 )
+from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN, Catalogue
 from producer.http.problems import redis_deadline
 from producer.settings import parse_list

@@ -33,7 +33,8 @@ from producer.dashboard.webhook_forms import (
     page_url,
 )
 from producer.deliveries import RECENT_WINDOW
-from producer.endpoints import MAX_DESCRIPTION_LENGTH, Endpoint, EndpointError, EndpointStatus
+from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH, EndpointError
+from producer.endpoints import Endpoint, EndpointStatus
 from producer.http.bodies import ENDPOINT_CURSOR, decode_cursor, encode_cursor
 from producer.http.problems import redis_deadline
 

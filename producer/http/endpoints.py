@@ -16,13 +16,8 @@ from aiohttp import web
 
 from producer import jsonwire
 from producer.endpoint_fields import invalid_fields
-from producer.endpoints import (
-    MAX_DESCRIPTION_LENGTH,
-    MAX_IN_FLIGHT_LIMIT,
-    ROTATION_GRACE_S,
-    Endpoint,
-    EndpointStatus,
-)
+from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH, MAX_IN_FLIGHT_LIMIT, ROTATION_GRACE_S
+from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import ID_PATTERN
 from producer.http.bodies import (
     ENDPOINT_CURSOR,

@@ -6,14 +6,14 @@ from typing import Any
 
 from producer.deliveries import RECENT_WINDOW
 from producer.endpoint_options import MAX_HEADERS, MAX_HEADERS_BYTES
-from producer.endpoints import (
+from producer.endpoint_rules import (
     DEFAULT_MAX_IN_FLIGHT,
     MAX_DESCRIPTION_LENGTH,
     MAX_IN_FLIGHT_LIMIT,
     MAX_URL_LENGTH,
     ROTATION_GRACE_S,
-    EndpointStatus,
 )
+from producer.endpoints import EndpointStatus
 from producer.events import ID_PATTERN
 from producer.http.endpoints import MAX_ROTATION_GRACE_S, PATCHABLE, REQUIRED_ON_CREATE
 from producer.http.openapi import (

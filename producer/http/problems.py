@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from producer.endpoints import DestinationError, EndpointError, EndpointNotFound
+from producer.endpoint_rules import DestinationError, EndpointError, EndpointNotFound
 from producer.redis.errors import RedisUnavailable, deadline
 
 PROBLEM_BASE = "https://cliq-webhooks.dev/problems/"
