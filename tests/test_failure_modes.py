@@ -24,8 +24,8 @@ from producer.context import Producer
 from producer.deliveries import AttemptOutcome, Delivery, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import Event, parse_event
+from worker.http_parser import DRAIN_LIMIT_BYTES
 from worker.localredis import free_port
-from worker.sender import DRAIN_LIMIT_BYTES
 
 from harness import Receiver, ReceiverFactory, RedisServerFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -186,7 +186,7 @@ async def test_unresolvable_host_is_a_dns_failure_then_scheduled(
         (head_only(b"HTTP/1.1 20"), "disconnected:"),
         (short_body(declared=100, sent=10), "connection: Response payload is not completed"),
         (head_only(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), "invalid response: Bad status line"),
-        (endless_header(), "invalid response: Got more than 8190 bytes"),
+        (endless_header(), "invalid response: more than 16384 bytes of headers"),
     ],
     ids=[
         "cut-in-headers",
