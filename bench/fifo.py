@@ -82,8 +82,8 @@ async def _drain(ctx: Context, events: int, ordering: str) -> Window:
     async with Producer(ctx.settings) as producer:
         endpoint = await _endpoint(producer, ctx, ordering, "ws_bench", 0)
         queued = await publish_all(producer, make_events(producer.catalogue, events))
-    workers = start_workers(1, ctx.redis_url, ctx.plan.concurrency, ctx.workdir,
-                            _worker_overrides(queued))  # fmt: skip
+    overrides = _worker_overrides(queued)
+    workers = start_workers(1, ctx.redis_url, ctx.plan.concurrency, ctx.workdir, overrides)
     try:
         watch = DeliveryWatch(ctx.redis, ctx.keys, workers, ctx.sink, lambda: _done(ctx, endpoint))
         return await watch.until(queued, WORKER_START_TIMEOUT_S, drain_timeout_s(queued))
@@ -101,8 +101,8 @@ async def _beside_busy_fifo(ctx: Context, events: int, busy_events: int) -> tupl
         # The FIFO backlog first: its line is busy before the ordinary deliveries queue.
         await publish_all(producer, make_events(producer.catalogue, busy_events, FIFO_WORKSPACE))
         queued = await publish_all(producer, make_events(producer.catalogue, events))
-    workers = start_workers(1, ctx.redis_url, ctx.plan.concurrency, ctx.workdir,
-                            _worker_overrides(busy_events + queued))  # fmt: skip
+    overrides = _worker_overrides(busy_events + queued)
+    workers = start_workers(1, ctx.redis_url, ctx.plan.concurrency, ctx.workdir, overrides)
     busy_at_start: list[int] = []
 
     async def ordinary_done() -> int:
