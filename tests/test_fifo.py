@@ -28,7 +28,7 @@ from producer.deliveries import DeliveryState
 from producer.endpoint_rules import EndpointError
 from producer.endpoints import Endpoint
 from producer.events import Event
-from producer.fifo import Ordering
+from producer.fifo import FifoLines, Ordering
 from producer.keys import DELIVERY_FIELDS, Keys
 
 from harness.polling import wait_until
@@ -334,3 +334,34 @@ async def test_replayed_dead_deliveries_go_in_line_in_order(
         await worker.stop()
     assert flaky.first_successes("/fifo") == [event.id for event in events]
     assert runs(flaky.hits, "/fifo", order) == list(range(len(events)))
+
+
+async def test_enqueue_next_waits_for_the_turn_unless_asked_again(
+    producer: Producer, redis: aioredis.Redis, flaky: FlakyReceiver, redis_url: str
+) -> None:
+    fifo = await register(producer, flaky.url("/fifo"), "fifo")
+    events = await publish(producer, 3)
+    order = {event.id: n for n, event in enumerate(events)}
+    flaky.order = order
+    lines = FifoLines(producer.redis, KEYS)
+    head = await redis.get(KEYS.endpoint_fifo_head(fifo.id))
+    assert await lines.enqueue_next(fifo.id) is None  # the head holds the turn
+    assert await redis.llen(KEYS.ready) == 1
+    # A resume enqueues the head once more; its duplicate attempt is skipped.
+    assert await lines.enqueue_next(fifo.id, again=True) == head
+    assert await redis.llen(KEYS.ready) == 2
+    worker = await start_worker(worker_env(redis_url, RETRY_SCHEDULE=SCHEDULE))
+    try:
+
+        async def delivered() -> bool:
+            ends = await states(redis, fifo)
+            return set(ends.values()) == {DeliveryState.DELIVERED}
+
+        await wait_until(delivered, 10, message="not all delivered")
+    finally:
+        await worker.stop()
+    assert flaky.first_successes("/fifo") == [event.id for event in events]
+    arrivals = runs(flaky.hits, "/fifo", order)
+    assert arrivals == sorted(arrivals)
+    assert await lines.enqueue_next(fifo.id) is None  # nothing left in line
+    assert not await redis.exists(KEYS.endpoint_fifo_head(fifo.id))
