@@ -37,6 +37,10 @@ class Plan:
     # HTTP requests in flight (raw-signer, raw-aiohttp), BullMQ concurrency (node-bullmq)
     # and WORKER_CONCURRENCY (workers): --concurrency.
     concurrency: int = 200
+    # fifo: deliveries to the FIFO endpoint (drained alone), and to the ordinary endpoint
+    # (drained alone, then beside a busy FIFO endpoint).
+    fifo_events: int = 1000
+    fifo_parallel_events: int = 10_000
 
 
 FULL = Plan(
@@ -67,4 +71,6 @@ QUICK = Plan(
     isolation_events=1_500,
     backlog_size=50_000,
     retry_deliveries=100,
+    fifo_events=500,
+    fifo_parallel_events=5000,
 )

@@ -264,6 +264,8 @@ def build_rows(results: Results) -> list[Row]:
         backlog_rows(b)
     if b.ran("retry-timing"):
         retry_rows(b)
+    if b.ran("fifo"):
+        fifo_rows(b)
     return b.rows
 
 
@@ -374,6 +376,43 @@ def retry_rows(b: TableBuilder) -> None:
         "ms",
         label="retry lateness max",
         notes=f"backlog at {number(b.m(name, 'load_rate'))}/s; {cpu_notes(b, name, ONE_WORKER)}",
+    )
+
+
+def fifo_rows(b: TableBuilder) -> None:
+    """A FIFO endpoint's rate against an ordinary one's, and the ordinary one's beside it."""
+    name = "fifo"
+    b.add(
+        name,
+        "parallel_rate",
+        "deliveries/s",
+        label="fifo: ordinary endpoint",
+        ratio="1.00x (ref)",
+        notes="one parallel endpoint alone (max_in_flight 10), one worker",
+    )
+    b.add(
+        name,
+        "fifo_rate",
+        "deliveries/s",
+        label="fifo: FIFO endpoint",
+        ratio=b.own_ratio(name, "fifo_share", "ordinary"),
+        notes=(
+            f"one at a time in publish order: one delivery per round trip of pickup, POST "
+            f"and record ({number(b.m(name, 'fifo_latency_ms'), 2)} ms); "
+            f"{cpu_notes(b, name, ONE_WORKER, 'fifo_')}"
+        ),
+    )
+    b.add(
+        name,
+        "beside_rate",
+        "deliveries/s",
+        label="fifo: ordinary beside a busy FIFO",
+        ratio=b.own_ratio(name, "beside_ratio", "alone"),
+        notes=(
+            f"a FIFO endpoint of another workspace busy throughout "
+            f"({number(b.m(name, 'fifo_busy_rate'))}/s meanwhile); target 1.00x; "
+            f"{cpu_notes(b, name, ONE_WORKER)}"
+        ),
     )
 
 

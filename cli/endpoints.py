@@ -12,6 +12,7 @@ from producer.endpoint_fields import invalid_fields
 from producer.endpoint_options import parse_header_line
 from producer.endpoint_rules import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointError
 from producer.endpoints import EndpointStatus
+from producer.fifo import Ordering
 from producer.settings import DELIVERY_TIMEOUT, PRODUCER_OPTIONS, env_with_flags
 
 # Registration checks an endpoint's timeout against the workers' DELIVERY_TIMEOUT.
@@ -52,6 +53,7 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             "description": args.description,
             "max_in_flight": args.max_in_flight,
             "rate_limit": args.rate_limit,
+            "ordering": args.ordering,
         }
         endpoint = await p.endpoints.create(
             **check_values(fields, p),
@@ -107,6 +109,7 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             "description": args.description,
             "max_in_flight": args.max_in_flight,
             "rate_limit": args.rate_limit,
+            "ordering": args.ordering,
         }
         endpoint = await p.endpoints.update(
             args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
@@ -184,6 +187,14 @@ def add_commands(commands: Any) -> None:
     timeout_help = "seconds an attempt may take, at most DELIVERY_TIMEOUT (0: DELIVERY_TIMEOUT)"
     add.add_argument("--header", action="append", metavar="'NAME: VALUE'", help=header_help)
     add.add_argument("--timeout", type=float, default=0.0, help=timeout_help)
+    orderings = [o.value for o in Ordering]
+    ordering_help = (
+        "fifo: deliveries start in publish order, one at a time (the next waits until the "
+        "previous is delivered or dead); parallel: up to --max-in-flight at once"
+    )
+    add.add_argument(
+        "--ordering", choices=orderings, default=Ordering.PARALLEL.value, help=ordering_help
+    )
     update = add_command(
         endpoint_commands, "update", endpoint_update, "change an endpoint", CHANGE_OPTIONS
     )
@@ -202,6 +213,11 @@ def add_commands(commands: Any) -> None:
     )
     update.add_argument("--clear-headers", action="store_true", help="send no custom headers")
     update.add_argument("--timeout", type=float, help=timeout_help)
+    update.add_argument(
+        "--ordering",
+        choices=orderings,
+        help=ordering_help + "; back to parallel, those waiting in line go at once",
+    )
     listing = add_command(endpoint_commands, "list", endpoint_list, "list endpoints")
     listing.add_argument("--workspace", help="only this workspace")
     listing.add_argument(

@@ -41,6 +41,7 @@ from producer.endpoint_rules import (
     validate_workspace,
 )
 from producer.events import Catalogue, format_timestamp
+from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
@@ -77,6 +78,8 @@ class Endpoint:
     headers: Headers = ()
     # Seconds an attempt may take; 0: the workers' DELIVERY_TIMEOUT.
     timeout_s: float = 0.0
+    # fifo: deliveries start one at a time, in publish order (producer/fifo.py).
+    ordering: Ordering = Ordering.PARALLEL
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint receives events of ``event_type`` right now."""
@@ -117,6 +120,7 @@ class Endpoint:
             # Sealed: custom headers often carry the receiver's own credentials.
             "headers": box.seal(headers_to_text(self.headers)),
             "timeout_s": repr(self.timeout_s),
+            "ordering": self.ordering.value,
         }
         return fields
 
@@ -140,6 +144,7 @@ class Endpoint:
             rate_limit=float(fields.get("rate_limit") or 0),
             headers=headers_from_text(box.open(fields.get("headers", ""))),
             timeout_s=float(fields.get("timeout_s") or 0),
+            ordering=Ordering(fields.get("ordering") or Ordering.PARALLEL),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -156,6 +161,7 @@ class Endpoint:
             "rate_limit": self.rate_limit,
             "headers": dict(self.headers),
             "timeout_s": self.timeout_s,
+            "ordering": self.ordering.value,
             "secret": self.secret if reveal_secret else mask_secret(self.secret),
             "signature_switches_at": self.signature_switches_at,
             "created_ms": self.created_ms,
@@ -203,6 +209,7 @@ class EndpointRegistry:
         self.catalogue = catalogue
         self._box = box
         self._destinations = destinations
+        self._fifo = FifoLines(redis, keys)
 
     async def _check_destination(self, url: str) -> None:
         """Raise :class:`DestinationError` if the policy refuses where ``url`` leads."""
@@ -225,11 +232,13 @@ class EndpointRegistry:
         rate_limit: float = 0.0,
         headers: Iterable[tuple[str, str]] = (),
         timeout_s: float = 0.0,
+        ordering: str = Ordering.PARALLEL,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once).
 
         ``headers``: custom ``(name, value)`` pairs sent with every delivery;
-        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT)."""
+        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT);
+        ``ordering``: ``fifo`` starts its deliveries one at a time, in publish order."""
         now = _now_ms()
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
@@ -246,6 +255,7 @@ class EndpointRegistry:
             rate_limit=validate_rate_limit(rate_limit),
             headers=checked("headers", validate_headers, headers),
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s),
+            ordering=checked("ordering", validate_ordering, ordering),
         )
         # Last: the other fields' errors come first, without waiting for DNS.
         await self._check_destination(endpoint.url)
@@ -337,9 +347,10 @@ class EndpointRegistry:
         rate_limit: float | None = None,
         headers: Iterable[tuple[str, str]] | None = None,
         timeout_s: float | None = None,
+        ordering: str | None = None,
     ) -> Endpoint:
         """Change the given fields; the others stay as they are (``headers`` replaces
-        them all)."""
+        them all). From ``fifo`` to ``parallel``, the deliveries in line go at once."""
         endpoint = await self.get(endpoint_id)
         changed = replace(
             endpoint,
@@ -363,11 +374,17 @@ class EndpointRegistry:
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s)
             if timeout_s is not None
             else endpoint.timeout_s,
+            ordering=checked("ordering", validate_ordering, ordering)
+            if ordering is not None
+            else endpoint.ordering,
             updated_ms=_now_ms(),
         )
         if changed.url != endpoint.url:
             await self._check_destination(changed.url)
         await self._write(changed, endpoint)
+        # After the write: a publish that read the old ordering is refused as stale.
+        if endpoint.ordering == Ordering.FIFO and changed.ordering != Ordering.FIFO:
+            await self._fifo.release(endpoint_id)
         return changed
 
     async def set_status(self, endpoint_id: str, status: EndpointStatus) -> Endpoint:
@@ -408,6 +425,8 @@ class EndpointRegistry:
             pipe.srem(self._keys.failing, endpoint_id)
             pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
             await pipe.execute()
+        if endpoint.ordering == Ordering.FIFO:  # those in line end dead like the rest
+            await self._fifo.release(endpoint_id)
 
     async def _write(self, endpoint: Endpoint, before: Endpoint) -> None:
         """Store the fields of ``endpoint`` that differ from ``before`` (see :meth:`_stage`)."""

@@ -47,6 +47,12 @@ LAYOUT: dict[str, str] = {
     "endpoint_leases": "ep:{}:leases",
     # String: the endpoint rate limiter's theoretical arrival time (ms, GCRA).
     "endpoint_rate": "ep:{}:rate",
+    # List: a FIFO endpoint's deliveries waiting for their turn, in publish order (ids;
+    # producer/fifo.lua). Only the one named by endpoint_fifo_head is ever enqueued.
+    "endpoint_fifo": "ep:{}:fifo",
+    # String: the delivery of a FIFO endpoint whose turn it is (queued, in flight or
+    # scheduled for a retry); the next waits until it is delivered or dead.
+    "endpoint_fifo_head": "ep:{}:fifo:head",
     # Set: a workspace's endpoint ids.
     "workspace_endpoints": "ws:{}:eps",
     # Counter: bumped by every change to a workspace's endpoints (added, edited, deleted,
@@ -211,6 +217,14 @@ class Keys:
     def endpoint_dead(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_dead"]``."""
         return self._key("endpoint_dead", endpoint_id)
+
+    def endpoint_fifo(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_fifo"]``."""
+        return self._key("endpoint_fifo", endpoint_id)
+
+    def endpoint_fifo_head(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_fifo_head"]``."""
+        return self._key("endpoint_fifo_head", endpoint_id)
 
     def workspace_endpoints(self, workspace_id: str) -> str:
         """See ``LAYOUT["workspace_endpoints"]``."""

@@ -3,6 +3,8 @@
 -- become jobs; the rest waits on the ready list for a worker (see outbox.lua).
 -- ARGV: prefix, now_ms, batch_size, retention_s,
 --   versions: JSON [[workspace_id, the version its endpoint list was read at], ...],
+--   fifo: JSON [endpoint_id, ...], the FIFO endpoints among them (as of those versions):
+--     their deliveries join the endpoint's line instead (fifo.lua),
 --   events: JSON [[event_id, type, workspace_id, created_ms, [delivery_id, endpoint_id,
 --     delivery_id, endpoint_id, ...]], ...],
 --   then each event's body, in the same order.
@@ -22,18 +24,21 @@ for _, pair in ipairs(cjson.decode(ARGV[5])) do
 end
 if #stale > 0 then return {'stale', stale} end
 
+local fifo = {}
+for _, endpoint_id in ipairs(cjson.decode(ARGV[6])) do fifo[endpoint_id] = false end
+
 local results = {}
 local jobs = batch_writer(now, batch_size)
 local created_total = 0
 
-for e, event in ipairs(cjson.decode(ARGV[6])) do
+for e, event in ipairs(cjson.decode(ARGV[7])) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
   if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
     results[e] = -1
   else
-    redis.call('HSET', event_key, F.event.body, ARGV[6 + e], F.event.type, etype,
+    redis.call('HSET', event_key, F.event.body, ARGV[7 + e], F.event.type, etype,
       F.event.workspace, workspace, F.event.created, created, F.event.open, count)
     if count == 0 then redis.call('EXPIRE', event_key, retention) end
     for d = 1, #targets, 2 do
@@ -45,12 +50,20 @@ for e, event in ipairs(cjson.decode(ARGV[6])) do
       redis.call('ZADD', index, now, delivery_id)
       redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
       redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
-      jobs.add(delivery_id, 1)
+      if fifo[endpoint_id] == nil then
+        jobs.add(delivery_id, 1)
+      else
+        fifo_push(endpoint_id, delivery_id)
+        fifo[endpoint_id] = true
+      end
     end
     created_total = created_total + count
     results[e] = count
   end
 end
 jobs.ready()
+for endpoint_id, joined in pairs(fifo) do
+  if joined then fifo_next(endpoint_id, false) end
+end
 if created_total > 0 then redis.call('HINCRBY', K.stats(), 'queued', created_total) end
 return {results, jobs.members}

@@ -13,6 +13,7 @@ from redis.typing import EncodableT
 
 from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
+from producer.fifo import Ordering
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
@@ -102,6 +103,12 @@ class Publisher:
         for _ in range(STALE_TRIES):
             subscribers = await self._subscribers(workspaces)
             versions = [[workspace, current.version] for workspace, current in subscribers.items()]
+            fifo = [
+                endpoint.id
+                for current in subscribers.values()
+                for endpoint in current.endpoints
+                if endpoint.ordering == Ordering.FIFO
+            ]
             rows = []
             for event in events:
                 deliveries = []
@@ -117,6 +124,7 @@ class Publisher:
                 self._settings.batch_size,
                 self._settings.delivery_retention,
                 orjson.dumps(versions),
+                orjson.dumps(fifo),
                 orjson.dumps(rows),
                 *(event.body for event in events),
             ]

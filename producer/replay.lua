@@ -1,6 +1,7 @@
 -- Re-enqueue dead deliveries: each starts a new round of the retry schedule,
 -- numbered after its last attempt. Deliveries that are not dead, or whose
 -- event has expired, are left alone (so replaying twice enqueues nothing twice).
+-- Those of a FIFO endpoint join the back of its line, in the order given (fifo.lua).
 -- ARGV: prefix, now_ms, batch_size, count, then count delivery ids.
 -- Returns {replayed delivery ids, outbox members}.
 local now = tonumber(ARGV[2])
@@ -9,6 +10,7 @@ local count = tonumber(ARGV[4])
 
 local replayed = {}
 local jobs = batch_writer(now, batch_size)
+local fifo = {}  -- endpoint id -> whether it is FIFO, each endpoint read once
 
 for k = 1, count do
   local delivery_id = ARGV[4 + k]
@@ -26,10 +28,21 @@ for k = 1, count do
     redis.call('PERSIST', event_key)
     redis.call('PERSIST', K.event_deliveries(fields[3]))
     replayed[#replayed + 1] = delivery_id
-    jobs.add(delivery_id, made + 1)
+    local endpoint_id = fields[4]
+    if fifo[endpoint_id] == nil then
+      fifo[endpoint_id] = redis.call('HGET', K.endpoint(endpoint_id), 'ordering') == 'fifo'
+    end
+    if fifo[endpoint_id] then
+      fifo_push(endpoint_id, delivery_id)
+    else
+      jobs.add(delivery_id, made + 1)
+    end
   end
 end
 jobs.flush()
+for endpoint_id, is_fifo in pairs(fifo) do
+  if is_fifo then fifo_next(endpoint_id, false) end
+end
 -- Replayed deliveries are no longer dead: 'dead' counts what the endpoints' dead sets hold.
 if #replayed > 0 then
   redis.call('HINCRBY', K.stats(), 'queued', #replayed)

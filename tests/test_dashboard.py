@@ -331,6 +331,32 @@ async def test_disable_enable_edit_and_rotate_from_the_detail_page(
     assert rotated.previous_secret == endpoint.secret
 
 
+async def test_the_webhook_form_sets_fifo_ordering_and_refuses_another(
+    page: Page, dashboard: Dashboard, producer: Producer, receiver: Receiver
+) -> None:
+    endpoint = await subscribe(producer, receiver, events="issue.created")
+    await sign_in(page, dashboard, f"/ui/webhooks/{endpoint.id}/edit")
+    order = page.get_by_label("Delivery order")
+    await expect(order).to_have_value("parallel")
+    # A value the list does not offer (a hand-made post) is refused next to the field.
+    await order.evaluate("s => { s.options[1].value = 'lifo'; s.value = 'lifo'; }")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#ordering-error")).to_contain_text(
+        "must be 'parallel' (the default) or 'fifo', not 'lifo'"
+    )
+    assert (await producer.endpoints.get(endpoint.id)).ordering == "parallel"
+    await page.get_by_label("Delivery order").select_option("fifo")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator(".flash")).to_have_text("Webhook saved.")
+    assert (await producer.endpoints.get(endpoint.id)).ordering == "fifo"
+    await expect(page.locator("dl.facts").first).to_contain_text(
+        "FIFO: one at a time, in publish order"
+    )
+    await screenshot(page, "webhook-fifo")
+    await page.get_by_role("link", name="Edit").click()
+    await expect(page.get_by_label("Delivery order")).to_have_value("fifo")
+
+
 # ---------------------------------------------------------------- test sends, escaping
 
 

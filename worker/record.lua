@@ -9,6 +9,7 @@
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
 --   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)],
 -- then (after log) any number of retry job members, written to the outbox as they are.
+-- A delivery that ends lets the next one of its FIFO endpoint go (fifo.lua).
 -- Returns {per-outcome codes, outbox members written}. Codes:
 --   'dup'       this attempt was already recorded (a re-run job): nothing changed
 --   'gone'      the delivery no longer exists
@@ -85,6 +86,7 @@ for k, outcome in ipairs(outcomes) do
       redis.call('HINCRBY', stats, 'scheduled', 1)
     elseif kind == 'delivered' then
       finish(key, event_id)
+      fifo_done(endpoint_id, delivery_id)
       redis.call('HINCRBY', stats, 'delivered', 1)
       if not log_outbox then keep_latest(endpoint_id, delivery_id) end
       if redis.call('HGET', endpoint_key, 'status') == 'failing' then
@@ -94,6 +96,7 @@ for k, outcome in ipairs(outcomes) do
       end
     else
       finish(key, event_id)
+      fifo_done(endpoint_id, delivery_id)
       redis.call('HINCRBY', stats, 'dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
       local status = redis.call('HGET', endpoint_key, 'status')

@@ -30,6 +30,7 @@ from producer.endpoint_rules import (
 )
 from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN, Catalogue
+from producer.fifo import Ordering, validate_ordering
 from producer.http.problems import redis_deadline
 from producer.settings import parse_list
 
@@ -96,6 +97,7 @@ class WebhookForm:
     # One "Name: value" per line; the timeout in seconds, empty for DELIVERY_TIMEOUT.
     headers: str = ""
     timeout_s: str = ""
+    ordering: str = Ordering.PARALLEL.value
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -115,6 +117,7 @@ class WebhookForm:
             other_events=text("other_events"),
             headers=text("headers"),
             timeout_s=text("timeout_s"),
+            ordering=text("ordering") or Ordering.PARALLEL.value,
         )
 
     @classmethod
@@ -130,6 +133,7 @@ class WebhookForm:
             other_events=", ".join(p for p in endpoint.events if p not in offered),
             headers="\n".join(f"{name}: {value}" for name, value in endpoint.headers),
             timeout_s=f"{endpoint.timeout_s:g}" if endpoint.timeout_s else "",
+            ordering=endpoint.ordering.value,
         )
 
     def patterns(self) -> list[str]:
@@ -164,6 +168,7 @@ class WebhookForm:
         for name, parse in (
             ("headers", lambda: validate_headers(self.header_pairs())),
             ("timeout_s", self.timeout),
+            ("ordering", lambda: validate_ordering(self.ordering)),
         ):
             try:
                 parse()

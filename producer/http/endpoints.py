@@ -50,6 +50,7 @@ PATCHABLE = (
     "rate_limit",
     "headers",
     "timeout_s",
+    "ordering",
 )
 CREATABLE = ("workspace_id", *PATCHABLE)
 REQUIRED_ON_CREATE = ("workspace_id", "url", "events", "owner_email")
@@ -98,6 +99,8 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
         return 'must be an object of header names and string values, {"Name": "value"}'
     elif name == "timeout_s" and (isinstance(value, bool) or not isinstance(value, int | float)):
         return "must be a number of seconds"
+    elif name == "ordering" and not isinstance(value, str):
+        return "must be 'parallel' or 'fifo'"
     return None
 
 

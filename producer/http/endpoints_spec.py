@@ -15,6 +15,7 @@ from producer.endpoint_rules import (
 )
 from producer.endpoints import EndpointStatus
 from producer.events import ID_PATTERN
+from producer.fifo import Ordering
 from producer.http.endpoints import MAX_ROTATION_GRACE_S, PATCHABLE, REQUIRED_ON_CREATE
 from producer.http.openapi import (
     NULLABLE_ISO_TIME_SCHEMA,
@@ -31,6 +32,7 @@ from producer.http.openapi import (
 
 _ID = {"type": "string"}
 _ENDPOINT_STATUS = {"type": "string", "enum": [s.value for s in EndpointStatus]}
+_ORDERING = {"type": "string", "enum": [o.value for o in Ordering]}
 
 _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
     "workspace_id": {"type": "string", "pattern": ID_PATTERN.pattern},
@@ -80,6 +82,15 @@ _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
         "description": "Seconds one attempt may take, at most the workers' DELIVERY_TIMEOUT; "
         "0 (the default): DELIVERY_TIMEOUT.",
     },
+    "ordering": {
+        **_ORDERING,
+        "default": Ordering.PARALLEL.value,
+        "description": "`fifo`: its deliveries start in publish order, one at a time; the "
+        "next waits until the previous is delivered or dead (retries keep the order), so "
+        "its throughput is one delivery per round trip. `parallel` (the default): "
+        "up to `max_in_flight` at once, in no particular order. From `fifo` back to "
+        "`parallel`, the deliveries waiting in line go at once.",
+    },
 }
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -97,6 +108,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "rate_limit",
             "headers",
             "timeout_s",
+            "ordering",
             "secret",
             "signature_switches_at",
             "created_ms",
@@ -114,6 +126,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "rate_limit": {"type": "number"},
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "timeout_s": {"type": "number", "description": "0: DELIVERY_TIMEOUT."},
+            "ordering": _ORDERING,
             "secret": {
                 "type": "string",
                 "description": "In full only when created or rotated; masked otherwise.",
