@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from cli.base import UsageError, add_command, producer_settings
@@ -34,6 +35,16 @@ def header_pairs(lines: list[str] | None) -> list[tuple[str, str]] | None:
         raise EndpointError("headers", str(exc)) from None
 
 
+def filter_source(text: str | None) -> object:
+    """``--filter JSON`` as a JSON value (None when not given; '' means ``{}``, none)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise EndpointError("filter", f"is not valid JSON: {exc}") from None
+
+
 def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
     """``fields``, or a usage error naming every bad one at once (not the first only)."""
     errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
@@ -52,6 +63,7 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             "description": args.description,
             "max_in_flight": args.max_in_flight,
             "rate_limit": args.rate_limit,
+            "filter": filter_source(args.filter),
         }
         endpoint = await p.endpoints.create(
             **check_values(fields, p),
@@ -107,6 +119,7 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             "description": args.description,
             "max_in_flight": args.max_in_flight,
             "rate_limit": args.rate_limit,
+            "filter": filter_source(args.filter),
         }
         endpoint = await p.endpoints.update(
             args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
@@ -184,6 +197,10 @@ def add_commands(commands: Any) -> None:
     timeout_help = "seconds an attempt may take, at most DELIVERY_TIMEOUT (0: DELIVERY_TIMEOUT)"
     add.add_argument("--header", action="append", metavar="'NAME: VALUE'", help=header_help)
     add.add_argument("--timeout", type=float, default=0.0, help=timeout_help)
+    filter_help = (
+        'payload filter, docs/filters.md: \'{"data.priority": {"$in": ["high", "urgent"]}}\''
+    )
+    add.add_argument("--filter", metavar="JSON", help=filter_help)
     update = add_command(
         endpoint_commands, "update", endpoint_update, "change an endpoint", CHANGE_OPTIONS
     )
@@ -202,6 +219,7 @@ def add_commands(commands: Any) -> None:
     )
     update.add_argument("--clear-headers", action="store_true", help="send no custom headers")
     update.add_argument("--timeout", type=float, help=timeout_help)
+    update.add_argument("--filter", metavar="JSON", help=filter_help + "; '{}' removes it")
     listing = add_command(endpoint_commands, "list", endpoint_list, "list endpoints")
     listing.add_argument("--workspace", help="only this workspace")
     listing.add_argument(

@@ -12,6 +12,7 @@ from typing import Any
 
 from producer.endpoint_rules import (
     EndpointError,
+    checked,
     validate_email,
     validate_filter,
     validate_max_in_flight,
@@ -20,6 +21,7 @@ from producer.endpoint_rules import (
     validate_workspace,
 )
 from producer.events import Catalogue
+from producer.filters import compile_filter
 
 
 def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[EndpointError]:
@@ -33,6 +35,7 @@ def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[Endp
         "owner_email": validate_email,
         "max_in_flight": validate_max_in_flight,
         "rate_limit": validate_rate_limit,
+        "filter": lambda source: checked("filter", compile_filter, source),
     }
     errors: list[EndpointError] = []
     for name, check in checks.items():

@@ -40,7 +40,8 @@ from producer.endpoint_rules import (
     validate_url,
     validate_workspace,
 )
-from producer.events import Catalogue, format_timestamp
+from producer.events import Catalogue, Event, format_timestamp
+from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
@@ -77,6 +78,8 @@ class Endpoint:
     headers: Headers = ()
     # Seconds an attempt may take; 0: the workers' DELIVERY_TIMEOUT.
     timeout_s: float = 0.0
+    # The payload filter (producer/filters.py), compiled when loaded; MATCH_ALL: none.
+    filter: PayloadFilter = MATCH_ALL
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint receives events of ``event_type`` right now."""
@@ -117,6 +120,7 @@ class Endpoint:
             # Sealed: custom headers often carry the receiver's own credentials.
             "headers": box.seal(headers_to_text(self.headers)),
             "timeout_s": repr(self.timeout_s),
+            "filter": self.filter.text,
         }
         return fields
 
@@ -140,6 +144,7 @@ class Endpoint:
             rate_limit=float(fields.get("rate_limit") or 0),
             headers=headers_from_text(box.open(fields.get("headers", ""))),
             timeout_s=float(fields.get("timeout_s") or 0),
+            filter=filter_from_text(fields.get("filter", "")),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -156,6 +161,7 @@ class Endpoint:
             "rate_limit": self.rate_limit,
             "headers": dict(self.headers),
             "timeout_s": self.timeout_s,
+            "filter": self.filter.source,
             "secret": self.secret if reveal_secret else mask_secret(self.secret),
             "signature_switches_at": self.signature_switches_at,
             "created_ms": self.created_ms,
@@ -174,9 +180,13 @@ class Subscribers:
     version: str
     endpoints: tuple[Endpoint, ...]
 
-    def for_type(self, event_type: str) -> list[str]:
-        """Ids of the endpoints that receive an event of ``event_type``."""
-        return [endpoint.id for endpoint in self.endpoints if endpoint.wants(event_type)]
+    def for_event(self, event: Event) -> list[str]:
+        """Ids of the endpoints that receive ``event``: its type, then its payload filter."""
+        wanted = [e for e in self.endpoints if e.wants(event.type)]
+        if not any(e.filter for e in wanted):
+            return [e.id for e in wanted]
+        document = event.to_dict()
+        return [e.id for e in wanted if e.filter.matches(document)]
 
 
 # Compares endpoints field by field (sealing the same secret twice gives two values).
@@ -225,11 +235,13 @@ class EndpointRegistry:
         rate_limit: float = 0.0,
         headers: Iterable[tuple[str, str]] = (),
         timeout_s: float = 0.0,
+        filter: object = None,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once).
 
         ``headers``: custom ``(name, value)`` pairs sent with every delivery;
-        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT)."""
+        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT);
+        ``filter``: a payload filter (JSON, docs/filters.md; None or {}: every event)."""
         now = _now_ms()
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
@@ -246,6 +258,7 @@ class EndpointRegistry:
             rate_limit=validate_rate_limit(rate_limit),
             headers=checked("headers", validate_headers, headers),
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s),
+            filter=checked("filter", compile_filter, filter),
         )
         # Last: the other fields' errors come first, without waiting for DNS.
         await self._check_destination(endpoint.url)
@@ -337,9 +350,10 @@ class EndpointRegistry:
         rate_limit: float | None = None,
         headers: Iterable[tuple[str, str]] | None = None,
         timeout_s: float | None = None,
+        filter: object = None,
     ) -> Endpoint:
         """Change the given fields; the others stay as they are (``headers`` replaces
-        them all)."""
+        them all; ``filter={}`` removes the payload filter)."""
         endpoint = await self.get(endpoint_id)
         changed = replace(
             endpoint,
@@ -363,6 +377,9 @@ class EndpointRegistry:
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s)
             if timeout_s is not None
             else endpoint.timeout_s,
+            filter=checked("filter", compile_filter, filter)
+            if filter is not None
+            else endpoint.filter,
             updated_ms=_now_ms(),
         )
         if changed.url != endpoint.url:

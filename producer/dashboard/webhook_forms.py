@@ -7,6 +7,7 @@ The form's fields are checked with the registry's own validators
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from producer.endpoint_rules import (
 )
 from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN, Catalogue
+from producer.filters import PayloadFilter, parse_filter_text
 from producer.http.problems import redis_deadline
 from producer.settings import parse_list
 
@@ -96,6 +98,8 @@ class WebhookForm:
     # One "Name: value" per line; the timeout in seconds, empty for DELIVERY_TIMEOUT.
     headers: str = ""
     timeout_s: str = ""
+    # The payload filter as JSON text (docs/filters.md); empty for none.
+    filter: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -115,6 +119,7 @@ class WebhookForm:
             other_events=text("other_events"),
             headers=text("headers"),
             timeout_s=text("timeout_s"),
+            filter=text("filter"),
         )
 
     @classmethod
@@ -130,6 +135,7 @@ class WebhookForm:
             other_events=", ".join(p for p in endpoint.events if p not in offered),
             headers="\n".join(f"{name}: {value}" for name, value in endpoint.headers),
             timeout_s=f"{endpoint.timeout_s:g}" if endpoint.timeout_s else "",
+            filter=json.dumps(endpoint.filter.source, indent=2) if endpoint.filter else "",
         )
 
     def patterns(self) -> list[str]:
@@ -146,6 +152,10 @@ class WebhookForm:
             return float(self.timeout_s) if self.timeout_s else 0.0
         except ValueError:
             raise ValueError("must be a number of seconds") from None
+
+    def payload_filter(self) -> PayloadFilter:
+        """The filter typed, compiled (``FilterError``, a ``ValueError``, if malformed)."""
+        return parse_filter_text(self.filter)
 
     def check(self, catalogue: Catalogue, *, creating: bool) -> bool:
         """Fill :attr:`errors` with the registry's verdict on every field; True if none."""
@@ -164,6 +174,7 @@ class WebhookForm:
         for name, parse in (
             ("headers", lambda: validate_headers(self.header_pairs())),
             ("timeout_s", self.timeout),
+            ("filter", self.payload_filter),
         ):
             try:
                 parse()

@@ -115,6 +115,7 @@ async def create_webhook(request: web.Request) -> web.Response:
                 description=form.description,
                 headers=form.header_pairs(),
                 timeout_s=form.timeout(),
+                filter=form.payload_filter().source,
             )
     except EndpointError as exc:
         form.refused(exc)
@@ -152,6 +153,7 @@ async def update_webhook(request: web.Request) -> web.Response:
                     description=form.description,
                     headers=form.header_pairs(),
                     timeout_s=form.timeout(),
+                    filter=form.payload_filter().source,
                 )
             except EndpointError as exc:
                 form.refused(exc)

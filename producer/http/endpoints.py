@@ -50,6 +50,7 @@ PATCHABLE = (
     "rate_limit",
     "headers",
     "timeout_s",
+    "filter",
 )
 CREATABLE = ("workspace_id", *PATCHABLE)
 REQUIRED_ON_CREATE = ("workspace_id", "url", "events", "owner_email")
@@ -98,6 +99,8 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
         return 'must be an object of header names and string values, {"Name": "value"}'
     elif name == "timeout_s" and (isinstance(value, bool) or not isinstance(value, int | float)):
         return "must be a number of seconds"
+    elif name == "filter" and not isinstance(value, dict):
+        return 'must be a filter object, such as {"data.priority": "high"} ({}: none)'
     return None
 
 
