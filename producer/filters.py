@@ -81,7 +81,8 @@ def compile_filter(source: object) -> PayloadFilter:
     if not isinstance(source, dict):
         raise FilterError("", f"must be a JSON object, not {_kind(source)}")
     try:
-        size = len(json.dumps(source, separators=(",", ":"), allow_nan=False).encode())
+        # NaN passes here to be refused where it stands, with its pointer.
+        size = len(json.dumps(source, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:
         raise FilterError("", f"is not JSON: {exc}") from None
     if size > MAX_FILTER_BYTES:
@@ -202,6 +203,8 @@ class _Compiler:
         tests: list[Predicate] = []
         for key, value in source.items():
             here = _child(pointer, key)
+            if not isinstance(key, str):
+                raise FilterError(pointer, "keys must be strings")
             if key.startswith("$"):
                 tests.append(self._logical(key, value, here, depth))
             else:
