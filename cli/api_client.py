@@ -19,6 +19,7 @@ import aiohttp
 
 from cli.base import CommandFailed, UsageError, add_command
 from producer.settings import Option, env_with_flags
+from producer.tokens.routes import SESSION_HEADER
 
 API_URL = Option(
     "API_URL",
@@ -34,7 +35,6 @@ API_KEY = Option(
 CLIENT_OPTIONS = (API_URL, API_KEY)
 # A request that takes longer than this is reported as a failure.
 REQUEST_TIMEOUT_S = 30.0
-SESSION_HEADER = "X-Cliq-2FA-Session"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ def filter_source(text: str | None) -> object:
         raise EndpointError("filter", f"is not valid JSON: {exc}") from None
 
 
+def readable(shown: dict[str, Any]) -> list[tuple[str, Any]]:
+    """An endpoint's fields for people: the payload filter as JSON, or ``none``."""
+    text = json.dumps(shown["filter"], ensure_ascii=False) if shown.get("filter") else "none"
+    return [(name, text if name == "filter" else value) for name, value in shown.items()]
+
+
 def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
     """``fields``, or a usage error naming every bad one at once (not the first only)."""
     errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
@@ -75,7 +81,7 @@ async def endpoint_add(args: argparse.Namespace) -> int:
         args,
         shown,
         lambda: (
-            render_fields(shown.items())
+            render_fields(readable(shown))
             + "\n\nThe secret is shown only now: store it where your receiver can read it."
         ),
     )
@@ -105,7 +111,7 @@ async def endpoint_show(args: argparse.Namespace) -> int:
     async with Producer(producer_settings(args)) as p:
         endpoint = await p.endpoints.get(args.id)
     shown = endpoint.public_dict()
-    emit(args, shown, lambda: render_fields(shown.items()))
+    emit(args, shown, lambda: render_fields(readable(shown)))
     return 0
 
 
@@ -125,7 +131,7 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
         )
     shown = endpoint.public_dict()
-    emit(args, shown, lambda: render_fields(shown.items()))
+    emit(args, shown, lambda: render_fields(readable(shown)))
     return 0
 
 
@@ -153,7 +159,7 @@ async def endpoint_rotate(args: argparse.Namespace) -> int:
         args,
         shown,
         lambda: (
-            render_fields(shown.items())
+            render_fields(readable(shown))
             + f"\n\nUntil {endpoint.signature_switches_at} X-Cliq-Signature is still made with"
             " the previous secret\n(X-Cliq-Signature-New with the new one; webhook-signature"
             " carries both):\nswitch your receiver to the new secret by then."

@@ -132,7 +132,8 @@ def test_the_cli_sets_shows_and_refuses_filters(redis_url: str) -> None:
     assert added["filter"] == {"data.priority": "high"}
     shown = cli(redis_url, "endpoint", "show", added["id"])
     assert shown.returncode == 0, shown.stderr
-    assert "data.priority" in shown.stdout
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("filter "))
+    assert line.split(None, 1)[1] == '{"data.priority": "high"}'  # JSON, for people too
     updated = ok_json(
         cli(redis_url, "endpoint", "update", added["id"], "--filter", '{"$or": [{"data.a": 1}]}',
             "--json")
