@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from cli.base import UsageError, add_command, producer_settings
@@ -35,6 +36,22 @@ def header_pairs(lines: list[str] | None) -> list[tuple[str, str]] | None:
         raise EndpointError("headers", str(exc)) from None
 
 
+def filter_source(text: str | None) -> object:
+    """``--filter JSON`` as a JSON value (None when not given; '' means ``{}``, none)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise EndpointError("filter", f"is not valid JSON: {exc}") from None
+
+
+def readable(shown: dict[str, Any]) -> list[tuple[str, Any]]:
+    """An endpoint's fields for people: the payload filter as JSON, or ``none``."""
+    text = json.dumps(shown["filter"], ensure_ascii=False) if shown.get("filter") else "none"
+    return [(name, text if name == "filter" else value) for name, value in shown.items()]
+
+
 def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
     """``fields``, or a usage error naming every bad one at once (not the first only)."""
     errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
@@ -54,6 +71,7 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             "max_in_flight": args.max_in_flight,
             "rate_limit": args.rate_limit,
             "ordering": args.ordering,
+            "filter": filter_source(args.filter),
         }
         endpoint = await p.endpoints.create(
             **check_values(fields, p),
@@ -65,7 +83,7 @@ async def endpoint_add(args: argparse.Namespace) -> int:
         args,
         shown,
         lambda: (
-            render_fields(shown.items())
+            render_fields(readable(shown))
             + "\n\nThe secret is shown only now: store it where your receiver can read it."
         ),
     )
@@ -95,7 +113,7 @@ async def endpoint_show(args: argparse.Namespace) -> int:
     async with Producer(producer_settings(args)) as p:
         endpoint = await p.endpoints.get(args.id)
     shown = endpoint.public_dict()
-    emit(args, shown, lambda: render_fields(shown.items()))
+    emit(args, shown, lambda: render_fields(readable(shown)))
     return 0
 
 
@@ -110,12 +128,13 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             "max_in_flight": args.max_in_flight,
             "rate_limit": args.rate_limit,
             "ordering": args.ordering,
+            "filter": filter_source(args.filter),
         }
         endpoint = await p.endpoints.update(
             args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
         )
     shown = endpoint.public_dict()
-    emit(args, shown, lambda: render_fields(shown.items()))
+    emit(args, shown, lambda: render_fields(readable(shown)))
     return 0
 
 
@@ -143,7 +162,7 @@ async def endpoint_rotate(args: argparse.Namespace) -> int:
         args,
         shown,
         lambda: (
-            render_fields(shown.items())
+            render_fields(readable(shown))
             + f"\n\nUntil {endpoint.signature_switches_at} X-Cliq-Signature is still made with"
             " the previous secret\n(X-Cliq-Signature-New with the new one; webhook-signature"
             " carries both):\nswitch your receiver to the new secret by then."
@@ -195,6 +214,10 @@ def add_commands(commands: Any) -> None:
     add.add_argument(
         "--ordering", choices=orderings, default=Ordering.PARALLEL.value, help=ordering_help
     )
+    filter_help = (
+        'payload filter, docs/filters.md: \'{"data.priority": {"$in": ["high", "urgent"]}}\''
+    )
+    add.add_argument("--filter", metavar="JSON", help=filter_help)
     update = add_command(
         endpoint_commands, "update", endpoint_update, "change an endpoint", CHANGE_OPTIONS
     )
@@ -218,6 +241,7 @@ def add_commands(commands: Any) -> None:
         choices=orderings,
         help=ordering_help + "; back to parallel, those waiting in line go at once",
     )
+    update.add_argument("--filter", metavar="JSON", help=filter_help + "; '{}' removes it")
     listing = add_command(endpoint_commands, "list", endpoint_list, "list endpoints")
     listing.add_argument("--workspace", help="only this workspace")
     listing.add_argument(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import redis.exceptions
 
-from cli import deliveries, endpoints, events
+from cli import deliveries, endpoints, event_types, events, tokens, users
 from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     endpoints.add_commands(commands)
     events.add_commands(commands)
     deliveries.add_commands(commands)
+    users.add_commands(commands)
+    tokens.add_commands(commands)
+    event_types.add_commands(commands)
 
     work = add_command(commands, "worker", run_worker, "run a worker process", DELIVERY_OPTIONS)
     work.add_argument(

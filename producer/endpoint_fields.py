@@ -22,6 +22,7 @@ from producer.endpoint_rules import (
 )
 from producer.events import Catalogue
 from producer.fifo import validate_ordering
+from producer.filters import compile_filter
 
 
 def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[EndpointError]:
@@ -36,6 +37,7 @@ def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[Endp
         "max_in_flight": validate_max_in_flight,
         "rate_limit": validate_rate_limit,
         "ordering": lambda value: checked("ordering", validate_ordering, value),
+        "filter": lambda source: checked("filter", compile_filter, source),
     }
     errors: list[EndpointError] = []
     for name, check in checks.items():

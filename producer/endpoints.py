@@ -40,8 +40,9 @@ from producer.endpoint_rules import (
     validate_url,
     validate_workspace,
 )
-from producer.events import Catalogue, format_timestamp
+from producer.events import Catalogue, Event, format_timestamp
 from producer.fifo import FifoLines, Ordering, validate_ordering
+from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
@@ -80,6 +81,8 @@ class Endpoint:
     timeout_s: float = 0.0
     # fifo: deliveries start one at a time, in publish order (producer/fifo.py).
     ordering: Ordering = Ordering.PARALLEL
+    # The payload filter (producer/filters.py), compiled when loaded; MATCH_ALL: none.
+    filter: PayloadFilter = MATCH_ALL
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint receives events of ``event_type`` right now."""
@@ -121,6 +124,7 @@ class Endpoint:
             "headers": box.seal(headers_to_text(self.headers)),
             "timeout_s": repr(self.timeout_s),
             "ordering": self.ordering.value,
+            "filter": self.filter.text,
         }
         return fields
 
@@ -145,6 +149,7 @@ class Endpoint:
             headers=headers_from_text(box.open(fields.get("headers", ""))),
             timeout_s=float(fields.get("timeout_s") or 0),
             ordering=Ordering(fields.get("ordering") or Ordering.PARALLEL),
+            filter=filter_from_text(fields.get("filter", "")),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -162,6 +167,7 @@ class Endpoint:
             "headers": dict(self.headers),
             "timeout_s": self.timeout_s,
             "ordering": self.ordering.value,
+            "filter": self.filter.source,
             "secret": self.secret if reveal_secret else mask_secret(self.secret),
             "signature_switches_at": self.signature_switches_at,
             "created_ms": self.created_ms,
@@ -180,9 +186,13 @@ class Subscribers:
     version: str
     endpoints: tuple[Endpoint, ...]
 
-    def for_type(self, event_type: str) -> list[str]:
-        """Ids of the endpoints that receive an event of ``event_type``."""
-        return [endpoint.id for endpoint in self.endpoints if endpoint.wants(event_type)]
+    def for_event(self, event: Event) -> list[str]:
+        """Ids of the endpoints that receive ``event``: its type, then its payload filter."""
+        wanted = [e for e in self.endpoints if e.wants(event.type)]
+        if not any(e.filter for e in wanted):
+            return [e.id for e in wanted]
+        document = event.to_dict()
+        return [e.id for e in wanted if e.filter.matches(document)]
 
 
 # Compares endpoints field by field (sealing the same secret twice gives two values).
@@ -233,12 +243,14 @@ class EndpointRegistry:
         headers: Iterable[tuple[str, str]] = (),
         timeout_s: float = 0.0,
         ordering: str = Ordering.PARALLEL,
+        filter: object = None,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once).
 
         ``headers``: custom ``(name, value)`` pairs sent with every delivery;
         ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT);
-        ``ordering``: ``fifo`` starts its deliveries one at a time, in publish order."""
+        ``ordering``: ``fifo`` starts its deliveries one at a time, in publish order;
+        ``filter``: a payload filter (JSON, docs/filters.md; None or {}: every event)."""
         now = _now_ms()
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
@@ -256,6 +268,7 @@ class EndpointRegistry:
             headers=checked("headers", validate_headers, headers),
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s),
             ordering=checked("ordering", validate_ordering, ordering),
+            filter=checked("filter", compile_filter, filter),
         )
         # Last: the other fields' errors come first, without waiting for DNS.
         await self._check_destination(endpoint.url)
@@ -348,9 +361,11 @@ class EndpointRegistry:
         headers: Iterable[tuple[str, str]] | None = None,
         timeout_s: float | None = None,
         ordering: str | None = None,
+        filter: object = None,
     ) -> Endpoint:
         """Change the given fields; the others stay as they are (``headers`` replaces
-        them all). From ``fifo`` to ``parallel``, the deliveries in line go at once."""
+        them all; ``filter={}`` removes the payload filter). From ``fifo`` to
+        ``parallel``, the deliveries in line go at once."""
         endpoint = await self.get(endpoint_id)
         changed = replace(
             endpoint,
@@ -377,6 +392,9 @@ class EndpointRegistry:
             ordering=checked("ordering", validate_ordering, ordering)
             if ordering is not None
             else endpoint.ordering,
+            filter=checked("filter", compile_filter, filter)
+            if filter is not None
+            else endpoint.filter,
             updated_ms=_now_ms(),
         )
         if changed.url != endpoint.url:

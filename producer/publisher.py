@@ -112,7 +112,7 @@ class Publisher:
             rows = []
             for event in events:
                 deliveries = []
-                for endpoint_id in subscribers[event.workspace_id].for_type(event.type):
+                for endpoint_id in subscribers[event.workspace_id].for_event(event):
                     deliveries += [new_delivery_id(), endpoint_id]
                 rows.append(
                     [event.id, event.type, event.workspace_id, str(event.created_ms), deliveries]

@@ -1,5 +1,6 @@
 """The README documents every setting and both of its commands."""
 
+from cli.api_client import CLIENT_OPTIONS
 from producer.http.state import API_OPTIONS
 from producer.settings import PRODUCER_OPTIONS
 from worker.settings import WORKER_OPTIONS
@@ -9,7 +10,7 @@ from support import PROJECT
 
 def test_every_setting_is_in_the_readme_with_its_flag_and_default() -> None:
     readme = (PROJECT / "README.md").read_text()
-    for option in PRODUCER_OPTIONS + API_OPTIONS + WORKER_OPTIONS:
+    for option in PRODUCER_OPTIONS + API_OPTIONS + WORKER_OPTIONS + CLIENT_OPTIONS:
         row = next(
             (line for line in readme.splitlines() if line.startswith(f"| `{option.env}` |")), None
         )

@@ -7,6 +7,7 @@ The form's fields are checked with the registry's own validators
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from producer.endpoint_rules import (
 from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN, Catalogue
 from producer.fifo import Ordering, validate_ordering
+from producer.filters import PayloadFilter, parse_filter_text
 from producer.http.problems import redis_deadline
 from producer.settings import parse_list
 
@@ -98,6 +100,8 @@ class WebhookForm:
     headers: str = ""
     timeout_s: str = ""
     ordering: str = Ordering.PARALLEL.value
+    # The payload filter as JSON text (docs/filters.md); empty for none.
+    filter: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -118,6 +122,7 @@ class WebhookForm:
             headers=text("headers"),
             timeout_s=text("timeout_s"),
             ordering=text("ordering") or Ordering.PARALLEL.value,
+            filter=text("filter"),
         )
 
     @classmethod
@@ -134,6 +139,7 @@ class WebhookForm:
             headers="\n".join(f"{name}: {value}" for name, value in endpoint.headers),
             timeout_s=f"{endpoint.timeout_s:g}" if endpoint.timeout_s else "",
             ordering=endpoint.ordering.value,
+            filter=json.dumps(endpoint.filter.source, indent=2) if endpoint.filter else "",
         )
 
     def patterns(self) -> list[str]:
@@ -150,6 +156,10 @@ class WebhookForm:
             return float(self.timeout_s) if self.timeout_s else 0.0
         except ValueError:
             raise ValueError("must be a number of seconds") from None
+
+    def payload_filter(self) -> PayloadFilter:
+        """The filter typed, compiled (``FilterError``, a ``ValueError``, if malformed)."""
+        return parse_filter_text(self.filter)
 
     def check(self, catalogue: Catalogue, *, creating: bool) -> bool:
         """Fill :attr:`errors` with the registry's verdict on every field; True if none."""
@@ -169,6 +179,7 @@ class WebhookForm:
             ("headers", lambda: validate_headers(self.header_pairs())),
             ("timeout_s", self.timeout),
             ("ordering", lambda: validate_ordering(self.ordering)),
+            ("filter", self.payload_filter),
         ):
             try:
                 parse()

@@ -116,6 +116,7 @@ async def create_webhook(request: web.Request) -> web.Response:
                 headers=form.header_pairs(),
                 timeout_s=form.timeout(),
                 ordering=form.ordering,
+                filter=form.payload_filter().source,
             )
     except EndpointError as exc:
         form.refused(exc)
@@ -154,6 +155,7 @@ async def update_webhook(request: web.Request) -> web.Response:
                     headers=form.header_pairs(),
                     timeout_s=form.timeout(),
                     ordering=form.ordering,
+                    filter=form.payload_filter().source,
                 )
             except EndpointError as exc:
                 form.refused(exc)

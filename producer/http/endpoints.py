@@ -51,6 +51,7 @@ PATCHABLE = (
     "headers",
     "timeout_s",
     "ordering",
+    "filter",
 )
 CREATABLE = ("workspace_id", *PATCHABLE)
 REQUIRED_ON_CREATE = ("workspace_id", "url", "events", "owner_email")
@@ -101,6 +102,8 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
         return "must be a number of seconds"
     elif name == "ordering" and not isinstance(value, str):
         return "must be 'parallel' or 'fifo'"
+    elif name == "filter" and not isinstance(value, dict):
+        return 'must be a filter object, such as {"data.priority": "high"} ({}: none)'
     return None
 
 

@@ -16,6 +16,7 @@ from producer.endpoint_rules import (
 from producer.endpoints import EndpointStatus
 from producer.events import ID_PATTERN
 from producer.fifo import Ordering
+from producer.filters import MAX_DEPTH, MAX_FILTER_BYTES, MAX_NODES
 from producer.http.endpoints import MAX_ROTATION_GRACE_S, PATCHABLE, REQUIRED_ON_CREATE
 from producer.http.openapi import (
     NULLABLE_ISO_TIME_SCHEMA,
@@ -91,6 +92,17 @@ _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
         "up to `max_in_flight` at once, in no particular order. From `fifo` back to "
         "`parallel`, the deliveries waiting in line go at once.",
     },
+    "filter": {
+        "type": "object",
+        "maxProperties": MAX_NODES,
+        "description": "A payload filter evaluated at publish time (docs/filters.md), such as "
+        '`{"data.priority": {"$in": ["high", "urgent"]}}`; operators `$eq $ne $in $nin '
+        "$exists $gt $gte $lt $lte $and $or $not`. An event it does not match gets no "
+        f"delivery to this endpoint. At most {MAX_FILTER_BYTES} bytes of JSON, nested "
+        f"{MAX_DEPTH} levels deep; `{{}}` (the default) matches every event, and a PATCH "
+        "with `{}` removes it. A malformed one is refused with a JSON Pointer to the bad "
+        "spot.",
+    },
 }
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -109,6 +121,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "headers",
             "timeout_s",
             "ordering",
+            "filter",
             "secret",
             "signature_switches_at",
             "created_ms",
@@ -127,6 +140,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "timeout_s": {"type": "number", "description": "0: DELIVERY_TIMEOUT."},
             "ordering": _ORDERING,
+            "filter": {"type": "object", "description": "The payload filter; {}: none."},
             "secret": {
                 "type": "string",
                 "description": "In full only when created or rotated; masked otherwise.",
