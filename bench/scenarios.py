@@ -2,7 +2,7 @@
 
 The workers' throughput, publishing and latency scenarios are here; the peers the
 workers are compared with (raw-signer, raw-aiohttp, node-bullmq) are in bench/peers.py,
-and publish-api, isolation, backlog and retry-timing have a module each
+and publish-api, isolation, backlog, retry-timing and hot-path have a module each
 (:data:`SLOW_SCENARIOS` run once by default).
 """
 
@@ -17,6 +17,7 @@ from bench.arrivals import collect_arrivals, offer_load
 from bench.backlog import backlog
 from bench.context import WORKER_START_TIMEOUT_S, Context, cpu_metrics, drain_timeout_s
 from bench.cpu import CpuMeter, shares
+from bench.hotpath import hot_path
 from bench.isolation import isolation
 from bench.peers import node_bullmq, raw_aiohttp, raw_signer
 from bench.procs import BenchError
@@ -153,8 +154,9 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
     "isolation": isolation,
     "backlog": backlog,
     "retry-timing": retry_timing,
+    "hot-path": hot_path,
 }
 
 # Minutes each, and compared with nothing from another round: by default they run in the
 # first round only (Plan.slow_runs, --slow-runs).
-SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing"})
+SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing", "hot-path"})

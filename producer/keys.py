@@ -34,7 +34,8 @@ LAYOUT: dict[str, str] = {
     "delivery": "dlv:{}",
     # Hash: one endpoint (fields: producer.endpoints.Endpoint.to_hash).
     "endpoint": "ep:{}",
-    # Sorted set: an endpoint's deliveries by creation time (ms).
+    # Sorted set: an endpoint's deliveries by creation time (ms), for the delivery log of
+    # Redis (without DATABASE_URL: with it the database has the index).
     "endpoint_deliveries": "ep:{}:dlv",
     # Sorted set: an endpoint's delivered deliveries by time of delivery (ms), without
     # DATABASE_URL: beyond LOG_KEEP_PER_ENDPOINT the oldest leave Redis (worker/record.lua).

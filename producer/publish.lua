@@ -2,6 +2,9 @@
 -- all at once: a publish either happened completely or not at all. Full batches
 -- become jobs; the rest waits on the ready list for a worker (see outbox.lua).
 -- ARGV: prefix, now_ms, batch_size, retention_s,
+--   index ('1': each endpoint's index of its deliveries, K.endpoint_deliveries, is kept,
+--   which the delivery log of Redis reads; '0': the log is the database's, DATABASE_URL,
+--   which has its own),
 --   versions: JSON [[workspace_id, the version its endpoint list was read at], ...],
 --   events: JSON [[event_id, type, workspace_id, created_ms, [delivery_id, endpoint_id,
 --     delivery_id, endpoint_id, ...]], ...],
@@ -12,9 +15,10 @@
 local now = tonumber(ARGV[2])
 local batch_size = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
+local indexed = ARGV[5] == '1'
 
 local stale = {}
-for _, pair in ipairs(cjson.decode(ARGV[5])) do
+for _, pair in ipairs(cjson.decode(ARGV[6])) do
   local workspace, version = pair[1], pair[2]
   if (redis.call('GET', K.workspace_version(workspace)) or '0') ~= version then
     stale[#stale + 1] = workspace
@@ -26,14 +30,14 @@ local results = {}
 local jobs = batch_writer(now, batch_size)
 local created_total = 0
 
-for e, event in ipairs(cjson.decode(ARGV[6])) do
+for e, event in ipairs(cjson.decode(ARGV[7])) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
   if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
     results[e] = -1
   else
-    redis.call('HSET', event_key, F.event.body, ARGV[6 + e], F.event.type, etype,
+    redis.call('HSET', event_key, F.event.body, ARGV[7 + e], F.event.type, etype,
       F.event.workspace, workspace, F.event.created, created, F.event.open, count)
     if count == 0 then redis.call('EXPIRE', event_key, retention) end
     for d = 1, #targets, 2 do
@@ -41,9 +45,11 @@ for e, event in ipairs(cjson.decode(ARGV[6])) do
       redis.call('HSET', K.delivery(delivery_id),
         F.delivery.event, event_id, F.delivery.endpoint, endpoint_id, F.delivery.state, 'queued',
         F.delivery.attempts, 0, F.delivery.round, 0, F.delivery.created, now)
-      local index = K.endpoint_deliveries(endpoint_id)
-      redis.call('ZADD', index, now, delivery_id)
-      redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
+      if indexed then
+        local index = K.endpoint_deliveries(endpoint_id)
+        redis.call('ZADD', index, now, delivery_id)
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
+      end
       redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
       jobs.add(delivery_id, 1)
     end

@@ -36,7 +36,6 @@ for _, d in ipairs(cjson.decode(ARGV[4])) do
     redis.call('HSET', key, F.delivery.event, event_id, F.delivery.endpoint, endpoint_id,
       F.delivery.state, 'queued', F.delivery.attempts, made, F.delivery.round, made,
       F.delivery.created, created, F.delivery.updated, now)
-    redis.call('ZADD', K.endpoint_deliveries(endpoint_id), created, delivery_id)
     revived[#revived + 1] = delivery_id
     jobs.add(delivery_id, made + 1)
   end
