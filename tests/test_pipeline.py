@@ -143,7 +143,7 @@ async def test_success_is_recorded_with_status_latency_and_response(
     receiver.script(ScriptedResponse(status=202, body="accepted ✓" + "x" * 5000))
     ep = await endpoint(producer, receiver)
     worker = await worker_factory()
-    result = await producer.publisher.publish(make_event(producer, "issue.created"))
+    await producer.publisher.publish(make_event(producer, "issue.created"))
 
     async def delivered() -> bool:
         # By endpoint, as the API lists them: with PostgreSQL, once written.
