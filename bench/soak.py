@@ -96,6 +96,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=200, help="WORKER_CONCURRENCY")
     parser.add_argument("--sink", choices=("auto", "nginx", "aiohttp"), default="auto")
     parser.add_argument("--json", type=Path, help="also write the figures and samples here")
+    parser.add_argument(
+        "--plot", type=Path, help="the PNG (default bench/results/soak-<store>-<deliveries>.png)"
+    )
     args = parser.parse_args(argv)
     for name in ("deliveries", "max_pending", "concurrency"):
         if getattr(args, name) < 1:
@@ -222,7 +225,7 @@ async def soak(args: argparse.Namespace) -> SoakResult:
                 feeding.cancel()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    path = RESULTS / f"soak-{args.store}-{args.deliveries}.png"
+    path = args.plot or RESULTS / f"soak-{args.store}-{args.deliveries}.png"
     plot(samples, drained_at, args.store, path)
     after = [s.used_bytes for s in samples if s.at_s >= drained_at]
     result = SoakResult(
