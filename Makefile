@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps redis node-deps chromium postgres
+.PHONY: demo test lint bench soak system-deps redis node-deps chromium postgres
 
 $(BIN)/cliq-webhooks: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ bench: $(BIN)/cliq-webhooks redis bench/node/node_modules/.package-lock.json
 	@command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || true
 	$(BIN)/python -m bench
+
+# Redis memory over 2,000,000 deliveries through one worker, plotted to bench/results/
+# (matplotlib: the bench extra). SOAK_ARGS="--deliveries 50000" for a short run.
+soak: $(BIN)/cliq-webhooks redis postgres
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)

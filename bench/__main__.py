@@ -33,6 +33,7 @@ from bench.results import Results, write_json
 from bench.scenarios import SCENARIOS, SLOW_SCENARIOS
 from bench.sink import Sink, start_aiohttp, start_throughput_sink
 from bench.table import build_rows, render
+from producer.logs import configure as configure_logging
 from producer.loop import run_event_loop
 from producer.redis.clients import redis_client
 from producer.settings import ProducerSettings
@@ -206,6 +207,9 @@ async def bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bench``."""
     args = parse_args(argv)
+    # Log lines of the parts it runs in-process (the hot-path log writer's partitions)
+    # go to stderr, with the progress: stdout carries only the table.
+    configure_logging("console", "warning")
     try:
         return run_event_loop(bench(args))
     except (KeyboardInterrupt, asyncio.CancelledError):

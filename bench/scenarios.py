@@ -2,8 +2,8 @@
 
 The workers' throughput, publishing and latency scenarios are here; the peers the
 workers are compared with (raw-signer, raw-aiohttp, node-bullmq) are in bench/peers.py,
-and publish-api, isolation, backlog and retry-timing have a module each
-fifo (:data:`SLOW_SCENARIOS` run once by default).
+and publish-api, isolation, backlog, retry-timing, fifo and hot-path have a module each
+(:data:`SLOW_SCENARIOS` run once by default).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bench.backlog import backlog
 from bench.context import WORKER_START_TIMEOUT_S, Context, cpu_metrics, drain_timeout_s
 from bench.cpu import CpuMeter, shares
 from bench.fifo import fifo
+from bench.hotpath import hot_path
 from bench.isolation import isolation
 from bench.peers import node_bullmq, raw_aiohttp, raw_signer
 from bench.procs import BenchError
@@ -155,8 +156,9 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
     "backlog": backlog,
     "retry-timing": retry_timing,
     "fifo": fifo,
+    "hot-path": hot_path,
 }
 
 # Minutes each, and compared with nothing from another round: by default they run in the
 # first round only (Plan.slow_runs, --slow-runs).
-SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing", "fifo"})
+SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing", "fifo", "hot-path"})

@@ -266,6 +266,8 @@ def build_rows(results: Results) -> list[Row]:
         retry_rows(b)
     if b.ran("fifo"):
         fifo_rows(b)
+    if b.ran("hot-path"):
+        hot_path_rows(b)
     return b.rows
 
 
@@ -413,6 +415,50 @@ def fifo_rows(b: TableBuilder) -> None:
             f"({number(b.m(name, 'fifo_busy_rate'))}/s meanwhile); target 1.00x; "
             f"{cpu_notes(b, name, ONE_WORKER)}"
         ),
+    )
+
+
+# Issue 15's target for Redis's CPU per delivery (publish + deliver + record, fan-out 1).
+REDIS_US_TARGET = "target <= 25 µs"
+
+
+def hot_path_rows(b: TableBuilder) -> None:
+    """Redis's memory and CPU per delivery with the log in Redis and in PostgreSQL, the
+    worker's rate with PostgreSQL, and the log writer's."""
+    name = "hot-path"
+    for store, label in (("redis", "log in redis"), ("pg", "log in postgresql")):
+        b.add(
+            name,
+            f"{store}_bytes_pending",
+            "B/delivery",
+            label=f"hot-path memory ({label})",
+            notes=f"pending, fan-out 1; finished: "
+            f"{number(b.m(name, f'{store}_bytes_finished'))} B/delivery left in Redis",
+        )
+        b.add(
+            name,
+            f"{store}_redis_us",
+            "µs/delivery",
+            label=f"hot-path redis cpu ({label})",
+            decimals=1,
+            notes=f"INFO cpu, publish + deliver + record, fan-out 1; {REDIS_US_TARGET}",
+        )
+    b.add(
+        name,
+        "pg_rate",
+        "deliveries/s",
+        label="hot-path worker, postgresql",
+        ratio=b.own_ratio(name, "pg_ratio", "log in redis"),
+        notes=f"one worker, fan-out 1; log in redis: {number(b.m(name, 'redis_rate'))}/s",
+    )
+    b.add(
+        name,
+        "writer_rows_s",
+        "rows/s",
+        label="hot-path log writer",
+        notes=f"first attempts in batches of 500 (fan-out 10), one connection; cpu/row: "
+        f"writer {number(b.m(name, 'writer_client_us'), 1)} µs, "
+        f"postgres {number(b.m(name, 'writer_server_us'), 1)} µs",
     )
 
 

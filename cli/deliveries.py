@@ -130,7 +130,11 @@ async def status(args: argparse.Namespace) -> int:
                 "outbox": int(await p.redis.xlen(p.keys.log_outbox)),
                 "deliveries": {state.value: n for state, n in sorted(in_log.items())},
             }
-    counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
+        # With a database, dead deliveries leave Redis once written: Redis's and the
+        # store's, each once.
+        dead = await p.deliveries.dead_overall()
+    counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered")}
+    counts["dead"] = dead
     report = {
         "deliveries": counts,
         "log": log,

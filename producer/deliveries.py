@@ -280,6 +280,10 @@ class DeliveryLog:
         """How many dead deliveries of an endpoint are kept for replay."""
         return int(await self._redis.zcard(self._keys.endpoint_dead(endpoint_id)))
 
+    async def dead_overall(self) -> int:
+        """How many dead deliveries are kept for replay, over every endpoint."""
+        return int(await self._redis.hget(self._keys.stats, DeliveryState.DEAD.value) or 0)
+
     async def scan_attempts(
         self,
         endpoint_id: str,

@@ -34,12 +34,14 @@ LAYOUT: dict[str, str] = {
     "delivery": "dlv:{}",
     # Hash: one endpoint (fields: producer.endpoints.Endpoint.to_hash).
     "endpoint": "ep:{}",
-    # Sorted set: an endpoint's deliveries by creation time (ms).
+    # Sorted set: an endpoint's deliveries by creation time (ms), for the delivery log of
+    # Redis (without DATABASE_URL: with it the database has the index).
     "endpoint_deliveries": "ep:{}:dlv",
     # Sorted set: an endpoint's delivered deliveries by time of delivery (ms), without
     # DATABASE_URL: beyond LOG_KEEP_PER_ENDPOINT the oldest leave Redis (worker/record.lua).
     "endpoint_done": "ep:{}:done",
-    # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
+    # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay; with
+    # DATABASE_URL only those not written yet (then the database has them: worker/logdone.lua).
     "endpoint_dead": "ep:{}:dead",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
     # <worker id>:exp = lease expiry (ms), <worker id>:run = requests in flight on them,

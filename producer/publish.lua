@@ -2,6 +2,9 @@
 -- all at once: a publish either happened completely or not at all. Full batches
 -- become jobs; the rest waits on the ready list for a worker (see outbox.lua).
 -- ARGV: prefix, now_ms, batch_size, retention_s,
+--   index ('1': each endpoint's index of its deliveries, K.endpoint_deliveries, is kept,
+--   which the delivery log of Redis reads; '0': the log is the database's, DATABASE_URL,
+--   which has its own),
 --   versions: JSON [[workspace_id, the version its endpoint list was read at], ...],
 --   fifo: JSON [endpoint_id, ...], the FIFO endpoints among them (as of those versions):
 --     their deliveries join the endpoint's line instead (fifo.lua),
@@ -14,9 +17,10 @@
 local now = tonumber(ARGV[2])
 local batch_size = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
+local indexed = ARGV[5] == '1'
 
 local stale = {}
-for _, pair in ipairs(cjson.decode(ARGV[5])) do
+for _, pair in ipairs(cjson.decode(ARGV[6])) do
   local workspace, version = pair[1], pair[2]
   if (redis.call('GET', K.workspace_version(workspace)) or '0') ~= version then
     stale[#stale + 1] = workspace
@@ -46,9 +50,11 @@ for e, event in ipairs(cjson.decode(ARGV[7])) do
       redis.call('HSET', K.delivery(delivery_id),
         F.delivery.event, event_id, F.delivery.endpoint, endpoint_id, F.delivery.state, 'queued',
         F.delivery.attempts, 0, F.delivery.round, 0, F.delivery.created, now)
-      local index = K.endpoint_deliveries(endpoint_id)
-      redis.call('ZADD', index, now, delivery_id)
-      redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
+      if indexed then
+        local index = K.endpoint_deliveries(endpoint_id)
+        redis.call('ZADD', index, now, delivery_id)
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
+      end
       redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
       if fifo[endpoint_id] == nil then
         jobs.add(delivery_id, 1)

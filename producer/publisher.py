@@ -123,6 +123,8 @@ class Publisher:
                 int(time.time() * 1000),
                 self._settings.batch_size,
                 self._settings.delivery_retention,
+                # With a database the delivery log reads its own index, not Redis's.
+                "0" if self._settings.database_url else "1",
                 orjson.dumps(versions),
                 orjson.dumps(fifo),
                 orjson.dumps(rows),

@@ -34,7 +34,7 @@ from harness import (
 )
 from harness.node_receiver import RECEIVER_JS, find_node
 from harness.receiver import HANG_CAP_S
-from support import producer_for
+from support import LOG_STORES, producer_for
 
 
 def _start_redis(
@@ -235,12 +235,29 @@ async def postgres_empty_url(postgres_server: PostgresServer) -> AsyncIterator[s
         await postgres_server.drop_database(name)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.both_stores`` (on a test or a module): the test runs once per
+    delivery log store, ``[redis]`` and ``[postgres]``, through ``log_env``, which the
+    test or one of its fixtures must use."""
+    if metafunc.definition.get_closest_marker("both_stores") is None:
+        return
+    if "log_env" not in metafunc.fixturenames:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: both_stores needs log_env")
+    already = any(
+        "log_env" in mark.args[0]
+        for mark in metafunc.definition.iter_markers("parametrize")
+        if mark.args and isinstance(mark.args[0], str)
+    )
+    if not already:
+        metafunc.parametrize("log_env", LOG_STORES, indirect=True)
+
+
 @pytest.fixture
 def log_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """The settings that choose the delivery log's store: ``{}`` (Redis) or a fresh
     migrated database of the session's private PostgreSQL as ``DATABASE_URL``. A test
-    runs against both with ``@pytest.mark.parametrize("log_env", LOG_STORES,
-    indirect=True)`` (:data:`support.LOG_STORES`); without the mark it gets Redis's."""
+    runs against both with ``@pytest.mark.both_stores`` (or ``parametrize("log_env",
+    LOG_STORES, indirect=True)``, :data:`support.LOG_STORES`); without, it gets Redis's."""
     kind = getattr(request, "param", "redis")
     if kind == "redis":
         return {}

@@ -43,7 +43,6 @@ from harness.polling import wait_until
 from harness.redis_server import free_port
 from support import (
     HEADER_REFUSALS,
-    LOG_STORES,
     TIMEOUT_REFUSAL,
     RunningWorker,
     start_worker,
@@ -557,7 +556,7 @@ def log_order(*deliveries: Delivery) -> list[tuple[str, int]]:
     return [(d.id, a.number) for d in ordered for a in sorted(d.attempts, key=lambda a: -a.number)]
 
 
-@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+@pytest.mark.both_stores
 async def test_why_is_my_webhook_not_receiving_the_endpoint_summary(
     api: Client, failed_then_delivered: FailedThenDelivered
 ) -> None:
@@ -582,7 +581,7 @@ async def test_why_is_my_webhook_not_receiving_the_endpoint_summary(
     assert error["endpoint_id"] == run.endpoint_id
 
 
-@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+@pytest.mark.both_stores
 async def test_endpoint_attempts_newest_first_filtered_and_paginated(
     api: Client,
     failed_then_delivered: FailedThenDelivered,
@@ -639,7 +638,7 @@ async def test_endpoint_attempts_newest_first_filtered_and_paginated(
     assert flat(sparse) == dead
 
 
-@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+@pytest.mark.both_stores
 async def test_event_attempts_newest_first(
     api: Client, failed_then_delivered: FailedThenDelivered
 ) -> None:
@@ -692,7 +691,7 @@ async def test_a_plus_sign_lost_in_a_query_string_gets_a_hint(api: Client) -> No
     assert "%2B" in body["detail"]
 
 
-@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+@pytest.mark.both_stores
 async def test_replay_is_idempotent_one_or_all_dead_since_a_time(
     api: Client, producer: Producer, failed_then_delivered: FailedThenDelivered
 ) -> None:

@@ -41,7 +41,7 @@ from producer.tokens.users import ResourceKind
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import LOG_STORES, PROJECT, RunningWorker, make_event, start_worker, worker_env
+from support import PROJECT, RunningWorker, make_event, start_worker, worker_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT / "tests" / "screenshots"
@@ -404,7 +404,7 @@ async def test_a_test_send_nobody_answers_says_so(
 # ---------------------------------------------------------------- failing, log, replay
 
 
-@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+@pytest.mark.both_stores
 async def test_an_endpoint_turns_failing_then_replay_recovers_its_deliveries(
     page: Page,
     dashboard: Dashboard,

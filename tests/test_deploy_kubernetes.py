@@ -261,3 +261,23 @@ def test_a_job_migrates_the_delivery_log_with_the_pods_settings() -> None:
     assert migrate["command"] == ["python", "-m", "cli", "migrate"]
     assert migrate["envFrom"] == container("cliq-webhooks-worker")["envFrom"]
     assert migrate["image"] == container("cliq-webhooks-worker")["image"]
+
+
+def test_the_example_postgresql_is_the_one_database_url_names() -> None:
+    found = resources()
+    url = urlsplit(settings()["DATABASE_URL"])
+    service = found[("Service", "postgres")]
+    meta = service["metadata"]
+    assert url.hostname == f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
+    assert url.port == service["spec"]["ports"][0]["port"]
+    database = found[("Secret", "cliq-webhooks-postgres")]["stringData"]
+    assert (url.username, url.password, url.path) == (
+        database["POSTGRES_USER"],
+        database["POSTGRES_PASSWORD"],
+        "/" + database["POSTGRES_DB"],
+    )
+    server = found[("StatefulSet", "postgres")]["spec"]
+    assert server["serviceName"] == meta["name"]
+    assert service["spec"]["selector"].items() <= server["template"]["metadata"]["labels"].items()
+    (postgres,) = server["template"]["spec"]["containers"]
+    assert postgres["image"].startswith("postgres:")

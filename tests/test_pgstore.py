@@ -219,6 +219,22 @@ async def test_an_event_id_is_stored_once_across_days(store: PostgresLogStore) -
     assert result.deliveries_new == 1
 
 
+async def test_events_load_by_id_across_days_with_their_bodies(store: PostgresLogStore) -> None:
+    await store.write(
+        [
+            event("evt_1", NOON_MS, ["ep_a"], body=b"one"),
+            event("evt_2", NOON_MS + DAY_MS, ["ep_a"], body=b"two"),
+        ],
+        [],
+    )
+    found = await store.load_events(["evt_2", "evt_1", "evt_missing", "evt_1"])
+    assert sorted((e.id, e.body, e.published_ms) for e in found) == [
+        ("evt_1", b"one", NOON_MS),
+        ("evt_2", b"two", NOON_MS + DAY_MS),
+    ]
+    assert await store.load_events([]) == []
+
+
 async def test_answers_postgres_cannot_store_are_cleaned_not_fatal(
     store: PostgresLogStore,
 ) -> None:
@@ -378,7 +394,7 @@ async def test_an_empty_batch_costs_nothing(store: PostgresLogStore) -> None:
 async def test_the_store_is_a_log_store(store: PostgresLogStore) -> None:
     as_interface: LogStore = store  # mypy checks every method's signature
     methods = [name for name in vars(LogStore) if not name.startswith("_")]
-    assert len(methods) == 14
+    assert len(methods) == 15
     assert all(callable(getattr(as_interface, name)) for name in methods)
 
 

@@ -252,6 +252,8 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None, keep:
             f"\nReceiver checks: {good.valid} deliveries with a valid seed signature, "
             f"{good.invalid} invalid."
         )
+        # With a database the finished deliveries have left Redis: read the log there.
+        await producer.open_log_store()
         first = (await producer.deliveries.for_endpoint(broken.id, limit=count))[-1]
         say(f"\nAttempts of one delivery to the broken endpoint ({first.id}):")
         for attempt in first.attempts:
@@ -259,9 +261,7 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None, keep:
                 f"  #{attempt.number} status={attempt.status} {attempt.outcome.value:9} "
                 f"latency={attempt.latency_ms:.1f}ms response={attempt.response!r}"
             )
-        if service.log_writer is not None:
-            await producer.open_log_store()
-            assert producer.log_store is not None
+        if producer.log_store is not None:
             counts = await producer.log_store.state_counts()
             shown = ", ".join(f"{n} {state.value}" for state, n in sorted(counts.items()))
             say(f"\nThe delivery log in PostgreSQL: {shown or 'empty'}.")

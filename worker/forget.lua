@@ -1,17 +1,26 @@
 -- Letting a finished delivery's record leave Redis (record.lua when the endpoint keeps
 -- more than LOG_KEEP_PER_ENDPOINT, logdone.lua once the log's database has it).
 
--- Delete a delivered delivery with its index entries, if it is still the one delivered
--- by attempt `number` (nil: any; a replay since would have moved it). Returns its event
--- id, or nil when nothing was deleted.
-local function forget_delivered(delivery_id, number)
+-- Delete a finished delivery with its index entries, if it is still the one finished
+-- by attempt `number` (nil: any; a replay since would have moved it): a delivered one,
+-- and with `dead_too` a dead one as well, which also leaves its endpoint's dead set and
+-- the dead count (the log's database keeps it for replay: producer/revive.lua). Returns
+-- its event id, or nil when nothing was deleted.
+local function forget_final(delivery_id, number, dead_too)
   local key = K.delivery(delivery_id)
   local row = redis.call('HMGET', key,
     F.delivery.state, F.delivery.attempts, F.delivery.endpoint, F.delivery.event)
-  if row[1] ~= 'delivered' or (number and row[2] ~= number) then return nil end
+  local state = row[1]
+  if not (state == 'delivered' or (dead_too and state == 'dead'))
+    or (number and row[2] ~= number) then
+    return nil
+  end
   redis.call('DEL', key)
   redis.call('ZREM', K.endpoint_deliveries(row[3]), delivery_id)
-  redis.call('ZREM', K.endpoint_done(row[3]), delivery_id)
+  if state == 'dead' then
+    redis.call('ZREM', K.endpoint_dead(row[3]), delivery_id)
+    redis.call('HINCRBY', K.stats(), 'dead', -1)
+  end
   return row[4]
 end
 
@@ -20,9 +29,7 @@ end
 -- Returns 1 when deleted.
 local function forget_event_if_done(event_id, ttl)
   local key = K.event(event_id)
-  if redis.call('EXISTS', key) == 0 or tonumber(redis.call('HGET', key, F.event.open) or '0') > 0 then
-    return 0
-  end
+  if tonumber(redis.call('HGET', key, F.event.open) or '1') > 0 then return 0 end
   local fan_out = K.event_deliveries(event_id)
   for _, delivery_id in ipairs(redis.call('LRANGE', fan_out, 0, -1)) do
     if redis.call('EXISTS', K.delivery(delivery_id)) == 1 then return 0 end

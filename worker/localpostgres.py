@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import glob
 import os
 import pwd
@@ -51,6 +52,13 @@ def find_postgres_bindir() -> Path | None:
     return None
 
 
+def _become(uid: int, gid: int) -> None:
+    """In the child, before exec: run as that account (groups first, while still root)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
 class LocalPostgres:
     """``postgres`` on a free 127.0.0.1 port with its own data folder; ``url`` once started."""
 
@@ -67,7 +75,9 @@ class LocalPostgres:
         if root:
             account = pwd.getpwnam("postgres")
             os.chown(self._dir, account.pw_uid, account.pw_gid)
-            self._user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+            # preexec_fn rather than user=/group=: uvloop's subprocesses (the bench's
+            # loop) take only the former.
+            self._user = {"preexec_fn": functools.partial(_become, account.pw_uid, account.pw_gid)}
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """initdb, then the server; returns once it accepts connections."""

@@ -1,13 +1,14 @@
 -- Forget log outbox entries once the delivery log's database holds them, and let the
 -- records they finished leave Redis, all at once (worker/forget.lua):
 -- * the entries are acknowledged in the writers' group and deleted from the stream;
--- * a delivered delivery whose hash still says so (not replayed since) is deleted with
---   its index entries (dead ones stay for replay, until their retention);
+-- * a delivered or dead delivery whose hash still says so (not replayed since) is
+--   deleted with its index entries (a dead one is replayed from the database then:
+--   producer/revive.lua);
 -- * an event none of whose deliveries is left in Redis is deleted, leaving its marker
 --   for marker_ttl_s.
 -- ARGV: prefix, group, marker_ttl_s, n, then n pairs (delivery id, attempt number) of
--- delivered attempts, then the entry ids. Returns {entries deleted, deliveries deleted,
--- events deleted}.
+-- final attempts (delivered or dead), then the entry ids. Returns {entries deleted,
+-- deliveries deleted, events deleted}.
 local key = K.log_outbox()
 local ttl = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
@@ -21,7 +22,7 @@ end
 
 local deliveries, events, touched = 0, 0, {}
 for t = 0, n - 1 do
-  local event_id = forget_delivered(ARGV[5 + 2 * t], ARGV[6 + 2 * t])
+  local event_id = forget_final(ARGV[5 + 2 * t], ARGV[6 + 2 * t], true)
   if event_id then
     deliveries = deliveries + 1
     touched[event_id] = true

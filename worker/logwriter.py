@@ -6,9 +6,9 @@ without its log entry. Each worker runs a :class:`LogWriter`: it reads entries t
 the consumer group ``writers``, writes a batch to the store in one round trip (the
 store's writes are idempotent: a batch written twice leaves each row once), then
 acknowledges and deletes those entries (``logdone.lua``), in the same script call deleting
-from Redis the delivered deliveries they finished and the events none of whose
-deliveries is left there (an idempotency marker stays for ``IDEMPOTENCY_WINDOW``). Dead
-deliveries stay in Redis for replay until their retention, as without a database. An
+from Redis the final deliveries (delivered or dead) they finished and the events none of
+whose deliveries is left there (an idempotency marker stays for ``IDEMPOTENCY_WINDOW``).
+A dead delivery is then replayed from the database (``producer/revive.lua``). An
 entry read but not acknowledged stays pending under its reader: the writer retries its
 own first, and takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT``
 (a dead worker's).
@@ -187,18 +187,18 @@ class LogWriter:
         return entries
 
     async def _forget(self, entries: Sequence[LogEntry]) -> None:
-        """Delete the written entries, and the delivered deliveries (and the events of
+        """Delete the written entries, and the final deliveries (and the events of
         which nothing is left) from Redis: the log store has them now."""
-        delivered = [
+        final = [
             (e.outcome.delivery_id, e.outcome.attempt.number)
             for e in entries
-            if e.outcome.attempt.outcome == AttemptOutcome.DELIVERED
+            if e.outcome.attempt.outcome != AttemptOutcome.RETRY
         ]
         await self._done(
             GROUP,
             self._marker_ttl_s,
-            len(delivered),
-            *(part for pair in delivered for part in pair),
+            len(final),
+            *(part for pair in final for part in pair),
             *(entry.entry_id for entry in entries),
         )
 

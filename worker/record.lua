@@ -45,7 +45,7 @@ local function keep_latest(endpoint_id, delivery_id)
   if excess > 0 then
     local popped = redis.call('ZPOPMIN', done, excess)
     for i = 1, #popped, 2 do
-      local event_id = forget_delivered(popped[i], nil)
+      local event_id = forget_final(popped[i], nil, false)
       if event_id then forget_event_if_done(event_id, retention) end
     end
   end

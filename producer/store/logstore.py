@@ -191,6 +191,10 @@ class LogStore(Protocol):
         """The event, ``None`` when not (or no longer) stored."""
         ...
 
+    async def load_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """Those of these events still stored, in any order."""
+        ...
+
     async def known_events(self, event_ids: Sequence[str]) -> set[str]:
         """Which of these event ids were published within the retention (idempotency)."""
         ...

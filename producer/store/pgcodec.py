@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from producer.deliveries import Attempt, AttemptOutcome, Delivery, DeliveryState
-from producer.store.logstore import EventRecord, LoggedAttempt, OutcomeRecord
+from producer.store.logstore import EventRecord, LoggedAttempt, OutcomeRecord, StoredEvent
 from producer.store.partitions import days_of
 
 # An attempt's columns, in the order of Attempt's fields.
@@ -158,3 +158,15 @@ def failure_of(endpoint_id: str, values: Sequence[Any] | None) -> LoggedAttempt 
         return None
     delivery_id, event_id, created_ms, *attempt = values
     return LoggedAttempt(delivery_id, event_id, endpoint_id, created_ms, attempt_of(attempt))
+
+
+def stored_event(row: asyncpg.Record) -> StoredEvent:
+    """An ``events`` row."""
+    return StoredEvent(
+        id=row["id"],
+        type=row["type"],
+        workspace_id=row["workspace_id"],
+        created_ms=row["created_ms"],
+        published_ms=row["published_ms"],
+        body=row["body"],
+    )

@@ -53,6 +53,7 @@ from producer.store.pgcodec import (
     deliveries_of,
     failure_of,
     logged_of,
+    stored_event,
     write_arguments,
 )
 
@@ -267,16 +268,16 @@ class PostgresLogStore:
             " ON e.id = i.id AND e.published_ms = i.published_ms WHERE i.id = $1",
             event_id,
         )
-        if row is None:
-            return None
-        return StoredEvent(
-            id=row["id"],
-            type=row["type"],
-            workspace_id=row["workspace_id"],
-            created_ms=row["created_ms"],
-            published_ms=row["published_ms"],
-            body=row["body"],
+        return None if row is None else stored_event(row)
+
+    async def load_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """Those of these events still stored, in one query."""
+        rows = await self._pool.fetch(
+            "SELECT e.* FROM event_ids AS i JOIN events AS e"
+            " ON e.id = i.id AND e.published_ms = i.published_ms WHERE i.id = ANY($1::text[])",
+            sorted(set(event_ids)),
         )
+        return [stored_event(row) for row in rows]
 
     async def known_events(self, event_ids: Sequence[str]) -> set[str]:
         """Which of these event ids were published within the retention."""

@@ -6,18 +6,19 @@ the dashboard read the record of what happened (deliveries, attempts, summaries,
 deliveries) from the :class:`producer.store.logstore.LogStore`, through the methods they
 already call. The database holds an outcome once its worker's log writer has written it
 (:mod:`worker.logwriter`), normally within a second; a delivery not written yet (queued,
-its first attempt under way) is read from Redis by id and by event. Dead deliveries stay
-in Redis for replay (until replayed or past their retention), so which are dead and how
-many are Redis's answers (:class:`DeliveryLog`'s), without the writer's lag; a replay
-moves them there (``replay.lua`` queues them again), then marks them replayed in the
-store.
+its first attempt under way) is read from Redis by id and by event. A dead delivery
+leaves Redis once written, like a delivered one; until then Redis has it and the store
+may not, so which are dead and how many is the union of the two, each counted once. A
+replay queues again those still in Redis (``replay.lua``) and re-creates in Redis those
+only the store holds (:class:`producer.store.revival.Reviver`), then marks them replayed
+in the store.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from producer.deliveries import (
     RECENT_WINDOW,
@@ -34,6 +35,7 @@ from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.store.logstore import AttemptQuery, LoggedAttempt, LogStore
 from producer.store.logstore import RecentSummary as StoredSummary
+from producer.store.revival import Reviver
 
 
 def logged_entry(logged: LoggedAttempt) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class StoredDeliveryLog(DeliveryLog):
     ) -> None:
         super().__init__(redis, keys, dispatcher, batch_size)
         self.store = store
+        self._reviver = Reviver(redis, keys, dispatcher, batch_size, store)
 
     async def load(self, ids: Sequence[str]) -> list[Delivery | None]:
         """Deliveries by id; one not written yet (queued, its first attempt under way) is
@@ -125,8 +128,42 @@ class StoredDeliveryLog(DeliveryLog):
         return await self.store.event_types(sorted(set(event_ids)))
 
     async def replay(self, delivery_ids: Sequence[str]) -> list[str]:
-        """Queue the dead ones again (in Redis), then mark them replayed in the store."""
+        """Queue the dead ones again (those in Redis there, those only in the store
+        re-created in Redis), then mark them replayed in the store."""
         replayed = await super().replay(delivery_ids)
+        done = set(replayed)
+        replayed += await self._reviver.revive([i for i in delivery_ids if i not in done])
         if replayed:
             await self.store.mark_replayed(replayed, int(time.time() * 1000))
         return replayed
+
+    async def dead_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:
+        """Ids of an endpoint's dead deliveries that died at or after ``since_ms``: those
+        written to the store (oldest death first), then those only Redis has yet."""
+        stored = await self.store.dead_delivery_ids(endpoint_id, since_ms)
+        known = set(stored)
+        return stored + [i for i in await super().dead_ids(endpoint_id, since_ms) if i not in known]
+
+    async def dead_total(self, endpoint_id: str) -> int:
+        """How many dead deliveries of an endpoint are kept for replay, in either store."""
+        counts = await self.store.state_counts(endpoint_id)
+        return counts[DeliveryState.DEAD] + await self._dead_only_in_redis([endpoint_id])
+
+    async def dead_overall(self) -> int:
+        """How many dead deliveries are kept for replay, over every endpoint, in either."""
+        counts = await self.store.state_counts()
+        endpoint_ids = cast(list[str], await self._redis.zrange(self._keys.endpoints, 0, -1))
+        return counts[DeliveryState.DEAD] + await self._dead_only_in_redis(endpoint_ids)
+
+    async def _dead_only_in_redis(self, endpoint_ids: Sequence[str]) -> int:
+        """How many of these endpoints' dead deliveries in Redis the store does not have
+        as dead yet (their dead attempt not written): few, as they leave within seconds."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.zrange(self._keys.endpoint_dead(endpoint_id), 0, -1)
+            found: list[list[str]] = await pipe.execute()
+        ids = [i for chunk in found for i in chunk]
+        if not ids:
+            return 0
+        stored = await self.store.load_deliveries(ids)
+        return sum(1 for d in stored if d is None or d.state != DeliveryState.DEAD)

@@ -1,0 +1,114 @@
+"""``hot-path``: what Redis holds and spends per delivery, with and without ``DATABASE_URL``.
+
+Issue 15 wants Redis to hold only the hot path: what is pending or in flight. Each run
+measures the same backlog twice, a few seconds apart, on the bench's own Redis: once
+with the delivery log in Redis (bounded by ``LOG_KEEP_PER_ENDPOINT``), once in the
+bench's own PostgreSQL (:mod:`bench.pgserver`, a fresh database per run). Each time
+``Plan.backlog_deliveries`` events go with fan-out 1 (one endpoint in each of
+:data:`WORKSPACES` workspaces, events spread over them) and one worker drains them:
+
+* Redis bytes per pending delivery: ``used_memory`` growth from publishing, per
+  delivery; per finished delivery: what is left once the worker is done (with the
+  database, once every outcome is written and its record has left Redis: an
+  ``evt:<id>:seen`` marker per event stays for ``IDEMPOTENCY_WINDOW``);
+* Redis CPU µs per delivery: ``INFO cpu`` of the bench's Redis from before publishing
+  to after the worker is done (publish + deliver + record, with the database also the
+  log outbox and its writer's deletes), per delivery;
+* the worker's deliveries/s with the database, as a ratio to without.
+
+Then the log writer's own rate: :func:`bench.logwriter.measure` writes as many first
+attempts to the same server in batches of 500 (fan-out 10), rows/s and the CPU per row
+of the writer (client) and of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from bench.context import WORKER_START_TIMEOUT_S, Context, drain_timeout_s
+from bench.cpu import redis_seconds
+from bench.logwriter import measure as measure_log_writer
+from bench.pgserver import BenchPostgres, bench_postgres
+from bench.procs import BenchError
+from bench.results import Run
+from bench.workers import DeliveryWatch, start_workers, stop_all
+from bench.workload import make_event, publish_all, register_endpoints
+from producer.context import Producer
+
+WORKSPACES = 10
+# How long the written records may take to leave Redis once every delivery is made.
+FORGET_TIMEOUT_S = 60.0
+POLL_S = 0.05
+LOG_WRITER_BATCH = 500
+
+
+async def hot_path(ctx: Context) -> Run:
+    """The backlog without and with the database, then the log writer alone."""
+    async with bench_postgres() as postgres:
+        without = await one_store(ctx, None)
+        with_db = await one_store(ctx, postgres)
+        batches = max(1, ctx.plan.backlog_deliveries // LOG_WRITER_BATCH)
+        writer = await measure_log_writer(
+            await postgres.fresh_database(), batches * LOG_WRITER_BATCH, LOG_WRITER_BATCH
+        )
+    return {
+        **{f"redis_{name}": value for name, value in without.items()},
+        **{f"pg_{name}": value for name, value in with_db.items()},
+        "pg_ratio": with_db["rate"] / without["rate"],
+        "writer_rows_s": writer.rows_per_s,
+        "writer_client_us": writer.client_cpu_s / writer.outcomes * 1e6,
+        "writer_server_us": writer.server_cpu_s / writer.outcomes * 1e6,
+    }
+
+
+async def one_store(ctx: Context, postgres: BenchPostgres | None) -> Run:
+    """Publish the backlog (fan-out 1), drain it with one worker; the figures."""
+    plan = ctx.plan
+    overrides = {} if postgres is None else {"DATABASE_URL": await postgres.fresh_database()}
+    # The publisher is told too, as a deployment's API would be (publish.lua then keeps
+    # no per-endpoint index: the database has it).
+    settings = dataclasses.replace(ctx.settings, database_url=overrides.get("DATABASE_URL", ""))
+    await ctx.reset()
+    async with Producer(settings) as producer:
+        for w in range(WORKSPACES):
+            await register_endpoints(producer, ctx.sink.url, 1, workspace=f"ws_bench_{w}")
+        events = [
+            make_event(producer.catalogue, n, f"ws_bench_{n % WORKSPACES}")
+            for n in range(plan.backlog_deliveries)
+        ]
+        empty, cpu_before = await ctx.used_memory(), await redis_seconds(ctx.redis)
+        queued = await publish_all(producer, events)
+        pending = await ctx.used_memory()
+    if queued != len(events):
+        raise BenchError(f"{len(events)} events made {queued} deliveries, not 1 each")
+    workers = start_workers(1, ctx.redis_url, plan.concurrency, ctx.workdir, overrides)
+    try:
+        watch = DeliveryWatch(ctx.redis, ctx.keys, workers, ctx.sink)
+        window = await watch.until(queued, WORKER_START_TIMEOUT_S, drain_timeout_s(queued))
+        if postgres is not None:
+            await written_and_forgotten(ctx)
+        cpu_after = await redis_seconds(ctx.redis)
+    finally:
+        await stop_all(workers)
+    finished = await ctx.used_memory()
+    stats = await ctx.stats()
+    if stats.get("dead", 0) or stats.get("scheduled", 0):
+        raise BenchError(f"some deliveries failed: {stats}")
+    return {
+        "rate": window.rate,
+        "bytes_pending": (pending - empty) / queued,
+        "bytes_finished": (finished - empty) / queued,
+        "redis_us": (cpu_after - cpu_before) / queued * 1e6,
+    }
+
+
+async def written_and_forgotten(ctx: Context) -> None:
+    """Wait until the log outbox is empty: every outcome written, the records deleted
+    (the writer deletes both in one script call)."""
+    deadline = time.monotonic() + FORGET_TIMEOUT_S
+    while int(await ctx.redis.xlen(ctx.keys.log_outbox)) > 0:
+        if time.monotonic() > deadline:
+            raise BenchError(f"the log outbox did not drain within {FORGET_TIMEOUT_S:g}s")
+        await asyncio.sleep(POLL_S)
