@@ -29,20 +29,20 @@ end
 if #stale > 0 then return {'stale', stale} end
 
 local fifo = {}
-for _, endpoint_id in ipairs(cjson.decode(ARGV[6])) do fifo[endpoint_id] = false end
+for _, endpoint_id in ipairs(cjson.decode(ARGV[7])) do fifo[endpoint_id] = false end
 
 local results = {}
 local jobs = batch_writer(now, batch_size)
 local created_total = 0
 
-for e, event in ipairs(cjson.decode(ARGV[7])) do
+for e, event in ipairs(cjson.decode(ARGV[8])) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
   if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
     results[e] = -1
   else
-    redis.call('HSET', event_key, F.event.body, ARGV[7 + e], F.event.type, etype,
+    redis.call('HSET', event_key, F.event.body, ARGV[8 + e], F.event.type, etype,
       F.event.workspace, workspace, F.event.created, created, F.event.open, count)
     if count == 0 then redis.call('EXPIRE', event_key, retention) end
     for d = 1, #targets, 2 do
