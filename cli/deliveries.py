@@ -130,7 +130,9 @@ async def status(args: argparse.Namespace) -> int:
                 "outbox": int(await p.redis.xlen(p.keys.log_outbox)),
                 "deliveries": {state.value: n for state, n in sorted(in_log.items())},
             }
-    counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
+    counts = {
+        k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "paused", "delivered", "dead")
+    }
     report = {
         "deliveries": counts,
         "log": log,

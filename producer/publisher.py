@@ -15,6 +15,7 @@ from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
+from producer.pausing import BACKLOG_FULL, LoggedPauseEvents, PauseEvents
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.settings import ProducerSettings
@@ -74,7 +75,10 @@ class Publisher:
         registry: EndpointRegistry,
         dispatcher: JobDispatcher,
         settings: ProducerSettings,
+        pause_events: PauseEvents | None = None,
     ) -> None:
+        """``pause_events``: told when a paused backlog overflows (default: logged)."""
+        self.pause_events: PauseEvents = pause_events or LoggedPauseEvents()
         self._redis = redis
         self._keys = keys
         self._registry = registry
@@ -116,13 +120,19 @@ class Publisher:
                 int(time.time() * 1000),
                 self._settings.batch_size,
                 self._settings.delivery_retention,
+                self._settings.paused_max_per_endpoint,
                 orjson.dumps(versions),
                 orjson.dumps(rows),
                 *(event.body for event in events),
             ]
-            first, second = await self._script(*args)
+            first, second, *rest = await self._script(*args)
             if first != STALE:
                 await self._dispatcher.dispatch(second)
+                overflowed = rest[0]
+                for k in range(0, len(overflowed), 2):
+                    await self.pause_events.paused_backlog_full(
+                        overflowed[k], overflowed[k + 1], BACKLOG_FULL
+                    )
                 return [
                     PublishResult(event.id, max(count, 0), count < 0)
                     for event, count in zip(events, first, strict=True)

@@ -105,6 +105,8 @@ for k, outcome in ipairs(outcomes) do
         codes[k] = 'disabled'
       elseif disable ~= 1 and status == 'active' then
         set_status(endpoint_key, 'failing')
+        -- Since when it fails without a success (DISABLE_FAILING_AFTER, autodisable.lua).
+        redis.call('HSET', endpoint_key, F.endpoint_pause.failing_since, now)
         redis.call('SADD', K.failing(), endpoint_id)
         if notify ~= '' then
           redis.call('ZADD', outbox, now, notify)
