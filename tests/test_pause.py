@@ -94,7 +94,7 @@ async def _deliveries(producer: Producer, event_ids: list[str]) -> list[Delivery
 
 async def _stats(producer: Producer) -> dict[str, int]:
     stats = await producer.redis.hgetall(producer.keys.stats)
-    return {k: int(v) for k, v in stats.items()}
+    return {str(k): int(v) for k, v in stats.items()}
 
 
 def _displacement(arrived: list[str], published: list[str]) -> int:
@@ -198,9 +198,8 @@ async def test_a_worker_killed_mid_resume_loses_nothing_sends_nothing_twice_keep
     # few arrive late (at least once), the rest keep their order.
     held: set[str] = set()
     for claim_id in await redis.hkeys(producer.keys.claims):
-        held.update(
-            json.loads(e)[0] for e in await redis.lrange(producer.keys.claimed(claim_id), 0, -1)
-        )
+        entries = await redis.lrange(producer.keys.claimed(str(claim_id)), 0, -1)
+        held.update(json.loads(entry)[0] for entry in entries)
     assert len(held) <= CLAIMS_AT_ONCE + 1  # its claims and its inbox
     spawn_worker(**IN_ORDER)
 
