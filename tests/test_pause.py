@@ -8,7 +8,11 @@ backlog is capped (``PAUSED_MAX_PER_ENDPOINT``).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from worker.resume import Resumer
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import RunningWorker, WorkerProcess, make_event, start_worker, worker_env
+from support import PROJECT, RunningWorker, WorkerProcess, make_event, start_worker, worker_env
 
 # One delivery per claim, as many requests as claims at once (none deferred, which would
 # send it later): deliveries go out in the ready list's order, give or take the few
@@ -300,3 +304,40 @@ async def test_deleting_a_paused_endpoint_ends_its_backlog_dead(
     errors = {d.attempts[-1].error for d in await _deliveries(producer, published)}
     assert errors == {"not sent: endpoint deleted"}
     assert (await _stats(producer))["paused"] == 0
+
+
+def _cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env={**os.environ, **worker_env(redis_url)},
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_pauses_drops_and_shows_the_paused_count(
+    redis_url: str, producer: Producer, receiver: Receiver
+) -> None:
+    ep = await _endpoint(producer, receiver)
+    helped = await asyncio.to_thread(_cli, redis_url, "endpoint", "disable", "--help")
+    assert "kept as paused and spend no attempt" in " ".join(helped.stdout.split())
+    assert "--drop" in helped.stdout
+    disabled = await asyncio.to_thread(_cli, redis_url, "endpoint", "disable", ep.id)
+    assert disabled.returncode == 0, disabled.stderr
+    assert "0 deliveries paused, nothing is lost" in disabled.stdout
+    await _publish(producer, 2)
+    shown = await asyncio.to_thread(_cli, redis_url, "endpoint", "show", ep.id, "--json")
+    assert json.loads(shown.stdout)["paused"] == 2
+    status = await asyncio.to_thread(_cli, redis_url, "status", "--json")
+    assert json.loads(status.stdout)["deliveries"]["paused"] == 2
+    dropped = await asyncio.to_thread(
+        _cli, redis_url, "endpoint", "disable", "--drop", ep.id, "--json"
+    )
+    assert json.loads(dropped.stdout)["drop"] is True
+    assert await producer.pausing.paused(ep.id) == 0
+    enabled = await asyncio.to_thread(_cli, redis_url, "endpoint", "enable", ep.id)
+    assert "is now active" in enabled.stdout
+    assert not await producer.pausing.drops(ep.id)

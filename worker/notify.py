@@ -66,10 +66,12 @@ def build_email(
         return _auto_disabled_email(message, job, endpoint_url, where, failed_at)
     if gone:
         what = (
-            "Your webhook endpoint answered 410 Gone, so it has been disabled: no more\n"
-            "deliveries are sent to it. If that was a mistake, enable it again with\n\n"
+            "Your webhook endpoint answered 410 Gone, so it has been disabled: its\n"
+            "deliveries are paused (kept, no attempt spent) until it is enabled again.\n"
+            "If that was a mistake, enable it again with\n\n"
             f"    cliq-webhooks endpoint enable {endpoint_id}\n\n"
-            "and send the deliveries it missed with the replay command below."
+            "(the paused deliveries are then sent in publish order), and send the one\n"
+            "that got 410 with the replay command below."
         )
     elif job.reason == "refused":
         what = (
