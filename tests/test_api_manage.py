@@ -173,7 +173,8 @@ async def test_create_shows_the_secret_once_and_get_masks_it(
     shown = await ok(await api.get(f"/v1/endpoints/{created['id']}"))
     assert shown["secret"] != created["secret"]
     assert shown["secret"].endswith("…")
-    assert {k: v for k, v in shown.items() if k not in ("secret", "recent", "dead_total")} == {
+    detail = ("secret", "recent", "dead_total", "paused", "drop")
+    assert {k: v for k, v in shown.items() if k not in detail} == {
         k: v for k, v in created.items() if k != "secret"
     }
     assert shown["status"] == "active"
@@ -184,6 +185,7 @@ async def test_create_shows_the_secret_once_and_get_masks_it(
         "delivered": 0,
         "dead": 0,
         "pending": 0,
+        "paused": 0,
         "last_attempt_at": None,
         "last_delivered_at": None,
         "last_error": None,
