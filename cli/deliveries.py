@@ -133,7 +133,7 @@ async def status(args: argparse.Namespace) -> int:
         # With a database, dead deliveries leave Redis once written: Redis's and the
         # store's, each once.
         dead = await p.deliveries.dead_overall()
-    counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered")}
+    counts = {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "paused", "delivered")}
     counts["dead"] = dead
     report = {
         "deliveries": counts,

@@ -112,7 +112,9 @@ async def endpoint_list(args: argparse.Namespace) -> int:
 async def endpoint_show(args: argparse.Namespace) -> int:
     async with Producer(producer_settings(args)) as p:
         endpoint = await p.endpoints.get(args.id)
-    shown = endpoint.public_dict()
+        paused = await p.pausing.paused(args.id)
+        drop = await p.pausing.drops(args.id)
+    shown = {**endpoint.public_dict(), "paused": paused, "drop": drop}
     emit(args, shown, lambda: render_fields(readable(shown)))
     return 0
 
@@ -140,10 +142,20 @@ async def endpoint_update(args: argparse.Namespace) -> int:
 
 async def endpoint_set_status(args: argparse.Namespace) -> int:
     status = EndpointStatus.ACTIVE if args.endpoint_command == "enable" else EndpointStatus.DISABLED
+    drop = bool(getattr(args, "drop", False))
     async with Producer(producer_settings(args)) as p:
-        endpoint = await p.endpoints.set_status(args.id, status)
-    shown = endpoint.public_dict()
-    emit(args, shown, lambda: f"{endpoint.id} is now {endpoint.status.value}")
+        endpoint = await p.pausing.set_status(args.id, status, drop)
+        paused = await p.pausing.paused(args.id)
+    shown = {**endpoint.public_dict(), "paused": paused, "drop": drop}
+
+    def text() -> str:
+        if status == EndpointStatus.ACTIVE:
+            return f"{endpoint.id} is now active; {paused} paused deliveries resume in order"
+        if drop:
+            return f"{endpoint.id} is now disabled; its deliveries end dead (drop)"
+        return f"{endpoint.id} is now disabled; {paused} deliveries paused, nothing is lost"
+
+    emit(args, shown, text)
     return 0
 
 
@@ -248,12 +260,31 @@ def add_commands(commands: Any) -> None:
         "--status", choices=[s.value for s in EndpointStatus], help="only this status"
     )
     for name, handler, text in (
-        ("show", endpoint_show, "show one endpoint (secret masked)"),
-        ("enable", endpoint_set_status, "set status active (clears failing)"),
-        ("disable", endpoint_set_status, "stop deliveries to it; they end as dead, replayable"),
-        ("delete", endpoint_delete, "delete it"),
+        ("show", endpoint_show, "show one endpoint (secret masked) and its paused count"),
+        (
+            "enable",
+            endpoint_set_status,
+            "set status active (clears failing); its paused deliveries resume in publish "
+            "order, each with the attempts it had left",
+        ),
+        (
+            "disable",
+            endpoint_set_status,
+            "pause it: its deliveries (queued, retrying, new) are kept as paused and spend "
+            "no attempt until enabled, at most PAUSED_MAX_PER_ENDPOINT (past it the oldest "
+            "end dead); --drop ends them dead with the reason instead (replayable)",
+        ),
+        ("delete", endpoint_delete, "delete it; its queued and paused deliveries end dead"),
     ):
-        add_command(endpoint_commands, name, handler, text).add_argument("id", help="endpoint id")
+        action = add_command(endpoint_commands, name, handler, text)
+        action.add_argument("id", help="endpoint id")
+        if name == "disable":
+            action.add_argument(
+                "--drop",
+                action="store_true",
+                help="end its paused and later deliveries dead ('endpoint disabled') "
+                "instead of pausing them",
+            )
     rotate = add_command(
         endpoint_commands,
         "rotate-secret",

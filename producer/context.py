@@ -12,6 +12,7 @@ from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
+from producer.pausing import Pausing
 from producer.publisher import Publisher
 from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
@@ -57,6 +58,7 @@ class Producer:
         )
         self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
+        self.pausing = Pausing(self.redis, self.keys, self.endpoints)
         # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.
         self.log_store: PostgresLogStore | None = None
 

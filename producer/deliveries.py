@@ -30,10 +30,12 @@ RECENT_WINDOW = 100
 
 
 class DeliveryState(StrEnum):
-    """Where a delivery stands. ``dead`` deliveries are kept for replay."""
+    """Where a delivery stands. ``dead`` deliveries are kept for replay; ``paused`` ones
+    wait for their disabled endpoint to be enabled (producer/pausing.py)."""
 
     QUEUED = "queued"
     SCHEDULED = "scheduled"
+    PAUSED = "paused"
     DELIVERED = "delivered"
     DEAD = "dead"
 
@@ -174,6 +176,8 @@ class RecentSummary:
     last_delivered_ms: int | None
     # The latest attempt that did not deliver, as the delivery log shows it.
     last_error: dict[str, Any] | None
+    # Waiting for the endpoint to be enabled (producer/pausing.py).
+    paused: int = 0
 
     @classmethod
     def of(cls, deliveries: Sequence[Delivery]) -> RecentSummary:
@@ -192,6 +196,7 @@ class RecentSummary:
             last_attempt_ms=last[0].at_ms if last else None,
             last_delivered_ms=max(successes) if successes else None,
             last_error=attempt_entry(*last_failure) if last_failure else None,
+            paused=states.count(DeliveryState.PAUSED),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +207,7 @@ class RecentSummary:
             "delivered": self.delivered,
             "dead": self.dead,
             "pending": self.pending,
+            "paused": self.paused,
             "last_attempt_at": _iso_or_none(self.last_attempt_ms),
             "last_delivered_at": _iso_or_none(self.last_delivered_ms),
             "last_error": self.last_error,

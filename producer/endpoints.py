@@ -43,7 +43,7 @@ from producer.endpoint_rules import (
 from producer.events import Catalogue, Event, format_timestamp
 from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
-from producer.keys import Keys
+from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
@@ -51,7 +51,8 @@ from producer.settings import DELIVERY_TIMEOUT
 
 
 class EndpointStatus(StrEnum):
-    """``failing`` endpoints still receive deliveries; ``disabled`` ones do not."""
+    """``failing`` endpoints still receive deliveries; ``disabled`` ones keep theirs paused
+    (or end them dead, disabled with drop) until enabled: docs/endpoint-states.md."""
 
     ACTIVE = "active"
     FAILING = "failing"
@@ -85,8 +86,9 @@ class Endpoint:
     filter: PayloadFilter = MATCH_ALL
 
     def wants(self, event_type: str) -> bool:
-        """Whether this endpoint receives events of ``event_type`` right now."""
-        return self.status != EndpointStatus.DISABLED and filter_matches(self.events, event_type)
+        """Whether events of ``event_type`` get a delivery to this endpoint (a disabled
+        one's is paused or dropped by publish.lua: producer/pause.lua)."""
+        return filter_matches(self.events, event_type)
 
     def signing_secrets(self, now_ms: int) -> tuple[str, ...]:
         """The current secret, plus the previous one during a rotation's grace period."""
@@ -405,15 +407,24 @@ class EndpointRegistry:
             await self._fifo.release(endpoint_id)
         return changed
 
-    async def set_status(self, endpoint_id: str, status: EndpointStatus) -> Endpoint:
-        """Enable (``active``) or disable an endpoint; enabling clears ``failing``."""
+    async def set_status(
+        self, endpoint_id: str, status: EndpointStatus, drop: bool = False
+    ) -> Endpoint:
+        """Enable (``active``) or disable an endpoint; enabling clears ``failing``.
+
+        A disabled endpoint's deliveries pause, or with ``drop`` end dead (use
+        :class:`producer.pausing.Pausing`, which also moves a backlog already paused)."""
         endpoint = await self.get(endpoint_id)
         changed = replace(endpoint, status=status, updated_ms=_now_ms())
         async with self._redis.pipeline(transaction=True) as pipe:
+            mode = "1" if drop and status == EndpointStatus.DISABLED else "0"
+            pipe.hset(self._keys.endpoint(endpoint_id), ENDPOINT_PAUSE_FIELDS.drop, mode)
             if status == EndpointStatus.FAILING:
                 pipe.sadd(self._keys.failing, endpoint_id)
             else:
                 pipe.srem(self._keys.failing, endpoint_id)
+            if status != EndpointStatus.DISABLED:  # its paused backlog resumes
+                pipe.sadd(self._keys.resuming, endpoint_id)
             self._stage(pipe, changed, endpoint)
             await pipe.execute()
         return changed
@@ -434,13 +445,15 @@ class EndpointRegistry:
         return changed
 
     async def delete(self, endpoint_id: str) -> None:
-        """Remove the endpoint; its queued deliveries end as dead ("endpoint deleted")."""
+        """Remove the endpoint; its queued and paused deliveries end as dead ("endpoint
+        deleted"): the workers take its paused backlog (``resuming``) to end it."""
         endpoint = await self.get(endpoint_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._keys.endpoint(endpoint_id))
             pipe.srem(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint_id)
             pipe.zrem(self._keys.endpoints, endpoint_id)
             pipe.srem(self._keys.failing, endpoint_id)
+            pipe.sadd(self._keys.resuming, endpoint_id)
             pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
             await pipe.execute()
         if endpoint.ordering == Ordering.FIFO:  # those in line end dead like the rest

@@ -43,6 +43,10 @@ LAYOUT: dict[str, str] = {
     # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay; with
     # DATABASE_URL only those not written yet (then the database has them: worker/logdone.lua).
     "endpoint_dead": "ep:{}:dead",
+    # Sorted set: an endpoint's paused deliveries (it is disabled, or they wait to be
+    # resumed) by publish order (the delivery's F.delivery.order); at most
+    # PAUSED_MAX_PER_ENDPOINT (producer/pause.lua, docs/endpoint-states.md).
+    "endpoint_paused": "ep:{}:paused",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
     # <worker id>:exp = lease expiry (ms), <worker id>:run = requests in flight on them,
     # <worker id>:want = expiry of a recent unmet request (worker/leases.lua).
@@ -65,6 +69,11 @@ LAYOUT: dict[str, str] = {
     "endpoints": "eps",
     # Set: ids of endpoints whose status is failing.
     "failing": "failing",
+    # Set: ids of endpoints enabled (or deleted) with paused deliveries left, which the
+    # workers re-enqueue in publish order (worker/resume.py).
+    "resuming": "resuming",
+    # Counter: the publish order of events (publish.lua), kept on each delivery.
+    "publish_sequence": "pubseq",
     # Sorted set: JSON job specs written with their cause, not yet added to bullmq
     # (score: ms written). See producer.jobs.
     "outbox": "outbox",
@@ -142,6 +151,11 @@ class DeliveryFields:
     updated: str = "u"
     due: str = "x"
     attempt: str = "a"
+    # The publish order of the delivery's event (the paused backlog's order).
+    order: str = "q"
+    # Set when a paused delivery leaves its backlog to end dead: why (the worker records
+    # it as the reason, producer/pause.lua); cleared by a replay.
+    drop: str = "z"
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,19 @@ class EventFields:
     workspace: str = "w"
     created: str = "c"
     open: str = "o"
+
+
+@dataclass(frozen=True)
+class EndpointPauseFields:
+    """Fields of the endpoint hash (``LAYOUT["endpoint"]``) that only the pause logic
+    writes, outside :class:`producer.endpoints.Endpoint` (docs/endpoint-states.md)."""
+
+    # "1": disabled with drop (its deliveries end dead), else disabled pauses them.
+    drop: str = "drop"
+    # Ms the endpoint turned failing (worker/record.lua), for DISABLE_FAILING_AFTER.
+    failing_since: str = "failing_since"
+    # "1" once its paused backlog overflowed since it was last resumed (one notice).
+    backlog_full: str = "backlog_full"
 
 
 @dataclass(frozen=True)
@@ -172,10 +199,12 @@ class LogEntryFields:
 DELIVERY_FIELDS = DeliveryFields()
 EVENT_FIELDS = EventFields()
 LOG_ENTRY_FIELDS = LogEntryFields()
-FIELDS: dict[str, DeliveryFields | EventFields | LogEntryFields] = {
+ENDPOINT_PAUSE_FIELDS = EndpointPauseFields()
+FIELDS: dict[str, DeliveryFields | EventFields | LogEntryFields | EndpointPauseFields] = {
     "delivery": DELIVERY_FIELDS,
     "event": EVENT_FIELDS,
     "log_entry": LOG_ENTRY_FIELDS,
+    "endpoint_pause": ENDPOINT_PAUSE_FIELDS,
 }
 
 
@@ -228,6 +257,10 @@ class Keys:
         """See ``LAYOUT["endpoint_fifo_head"]``."""
         return self._key("endpoint_fifo_head", endpoint_id)
 
+    def endpoint_paused(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_paused"]``."""
+        return self._key("endpoint_paused", endpoint_id)
+
     def workspace_endpoints(self, workspace_id: str) -> str:
         """See ``LAYOUT["workspace_endpoints"]``."""
         return self._key("workspace_endpoints", workspace_id)
@@ -245,6 +278,16 @@ class Keys:
     def failing(self) -> str:
         """See ``LAYOUT["failing"]``."""
         return self._key("failing")
+
+    @property
+    def resuming(self) -> str:
+        """See ``LAYOUT["resuming"]``."""
+        return self._key("resuming")
+
+    @property
+    def publish_sequence(self) -> str:
+        """See ``LAYOUT["publish_sequence"]``."""
+        return self._key("publish_sequence")
 
     @property
     def outbox(self) -> str:

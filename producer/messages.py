@@ -41,7 +41,8 @@ def _object(data: object, what: str) -> dict[str, Any]:
 class NotificationJob:
     """An endpoint turned failing (``reason``: ``failing`` after its last failed attempt,
     ``refused`` when the destination policy refused its address) or was disabled
-    (``gone``: it answered 410 Gone)."""
+    (``gone``: it answered 410 Gone; ``auto_disabled``: failing for DISABLE_FAILING_AFTER,
+    no delivery named)."""
 
     endpoint_id: str
     delivery_id: str

@@ -16,6 +16,7 @@ from producer.events import Event
 from producer.fifo import Ordering
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
+from producer.pausing import BACKLOG_FULL, LoggedPauseEvents, PauseEvents
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.settings import ProducerSettings
@@ -75,7 +76,10 @@ class Publisher:
         registry: EndpointRegistry,
         dispatcher: JobDispatcher,
         settings: ProducerSettings,
+        pause_events: PauseEvents | None = None,
     ) -> None:
+        """``pause_events``: told when a paused backlog overflows (default: logged)."""
+        self.pause_events: PauseEvents = pause_events or LoggedPauseEvents()
         self._redis = redis
         self._keys = keys
         self._registry = registry
@@ -117,22 +121,28 @@ class Publisher:
                 rows.append(
                     [event.id, event.type, event.workspace_id, str(event.created_ms), deliveries]
                 )
-            # Bodies go as arguments of their own, the rest as JSON: redis-py packs each
-            # argument in Python, which cost more than the script for 8 per event.
-            args: list[EncodableT] = [
-                int(time.time() * 1000),
-                self._settings.batch_size,
-                self._settings.delivery_retention,
+            # Bodies go as arguments of their own, the rest as one JSON object: redis-py
+            # packs each argument in Python, which cost more than the script for 8 per event.
+            header = {
+                "now": int(time.time() * 1000),
+                "batch_size": self._settings.batch_size,
+                "retention": self._settings.delivery_retention,
                 # With a database the delivery log reads its own index, not Redis's.
-                "0" if self._settings.database_url else "1",
-                orjson.dumps(versions),
-                orjson.dumps(fifo),
-                orjson.dumps(rows),
-                *(event.body for event in events),
-            ]
-            first, second = await self._script(*args)
+                "indexed": not self._settings.database_url,
+                "paused_max": self._settings.paused_max_per_endpoint,
+                "versions": versions,
+                "fifo": fifo,
+                "events": rows,
+            }
+            args: list[EncodableT] = [orjson.dumps(header), *(event.body for event in events)]
+            first, second, *rest = await self._script(*args)
             if first != STALE:
                 await self._dispatcher.dispatch(second)
+                overflowed = rest[0]
+                for k in range(0, len(overflowed), 2):
+                    await self.pause_events.paused_backlog_full(
+                        overflowed[k], overflowed[k + 1], BACKLOG_FULL
+                    )
                 return [
                     PublishResult(event.id, max(count, 0), count < 0)
                     for event, count in zip(events, first, strict=True)

@@ -22,6 +22,7 @@ for k = 1, count do
     local made = tonumber(fields[2])
     redis.call('HSET', key,
       F.delivery.state, 'queued', F.delivery.round, made, F.delivery.updated, now)
+    redis.call('HDEL', key, F.delivery.drop)
     redis.call('PERSIST', key)
     redis.call('ZREM', K.endpoint_dead(fields[4]), delivery_id)
     redis.call('HINCRBY', event_key, F.event.open, 1)

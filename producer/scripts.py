@@ -17,15 +17,17 @@ def _read(package: str, name: str) -> str:
 
 # Lua functions shared by the scripts of a package, placed before each of them:
 # producer/outbox.lua (outbox jobs, the ready list) everywhere, producer/fifo.lua (the
-# lines of FIFO endpoints) where deliveries start or end, and the worker's batch
-# loading and forgetting of finished records in the worker's scripts. A package is
-# named as importlib names it.
+# lines of FIFO endpoints) where deliveries start or end, producer/pause.lua (the paused
+# backlog) where deliveries are stored or moved, and the worker's batch loading and
+# forgetting of finished records in the worker's scripts. A package is named as
+# importlib names it.
 LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
-    "producer": (("producer", "outbox.lua"), ("producer", "fifo.lua")),
+    "producer": (("producer", "outbox.lua"), ("producer", "fifo.lua"), ("producer", "pause.lua")),
     "producer.tokens": (("producer", "outbox.lua"),),
     "worker": (
         ("producer", "outbox.lua"),
         ("producer", "fifo.lua"),
+        ("producer", "pause.lua"),
         ("worker", "batch.lua"),
         ("worker", "forget.lua"),
     ),

@@ -260,6 +260,14 @@ LOG_KEEP_PER_ENDPOINT = Option(
     parse_positive_int,
 )
 
+PAUSED_MAX_PER_ENDPOINT = Option(
+    "PAUSED_MAX_PER_ENDPOINT",
+    "100000",
+    "Paused deliveries an endpoint keeps while disabled (to resume in publish order when "
+    "enabled); past it the oldest end dead with the reason 'paused backlog full'.",
+    parse_positive_int,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -274,6 +282,7 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     DATABASE_URL,
     IDEMPOTENCY_WINDOW,
     LOG_KEEP_PER_ENDPOINT,
+    PAUSED_MAX_PER_ENDPOINT,
 )
 
 
@@ -313,6 +322,7 @@ class ProducerSettings:
     database_url: str = field(default=DATABASE_URL.value, repr=False)
     idempotency_window: int = IDEMPOTENCY_WINDOW.value
     log_keep_per_endpoint: int = LOG_KEEP_PER_ENDPOINT.value
+    paused_max_per_endpoint: int = PAUSED_MAX_PER_ENDPOINT.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:

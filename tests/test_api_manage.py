@@ -172,7 +172,8 @@ async def test_create_shows_the_secret_once_and_get_masks_it(
     shown = await ok(await api.get(f"/v1/endpoints/{created['id']}"))
     assert shown["secret"] != created["secret"]
     assert shown["secret"].endswith("…")
-    assert {k: v for k, v in shown.items() if k not in ("secret", "recent", "dead_total")} == {
+    detail = ("secret", "recent", "dead_total", "paused", "drop")
+    assert {k: v for k, v in shown.items() if k not in detail} == {
         k: v for k, v in created.items() if k != "secret"
     }
     assert shown["status"] == "active"
@@ -183,6 +184,7 @@ async def test_create_shows_the_secret_once_and_get_masks_it(
         "delivered": 0,
         "dead": 0,
         "pending": 0,
+        "paused": 0,
         "last_attempt_at": None,
         "last_delivered_at": None,
         "last_error": None,
@@ -313,15 +315,31 @@ async def test_patch_changes_only_the_given_fields(api: Client, producer: Produc
     await problem(await api.patch("/v1/endpoints/ep_missing", json={}), 404, "not-found")
 
 
-async def test_disable_stops_fan_out_and_enable_restores_it(
+async def test_disable_pauses_fan_out_and_enable_resumes_it(
     api: Client, producer: Producer
 ) -> None:
     created = await create(api)
     path = f"/v1/endpoints/{created['id']}"
 
-    assert (await ok(await api.post(f"{path}/disable")))["status"] == "disabled"
+    disabled = await ok(await api.post(f"{path}/disable"))
+    assert (disabled["status"], disabled["paused"], disabled["drop"]) == ("disabled", 0, False)
     published = await ok(await api.post("/v1/events", json=event()), 202)
-    assert published["deliveries"] == 0
+    assert published["deliveries"] == 1  # kept, paused: nothing is lost
+    shown = await ok(await api.get(path))
+    assert (shown["paused"], shown["drop"], shown["recent"]["paused"]) == (1, False, 1)
+    (delivery,) = (await ok(await api.get(f"/v1/events/{published['id']}")))["deliveries"]
+    assert delivery["state"] == "paused"
+    dropped = await ok(await api.post(f"{path}/disable", json={"drop": True}))
+    assert (dropped["paused"], dropped["drop"]) == (0, True)
+    assert (await ok(await api.get(path)))["drop"] is True
+    body = await problem(
+        await api.post(f"{path}/disable", json={"drop": "yes"}), 422, "invalid-fields"
+    )
+    assert body["errors"][0]["field"] == "drop"
+    body = await problem(
+        await api.post(f"{path}/disable", json={"dorp": True}), 422, "invalid-fields"
+    )
+    assert body["errors"][0]["field"] == "dorp"
 
     await producer.endpoints.set_status(created["id"], EndpointStatus.FAILING)
     assert (await ok(await api.post(f"{path}/enable")))["status"] == "active"

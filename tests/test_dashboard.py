@@ -303,10 +303,15 @@ async def test_disable_enable_edit_and_rotate_from_the_detail_page(
 
     await page.get_by_role("button", name="Disable").click()
     await expect(page.locator(".flash")).to_have_text(
-        "Webhook disabled: it receives no new events."
+        "Webhook disabled: its deliveries are paused until you enable it; nothing is lost."
     )
     await expect(page.locator(".heading .badge")).to_have_text("disabled")
     assert (await producer.endpoints.get(endpoint.id)).status == EndpointStatus.DISABLED
+    await producer.publisher.publish(make_event(producer, "issue.created"))
+    await page.reload()
+    await expect(page.locator(".banner.warn")).to_contain_text(
+        "its deliveries are paused, nothing is lost. 1 paused delivery waits"
+    )
     await page.get_by_role("button", name="Enable").click()
     await expect(page.locator(".heading .badge")).to_have_text("active")
 

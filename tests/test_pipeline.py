@@ -322,26 +322,29 @@ async def test_recovery_returns_a_failing_endpoint_to_active_and_replay_delivers
 
 
 @pytest.mark.both_stores
-async def test_disabled_endpoint_gets_nothing_and_its_queued_deliveries_stay_replayable(
+async def test_a_disabled_endpoint_gets_nothing_and_its_deliveries_wait_paused(
     producer: Producer, receiver: Receiver, worker_factory: StartWorker
 ) -> None:
     ep = await endpoint(producer, receiver)
     result = await producer.publisher.publish(make_event(producer, "issue.created"))
-    await producer.endpoints.set_status(ep.id, EndpointStatus.DISABLED)
+    await producer.pausing.disable(ep.id)
     await worker_factory()
 
-    async def dead() -> bool:
+    async def paused() -> bool:
         (d,) = await producer.deliveries.for_event(result.event_id)
-        return d.state == DeliveryState.DEAD
+        return d.state == DeliveryState.PAUSED
 
-    await wait_until(dead, 10, message="delivery to a disabled endpoint not settled")
+    await wait_until(paused, 10, message="delivery to a disabled endpoint not paused")
     (delivery,) = await producer.deliveries.for_event(result.event_id)
-    assert delivery.attempts[0].error == "not sent: endpoint disabled"
+    assert delivery.attempts == ()  # no attempt spent
     assert receiver.received == []
     # A disabled endpoint is not "failing": no email for it.
     assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
-    # Publishing more to a disabled endpoint creates nothing.
-    assert (await producer.publisher.publish(make_event(producer, "issue.created"))).deliveries == 0
+    # Publishing more to a disabled endpoint keeps a paused delivery for it too.
+    assert (await producer.publisher.publish(make_event(producer, "issue.created"))).deliveries == 1
+    assert await producer.pausing.paused(ep.id) == 2
+    await producer.pausing.enable(ep.id)
+    await receiver.wait_for(2, timeout=10)
 
 
 @pytest.mark.both_stores
@@ -458,8 +461,11 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
     assert len(delivery.attempts) == 1  # no retries after 410
     assert len(receiver.received) == 1
     assert worker.metrics.endpoint_transitions.labels("disabled")._value.get() == 1
-    # This producer's cached endpoint list (from the first publish) is out of date now.
-    assert (await producer.publisher.publish(make_event(producer, "issue.created"))).deliveries == 0
+    # This producer's cached endpoint list (from the first publish) is out of date now:
+    # the next event's delivery is paused, not sent.
+    later = await producer.publisher.publish(make_event(producer, "issue.created"))
+    (paused,) = await producer.deliveries.for_event(later.event_id)
+    assert paused.state == DeliveryState.PAUSED
 
 
 # ---------------------------------------------------------------- the ready list

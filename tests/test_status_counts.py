@@ -1,9 +1,12 @@
-"""``status`` agrees with the per-endpoint counts after any sequence of failures and replays.
+"""``status`` agrees with the per-endpoint counts after any sequence of failures, replays,
+pauses and resumes.
 
 A property test through the real parts: random (seeded) sequences of publishes to
-endpoints whose receivers fail or answer, and replays of an endpoint's dead deliveries
-or of one delivery, run by a real worker against real receivers; after every step the
-totals ``status`` shows equal what the endpoints' own counts add up to.
+endpoints whose receivers fail or answer, replays of an endpoint's dead deliveries
+or of one delivery, disabling an endpoint (pausing its deliveries, or dropping them) and
+enabling it (resuming them), run by a real worker against real receivers; after every
+step the totals ``status`` shows equal what the endpoints' own counts add up to, and the
+paused total what their paused backlogs hold.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
 from support import PROJECT, make_event, start_worker, worker_env
 
-STEPS = 8
+STEPS = 10
+STATES = ("queued", "scheduled", "paused", "delivered", "dead")
 
 
 async def _per_endpoint(producer: Producer, endpoints: list[Endpoint]) -> dict[str, int]:
@@ -41,7 +45,7 @@ async def _per_endpoint(producer: Producer, endpoints: list[Endpoint]) -> dict[s
 async def _totals(producer: Producer) -> dict[str, int]:
     """The totals as ``status`` reads them."""
     stats = await producer.redis.hgetall(producer.keys.stats)
-    return {k: int(stats.get(k, 0)) for k in ("queued", "scheduled", "delivered", "dead")}
+    return {k: int(stats.get(k, 0)) for k in STATES}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -69,9 +73,15 @@ async def test_status_totals_equal_per_endpoint_counts_after_failures_and_replay
         for _ in range(STEPS):
             for r in receivers:
                 r.default = ScriptedResponse(status=rng.choice((200, 500, 500)))
-            action = rng.choice(("publish", "publish", "replay endpoint", "replay one"))
+            action = rng.choice(
+                ("publish", "publish", "replay endpoint", "replay one", "disable", "drop", "enable")
+            )
             index = rng.randrange(len(endpoints))
-            if action == "publish":
+            if action in ("disable", "drop"):
+                await producer.pausing.disable(endpoints[index].id, drop=action == "drop")
+            elif action == "enable":
+                await producer.pausing.enable(endpoints[index].id)
+            elif action == "publish":
                 for _ in range(rng.randint(1, 4)):
                     await producer.publisher.publish(make_event(producer))
             elif action == "replay endpoint":
@@ -85,7 +95,8 @@ async def test_status_totals_equal_per_endpoint_counts_after_failures_and_replay
 
             async def settled() -> bool:
                 counts = await _per_endpoint(producer, endpoints)
-                return counts["queued"] == counts["scheduled"] == 0
+                resuming = await producer.redis.scard(producer.keys.resuming)
+                return counts["queued"] == counts["scheduled"] == resuming == 0
 
             await wait_until(settled, 20, message=f"deliveries did not settle: {history}")
             per_endpoint = await _per_endpoint(producer, endpoints)
@@ -93,6 +104,8 @@ async def test_status_totals_equal_per_endpoint_counts_after_failures_and_replay
             assert totals == {k: per_endpoint[k] for k in totals}, history
             dead_sets = [await producer.deliveries.dead_total(ep.id) for ep in endpoints]
             assert totals["dead"] == sum(dead_sets), history
+            backlogs = [await producer.pausing.paused(ep.id) for ep in endpoints]
+            assert totals["paused"] == sum(backlogs), history
     finally:
         await worker.stop()
     shown = await asyncio.to_thread(

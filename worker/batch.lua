@@ -1,6 +1,7 @@
 -- Everything a batch of deliveries needs, read at once (load.lua, claims.lua).
 -- Returns {deliveries, events, endpoints} for the delivery ids in `ids`:
---   deliveries[k] = {state, attempts made, round base, event id, endpoint id}, or 0 if gone
+--   deliveries[k] = {state, attempts made, round base, event id, endpoint id, why a
+--                    paused one ends dead (F.delivery.drop, or false)}, or 0 if gone
 --   events        = flat {id, body, type, created_ms, ...}, each distinct event once
 --   endpoints     = {{id, HGETALL...}, ...}, each distinct endpoint once (deleted: just {id})
 local function load_batch(ids)
@@ -8,7 +9,8 @@ local function load_batch(ids)
   local seen_events, seen_endpoints = {}, {}
   for _, delivery_id in ipairs(ids) do
     local row = redis.call('HMGET', K.delivery(delivery_id), F.delivery.state,
-      F.delivery.attempts, F.delivery.round, F.delivery.event, F.delivery.endpoint)
+      F.delivery.attempts, F.delivery.round, F.delivery.event, F.delivery.endpoint,
+      F.delivery.drop)
     if row[1] then
       deliveries[#deliveries + 1] = row
       local event_id, endpoint_id = row[4], row[5]

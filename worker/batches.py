@@ -4,8 +4,9 @@ A job (or a claim on the ready list) names (delivery, attempt) items only; one s
 call loads each delivery's state, its event (body, type, created) and its endpoint.
 Each item then becomes a :class:`Target` to attempt, or needs no request: its delivery
 is gone (retention), its attempt is already recorded (a re-run after a crash: a
-duplicate), or it cannot be sent (endpoint deleted or disabled, event expired) and ends
-dead with the reason.
+duplicate), its endpoint is disabled and it pauses (producer/pausing.py), or it cannot
+be sent (endpoint deleted, disabled with drop, event expired, dropped from a paused
+backlog) and ends dead with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from producer.deliveries import DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import DeliveryItem
+from producer.keys import ENDPOINT_PAUSE_FIELDS
 from producer.secretbox import SecretBox
 
 # batch.lua's reply: {deliveries, events, endpoints} (see there).
@@ -53,6 +55,8 @@ class DecodedBatch:
     targets: list[Target] = field(default_factory=list)
     unsendable: list[Unsendable] = field(default_factory=list)
     gone: list[DeliveryItem] = field(default_factory=list)
+    # Items of disabled endpoints, to pause (worker/pauses.py).
+    paused: list[DeliveryItem] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -68,23 +72,29 @@ def decode(items: Sequence[DeliveryItem], loaded: Loaded, box: SecretBox) -> Dec
         for k in range(0, len(flat_events), 4)
     }
     endpoints: dict[str, Endpoint | None] = {}
+    dropping: set[str] = set()  # disabled with drop
     for row in endpoint_rows:
         fields = dict(zip(row[1::2], row[2::2], strict=True))
         endpoints[row[0]] = Endpoint.from_hash(fields, box) if fields else None
+        if fields.get(ENDPOINT_PAUSE_FIELDS.drop) == "1":
+            dropping.add(row[0])
 
     batch = DecodedBatch()
     for item, row in zip(items, rows, strict=True):
         if not row:
             batch.gone.append(item)
             continue
-        state, made, base, event_id, endpoint_id = (
+        state, made, base, event_id, endpoint_id, dropped = (
             row[0],
             int(row[1]),
             int(row[2]),
             row[3],
             row[4],
+            row[5] if len(row) > 5 else None,
         )
-        if state in (DeliveryState.DELIVERED, DeliveryState.DEAD) or made >= item.attempt:
+        # A paused delivery's jobs were all spent: only a resume queues it again.
+        finished = (DeliveryState.DELIVERED, DeliveryState.DEAD, DeliveryState.PAUSED)
+        if state in finished or made >= item.attempt:
             batch.duplicates += 1
             continue
         endpoint = endpoints.get(endpoint_id)
@@ -92,8 +102,13 @@ def decode(items: Sequence[DeliveryItem], loaded: Loaded, box: SecretBox) -> Dec
         reason = None
         if endpoint is None:
             reason = "endpoint deleted"
-        elif endpoint.status == EndpointStatus.DISABLED:
+        elif dropped:
+            reason = dropped
+        elif endpoint.status == EndpointStatus.DISABLED and endpoint_id in dropping:
             reason = "endpoint disabled"
+        elif endpoint.status == EndpointStatus.DISABLED:
+            batch.paused.append(item)
+            continue
         elif event is None:
             reason = "event expired"
         if reason is not None or endpoint is None or event is None:

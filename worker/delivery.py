@@ -27,6 +27,7 @@ import structlog
 from producer.deliveries import AttemptOutcome
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, ready_item
 from producer.keys import Keys
+from producer.pausing import BACKLOG_FULL, DROPPED_BY_DISABLE
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
@@ -35,6 +36,7 @@ from worker.batchrun import Admission, BatchRunner, Keeper
 from worker.limits import EndpointLimiter
 from worker.metrics import Metrics
 from worker.outcomes import Outcome, outcome_of, unsent
+from worker.pauses import Pauser
 from worker.recorder import Recorder
 from worker.request import request_headers
 from worker.schedule import RetrySchedule
@@ -46,6 +48,8 @@ log = structlog.get_logger("cliq.worker.delivery")
 # Pauses between tries of an outcome write that failed: about 6 s in all, longer than
 # a Redis restart takes. Then the batch is given back to be run again.
 RECORD_RETRY_DELAYS_S = (0.1, 0.3, 0.6, 1.0, 2.0, 2.0)
+# Paused deliveries ended dead without an attempt: reason -> metric label.
+DROPPED_REASONS = {BACKLOG_FULL: "backlog_full", DROPPED_BY_DISABLE: "drop"}
 
 
 class DeliveryProcessor:
@@ -66,9 +70,12 @@ class DeliveryProcessor:
         box: SecretBox,
         to_log_outbox: bool,
         keep_per_endpoint: int,
+        pauser: Pauser,
     ) -> None:
         """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set);
-        else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint."""
+        else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint.
+        ``pauser``: where items of disabled endpoints go instead of an attempt."""
+        self._pauser = pauser
         self._schedule = schedule
         self._sender = sender
         self._dispatcher = dispatcher
@@ -137,6 +144,11 @@ class DeliveryProcessor:
             log.warning("delivery_gone", delivery_id=item.delivery_id, attempt=item.attempt)
         if batch.duplicates:
             self._metrics.deliveries.labels("duplicate").inc(batch.duplicates)
+        if batch.paused:
+            await self._pauser.pause(batch.paused)
+        for u in batch.unsendable:
+            if u.reason in DROPPED_REASONS:
+                self._metrics.paused_dropped.labels(DROPPED_REASONS[u.reason]).inc()
         await asyncio.gather(*(self._record(unsent(u)) for u in batch.unsendable))
         return batch.targets
 

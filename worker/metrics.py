@@ -52,6 +52,24 @@ class Metrics:
             buckets=END_TO_END_BUCKETS_S,
             registry=r,
         )
+        self.paused = Counter(
+            "cliq_deliveries_paused_total",
+            "Due deliveries of disabled endpoints that joined their paused backlog "
+            "instead of an attempt.",
+            registry=r,
+        )
+        self.paused_dropped = Counter(
+            "cliq_paused_dropped_total",
+            "Paused deliveries that ended dead without an attempt, by reason (backlog_full: "
+            "past PAUSED_MAX_PER_ENDPOINT, the oldest; drop: disabled with drop).",
+            ["reason"],
+            registry=r,
+        )
+        self.auto_disabled = Counter(
+            "cliq_endpoints_auto_disabled_total",
+            "Endpoints disabled for failing without a success for DISABLE_FAILING_AFTER.",
+            registry=r,
+        )
         self.retries = Counter(
             "cliq_retries_scheduled_total", "Attempts scheduled after a failure.", registry=r
         )

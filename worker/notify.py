@@ -54,17 +54,24 @@ def build_email(
     message = EmailMessage()
     message["From"] = sender
     message["To"] = owner
+    auto = job.reason == "auto_disabled"
     message["Subject"] = (
         f"[cliq-webhooks] Webhook endpoint {endpoint_id} was disabled (410 Gone)"
         if gone
+        else f"[cliq-webhooks] Webhook endpoint {endpoint_id} was disabled after failing"
+        if auto
         else f"[cliq-webhooks] Webhook endpoint {endpoint_id} is failing"
     )
+    if auto:
+        return _auto_disabled_email(message, job, endpoint_url, where, failed_at)
     if gone:
         what = (
-            "Your webhook endpoint answered 410 Gone, so it has been disabled: no more\n"
-            "deliveries are sent to it. If that was a mistake, enable it again with\n\n"
+            "Your webhook endpoint answered 410 Gone, so it has been disabled: its\n"
+            "deliveries are paused (kept, no attempt spent) until it is enabled again.\n"
+            "If that was a mistake, enable it again with\n\n"
             f"    cliq-webhooks endpoint enable {endpoint_id}\n\n"
-            "and send the deliveries it missed with the replay command below."
+            "(the paused deliveries are then sent in publish order), and send the one\n"
+            "that got 410 with the replay command below."
         )
     elif job.reason == "refused":
         what = (
@@ -106,6 +113,34 @@ For the operator, the same from the command line:
     cliq-webhooks replay --endpoint {endpoint_id}
 
 You get this email once each time the endpoint changes to this state.
+"""
+    )
+    return message
+
+
+def _auto_disabled_email(
+    message: EmailMessage, job: NotificationJob, endpoint_url: str, where: str, since: str
+) -> EmailMessage:
+    """The email of an endpoint disabled for failing too long (DISABLE_FAILING_AFTER)."""
+    endpoint_id = job.endpoint_id
+    message.set_content(
+        f"""Your webhook endpoint has been failing without a successful delivery since
+{since}, so it has been disabled: its deliveries are paused. Nothing is lost: they
+are kept, spend no attempt, and are sent in the order they were published once the
+endpoint is enabled again, each with the attempts it had left.
+
+Your webhook's page: {where}
+
+Endpoint:     {endpoint_id}
+URL:          {endpoint_url}
+Failing since: {since}
+
+Once your endpoint answers 2xx again, press "Enable" on your webhook's page. For the
+operator, the same from the command line:
+
+    cliq-webhooks endpoint enable {endpoint_id}
+
+You get this email once each time the endpoint is disabled this way.
 """
     )
     return message

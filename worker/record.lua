@@ -75,6 +75,9 @@ for k, outcome in ipairs(outcomes) do
     redis.call('HSET', key, F.delivery.attempts, number, F.delivery.attempt .. number, attempt,
       F.delivery.updated, now, F.delivery.state, state)
     redis.call('HINCRBY', stats, previous, -1)
+    -- Paused by a second copy of its item while this attempt was under way: it leaves
+    -- the backlog, or a resume would send it again.
+    if previous == 'paused' then redis.call('ZREM', K.endpoint_paused(endpoint_id), delivery_id) end
     codes[k] = kind
     if log_outbox then
       redis.call('XADD', log_outbox, '*',
@@ -108,6 +111,8 @@ for k, outcome in ipairs(outcomes) do
         codes[k] = 'disabled'
       elseif disable ~= 1 and status == 'active' then
         set_status(endpoint_key, 'failing')
+        -- Since when it fails without a success (DISABLE_FAILING_AFTER, autodisable.lua).
+        redis.call('HSET', endpoint_key, F.endpoint_pause.failing_since, now)
         redis.call('SADD', K.failing(), endpoint_id)
         if notify ~= '' then
           redis.call('ZADD', outbox, now, notify)

@@ -38,16 +38,20 @@ from producer.keys import (
     RETRY_QUEUE,
     Keys,
 )
+from producer.pausing import LoggedPauseEvents, PauseEvents
 from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from producer.redis_guard import RedisGuard
 from worker import __version__
+from worker.autodisable import AutoDisabler
 from worker.delivery import DeliveryProcessor
 from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
+from worker.pauses import Pauser
 from worker.pickup import Pickup
 from worker.request import user_agent
+from worker.resume import Resumer
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
@@ -67,6 +71,8 @@ class WorkerService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.producer.key_prefix)
+        # Told of automatic disables and full paused backlogs (the operational webhooks).
+        self.pause_events: PauseEvents = LoggedPauseEvents()
         self._stop = asyncio.Event()
         self._exit_code = 0
         self._queue_workers: list[Worker] = []
@@ -137,6 +143,13 @@ class WorkerService:
             box=producer.secret_box,
             to_log_outbox=producer.log_store is not None,
             keep_per_endpoint=s.producer.log_keep_per_endpoint,
+            pauser=Pauser(
+                redis,
+                self.keys,
+                s.producer.paused_max_per_endpoint,
+                self.metrics,
+                self.pause_events,
+            ),
         )
         if producer.log_store is not None:
             self.log_writer = LogWriter(
@@ -176,6 +189,17 @@ class WorkerService:
         )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
+        pause_loops = [asyncio.create_task(Resumer(redis, self.keys).run(self._stop))]
+        if s.disable_failing_after > 0:
+            disabler = AutoDisabler(
+                redis,
+                self.keys,
+                dispatcher,
+                s.disable_failing_after,
+                self.pause_events,
+                self.metrics,
+            )
+            pause_loops.append(asyncio.create_task(disabler.run(self._stop)))
         writing: list[asyncio.Task[None]] = []
         if self.log_writer is not None and producer.log_store is not None:
             writing = [
@@ -218,7 +242,7 @@ class WorkerService:
             # claims of those cancelled are given back with the rest.
             await processor.close(grace_ends - time.monotonic())
             await pickup.close()
-            for task in (housekeeping, lease_keeping, answering):
+            for task in (housekeeping, lease_keeping, answering, *pause_loops):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

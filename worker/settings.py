@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from producer.durations import parse_duration
 from producer.http.state import PUBLIC_URL
 from producer.settings import (
     DELIVERY_TIMEOUT,
@@ -93,6 +94,14 @@ LOG_OUTBOX_MAX = Option(
     parse_positive_int,
 )
 
+DISABLE_FAILING_AFTER = Option(
+    "DISABLE_FAILING_AFTER",
+    "0",
+    "Disable (pause) an endpoint that has been failing without a success this long "
+    "(e.g. 5d, 12h, 90s), with one email; 0: never (the seed's behaviour).",
+    parse_duration,
+)
+
 WORKER_OPTIONS: tuple[Option, ...] = (
     *PROCESS_OPTIONS,
     RETRY_SCHEDULE,
@@ -108,6 +117,7 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     METRICS_PORT,
     JOB_LOCK_TIMEOUT,
     LOG_OUTBOX_MAX,
+    DISABLE_FAILING_AFTER,
 )
 
 
@@ -131,6 +141,7 @@ class WorkerSettings:
     log_level: str = LOG_LEVEL.value
     job_lock_timeout: float = JOB_LOCK_TIMEOUT.value
     log_outbox_max: int = LOG_OUTBOX_MAX.value
+    disable_failing_after: float = DISABLE_FAILING_AFTER.value
     shutdown_grace: float = SHUTDOWN_GRACE.value
 
     @property

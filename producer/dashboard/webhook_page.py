@@ -137,6 +137,8 @@ async def _detail_page(
         endpoint = await producer.endpoints.get(endpoint_id)
         recent = await producer.deliveries.recent(endpoint_id)
         dead_total = await producer.deliveries.dead_total(endpoint_id)
+        paused = await producer.pausing.paused(endpoint_id)
+        drop = await producer.pausing.drops(endpoint_id)
         if not query.errors:
             entries, next_position = await producer.deliveries.scan_attempts(
                 endpoint_id, query.selected, after, PAGE_SIZE
@@ -152,6 +154,8 @@ async def _detail_page(
         health=Health.of(recent),
         window=RECENT_WINDOW,
         dead_total=dead_total,
+        paused=paused,
+        drop=drop,
         groups=event_groups(producer.catalogue),
         test=test or TestPanel(),
         query=query,

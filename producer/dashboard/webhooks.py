@@ -178,22 +178,42 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 async def enable_webhook(request: web.Request) -> web.Response:
-    """``POST /ui/webhooks/{id}/enable``: deliver again (clears failing)."""
-    return await _set_status(request, EndpointStatus.ACTIVE, "Webhook enabled.")
-
-
-async def disable_webhook(request: web.Request) -> web.Response:
-    """``POST /ui/webhooks/{id}/disable``: no new deliveries until enabled."""
+    """``POST /ui/webhooks/{id}/enable``: deliver again (clears failing); its paused
+    deliveries resume in publish order."""
     return await _set_status(
-        request, EndpointStatus.DISABLED, "Webhook disabled: it receives no new events."
+        request,
+        EndpointStatus.ACTIVE,
+        "Webhook enabled: its paused deliveries are sent in the order they were published.",
     )
 
 
-async def _set_status(request: web.Request, status: EndpointStatus, done: str) -> web.Response:
+async def disable_webhook(request: web.Request) -> web.Response:
+    """``POST /ui/webhooks/{id}/disable``: its deliveries pause until enabled."""
+    return await _set_status(
+        request,
+        EndpointStatus.DISABLED,
+        "Webhook disabled: its deliveries are paused until you enable it; nothing is lost.",
+    )
+
+
+async def drop_webhook(request: web.Request) -> web.Response:
+    """``POST /ui/webhooks/{id}/drop``: disable it, ending its deliveries dead."""
+    return await _set_status(
+        request,
+        EndpointStatus.DISABLED,
+        "Webhook disabled with drop: its deliveries end as failed (replayable) until you "
+        "enable it.",
+        drop=True,
+    )
+
+
+async def _set_status(
+    request: web.Request, status: EndpointStatus, done: str, drop: bool = False
+) -> web.Response:
     endpoint_id = endpoint_id_of(request)
     async with endpoint_errors("Redis is unavailable; the webhook was not changed."):
-        await producer_of(request).endpoints.set_status(endpoint_id, status)
-    log.info("dashboard_endpoint_status", endpoint_id=endpoint_id, status=status.value)
+        await producer_of(request).pausing.set_status(endpoint_id, status, drop)
+    log.info("dashboard_endpoint_status", endpoint_id=endpoint_id, status=status.value, drop=drop)
     return await flash_and_redirect(request, page_url(endpoint_id), done)
 
 
@@ -217,4 +237,5 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/webhooks/{id}/delete", delete_webhook)
     router.add_post("/webhooks/{id}/enable", enable_webhook)
     router.add_post("/webhooks/{id}/disable", disable_webhook)
+    router.add_post("/webhooks/{id}/drop", drop_webhook)
     router.add_post("/webhooks/{id}/rotate-secret", rotate_secret)

@@ -186,8 +186,16 @@ async def get_endpoint(request: web.Request) -> web.Response:
         endpoint = await producer.endpoints.get(endpoint_id)
         recent = await producer.deliveries.recent(endpoint_id)
         dead_total = await producer.deliveries.dead_total(endpoint_id)
+        paused = await producer.pausing.paused(endpoint_id)
+        drop = await producer.pausing.drops(endpoint_id)
     return web.json_response(
-        {**endpoint.public_dict(), "recent": recent.to_dict(), "dead_total": dead_total}
+        {
+            **endpoint.public_dict(),
+            "recent": recent.to_dict(),
+            "dead_total": dead_total,
+            "paused": paused,
+            "drop": drop,
+        }
     )
 
 
@@ -206,21 +214,30 @@ async def patch_endpoint(request: web.Request) -> web.Response:
 
 
 async def enable_endpoint(request: web.Request) -> web.Response:
-    """``POST /v1/endpoints/{id}/enable``: deliver to it again (also clears ``failing``)."""
-    return await _set_status(request, EndpointStatus.ACTIVE)
+    """``POST /v1/endpoints/{id}/enable``: deliver to it again (also clears ``failing``);
+    its paused deliveries resume in publish order."""
+    return await _set_status(request, EndpointStatus.ACTIVE, drop=False)
 
 
 async def disable_endpoint(request: web.Request) -> web.Response:
-    """``POST /v1/endpoints/{id}/disable``: no new deliveries until enabled."""
-    return await _set_status(request, EndpointStatus.DISABLED)
+    """``POST /v1/endpoints/{id}/disable`` ``{"drop": false}``: its deliveries are paused
+    until enabled; with ``drop`` they end dead with the reason instead."""
+    body = await read_optional_json_object(request)
+    reject_unknown(body, ("drop",))
+    drop = body.get("drop", False)
+    if not isinstance(drop, bool):
+        raise invalid_field("drop", "must be true or false")
+    return await _set_status(request, EndpointStatus.DISABLED, drop=drop)
 
 
-async def _set_status(request: web.Request, status: EndpointStatus) -> web.Response:
-    """Enable or disable the endpoint of the path."""
+async def _set_status(request: web.Request, status: EndpointStatus, drop: bool) -> web.Response:
+    """Enable or disable the endpoint of the path (producer/pausing.py)."""
     endpoint_id = path_id(request, "endpoint")
+    producer = producer_of(request)
     async with registry_errors("Redis is unavailable; the endpoint was not changed."):
-        endpoint = await producer_of(request).endpoints.set_status(endpoint_id, status)
-    return web.json_response(endpoint.public_dict())
+        endpoint = await producer.pausing.set_status(endpoint_id, status, drop)
+        paused = await producer.pausing.paused(endpoint_id)
+    return web.json_response({**endpoint.public_dict(), "paused": paused, "drop": drop})
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:

@@ -105,6 +105,20 @@ _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
     },
 }
 
+# The paused backlog in an endpoint's views (producer/pausing.py).
+_PAUSE_PROPERTIES: dict[str, Any] = {
+    "paused": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Deliveries paused, waiting for the endpoint to be enabled (sent "
+        "then in publish order).",
+    },
+    "drop": {
+        "type": "boolean",
+        "description": "Disabled with drop: its deliveries end dead instead of pausing.",
+    },
+}
+
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "Endpoint": {
         "type": "object",
@@ -161,14 +175,25 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             schema_ref("Endpoint"),
             {
                 "type": "object",
-                "required": ["recent", "dead_total"],
+                "required": ["recent", "dead_total", "paused", "drop"],
                 "properties": {
                     "recent": schema_ref("RecentDeliveries"),
                     "dead_total": {
                         "type": "integer",
                         "description": "Dead deliveries kept for replay.",
                     },
+                    **_PAUSE_PROPERTIES,
                 },
+            },
+        ]
+    },
+    "EndpointStatusChange": {
+        "allOf": [
+            schema_ref("Endpoint"),
+            {
+                "type": "object",
+                "required": ["paused", "drop"],
+                "properties": _PAUSE_PROPERTIES,
             },
         ]
     },
@@ -197,6 +222,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "delivered",
             "dead",
             "pending",
+            "paused",
             "last_attempt_at",
             "last_delivered_at",
             "last_error",
@@ -207,6 +233,11 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "delivered": {"type": "integer", "minimum": 0},
             "dead": {"type": "integer", "minimum": 0},
             "pending": {"type": "integer", "minimum": 0},
+            "paused": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Paused: waiting for the endpoint to be enabled.",
+            },
             "last_attempt_at": NULLABLE_ISO_TIME_SCHEMA,
             "last_delivered_at": NULLABLE_ISO_TIME_SCHEMA,
             "last_error": {
@@ -241,6 +272,9 @@ _ENDPOINT_OPERATIONS = (
     "replayEndpoint",
 )
 _ENDPOINT_RESPONSE = json_response("The endpoint (secret masked).", schema_ref("Endpoint"))
+_STATUS_RESPONSE = json_response(
+    "The endpoint (secret masked), with its paused count.", schema_ref("EndpointStatusChange")
+)
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/endpoints": {
@@ -301,25 +335,48 @@ OPENAPI_PATHS: dict[str, Any] = {
         ),
         "delete": operation(
             "deleteEndpoint",
-            "Delete an endpoint (its queued deliveries end as dead)",
+            "Delete an endpoint (its queued and paused deliveries end as dead)",
             tag="endpoints",
             parameters=[_ENDPOINT_ID],
             responses={"204": {"description": "Deleted."}, **problem_responses(404, 503)},
         ),
     },
-    **{
-        f"/v1/endpoints/{{id}}/{action}": {
-            "post": operation(
-                f"{action}Endpoint",
-                summary,
-                tag="endpoints",
-                parameters=[_ENDPOINT_ID],
-                responses={"200": _ENDPOINT_RESPONSE, **problem_responses(404, 503)},
-            )
-        }
-        for action, summary in (
-            ("enable", "Deliver to an endpoint again (clears failing)"),
-            ("disable", "Stop delivering to an endpoint"),
+    "/v1/endpoints/{id}/enable": {
+        "post": operation(
+            "enableEndpoint",
+            "Deliver to an endpoint again (clears failing); its paused deliveries resume",
+            tag="endpoints",
+            description="The workers send its paused deliveries in publish order, each "
+            "with the attempts it had left; new ones queue behind them. See "
+            "docs/endpoint-states.md.",
+            parameters=[_ENDPOINT_ID],
+            responses={"200": _STATUS_RESPONSE, **problem_responses(404, 503)},
+        )
+    },
+    "/v1/endpoints/{id}/disable": {
+        "post": operation(
+            "disableEndpoint",
+            "Pause an endpoint: its deliveries wait, nothing is lost (or drop them)",
+            tag="endpoints",
+            description="Its deliveries (queued, retrying and new ones) are kept as "
+            "`paused` and spend no attempt until it is enabled, at most "
+            "PAUSED_MAX_PER_ENDPOINT (past it the oldest end dead, 'paused backlog "
+            "full'). With `drop`, they end dead with the reason instead (replayable).",
+            parameters=[_ENDPOINT_ID],
+            body={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "drop": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "End its paused and later deliveries dead with the "
+                        "reason 'endpoint disabled' instead of keeping them paused.",
+                    }
+                },
+            },
+            body_required=False,
+            responses={"200": _STATUS_RESPONSE, **problem_responses(404, 422, 503)},
         )
     },
     "/v1/endpoints/{id}/rotate-secret": {

@@ -1,0 +1,123 @@
+"""Auto-disable (``DISABLE_FAILING_AFTER``): an endpoint failing without a success for that
+long is disabled, its deliveries paused, with one email and one operational notice.
+
+Off by default (0), as in the seed. An endpoint turns ``failing`` when a delivery fails
+every attempt (worker/record.lua notes the time); a success returns it to ``active``. So
+an endpoint still ``failing`` that long after it turned so has had no success since.
+Every worker looks every :func:`check_interval`; worker/autodisable.lua disables each
+endpoint once, whichever worker gets there first, and writes the email's job with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import cast
+
+import structlog
+
+from producer.events import iso_time
+from producer.jobs import JobDispatcher, JobSpec
+from producer.keys import ENDPOINT_PAUSE_FIELDS, NOTIFICATION_QUEUE, Keys
+from producer.messages import NotificationJob
+from producer.pausing import AUTO_DISABLE_REASON, PauseEvents
+from producer.redis.clients import RedisClient
+from producer.scripts import load_script
+from worker.metrics import Metrics
+
+log = structlog.get_logger("cliq.worker.autodisable")
+
+
+def check_interval(after_s: float) -> float:
+    """Seconds between looks: a tenth of the threshold, from 0.1 s to a minute."""
+    return min(60.0, max(0.1, after_s / 10))
+
+
+def notification_job(endpoint_id: str, failing_since_ms: int) -> JobSpec:
+    """The owner's email for an endpoint disabled after failing since ``failing_since_ms``
+    (its id makes a second copy of it the same job)."""
+    job = NotificationJob(
+        endpoint_id=endpoint_id,
+        delivery_id="",
+        event_id="",
+        attempts=0,
+        last_error=f"no successful delivery since {iso_time(failing_since_ms)}",
+        failed_at_ms=failing_since_ms,
+        reason="auto_disabled",
+    )
+    return JobSpec(NOTIFICATION_QUEUE, f"n-{endpoint_id}-auto-{failing_since_ms}", job.to_dict())
+
+
+class AutoDisabler:
+    """Disables endpoints failing for longer than ``after_s`` seconds."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        dispatcher: JobDispatcher,
+        after_s: float,
+        events: PauseEvents,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock``: seconds since the epoch (tests inject one)."""
+        self._redis = redis
+        self._keys = keys
+        self._dispatcher = dispatcher
+        self._after_ms = int(after_s * 1000)
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+        self._script = load_script(redis, keys, "worker", "autodisable.lua")
+
+    async def run_once(self) -> list[str]:
+        """Disable the endpoints due; returns their ids."""
+        ids = sorted(cast(set[str], await self._redis.smembers(self._keys.failing)))
+        if not ids:
+            return []
+        since_field = ENDPOINT_PAUSE_FIELDS.failing_since
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in ids:
+                pipe.hmget(self._keys.endpoint(endpoint_id), "status", since_field)
+            rows: list[list[str | None]] = await pipe.execute()
+        now_ms = int(self._clock() * 1000)
+        args: list[str | int] = [now_ms]
+        for endpoint_id, (status, since) in zip(ids, rows, strict=True):
+            if status != "failing":
+                continue
+            if since is None:  # failing since before this was noted: count from now
+                await self._redis.hsetnx(self._keys.endpoint(endpoint_id), since_field, now_ms)
+            elif now_ms - int(since) >= self._after_ms:
+                args += [endpoint_id, since, notification_job(endpoint_id, int(since)).to_json()]
+        if len(args) == 1:
+            return []
+        disabled, members = await self._script(*args)
+        await self._dispatcher.dispatch(members)
+        done = []
+        for k in range(0, len(disabled), 2):
+            endpoint_id, workspace_id = disabled[k], disabled[k + 1]
+            self._metrics.auto_disabled.inc()
+            self._metrics.endpoint_transitions.labels("disabled").inc()
+            log.warning(
+                "endpoint_disabled",
+                reason=AUTO_DISABLE_REASON,
+                endpoint_id=endpoint_id,
+                workspace_id=workspace_id,
+            )
+            await self._events.endpoint_disabled(endpoint_id, workspace_id, AUTO_DISABLE_REASON)
+            done.append(endpoint_id)
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Look until ``stop`` is set; Redis errors are reported and retried."""
+        interval = check_interval(self._after_ms / 1000)
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # Redis down: report and keep trying
+                log.warning("auto_disable_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
