@@ -138,6 +138,8 @@ class CountingServer:
         self.hold = hold
         self.connections = self.requests = self.open_now = self.most_open = 0
         self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._handlers: list[asyncio.Task[None]] = []
 
     @property
     def port(self) -> int:
@@ -154,8 +156,18 @@ class CountingServer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
+        # Connections the client keeps open: end their handlers, which close them.
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        for writer in self._writers:
+            await writer.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.append(task)
+        self._writers.append(writer)
         self.connections += 1
         self.open_now += 1
         self.most_open = max(self.most_open, self.open_now)
