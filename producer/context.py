@@ -54,6 +54,7 @@ class Producer:
             self.secret_box,
             self.destinations,
             max_endpoint_timeout_s,
+            self.dispatcher,
         )
         self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)

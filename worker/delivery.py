@@ -66,9 +66,11 @@ class DeliveryProcessor:
         box: SecretBox,
         to_log_outbox: bool,
         keep_per_endpoint: int,
+        operations: bool = False,
     ) -> None:
         """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set);
-        else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint."""
+        else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint.
+        ``operations``: outcomes cause operational events (``OPERATIONS_WEBHOOK_URL``)."""
         self._schedule = schedule
         self._sender = sender
         self._dispatcher = dispatcher
@@ -79,7 +81,14 @@ class DeliveryProcessor:
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
         self._recorder = Recorder(
-            redis, keys, dispatcher, metrics, retention_s, to_log_outbox, keep_per_endpoint
+            redis,
+            keys,
+            dispatcher,
+            metrics,
+            retention_s,
+            to_log_outbox,
+            keep_per_endpoint,
+            operations,
         )
         self._batches = BatchRunner(metrics, limiter, dispatcher)
 

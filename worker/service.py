@@ -35,6 +35,7 @@ from producer.keys import (
     DELIVERY_FIELDS,
     DELIVERY_QUEUE,
     NOTIFICATION_QUEUE,
+    OPERATIONS_QUEUE,
     RETRY_QUEUE,
     Keys,
 )
@@ -46,6 +47,7 @@ from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
+from worker.operations import OperationsPublisher, register_operations_endpoint
 from worker.pickup import Pickup
 from worker.request import user_agent
 from worker.sender import Sender
@@ -107,6 +109,15 @@ class WorkerService:
             raise
         self.guard = guard
         redis, dispatcher, registry = producer.redis, producer.dispatcher, producer.endpoints
+        operations = bool(s.operations_webhook_url)
+        if operations:
+            try:
+                await register_operations_endpoint(
+                    registry, s.operations_webhook_url, s.operations_webhook_secret
+                )
+            except BaseException:
+                await producer.close()
+                raise
         if not producer.secret_box.encrypting:
             log.warning("secrets_not_encrypted", hint="set SECRET_ENCRYPTION_KEY")
         sender = Sender(
@@ -137,6 +148,7 @@ class WorkerService:
             box=producer.secret_box,
             to_log_outbox=producer.log_store is not None,
             keep_per_endpoint=s.producer.log_keep_per_endpoint,
+            operations=operations,
         )
         if producer.log_store is not None:
             self.log_writer = LogWriter(
@@ -156,6 +168,13 @@ class WorkerService:
             outbox_dir=s.notify_outbox,
             metrics=self.metrics,
             public_url=s.public_url,
+        )
+        operational = OperationsPublisher(
+            registry=registry,
+            publisher=producer.publisher,
+            metrics=self.metrics,
+            public_url=s.public_url,
+            enabled=operations,
         )
         pickup = Pickup(
             redis,
@@ -190,6 +209,7 @@ class WorkerService:
             # due retries from waiting behind the backlog of new deliveries.
             self._queue_worker(RETRY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
+            self._queue_worker(OPERATIONS_QUEUE, operational.process, NOTIFICATION_CONCURRENCY),
         ]
         for queue_worker in self._queue_workers:
             await precise_waits(queue_worker)
@@ -205,6 +225,7 @@ class WorkerService:
             retry_schedule=str(s.retry_schedule),
             metrics_port=s.metrics_port,
             notify_outbox=None if s.smtp_url else s.notify_outbox,
+            operations_webhook_url=s.operations_webhook_url or None,
         )
         try:
             await self._stop.wait()
