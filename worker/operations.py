@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 from producer.deliveries import AttemptOutcome
-from producer.endpoint_rules import DestinationError, EndpointNotFound
+from producer.destinations import DestinationPolicy, DestinationRefused, RegistrationCheck
+from producer.endpoint_rules import DestinationError, EndpointNotFound, url_host_port
 from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
 from producer.events import OPERATIONS_WORKSPACE, Event, iso_time
 from producer.jsonwire import JSONValue
@@ -217,3 +218,15 @@ async def register_operations_endpoint(
         return await registry.ensure(endpoint)
     except DestinationError as exc:
         raise SettingsError(f"OPERATIONS_WEBHOOK_URL={url!r}: {exc.message}") from None
+
+
+async def check_operations_destination(url: str, policy: DestinationPolicy | None) -> None:
+    """Refuse ``OPERATIONS_WEBHOOK_URL`` (:class:`SettingsError`) if the destination
+    policy would: checked before a worker connects anything, so that it stops cleanly."""
+    check = RegistrationCheck(policy)
+    try:
+        await check.check(*url_host_port(url))
+    except DestinationRefused as exc:
+        raise SettingsError(f"OPERATIONS_WEBHOOK_URL={url!r}: {exc}") from None
+    finally:
+        await check.close()

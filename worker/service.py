@@ -47,7 +47,11 @@ from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
-from worker.operations import OperationsPublisher, register_operations_endpoint
+from worker.operations import (
+    OperationsPublisher,
+    check_operations_destination,
+    register_operations_endpoint,
+)
 from worker.pickup import Pickup
 from worker.request import user_agent
 from worker.sender import Sender
@@ -88,6 +92,11 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
+        # Before anything is started that a refusal would have to undo.
+        if s.operations_webhook_url:
+            await check_operations_destination(
+                s.operations_webhook_url, s.producer.destination_policy
+            )
         self.handle_signals()
         if s.producer.redis_notice:
             log.warning("redis_url_empty", detail=s.producer.redis_notice)
