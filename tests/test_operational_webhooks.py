@@ -334,7 +334,24 @@ def test_settings_need_a_secret_and_never_show_it() -> None:
     assert OPS_SECRET not in repr(settings)
 
 
-async def test_the_operations_workspace_is_reserved(producer: Producer) -> None:
+async def test_the_operations_workspace_is_reserved(redis_url: str, producer: Producer) -> None:
+    api = await api_client(redis_url)
+    try:
+        event = {"type": "issue.created", "workspace_id": OPERATIONS_WORKSPACE, "data": {}}
+        published = await api.post("/v1/events", json=event)
+        assert published.status == 422
+        assert "workspace_id" in await published.text()
+        endpoint = {
+            "workspace_id": OPERATIONS_WORKSPACE,
+            "url": "https://example.com/hook",
+            "events": ["*"],
+            "owner_email": "o@example.com",
+        }
+        created = await api.post("/v1/endpoints", json=endpoint)
+        assert created.status == 422
+        assert "reserved for operational events" in await created.text()
+    finally:
+        await api.close()
     with pytest.raises(EndpointError) as refused:
         await producer.endpoints.create(
             workspace_id=OPERATIONS_WORKSPACE,
