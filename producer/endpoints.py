@@ -43,7 +43,7 @@ from producer.endpoint_rules import (
 from producer.events import Catalogue, format_timestamp
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
-from producer.operations import endpoint_disabled, is_operational
+from producer.operations import OPERATIONS_ENDPOINT_ID, endpoint_disabled, is_operational
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
@@ -381,12 +381,14 @@ class EndpointRegistry:
         endpoint = await self.get(endpoint_id)
         changed = replace(endpoint, status=status, updated_ms=_now_ms())
         # Turning disabled is an operational event (producer.operations), written with
-        # the change; its job id names the state left, so racing disables make one.
+        # the change; its job id names the state left, so racing disables make one. None
+        # while no worker has registered the operations endpoint (nobody would get it).
         announce = ""
         if (
             status == EndpointStatus.DISABLED
             and endpoint.status != EndpointStatus.DISABLED
             and not is_operational(endpoint_id)
+            and await self._redis.exists(self._keys.endpoint(OPERATIONS_ENDPOINT_ID))
         ):
             job = endpoint_disabled(
                 endpoint_id,

@@ -149,15 +149,13 @@ class OperationsPublisher:
         publisher: Publisher,
         metrics: Metrics,
         public_url: str,
-        enabled: bool,
     ) -> None:
-        """``enabled``: ``OPERATIONS_WEBHOOK_URL`` is set (else jobs are dropped);
-        ``public_url``: the base of the dashboard links (``PUBLIC_URL``)."""
+        """``public_url``: the base of the dashboard links (``PUBLIC_URL``). Only workers
+        with ``OPERATIONS_WEBHOOK_URL`` run it."""
         self._registry = registry
         self._publisher = publisher
         self._metrics = metrics
         self._public_url = public_url
-        self._enabled = enabled
 
     async def process(self, job: Any, _token: str) -> str:
         """Publish one operational event; Redis errors propagate (bullmq retries)."""
@@ -172,8 +170,8 @@ class OperationsPublisher:
             endpoint_id=operational.endpoint_id,
             delivery_id=operational.delivery_id or None,
         )
-        if not self._enabled or is_operational(operational.endpoint_id):
-            bound.debug("operational_event_skipped", enabled=self._enabled)
+        if is_operational(operational.endpoint_id):
+            bound.debug("operational_event_skipped", reason="about the operations endpoint")
             return "skipped"
         workspace_id, url = operational.workspace_id, operational.endpoint_url
         if not workspace_id or not url:

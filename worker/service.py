@@ -183,7 +183,6 @@ class WorkerService:
             publisher=producer.publisher,
             metrics=self.metrics,
             public_url=s.public_url,
-            enabled=operations,
         )
         pickup = Pickup(
             redis,
@@ -218,8 +217,12 @@ class WorkerService:
             # due retries from waiting behind the backlog of new deliveries.
             self._queue_worker(RETRY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
-            self._queue_worker(OPERATIONS_QUEUE, operational.process, NOTIFICATION_CONCURRENCY),
         ]
+        if operations:
+            # Without OPERATIONS_WEBHOOK_URL its jobs wait for a worker that has it.
+            self._queue_workers.append(
+                self._queue_worker(OPERATIONS_QUEUE, operational.process, NOTIFICATION_CONCURRENCY)
+            )
         for queue_worker in self._queue_workers:
             await precise_waits(queue_worker)
         # Our own tasks around bullmq's loops: when one ends while we are not
