@@ -12,7 +12,7 @@ from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
-from producer.pausing import Pausing
+from producer.pausing import OperationalPauseEvents, Pausing
 from producer.publisher import Publisher
 from producer.redis.clients import redis_client
 from producer.secretbox import SecretBox
@@ -55,8 +55,18 @@ class Producer:
             self.secret_box,
             self.destinations,
             max_endpoint_timeout_s,
+            self.dispatcher,
         )
-        self.publisher = Publisher(self.redis, self.keys, self.endpoints, self.dispatcher, settings)
+        self.publisher = Publisher(
+            self.redis,
+            self.keys,
+            self.endpoints,
+            self.dispatcher,
+            settings,
+            pause_events=OperationalPauseEvents(
+                self.redis, self.keys, self.dispatcher, settings.paused_max_per_endpoint
+            ),
+        )
         self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
         self.pausing = Pausing(self.redis, self.keys, self.endpoints)
         # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from producer.destinations import is_legacy_ipv4
-from producer.events import ID_PATTERN, Catalogue
+from producer.events import ID_PATTERN, OPERATIONS_WORKSPACE, Catalogue
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -120,6 +120,9 @@ def validate_workspace(workspace_id: str) -> str:
     """A workspace id: it becomes part of Redis keys."""
     if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
         raise EndpointError("workspace", "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-'")
+    if workspace_id == OPERATIONS_WORKSPACE:
+        # Its one endpoint is OPERATIONS_WEBHOOK_URL's, registered by the workers.
+        raise EndpointError("workspace", f"{workspace_id!r} is reserved for operational events")
     return workspace_id
 
 

@@ -43,7 +43,9 @@ from producer.endpoint_rules import (
 from producer.events import Catalogue, Event, format_timestamp
 from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
+from producer.jobs import JobDispatcher
 from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
+from producer.operations import OPERATIONS_ENDPOINT_ID, endpoint_disabled, is_operational
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
@@ -212,10 +214,14 @@ class EndpointRegistry:
         box: SecretBox,
         destinations: RegistrationCheck | None = None,
         max_timeout_s: float = DELIVERY_TIMEOUT.value,
+        dispatcher: JobDispatcher | None = None,
     ) -> None:
         """``destinations``: the destination policy that URLs must pass (None: none);
-        ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT)."""
+        ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT);
+        ``dispatcher``: hands on at once the jobs a change causes (else the workers'
+        outbox sweep does, seconds later)."""
         self._redis = redis
+        self._dispatcher = dispatcher
         self.max_timeout_s = max_timeout_s
         self._keys = keys
         self.catalogue = catalogue
@@ -416,6 +422,25 @@ class EndpointRegistry:
         :class:`producer.pausing.Pausing`, which also moves a backlog already paused)."""
         endpoint = await self.get(endpoint_id)
         changed = replace(endpoint, status=status, updated_ms=_now_ms())
+        # Turning disabled is an operational event (producer.operations), written with
+        # the change; its job id names the state left, so racing disables make one. None
+        # while no worker has registered the operations endpoint (nobody would get it).
+        announce = ""
+        if (
+            status == EndpointStatus.DISABLED
+            and endpoint.status != EndpointStatus.DISABLED
+            and not is_operational(endpoint_id)
+            and await self._redis.exists(self._keys.endpoint(OPERATIONS_ENDPOINT_ID))
+        ):
+            job = endpoint_disabled(
+                endpoint_id,
+                transition=f"m{endpoint.updated_ms}",
+                at_ms=changed.updated_ms,
+                reason="manual",
+                workspace_id=endpoint.workspace_id,
+                endpoint_url=endpoint.url,
+            )
+            announce = job.spec().to_json()
         async with self._redis.pipeline(transaction=True) as pipe:
             mode = "1" if drop and status == EndpointStatus.DISABLED else "0"
             pipe.hset(self._keys.endpoint(endpoint_id), ENDPOINT_PAUSE_FIELDS.drop, mode)
@@ -426,8 +451,41 @@ class EndpointRegistry:
             if status != EndpointStatus.DISABLED:  # its paused backlog resumes
                 pipe.sadd(self._keys.resuming, endpoint_id)
             self._stage(pipe, changed, endpoint)
+            if announce:
+                pipe.zadd(self._keys.outbox, {announce: changed.updated_ms})
             await pipe.execute()
+        if announce and self._dispatcher is not None:
+            await self._dispatcher.dispatch([announce])
         return changed
+
+    async def ensure(self, endpoint: Endpoint) -> Endpoint:
+        """Store an endpoint built whole by the caller (a reserved one: the operations
+        endpoint), past the destination policy: created if missing, else the fields that
+        differ are written, its status and creation time kept. Returns it as stored."""
+        await self._check_destination(endpoint.url)
+        try:
+            before: Endpoint | None = await self.get(endpoint.id)
+        except EndpointNotFound:
+            before = None
+        if before is not None:
+            endpoint = replace(
+                endpoint,
+                status=before.status,
+                created_ms=before.created_ms,
+                updated_ms=before.updated_ms,
+            )
+            if endpoint.to_hash(UNSEALED) == before.to_hash(UNSEALED):
+                return before
+            endpoint = replace(endpoint, updated_ms=_now_ms())
+            await self._write(endpoint, before)
+            return endpoint
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._stage(pipe, endpoint)
+            pipe.sadd(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint.id)
+            pipe.zadd(self._keys.endpoints, {endpoint.id: endpoint.created_ms})
+            stage_generation(pipe, self._keys)
+            await pipe.execute()
+        return endpoint
 
     async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
         """A new secret; the old one keeps signing for ``grace_s``: ``webhook-signature``

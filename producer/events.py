@@ -85,6 +85,9 @@ def example_data(event_type: str) -> dict[str, jsonwire.JSONValue]:
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 EVENT_FIELDS = ("id", "type", "created_at", "workspace_id", "data")
+# The workspace of the operational events (producer.operations): reserved, so that no
+# one else can publish into it or subscribe an endpoint to it.
+OPERATIONS_WORKSPACE = "_operations"
 
 
 class EventError(ValueError):
@@ -241,6 +244,10 @@ def parse_event(
     workspace_id = raw.get("workspace_id")
     if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
         errors.append(("workspace_id", "is required: 1-128 characters of A-Z, a-z, 0-9, '_', '-'"))
+    elif workspace_id == OPERATIONS_WORKSPACE:
+        errors.append(
+            ("workspace_id", f"{OPERATIONS_WORKSPACE!r} is reserved for operational events")
+        )
 
     created_raw = raw.get("created_at")
     moment = now or datetime.now(UTC)

@@ -19,11 +19,12 @@ from typing import Any, cast
 from bullmq import Queue
 
 from producer.backoff import DELIVERY_JOB_BACKOFF_MS, NOTIFICATION_BACKOFF_MS, job_backoff
-from producer.keys import DELIVERY_QUEUES, NOTIFICATION_QUEUE, Keys
+from producer.keys import DELIVERY_QUEUES, NOTIFICATION_QUEUE, OPERATIONS_QUEUE, Keys
 from producer.redis.clients import RedisClient, RedisKind, bullmq_connection, kind_of
 
 DELIVERY_JOB = "deliver"
 NOTIFICATION_JOB = "notify"
+JOB_NAMES = {NOTIFICATION_QUEUE: NOTIFICATION_JOB, OPERATIONS_QUEUE: "operate"}
 WEEK_S = 7 * 24 * 3600
 
 
@@ -163,7 +164,7 @@ class JobDispatcher:
         self._cluster = kind_of(redis_url) is RedisKind.CLUSTER
         self.queues: dict[str, Queue] = {
             name: Queue(name, {"connection": bullmq_connection(redis_url), "prefix": keys.prefix})
-            for name in (*DELIVERY_QUEUES, NOTIFICATION_QUEUE)
+            for name in (*DELIVERY_QUEUES, NOTIFICATION_QUEUE, OPERATIONS_QUEUE)
         }
 
     async def dispatch(self, members: Sequence[str]) -> None:
@@ -179,7 +180,7 @@ class JobDispatcher:
         for spec in specs:
             by_queue.setdefault(spec.queue, []).append(
                 {
-                    "name": NOTIFICATION_JOB if spec.queue == NOTIFICATION_QUEUE else DELIVERY_JOB,
+                    "name": JOB_NAMES.get(spec.queue, DELIVERY_JOB),
                     "data": spec.data,
                     "opts": self._options.job_options(spec),
                 }

@@ -18,6 +18,9 @@ DELIVERY_QUEUE = "deliveries"
 RETRY_QUEUE = "retries"
 DELIVERY_QUEUES = (DELIVERY_QUEUE, RETRY_QUEUE)
 NOTIFICATION_QUEUE = "notifications"
+# Operational events waiting to be published into the operations workspace
+# (producer.operations; a worker publishes each: worker/operations.py).
+OPERATIONS_QUEUE = "operations"
 
 # name -> key after "{prefix}:"; "{}" is the id. The comments are the reference.
 LAYOUT: dict[str, str] = {

@@ -15,12 +15,21 @@ disabled automatically, a backlog that overflowed): the default one logs.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 import structlog
 
 from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
+from producer.jobs import JobDispatcher
 from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
+from producer.operations import (
+    OPERATIONS_ENDPOINT_ID,
+    OperationalJob,
+    emit,
+    endpoint_disabled,
+    endpoint_paused_backlog_full,
+)
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 
@@ -71,6 +80,57 @@ class LoggedPauseEvents:
             workspace_id=workspace_id,
             reason=reason,
         )
+
+
+class OperationalPauseEvents(LoggedPauseEvents):
+    """The :class:`PauseEvents` of the API and the workers: the log line, and the
+    operational event (``endpoint.disabled`` with reason ``auto``,
+    ``endpoint.paused_backlog_full``) once a worker has registered the operations
+    endpoint (``OPERATIONS_WEBHOOK_URL``); without it nobody would receive them."""
+
+    def __init__(
+        self, redis: RedisClient, keys: Keys, dispatcher: JobDispatcher, paused_max: int
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._dispatcher = dispatcher
+        self._paused_max = paused_max
+
+    async def endpoint_disabled(self, endpoint_id: str, workspace_id: str, reason: str) -> None:
+        """Log it; queue ``endpoint.disabled``."""
+        await super().endpoint_disabled(endpoint_id, workspace_id, reason)
+        now_ms = int(time.time() * 1000)
+        # Told once per automatic disable (worker/autodisable.lua): its time names it.
+        await self._emit(
+            endpoint_disabled(
+                endpoint_id,
+                transition=f"a{now_ms}",
+                at_ms=now_ms,
+                reason="auto",
+                workspace_id=workspace_id,
+                last_error=reason,
+            )
+        )
+
+    async def paused_backlog_full(self, endpoint_id: str, workspace_id: str, reason: str) -> None:
+        """Log it; queue ``endpoint.paused_backlog_full``."""
+        await super().paused_backlog_full(endpoint_id, workspace_id, reason)
+        now_ms = int(time.time() * 1000)
+        # Told once per overflow until the backlog is next resumed.
+        await self._emit(
+            endpoint_paused_backlog_full(
+                endpoint_id,
+                transition=f"b{now_ms}",
+                at_ms=now_ms,
+                backlog=self._paused_max,
+                workspace_id=workspace_id,
+                last_error=reason,
+            )
+        )
+
+    async def _emit(self, job: OperationalJob) -> None:
+        if await self._redis.exists(self._keys.endpoint(OPERATIONS_ENDPOINT_ID)):
+            await emit(self._dispatcher, [job])
 
 
 class Pausing:

@@ -71,10 +71,12 @@ class DeliveryProcessor:
         to_log_outbox: bool,
         keep_per_endpoint: int,
         pauser: Pauser,
+        operations: bool = False,
     ) -> None:
         """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set);
         else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint.
-        ``pauser``: where items of disabled endpoints go instead of an attempt."""
+        ``pauser``: where items of disabled endpoints go instead of an attempt.
+        ``operations``: outcomes cause operational events (``OPERATIONS_WEBHOOK_URL``)."""
         self._pauser = pauser
         self._schedule = schedule
         self._sender = sender
@@ -86,7 +88,14 @@ class DeliveryProcessor:
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
         self._recorder = Recorder(
-            redis, keys, dispatcher, metrics, retention_s, to_log_outbox, keep_per_endpoint
+            redis,
+            keys,
+            dispatcher,
+            metrics,
+            retention_s,
+            to_log_outbox,
+            keep_per_endpoint,
+            operations,
         )
         self._batches = BatchRunner(metrics, limiter, dispatcher)
 

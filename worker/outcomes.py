@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from producer.deliveries import Attempt, AttemptOutcome
+from producer.endpoints import Endpoint
 from producer.jobs import DeliveryItem
 from worker.batches import Target, Unsendable
 from worker.schedule import RetrySchedule
@@ -32,6 +33,13 @@ class Outcome:
     disable: bool = False
     # The destination policy refused the address: dead at once, not retried.
     refused: bool = False
+    # The endpoint as loaded for the attempt (None: not attempted, see unsent).
+    endpoint: Endpoint | None = None
+
+    @property
+    def last_error(self) -> str:
+        """What went wrong, as the email and the operational events tell it."""
+        return self.attempt.error or f"HTTP {self.attempt.status}: {self.attempt.response[:200]}"
 
 
 def outcome_of(
@@ -79,6 +87,7 @@ def outcome_of(
         delay,
         gone,
         response.refused,
+        target.endpoint,
     )
 
 

@@ -7,7 +7,10 @@
 -- `keep` delivered deliveries, the older leaving Redis: worker/forget.lua), keep, where each
 -- outcome is [delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
---   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0)],
+--   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0),
+--   ops_dead (the delivery.dead operational job's member, written if it ends dead, or ''),
+--   ops_turn (the member of the endpoint's operational event, written only if this
+--     outcome turns it failing, disabled or active again, or '')],
 -- then (after log) any number of retry job members, written to the outbox as they are.
 -- A delivery that ends lets the next one of its FIFO endpoint go (fifo.lua).
 -- Returns {per-outcome codes, outbox members written}. Codes:
@@ -17,6 +20,7 @@
 --   'recovered' delivered, and the endpoint went from failing back to active
 --   'failing'   dead, and the endpoint went from active to failing (email queued)
 --   'disabled'  dead with 410 Gone: the endpoint was disabled (email queued)
+-- (the operational jobs go with 'dead', 'failing', 'disabled' and 'recovered').
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local outcomes = cjson.decode(ARGV[4])
@@ -58,8 +62,17 @@ local function set_status(endpoint_key, status)
   redis.call('INCR', K.workspace_version(redis.call('HGET', endpoint_key, 'workspace')))
 end
 
+-- Write a job (an outbox member, '' for none) to the outbox with the change it reports.
+local function enqueue(member)
+  if member ~= '' then
+    redis.call('ZADD', outbox, now, member)
+    members[#members + 1] = member
+  end
+end
+
 for k, outcome in ipairs(outcomes) do
-  local delivery_id, number, kind, attempt, due, notify, disable = unpack(outcome)
+  local delivery_id, number, kind, attempt, due, notify, disable, ops_dead, ops_turn =
+    unpack(outcome)
   local key = K.delivery(delivery_id)
   local row = redis.call('HMGET', key, F.delivery.state, F.delivery.attempts,
     F.delivery.event, F.delivery.endpoint, F.delivery.created)
@@ -95,6 +108,7 @@ for k, outcome in ipairs(outcomes) do
       if redis.call('HGET', endpoint_key, 'status') == 'failing' then
         set_status(endpoint_key, 'active')
         redis.call('SREM', K.failing(), endpoint_id)
+        enqueue(ops_turn)
         codes[k] = 'recovered'
       end
     else
@@ -102,22 +116,21 @@ for k, outcome in ipairs(outcomes) do
       fifo_done(endpoint_id, delivery_id)
       redis.call('HINCRBY', stats, 'dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
+      enqueue(ops_dead)
       local status = redis.call('HGET', endpoint_key, 'status')
       if disable == 1 and (status == 'active' or status == 'failing') then
         set_status(endpoint_key, 'disabled')
         redis.call('SREM', K.failing(), endpoint_id)
-        redis.call('ZADD', outbox, now, notify)
-        members[#members + 1] = notify
+        enqueue(notify)
+        enqueue(ops_turn)
         codes[k] = 'disabled'
       elseif disable ~= 1 and status == 'active' then
         set_status(endpoint_key, 'failing')
         -- Since when it fails without a success (DISABLE_FAILING_AFTER, autodisable.lua).
         redis.call('HSET', endpoint_key, F.endpoint_pause.failing_since, now)
         redis.call('SADD', K.failing(), endpoint_id)
-        if notify ~= '' then
-          redis.call('ZADD', outbox, now, notify)
-          members[#members + 1] = notify
-        end
+        enqueue(notify)
+        enqueue(ops_turn)
         codes[k] = 'failing'
       end
     end

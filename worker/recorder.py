@@ -5,8 +5,9 @@ by every job of the process (:mod:`worker.groupcommit`): one round trip records 
 outcomes, and an idle worker adds no wait. The same script call stores the attempt,
 moves the delivery on (delivered, scheduled, dead), turns its endpoint failing (or
 disabled, after 410 Gone, or back to active), and writes to the outbox the jobs this
-causes: a retry, grouped with others due at the same moment, and the owner's email
-(a :class:`~producer.messages.NotificationJob`).
+causes: a retry, grouped with others due at the same moment, the owner's email
+(a :class:`~producer.messages.NotificationJob`) and, with ``OPERATIONS_WEBHOOK_URL``,
+the operational events (:mod:`worker.operations`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from producer.deliveries import AttemptOutcome
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
 from producer.keys import NOTIFICATION_QUEUE, RETRY_QUEUE, Keys
 from producer.messages import NotificationJob
+from producer.operations import OperationalJob, is_operational
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from worker.groupcommit import GroupCommit
 from worker.metrics import Metrics
+from worker.operations import outcome_jobs, recovered_job
 from worker.outcomes import Outcome
 
 log = structlog.get_logger("cliq.worker.recorder")
@@ -47,10 +50,13 @@ class Recorder:
         retention_s: int,
         to_log_outbox: bool,
         keep_per_endpoint: int,
+        operations: bool = False,
     ) -> None:
         """``to_log_outbox``: also append each recorded attempt to the log outbox, for
         the delivery log's database (:mod:`worker.logwriter`); else each endpoint keeps
-        its latest ``keep_per_endpoint`` delivered deliveries in Redis."""
+        its latest ``keep_per_endpoint`` delivered deliveries in Redis. ``operations``:
+        write the operational events outcomes cause (``OPERATIONS_WEBHOOK_URL`` set)."""
+        self._operations = operations
         self._log_flag = "1" if to_log_outbox else "0"
         self._keep = keep_per_endpoint
         self._dispatcher = dispatcher
@@ -100,18 +106,22 @@ class Recorder:
     async def _flush(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Record outcomes in one script call, then hand the jobs they caused to bullmq."""
         now_ms = int(time.time() * 1000)
-        rows: list[tuple[str, int, str, str, str, str, int]] = []
+        rows: list[tuple[str, int, str, str, str, str, int, str, str]] = []
         retries: dict[int, list[DeliveryItem]] = defaultdict(list)
+        announced: list[bool] = []
         for outcome in outcomes:
             notify = ""
             due = ""
+            dead, turn = outcome_jobs(outcome) if self._operations else (None, None)
+            announced.append(turn is not None)
             if outcome.kind == AttemptOutcome.RETRY and outcome.delay_s is not None:
                 delay_ms = int(outcome.delay_s * 1000)
                 due = str(now_ms + delay_ms)
                 retries[delay_ms].append(
                     DeliveryItem(outcome.item.delivery_id, outcome.item.attempt + 1)
                 )
-            elif outcome.kind == AttemptOutcome.DEAD:
+            elif outcome.kind == AttemptOutcome.DEAD and not is_operational(outcome.endpoint_id):
+                # The operations endpoint has no owner to email (its failures are logged).
                 notify = notification_spec(outcome).to_json()
             rows.append(
                 (
@@ -122,6 +132,8 @@ class Recorder:
                     due,
                     notify,
                     1 if outcome.disable else 0,
+                    _member(dead),
+                    _member(turn),
                 )
             )
         args: list[EncodableT] = [
@@ -141,11 +153,26 @@ class Recorder:
             args.append(spec.to_json())
         codes, members = await self._record(*args)
         await self._dispatcher.dispatch(members)
+        if self._operations:
+            # Recovered although loaded as active (it turned failing meanwhile): no job
+            # went with the outcome, so it is queued now.
+            late = [
+                recovered_job(outcome).spec()
+                for outcome, code, sent in zip(outcomes, codes, announced, strict=True)
+                if code == "recovered" and not sent and not is_operational(outcome.endpoint_id)
+            ]
+            if late:
+                await self._dispatcher.add(late)
         return list(codes)
 
     async def close(self) -> None:
         """Wait for outcomes still being written."""
         await self._commit.close()
+
+
+def _member(job: OperationalJob | None) -> str:
+    """The outbox member of ``job`` for record.lua ('' for none)."""
+    return "" if job is None else job.spec().to_json()
 
 
 def notification_job(outcome: Outcome) -> NotificationJob:
@@ -155,8 +182,7 @@ def notification_job(outcome: Outcome) -> NotificationJob:
         delivery_id=outcome.item.delivery_id,
         event_id=outcome.event_id,
         attempts=outcome.item.attempt,
-        last_error=outcome.attempt.error
-        or f"HTTP {outcome.attempt.status}: {outcome.attempt.response[:200]}",
+        last_error=outcome.last_error,
         failed_at_ms=outcome.attempt.at_ms,
         reason="gone" if outcome.disable else "refused" if outcome.refused else "failing",
     )

@@ -35,10 +35,11 @@ from producer.keys import (
     DELIVERY_FIELDS,
     DELIVERY_QUEUE,
     NOTIFICATION_QUEUE,
+    OPERATIONS_QUEUE,
     RETRY_QUEUE,
     Keys,
 )
-from producer.pausing import LoggedPauseEvents, PauseEvents
+from producer.pausing import PauseEvents
 from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from producer.redis_guard import RedisGuard
 from worker import __version__
@@ -48,6 +49,11 @@ from worker.limits import LEASE_TTL_S, EndpointLimiter
 from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
+from worker.operations import (
+    OperationsPublisher,
+    check_operations_destination,
+    register_operations_endpoint,
+)
 from worker.pauses import Pauser
 from worker.pickup import Pickup
 from worker.request import user_agent
@@ -72,7 +78,9 @@ class WorkerService:
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.producer.key_prefix)
         # Told of automatic disables and full paused backlogs (the operational webhooks).
-        self.pause_events: PauseEvents = LoggedPauseEvents()
+        # Told of automatic disables and full paused backlogs; None: the producer's
+        # (a log line, and the operational event when OPERATIONS_WEBHOOK_URL is set).
+        self.pause_events: PauseEvents | None = None
         self._stop = asyncio.Event()
         self._exit_code = 0
         self._queue_workers: list[Worker] = []
@@ -92,6 +100,11 @@ class WorkerService:
     async def run(self) -> int:
         """Run until stopped; returns 0 after a clean stop, 1 if a queue loop died."""
         s = self.settings
+        # Before anything is started that a refusal would have to undo.
+        if s.operations_webhook_url:
+            await check_operations_destination(
+                s.operations_webhook_url, s.producer.destination_policy
+            )
         self.handle_signals()
         if s.producer.redis_notice:
             log.warning("redis_url_empty", detail=s.producer.redis_notice)
@@ -113,6 +126,16 @@ class WorkerService:
             raise
         self.guard = guard
         redis, dispatcher, registry = producer.redis, producer.dispatcher, producer.endpoints
+        pause_events = self.pause_events or producer.publisher.pause_events
+        operations = bool(s.operations_webhook_url)
+        if operations:
+            try:
+                await register_operations_endpoint(
+                    registry, s.operations_webhook_url, s.operations_webhook_secret
+                )
+            except BaseException:
+                await producer.close()
+                raise
         if not producer.secret_box.encrypting:
             log.warning("secrets_not_encrypted", hint="set SECRET_ENCRYPTION_KEY")
         sender = Sender(
@@ -148,8 +171,9 @@ class WorkerService:
                 self.keys,
                 s.producer.paused_max_per_endpoint,
                 self.metrics,
-                self.pause_events,
+                pause_events,
             ),
+            operations=operations,
         )
         if producer.log_store is not None:
             self.log_writer = LogWriter(
@@ -167,6 +191,12 @@ class WorkerService:
             smtp_url=s.smtp_url,
             sender=s.notify_from,
             outbox_dir=s.notify_outbox,
+            metrics=self.metrics,
+            public_url=s.public_url,
+        )
+        operational = OperationsPublisher(
+            registry=registry,
+            publisher=producer.publisher,
             metrics=self.metrics,
             public_url=s.public_url,
         )
@@ -196,7 +226,7 @@ class WorkerService:
                 self.keys,
                 dispatcher,
                 s.disable_failing_after,
-                self.pause_events,
+                pause_events,
                 self.metrics,
             )
             pause_loops.append(asyncio.create_task(disabler.run(self._stop)))
@@ -215,6 +245,11 @@ class WorkerService:
             self._queue_worker(RETRY_QUEUE, processor.process, self._job_concurrency()),
             self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
         ]
+        if operations:
+            # Without OPERATIONS_WEBHOOK_URL its jobs wait for a worker that has it.
+            self._queue_workers.append(
+                self._queue_worker(OPERATIONS_QUEUE, operational.process, NOTIFICATION_CONCURRENCY)
+            )
         for queue_worker in self._queue_workers:
             await precise_waits(queue_worker)
         # Our own tasks around bullmq's loops: when one ends while we are not
@@ -229,6 +264,7 @@ class WorkerService:
             retry_schedule=str(s.retry_schedule),
             metrics_port=s.metrics_port,
             notify_outbox=None if s.smtp_url else s.notify_outbox,
+            operations_webhook_url=s.operations_webhook_url or None,
         )
         try:
             await self._stop.wait()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from producer.durations import parse_duration
+from producer.endpoint_rules import SECRET_PREFIX, validate_url
 from producer.http.state import PUBLIC_URL
 from producer.settings import (
     DELIVERY_TIMEOUT,
@@ -17,6 +20,7 @@ from producer.settings import (
     SHUTDOWN_GRACE,
     Option,
     ProducerSettings,
+    SettingsError,
     parse_port,
     parse_positive_float,
     parse_positive_int,
@@ -102,6 +106,48 @@ DISABLE_FAILING_AFTER = Option(
     parse_duration,
 )
 
+
+def parse_optional_url(raw: str) -> str:
+    """Empty, or an absolute http(s) URL without credentials."""
+    value = raw.strip()
+    return validate_url(value) if value else ""
+
+
+def parse_signing_secret(raw: str) -> str:
+    """Empty, or ``whsec_`` + base64 of 24 to 64 bytes (a Standard Webhooks secret)."""
+    value = raw.strip()
+    if not value:
+        return ""
+    if not value.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX}")
+    try:
+        key = base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)
+    except binascii.Error:
+        raise ValueError(f"must be {SECRET_PREFIX} followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"must be {SECRET_PREFIX} + base64 of 24 to 64 bytes, not {len(key)}")
+    return value
+
+
+# Operational events (producer.operations) go to this one endpoint, registered by every
+# worker at start.
+OPERATIONS_WEBHOOK_URL = Option(
+    "OPERATIONS_WEBHOOK_URL",
+    "",
+    "URL that receives the operational events (endpoint.failing, endpoint.recovered, "
+    "endpoint.disabled, endpoint.paused_backlog_full, delivery.dead), signed with "
+    "OPERATIONS_WEBHOOK_SECRET. Empty: none are sent.",
+    parse_optional_url,
+)
+OPERATIONS_WEBHOOK_SECRET = Option(
+    "OPERATIONS_WEBHOOK_SECRET",
+    "",
+    "Signing secret of OPERATIONS_WEBHOOK_URL's deliveries: whsec_ + base64 of 24 to 64 "
+    "random bytes. Required with OPERATIONS_WEBHOOK_URL.",
+    parse_signing_secret,
+    secret=True,
+)
+
 WORKER_OPTIONS: tuple[Option, ...] = (
     *PROCESS_OPTIONS,
     RETRY_SCHEDULE,
@@ -118,6 +164,8 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     JOB_LOCK_TIMEOUT,
     LOG_OUTBOX_MAX,
     DISABLE_FAILING_AFTER,
+    OPERATIONS_WEBHOOK_URL,
+    OPERATIONS_WEBHOOK_SECRET,
 )
 
 
@@ -143,6 +191,16 @@ class WorkerSettings:
     log_outbox_max: int = LOG_OUTBOX_MAX.value
     disable_failing_after: float = DISABLE_FAILING_AFTER.value
     shutdown_grace: float = SHUTDOWN_GRACE.value
+    operations_webhook_url: str = OPERATIONS_WEBHOOK_URL.value
+    operations_webhook_secret: str = field(default=OPERATIONS_WEBHOOK_SECRET.value, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.operations_webhook_url and not self.operations_webhook_secret:
+            raise SettingsError(
+                "OPERATIONS_WEBHOOK_SECRET is required with OPERATIONS_WEBHOOK_URL: whsec_ + "
+                "base64 of 32 random bytes, e.g. python3 -c 'import base64, secrets; "
+                'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\''
+            )
 
     @property
     def stalled_budget(self) -> int:
