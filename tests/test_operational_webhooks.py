@@ -31,7 +31,7 @@ from producer.operations import (
     emit,
     endpoint_paused_backlog_full,
 )
-from producer.settings import SettingsError
+from producer.settings import ProducerSettings, SettingsError
 from worker.settings import WorkerSettings
 from worker.signing import verify_cliq, verify_standard
 
@@ -399,3 +399,27 @@ async def test_a_worker_process_takes_the_flag_and_never_logs_the_secret(
     assert ops.url("/ops") in text  # worker_started names where the events go
     assert OPS_SECRET not in text
     assert OPS_SECRET.removeprefix("whsec_") not in text
+
+
+async def test_a_paused_backlog_overflowing_at_publish_is_told_once(
+    redis_url: str, receiver_factory: ReceiverFactory, worker_factory: StartWorker
+) -> None:
+    ops = await receiver_factory()
+    settings = ProducerSettings.from_env(
+        {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1", "PAUSED_MAX_PER_ENDPOINT": "2"}
+    )
+    async with Producer(settings) as producer:
+        await worker_factory(ops)  # registers the operations endpoint
+        ep = await subscriber(producer, await receiver_factory())
+        await producer.pausing.disable(ep.id)
+        for _ in range(4):  # the third and fourth overflow it: one notice
+            await producer.publisher.publish(make_event(producer))
+
+        def told() -> bool:
+            return types_of(ops)["endpoint.paused_backlog_full"] == 1
+
+        await wait_until(told, 15, message="no endpoint.paused_backlog_full arrived")
+        await wait_until(lambda: settled(producer), 10, message="operational events still moving")
+    assert types_of(ops) == Counter({"endpoint.disabled": 1, "endpoint.paused_backlog_full": 1})
+    (full,) = [e for e in arrived(ops) if e["type"] == "endpoint.paused_backlog_full"]
+    assert (full["data"]["endpoint_id"], full["data"]["backlog"]) == (ep.id, 2)
