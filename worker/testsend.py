@@ -25,8 +25,8 @@ from producer.keys import Keys
 from producer.messages import TestSendRequest, TestSendResult
 from producer.publisher import new_delivery_id
 from producer.redis.clients import RedisClient
+from producer.signing import request_headers
 from producer.testsends import answer, take_request
-from worker.request import request_headers
 from worker.sender import Sender
 
 log = structlog.get_logger("cliq.worker.testsend")
