@@ -41,6 +41,9 @@ LAYOUT: dict[str, str] = {
     "endpoint_done": "ep:{}:done",
     # Sorted set: an endpoint's dead deliveries by time of death (ms), for replay.
     "endpoint_dead": "ep:{}:dead",
+    # List (TTL: DELIVERY_RETENTION): an endpoint's latest test sends, newest first, as
+    # JSON (producer.testlog.TestSend), capped; the dashboard's log shows them as tests.
+    "endpoint_tests": "ep:{}:tests",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
     # <worker id>:exp = lease expiry (ms), <worker id>:run = requests in flight on them,
     # <worker id>:want = expiry of a recent unmet request (worker/leases.lua).
@@ -211,6 +214,10 @@ class Keys:
     def endpoint_dead(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_dead"]``."""
         return self._key("endpoint_dead", endpoint_id)
+
+    def endpoint_tests(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_tests"]``."""
+        return self._key("endpoint_tests", endpoint_id)
 
     def workspace_endpoints(self, workspace_id: str) -> str:
         """See ``LAYOUT["workspace_endpoints"]``."""
