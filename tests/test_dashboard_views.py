@@ -19,7 +19,7 @@ from test_dashboard import KEY, PHONE, Dashboard, screenshot, sign_in, subscribe
 
 from producer.activity import DAY_MS, HOUR_MS
 from producer.context import Producer
-from producer.deliveries import DeliveryState
+from producer.deliveries import Delivery, DeliveryState
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -36,15 +36,20 @@ worker = test_dashboard.worker
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-async def delivered(producer: Producer, event_id: str) -> str:
-    """The id of the event's one delivery, once delivered and in the log the pages read."""
+async def delivered(producer: Producer, event_id: str, endpoint_id: str | None = None) -> str:
+    """The id of the event's delivery (to ``endpoint_id``, if given), once delivered and
+    in the log the pages read."""
+
+    async def mine() -> list[Delivery]:
+        found = await producer.deliveries.for_event(event_id)
+        return [d for d in found if endpoint_id in (None, d.endpoint_id)]
 
     async def done() -> bool:
-        found = await producer.deliveries.for_event(event_id)
+        found = await mine()
         return bool(found) and found[0].state == DeliveryState.DELIVERED
 
     await wait_until(done, 15, message=f"{event_id} was never delivered")
-    (delivery,) = await producer.deliveries.for_event(event_id)
+    (delivery,) = await mine()
     return delivery.id
 
 
@@ -159,7 +164,7 @@ async def test_the_charts_count_delivered_retried_and_dead_attempts_from_the_log
     doomed = await subscribe(producer, await receiver_factory(ScriptedResponse(503)))
     event = make_event(producer)
     await producer.publisher.publish(event)
-    await delivered(producer, event.id)
+    await delivered(producer, event.id, endpoint.id)
 
     async def dead() -> bool:
         return await producer.deliveries.dead_total(doomed.id) == 1
@@ -308,7 +313,7 @@ async def test_test_sends_appear_in_the_log_marked_as_tests_and_open_what_was_se
 ) -> None:
     endpoint = await subscribe(producer, receiver)
     await sign_in(page, dashboard, f"/ui/webhooks/{endpoint.id}")
-    await expect(page.locator(".empty")).to_contain_text("No attempts yet")
+    await expect(page.locator("#log .empty")).to_contain_text("No attempts yet")
     await page.get_by_label("Event type").select_option("comment.created")
     await page.get_by_role("button", name="Send Test Event").click()
     await expect(page.locator("#test-result")).to_contain_text("Delivered")
@@ -368,12 +373,12 @@ async def test_times_are_iso_utc_in_text_and_in_the_time_fields(
     created = page.locator("dl.facts dd").filter(has_text=re.compile(r"^\d{4}-"))
     assert ISO_UTC.match(await created.first.inner_text())
     for field in ("Failed since (UTC)", "Since (UTC)", "Until (UTC)"):
-        await expect(page.get_by_label(field)).to_have_attribute("type", "text")
+        await expect(page.get_by_label(field, exact=True)).to_have_attribute("type", "text")
     since = await page.get_by_label("Failed since (UTC)").input_value()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\dZ", since)
-    await page.get_by_label("Since (UTC)").fill("2025-01-15T10:30Z")
+    await page.get_by_label("Since (UTC)", exact=True).fill("2025-01-15T10:30Z")
     await page.get_by_role("button", name="Filter").click()
-    await expect(page.get_by_label("Since (UTC)")).to_have_value("2025-01-15T10:30Z")
+    await expect(page.get_by_label("Since (UTC)", exact=True)).to_have_value("2025-01-15T10:30Z")
     await expect(page.locator(".field-error")).to_have_count(0)
 
 
