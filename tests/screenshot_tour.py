@@ -37,6 +37,7 @@ from producer.publisher import new_delivery_id
 from producer.store.logstore import EventRecord, OutcomeRecord
 from producer.store.startup import migrate_database
 from producer.testsends import request_test_send
+from producer.tokens.totp import code_at
 from worker.localpostgres import LocalPostgres, find_postgres_bindir
 from worker.localredis import LocalRedis, free_port
 from worker.schedule import RetrySchedule
@@ -201,7 +202,29 @@ async def _screens(page: Page, base: str, ids: dict[str, str]) -> list[str]:
     ]
     for name, path, opens in screens:
         written.append(await _visit(page, base + path, name, opens))
-    return written
+    return written + await _token_screens(page, base)
+
+
+async def _token_screens(page: Page, base: str) -> list[str]:
+    """Webhook Tokens: a new user (one per width: a TOTP code is accepted once) enrols,
+    generates two tokens and disables one, so the table shows both switch positions."""
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    await page.goto(base + "/ui/tokens")
+    await page.get_by_label("User id").fill(f"user_ada_{width}")
+    await page.get_by_label("Workspace id").fill("ws_acme")
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_role("button", name="Set up 2FA").click()
+    secret = await page.get_by_label("Secret").input_value()
+    await page.get_by_label("Authentication code").fill(code_at(secret, time.time()))
+    await page.get_by_role("button", name="Continue").click()
+    for name in ("CI deploys", "Alerts bot"):
+        await page.get_by_label("Name", exact=True).fill(name)
+        await page.get_by_role("button", name="Generate New Token").click()
+    await page.locator("table.tokens tbody tr").last.get_by_role("switch").click()
+    await page.wait_for_selector('table.tokens [aria-checked="false"]')
+    filename = f"tokens-table-{width}.png"
+    await page.screenshot(path=str(OUT / filename), full_page=True)
+    return [filename]
 
 
 async def _tour(base: str, ids: dict[str, str]) -> list[str]:

@@ -133,11 +133,11 @@ READS: dict[str, tuple[Read, str]] = {
     "recent summary": (lambda s: s.recent_summaries(ENDPOINTS[:5], 100), "endpoint_id"),
     "chart, per hour (last day)": (
         lambda s: s.outcome_counts("ep_06", LATE - DAY_MS, 3600 * 1000),
-        "attempts_endpoint_time",
+        "endpoint_id_at_ms_outcome",
     ),
     "chart, per day (retention)": (
         lambda s: s.outcome_counts("ep_06", NOON_MS - DAY_MS, DAY_MS),
-        "attempts_endpoint_time",
+        "endpoint_id_at_ms_outcome",
     ),
     "status counts of an endpoint": (lambda s: s.state_counts("ep_04"), ""),
     "status counts": (lambda s: s.state_counts(), ""),
