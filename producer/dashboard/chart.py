@@ -20,9 +20,12 @@ from producer.activity import DAY_MS, HOUR_MS, Bucket, buckets
 from producer.context import Producer
 from producer.events import iso_time
 
-WIDTH = 720
+# The drawing is stretched to its column's width at a fixed height, text included: a
+# width near the columns' (about 340 px on a phone, 520 on a desktop) keeps the labels'
+# shapes close to their font's either way.
+WIDTH = 420
 HEIGHT = 180
-LEFT = 40  # room for the count axis
+LEFT = 30  # room for the count axis
 BOTTOM = 24  # room for the time axis
 TOP = 8
 # The outcomes as stacked, bottom first: (field of Bucket, label, pattern suffix).
