@@ -334,7 +334,7 @@ class DeliveryLog:
     async def sent_event(self, event_id: str) -> SentEvent | None:
         """The event as its deliveries carried it; ``None`` once it left the log."""
         fields = cast(dict[str, str], await self._redis.hgetall(self._keys.event(event_id)))
-        return SentEvent.from_hash(event_id, fields) if fields else None
+        return SentEvent.from_hash(event_id, fields) if EVENT_FIELDS.body in fields else None
 
     async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The type of each of these events still stored, in one round trip."""
