@@ -50,12 +50,21 @@ class SentAttempt:
 
 
 def _secrets_then(endpoint: Endpoint, at_ms: int) -> tuple[tuple[str, ...], str | None]:
-    """The secrets that signed an attempt at ``at_ms``, and a caveat when unsure."""
+    """The secrets that signed an attempt at ``at_ms``, and a caveat when unsure.
+
+    The registry keeps when the previous secret stops signing, not when it was rotated:
+    a rotation is taken to have had the default grace (``ROTATION_GRACE_S``).
+    """
     rotated_ms = endpoint.previous_secret_until_ms - ROTATION_GRACE_S * 1000
     if endpoint.previous_secret and at_ms < rotated_ms:
         return (endpoint.previous_secret,), (
             "Sent before the secret was last rotated: signed with the previous secret "
             "(if it was rotated more than once since, the signatures shown differ)."
+        )
+    if endpoint.previous_secret and at_ms < endpoint.updated_ms:
+        return endpoint.signing_secrets(at_ms), (
+            "The webhook changed after this attempt: if that was a rotation with a grace "
+            "other than 24 hours, the signatures shown may differ from those sent."
         )
     return endpoint.signing_secrets(at_ms), None
 
