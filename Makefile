@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench soak system-deps redis node-deps chromium postgres
+.PHONY: demo test lint bench soak system-deps redis node-deps chromium postgres screenshots
 
 $(BIN)/cliq-webhooks: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,3 +74,8 @@ soak: $(BIN)/cliq-webhooks redis postgres
 bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
 	@command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
 	npm ci --prefix bench/node --no-audit --no-fund --silent
+
+# Every dashboard screen at 1280 and 390 px, in docs/screenshots/ (a demo-like service
+# with data: private Redis and PostgreSQL, a worker, receivers; Debian's Chromium).
+screenshots: redis postgres chromium
+	$(BIN)/python tests/screenshot_tour.py

@@ -30,7 +30,7 @@ from bench.cpu import machine_busy_seconds
 from bench.workload import sample_body, sample_endpoint
 from producer.endpoints import Endpoint
 from producer.jobs import DeliveryItem
-from worker.request import request_headers
+from producer.signing import request_headers
 
 # The headers of request number n.
 Headers = Callable[[int], dict[str, str]]

@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 
 from producer import scans
+from producer.activity import OutcomeCounts, SentEvent, count_outcomes
 from producer.events import iso_time
 from producer.jobs import JobDispatcher
 from producer.keys import DELIVERY_FIELDS as F
@@ -325,6 +326,25 @@ class DeliveryLog:
                 if examined >= scans.SCAN_BUDGET:
                     return [entry for _, entry in found], (*position, 0)
         return [entry for _, entry in found], None
+
+    async def outcome_counts(
+        self, endpoint_id: str, since_ms: int, bucket_ms: int
+    ) -> OutcomeCounts:
+        """An endpoint's attempts made since ``since_ms``, counted per UTC hour or day
+        (``bucket_ms``) and outcome (:mod:`producer.activity`). The Redis log is bounded
+        (``LOG_KEEP_PER_ENDPOINT``), so this reads every delivery it keeps."""
+        key = self._keys.endpoint_deliveries(endpoint_id)
+        made: list[tuple[int, str]] = []
+        async for chunk in scans.scan_index(self._redis, key, "+inf", descending=True):
+            for delivery in await self.load([member for _, member in chunk]):
+                if delivery is not None:
+                    made.extend((a.at_ms, a.outcome.value) for a in delivery.attempts)
+        return count_outcomes(made, since_ms, bucket_ms)
+
+    async def sent_event(self, event_id: str) -> SentEvent | None:
+        """The event as its deliveries carried it; ``None`` once it left the log."""
+        fields = cast(dict[str, str], await self._redis.hgetall(self._keys.event(event_id)))
+        return SentEvent.from_hash(event_id, fields) if EVENT_FIELDS.body in fields else None
 
     async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The type of each of these events still stored, in one round trip."""

@@ -489,7 +489,7 @@ class EndpointRegistry:
 
     async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
         """A new secret; the old one keeps signing for ``grace_s``: ``webhook-signature``
-        carries both, ``X-Cliq-Signature`` the old one until then (see worker/signing.py)."""
+        carries both, ``X-Cliq-Signature`` the old one until then (see producer/signing.py)."""
         endpoint = await self.get(endpoint_id)
         now = _now_ms()
         changed = replace(

@@ -50,6 +50,9 @@ LAYOUT: dict[str, str] = {
     # resumed) by publish order (the delivery's F.delivery.order); at most
     # PAUSED_MAX_PER_ENDPOINT (producer/pause.lua, docs/endpoint-states.md).
     "endpoint_paused": "ep:{}:paused",
+    # List (TTL: DELIVERY_RETENTION): an endpoint's latest test sends, newest first, as
+    # JSON (producer.testlog.TestSend), capped; the dashboard's log shows them as tests.
+    "endpoint_tests": "ep:{}:tests",
     # Hash: requests in flight to an endpoint, as leases: field <worker id> = count,
     # <worker id>:exp = lease expiry (ms), <worker id>:run = requests in flight on them,
     # <worker id>:want = expiry of a recent unmet request (worker/leases.lua).
@@ -263,6 +266,10 @@ class Keys:
     def endpoint_paused(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_paused"]``."""
         return self._key("endpoint_paused", endpoint_id)
+
+    def endpoint_tests(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_tests"]``."""
+        return self._key("endpoint_tests", endpoint_id)
 
     def workspace_endpoints(self, workspace_id: str) -> str:
         """See ``LAYOUT["workspace_endpoints"]``."""

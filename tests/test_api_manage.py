@@ -903,7 +903,7 @@ async def test_every_management_route_needs_the_api_key(api_factory: ApiFactory)
         for path, item in spec.OPENAPI_PATHS.items()
         for method in item
     ]
-    assert len(routes) == 14
+    assert len(routes) == 15
     for method, path in routes:
         response = await api.request(method, path, json={})
         await problem(response, 401, "unauthorized")
@@ -922,6 +922,7 @@ async def test_management_routes_answer_503_while_redis_is_down(
         ("GET", "/v1/endpoints/ep_1/attempts", None),
         ("GET", "/v1/events/evt_1/attempts", None),
         ("POST", "/v1/deliveries/dlv_1/replay", None),
+        ("GET", "/v1/deliveries/dlv_1", None),
         ("POST", "/v1/endpoints/ep_1/test", {"type": "issue.created"}),
         (
             "POST",

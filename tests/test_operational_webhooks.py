@@ -32,8 +32,8 @@ from producer.operations import (
     endpoint_paused_backlog_full,
 )
 from producer.settings import ProducerSettings, SettingsError
+from producer.signing import verify_cliq, verify_standard
 from worker.settings import WorkerSettings
-from worker.signing import verify_cliq, verify_standard
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until

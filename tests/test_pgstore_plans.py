@@ -131,6 +131,14 @@ READS: dict[str, tuple[Read, str]] = {
     "event types": (lambda s: s.event_types(["evt_1_0042", "evt_2_0001"]), "pkey"),
     "dead since (replay)": (lambda s: s.dead_delivery_ids("ep_04", NOON_MS + DAY_MS), "dead"),
     "recent summary": (lambda s: s.recent_summaries(ENDPOINTS[:5], 100), "endpoint_id"),
+    "chart, per hour (last day)": (
+        lambda s: s.outcome_counts("ep_06", LATE - DAY_MS, 3600 * 1000),
+        "endpoint_id_at_ms_outcome",
+    ),
+    "chart, per day (retention)": (
+        lambda s: s.outcome_counts("ep_06", NOON_MS - DAY_MS, DAY_MS),
+        "endpoint_id_at_ms_outcome",
+    ),
     "status counts of an endpoint": (lambda s: s.state_counts("ep_04"), ""),
     "status counts": (lambda s: s.state_counts(), ""),
 }

@@ -31,6 +31,7 @@ from producer.pausing import BACKLOG_FULL, DROPPED_BY_DISABLE
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.secretbox import SecretBox
+from producer.signing import request_headers
 from worker.batches import Loaded, Target, decode
 from worker.batchrun import Admission, BatchRunner, Keeper
 from worker.limits import EndpointLimiter
@@ -38,7 +39,6 @@ from worker.metrics import Metrics
 from worker.outcomes import Outcome, outcome_of, unsent
 from worker.pauses import Pauser
 from worker.recorder import Recorder
-from worker.request import request_headers
 from worker.schedule import RetrySchedule
 from worker.sender import Response, Sender
 from worker.slots import Slots
@@ -174,12 +174,14 @@ class DeliveryProcessor:
             return
         answered: bool | None = None  # unknown if cancelled
         try:
-            response = await self._post(target, admission)
+            response, signed_s = await self._post(target, admission)
             answered = not response.timed_out
         finally:
             self._limiter.release(endpoint.id, answered)
         self._metrics.attempt(response.status, response.duration_s)
-        outcome = outcome_of(target, response, time.time() - response.duration_s, self._schedule)
+        # The attempt's time is when it was signed: from it the dashboard computes the
+        # very headers it carried (webhook-timestamp, the secrets then in use).
+        outcome = outcome_of(target, response, signed_s, self._schedule)
         code = await self._record(outcome)
         log.info(
             "delivery_attempt",
@@ -196,7 +198,8 @@ class DeliveryProcessor:
         if outcome.kind == AttemptOutcome.DELIVERED and code != "dup":
             self._metrics.end_to_end.observe(max(0.0, time.time() - target.event_created_ms / 1000))
 
-    async def _post(self, target: Target, admission: Admission) -> Response:
+    async def _post(self, target: Target, admission: Admission) -> tuple[Response, float]:
+        """The response, and the time (s) the request was signed at."""
         endpoint = target.endpoint
         async with self._slots:
             admission.sent_at = time.monotonic()
@@ -207,9 +210,10 @@ class DeliveryProcessor:
             )
             self._in_flight += 1
             try:
-                return await self._sender.post(
+                response = await self._sender.post(
                     endpoint.url, target.body, headers, endpoint.timeout_s
                 )
+                return response, now
             finally:
                 self._in_flight -= 1
 

@@ -211,7 +211,13 @@ class WorkerService:
         )
         processor.keep_stalled_in(pickup)
         test_sends = SendTestListener(
-            redis, self.keys, registry, registry.catalogue, sender, s.producer.max_payload_bytes
+            redis,
+            self.keys,
+            registry,
+            registry.catalogue,
+            sender,
+            s.producer.max_payload_bytes,
+            s.producer.delivery_retention,
         )
         runner = await self._start_http(lambda: ping(redis, self.keys.prefix), guard)
         housekeeping = asyncio.create_task(

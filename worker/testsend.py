@@ -1,7 +1,8 @@
 """The seed's "Send Test Event": a signed test event, answered with the receiver's response.
 
 The test event is signed and sent like a real delivery, but directly: it is not
-queued, retried or recorded, so it cannot turn an endpoint failing. The API's
+queued, retried or counted, so it cannot turn an endpoint failing (the delivery log
+keeps it apart, marked as a test: :mod:`producer.testlog`). The API's
 ``POST /v1/endpoints/{id}/test``, the dashboard and ``cliq-webhooks send-test`` all ask a
 worker through Redis (:class:`SendTestListener`; the protocol is
 :mod:`producer.testsends`), so the test goes out as deliveries do: from a worker, with
@@ -17,6 +18,7 @@ import time
 import orjson
 import structlog
 
+from producer import testlog
 from producer.endpoint_rules import EndpointNotFound
 from producer.endpoints import Endpoint, EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
@@ -25,8 +27,9 @@ from producer.keys import Keys
 from producer.messages import TestSendRequest, TestSendResult
 from producer.publisher import new_delivery_id
 from producer.redis.clients import RedisClient
+from producer.signing import request_headers
+from producer.testlog import TestSend
 from producer.testsends import answer, take_request
-from worker.request import request_headers
 from worker.sender import Sender
 
 log = structlog.get_logger("cliq.worker.testsend")
@@ -42,8 +45,9 @@ async def deliver_test_event(
     catalogue: Catalogue,
     sender: Sender,
     max_payload_bytes: int,
-) -> TestSendResult:
-    """POST a test event of ``event_type`` to ``endpoint``; return what came back."""
+) -> tuple[TestSendResult, TestSend]:
+    """POST a test event of ``event_type`` to ``endpoint``; return what came back, and
+    the test as the delivery log keeps it (:mod:`producer.testlog`)."""
     event = parse_event(
         {
             "type": event_type,
@@ -54,9 +58,10 @@ async def deliver_test_event(
         max_payload_bytes=max_payload_bytes,
     )
     item = DeliveryItem(new_delivery_id(), 1)
-    headers = request_headers(endpoint, event.id, event.type, item, event.body, time.time())
+    signed_s = time.time()
+    headers = request_headers(endpoint, event.id, event.type, item, event.body, signed_s)
     response = await sender.post(endpoint.url, event.body, headers, endpoint.timeout_s)
-    return TestSendResult(
+    result = TestSendResult(
         endpoint_id=endpoint.id,
         event_id=event.id,
         event_type=event.type,
@@ -66,6 +71,21 @@ async def deliver_test_event(
         latency_ms=round(response.duration_s * 1000, 3),
         response=response.excerpt,
     )
+    sent = TestSend(
+        endpoint_id=endpoint.id,
+        delivery_id=item.delivery_id,
+        event_id=event.id,
+        event_type=event.type,
+        workspace_id=endpoint.workspace_id,
+        at_ms=int(signed_s * 1000),
+        ok=response.ok,
+        status=response.status,
+        error=response.error,
+        latency_ms=result.latency_ms,
+        response=response.excerpt,
+        body=event.body.decode(),
+    )
+    return result, sent
 
 
 class SendTestListener:
@@ -79,6 +99,7 @@ class SendTestListener:
         catalogue: Catalogue,
         sender: Sender,
         max_payload_bytes: int,
+        retention_s: int,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -86,6 +107,7 @@ class SendTestListener:
         self._catalogue = catalogue
         self._sender = sender
         self._max_payload_bytes = max_payload_bytes
+        self._retention_s = retention_s  # how long the log keeps test sends
         self._slots = asyncio.Semaphore(CONCURRENT_TEST_SENDS)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -119,11 +141,16 @@ class SendTestListener:
             return  # the API has given up on it
         try:
             endpoint = await self._registry.get(request.endpoint_id)
-            result = await deliver_test_event(
+            result, sent = await deliver_test_event(
                 endpoint, request.event_type, self._catalogue, self._sender, self._max_payload_bytes
             )
         except (EndpointNotFound, EventError) as exc:
             result = TestSendResult.failed(request.endpoint_id, request.event_type, str(exc))
+        else:
+            try:
+                await testlog.record(self._redis, self._keys, sent, self._retention_s)
+            except Exception as exc:  # the answer matters more than its line in the log
+                log.warning("test_send_not_logged", endpoint_id=sent.endpoint_id, error=str(exc))
         log.info(
             "test_send",
             endpoint_id=request.endpoint_id,

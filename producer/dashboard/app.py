@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer.dashboard import auth, tokens, webhook_page, webhooks
+from producer.dashboard import auth, delivery_page, search, tokens, webhook_page, webhooks
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
 from producer.http.problems import PAYLOAD_TOO_LARGE, REDIS_UNAVAILABLE, Problem
@@ -202,4 +202,6 @@ def create_app() -> web.Application:
     webhooks.add_routes(app)
     webhook_page.add_routes(app)  # after webhooks: /webhooks/new before /webhooks/{id}
     tokens.add_routes(app)
+    delivery_page.add_routes(app)
+    search.add_routes(app)
     return app

@@ -33,10 +33,11 @@ ENVIRONMENT = jinja2.Environment(
 
 
 def format_ms(ms: int | float | None) -> str:
-    """Milliseconds since the epoch as ``2025-01-15 10:30:00 UTC``; ``—`` for none."""
+    """Milliseconds since the epoch in ISO 8601 UTC, ``2025-01-15T10:30:00Z`` (the one
+    format of every time the dashboard shows or takes); ``—`` for none."""
     if not ms:
         return "—"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 ENVIRONMENT.filters["when"] = format_ms

@@ -254,14 +254,15 @@ class Health:
 
 
 def form_time_ms(raw: str, *, end_of_minute: bool = False) -> int:
-    """A time from a ``datetime-local`` field (UTC) or ISO 8601, in ms; ValueError if not.
+    """A time from a time field: ISO 8601, UTC unless it says otherwise, in ms; ValueError
+    if not.
 
     ``end_of_minute``: a time given to the minute covers that whole minute (``until``).
     """
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError("is not a date and time such as 2025-01-15T10:30") from None
+        raise ValueError("is not a date and time such as 2025-01-15T10:30Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     ms = int(moment.timestamp() * 1000)
@@ -271,8 +272,8 @@ def form_time_ms(raw: str, *, end_of_minute: bool = False) -> int:
 
 
 def form_time(moment: datetime) -> str:
-    """A UTC time as a ``datetime-local`` field shows it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    """A UTC time as the time fields show it: ISO 8601 to the minute, ``2025-01-15T10:30Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 @dataclass(frozen=True)

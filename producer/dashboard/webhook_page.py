@@ -13,7 +13,10 @@ from typing import Any, cast
 import structlog
 from aiohttp import web
 
+from producer import testlog
 from producer.context import Producer
+from producer.dashboard.chart import endpoint_charts
+from producer.dashboard.log_rows import with_tests
 from producer.dashboard.pages import flash_and_redirect, producer_of, render, settings_of
 from producer.dashboard.webhook_forms import (
     PAGE_SIZE,
@@ -144,8 +147,18 @@ async def _detail_page(
                 endpoint_id, query.selected, after, PAGE_SIZE
             )
         types = await producer.deliveries.event_types([e["event_id"] for e in entries])
+        # A row's Replay button follows its delivery's state now, not its attempt's.
+        loaded = await producer.deliveries.load(sorted({e["delivery_id"] for e in entries}))
+        states = {d.id: d.state.value for d in loaded if d is not None}
+        tests = await testlog.recent(producer.redis, producer.keys, endpoint_id)
+        charts = await endpoint_charts(producer, endpoint_id)
         if "replay" in request.query:
             progress = await _replay_progress(producer, request.query["replay"])
+    if not query.errors:
+        entries = with_tests(
+            entries, tests, query, first_page=after is None, last_page=next_position is None
+        )
+        types.update({t.event_id: t.event_type for t in tests})
     return await render(
         request,
         "webhook.html",
@@ -162,6 +175,8 @@ async def _detail_page(
         outcomes=[o.value for o in AttemptOutcome],
         entries=entries,
         types=types,
+        states=states,
+        charts=charts,
         next_link=query.link(endpoint_id, encode_cursor(ENDPOINT_ATTEMPTS_CURSOR, next_position))
         if next_position
         else None,

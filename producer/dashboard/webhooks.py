@@ -21,7 +21,9 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from producer.context import Producer
 from producer.dashboard.pages import flash_and_redirect, producer_of, render
+from producer.dashboard.search import known_workspaces
 from producer.dashboard.webhook_forms import (
     LIST,
     PAGE_SIZE,
@@ -45,23 +47,31 @@ log = structlog.get_logger("cliq.producer.dashboard")
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
-    """``GET /ui/webhooks``: endpoints (by status), oldest first, with their health."""
+    """``GET /ui/webhooks``: endpoints (by workspace, by status), oldest first, with
+    their health."""
     producer = producer_of(request)
     raw_status = request.query.get("status", "")
     status = EndpointStatus(raw_status) if raw_status in set(EndpointStatus) else None
+    workspace = request.query.get("workspace", "").strip()
     after: tuple[int, str] | None = None
     cursor = request.query.get("cursor")
     if cursor:
         created_ms, endpoint_id = decode_cursor(cursor, ENDPOINT_CURSOR, (int, str))
         after = (created_ms, endpoint_id)
     async with redis_deadline("Redis is unavailable; the webhooks could not be listed."):
-        endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)
+        if workspace:
+            endpoints, next_position = await _workspace_page(producer, workspace, status, after)
+        else:
+            endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)
         recents = await asyncio.gather(*(producer.deliveries.recent(e.id) for e in endpoints))
+        workspaces = await known_workspaces(producer)
     next_link = None
     if next_position:
         params = {"cursor": encode_cursor(ENDPOINT_CURSOR, next_position)}
         if status is not None:
             params["status"] = status.value
+        if workspace:
+            params["workspace"] = workspace
         next_link = f"{LIST}?{urlencode(params)}"
     return await render(
         request,
@@ -69,9 +79,23 @@ async def list_webhooks(request: web.Request) -> web.Response:
         rows=[(e, Health.of(r)) for e, r in zip(endpoints, recents, strict=True)],
         status_filter=status.value if status else "",
         statuses=[s.value for s in EndpointStatus],
+        workspace=workspace,
+        workspaces=sorted({*workspaces, workspace} - {""}),
         next_link=next_link,
         window=RECENT_WINDOW,
     )
+
+
+async def _workspace_page(
+    producer: Producer, workspace: str, status: EndpointStatus | None, after: tuple[int, str] | None
+) -> tuple[list[Endpoint], tuple[int, str] | None]:
+    """A page of one workspace's endpoints (a workspace holds few: read at once)."""
+    every = await producer.endpoints.all(workspace_id=workspace, status=status)
+    rest = [e for e in every if after is None or (e.created_ms, e.id) > after]
+    if len(rest) <= PAGE_SIZE:
+        return rest, None
+    last = rest[PAGE_SIZE - 1]
+    return rest[:PAGE_SIZE], (last.created_ms, last.id)
 
 
 # ---------------------------------------------------------------- create, edit, delete

@@ -117,6 +117,17 @@ async def event_attempts(request: web.Request) -> web.Response:
     return web.json_response(page([entry for _, entry in rest[:limit]], next_cursor))
 
 
+async def get_delivery(request: web.Request) -> web.Response:
+    """``GET /v1/deliveries/{id}``: one delivery and its attempts."""
+    delivery_id = path_id(request, "delivery")
+    async with redis_deadline("Redis is unavailable; the delivery could not be read."):
+        try:
+            delivery = await producer_of(request).deliveries.get(delivery_id)
+        except DeliveryNotFound:
+            raise missing("delivery", delivery_id) from None
+    return web.json_response(delivery.to_dict())
+
+
 # ---------------------------------------------------------------- replay
 
 
@@ -155,6 +166,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/v1/endpoints/{id}/attempts", endpoint_attempts)
     router.add_post("/v1/endpoints/{id}/replay", replay_endpoint)
     router.add_get("/v1/events/{id}/attempts", event_attempts)
+    router.add_get("/v1/deliveries/{id}", get_delivery)
     router.add_post("/v1/deliveries/{id}/replay", replay_delivery)
 
 
@@ -241,6 +253,18 @@ OPENAPI_PATHS: dict[str, Any] = {
             tag="delivery log",
             parameters=[path_parameter("id", "The event id."), *_ATTEMPT_FILTERS],
             responses={"200": _ATTEMPT_PAGE, **problem_responses(404, 422, 503)},
+        )
+    },
+    "/v1/deliveries/{id}": {
+        "get": operation(
+            "getDelivery",
+            "One delivery and its attempts",
+            tag="delivery log",
+            parameters=[path_parameter("id", "The delivery id.")],
+            responses={
+                "200": json_response("The delivery.", schema_ref("Delivery")),
+                **problem_responses(404, 503),
+            },
         )
     },
     "/v1/deliveries/{id}/replay": {

@@ -162,7 +162,8 @@ async def post_events(request: web.Request) -> web.Response:
 
 
 async def get_event(request: web.Request) -> web.Response:
-    """``GET /v1/events/{id}``: the event's deliveries, in fan-out order."""
+    """``GET /v1/events/{id}``: the event (type, created_at, data) and its deliveries, in
+    fan-out order; ``event`` is null once the body left the log but deliveries remain."""
     event_id = request.match_info["id"]
     missing = Problem(NOT_FOUND, f"No event with id {event_id!r} (or its retention ran out).")
     if not ID_PATTERN.match(event_id):
@@ -170,10 +171,17 @@ async def get_event(request: web.Request) -> web.Response:
     producer = producer_of(request)
     async with redis_deadline("Redis is unavailable; the event could not be read."):
         deliveries = await producer.deliveries.for_event(event_id)
+        event = await producer.deliveries.sent_event(event_id)
         # An event nobody subscribed to exists without deliveries: 200 with an empty list.
-        if not deliveries and not await producer.redis.exists(producer.keys.event(event_id)):
+        if not deliveries and event is None:
             raise missing
-    return web.json_response({"id": event_id, "deliveries": [d.to_dict() for d in deliveries]})
+    return web.json_response(
+        {
+            "id": event_id,
+            "event": event.to_dict() if event is not None else None,
+            "deliveries": [d.to_dict() for d in deliveries],
+        }
+    )
 
 
 def add_routes(app: web.Application) -> None:
@@ -234,17 +242,19 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/events/{id}": {
         "get": operation(
             "getEvent",
-            "An event's deliveries and their attempts",
+            "An event, its deliveries and their attempts",
             tag="events",
             parameters=[_EVENT_ID],
             responses={
                 "200": json_response(
-                    "The deliveries, in fan-out order.",
+                    "The event as sent (null once its body left the log) and its "
+                    "deliveries, in fan-out order.",
                     {
                         "type": "object",
-                        "required": ["id", "deliveries"],
+                        "required": ["id", "event", "deliveries"],
                         "properties": {
                             "id": {"type": "string"},
+                            "event": {"oneOf": [schema_ref("SentEvent"), {"type": "null"}]},
                             "deliveries": {"type": "array", "items": schema_ref("Delivery")},
                         },
                     },

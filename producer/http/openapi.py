@@ -262,6 +262,18 @@ _DELIVERY_SCHEMA: dict[str, Any] = {
     },
 }
 
+_SENT_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type", "workspace_id", "created_at", "data"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string"},
+        "workspace_id": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "data": {"description": "The event's data, as delivered."},
+    },
+}
+
 _EVENT_INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -343,6 +355,7 @@ SHARED_SCHEMAS: dict[str, Any] = {
     "FieldError": _FIELD_ERROR_SCHEMA,
     "StoredAttempt": _STORED_ATTEMPT_SCHEMA,
     "Delivery": _DELIVERY_SCHEMA,
+    "SentEvent": _SENT_EVENT_SCHEMA,
     "EventInput": _EVENT_INPUT_SCHEMA,
     "Event": _EVENT_SCHEMA,
     "PublishResult": _PUBLISH_RESULT_SCHEMA,

@@ -218,6 +218,13 @@ class LogStore(Protocol):
         """Deliveries within the retention in each state, overall or of one endpoint."""
         ...
 
+    async def outcome_counts(
+        self, endpoint_id: str, since_ms: int, bucket_ms: int
+    ) -> dict[tuple[int, str], int]:
+        """An endpoint's attempts made since ``since_ms`` counted per (start of the UTC
+        hour or day ``bucket_ms`` they fall in, outcome value): the dashboard's chart."""
+        ...
+
     async def mark_replayed(self, delivery_ids: Sequence[str], at_ms: int) -> list[str]:
         """Move those of these deliveries that are dead back to queued (a replay);
         returns the ones moved. Replaying twice moves nothing the second time."""

@@ -259,6 +259,20 @@ class PostgresLogStore:
         counts.update({DeliveryState(row["state"]): row["n"] for row in rows})
         return counts
 
+    async def outcome_counts(
+        self, endpoint_id: str, since_ms: int, bucket_ms: int
+    ) -> dict[tuple[int, str], int]:
+        """Attempts since ``since_ms`` per bucket and outcome: an index-only scan of
+        ``attempts_endpoint_time`` (migration 0002) in each day's partition."""
+        rows = await self._pool.fetch(
+            "SELECT at_ms - at_ms % $3 AS bucket, outcome, count(*) AS n FROM attempts"
+            " WHERE endpoint_id = $1 AND at_ms >= $2 GROUP BY 1, 2",
+            endpoint_id,
+            since_ms,
+            bucket_ms,
+        )
+        return {(row["bucket"], row["outcome"]): row["n"] for row in rows}
+
     # ------------------------------------------------------------ events
 
     async def get_event(self, event_id: str) -> StoredEvent | None:

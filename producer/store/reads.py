@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from producer.activity import OutcomeCounts, SentEvent
 from producer.deliveries import (
     RECENT_WINDOW,
     AttemptFilter,
@@ -126,6 +127,26 @@ class StoredDeliveryLog(DeliveryLog):
     async def event_types(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The type of each of these events still stored."""
         return await self.store.event_types(sorted(set(event_ids)))
+
+    async def outcome_counts(
+        self, endpoint_id: str, since_ms: int, bucket_ms: int
+    ) -> OutcomeCounts:
+        """An endpoint's attempts since ``since_ms`` per bucket and outcome (the store's
+        count; an attempt not written yet is counted once its log writer wrote it)."""
+        return await self.store.outcome_counts(endpoint_id, since_ms, bucket_ms)
+
+    async def sent_event(self, event_id: str) -> SentEvent | None:
+        """The event as sent: from the store, or from Redis while not written yet."""
+        stored = await self.store.get_event(event_id)
+        if stored is None:
+            return await super().sent_event(event_id)
+        return SentEvent(
+            id=stored.id,
+            type=stored.type,
+            workspace_id=stored.workspace_id,
+            created_ms=stored.created_ms,
+            body=bytes(stored.body),
+        )
 
     async def replay(self, delivery_ids: Sequence[str]) -> list[str]:
         """Queue the dead ones again (those in Redis there, those only in the store

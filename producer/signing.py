@@ -1,4 +1,9 @@
-"""Request signatures: the seed's body HMAC and the Standard Webhooks scheme.
+"""Request signatures: the seed's body HMAC and the Standard Webhooks scheme, and every
+header a delivery request carries (:func:`request_headers`).
+
+The workers sign what they send; the dashboard computes the same headers again to show
+what a delivery carried (:mod:`producer.dashboard.delivery_page`), so both use this one
+module.
 
 * ``X-Cliq-Signature``: hex HMAC-SHA256 of the body, keyed with the secret string
   exactly as shown to its owner (``whsec_...``), as the seed's ``verifySignature``
@@ -17,7 +22,9 @@ import functools
 import hmac
 from collections.abc import Mapping, Sequence
 
-SECRET_PREFIX = "whsec_"
+from producer.endpoint_rules import SECRET_PREFIX
+from producer.endpoints import Endpoint
+from producer.jobs import DeliveryItem
 
 
 def cliq_signature(secret: str, body: bytes) -> str:
@@ -53,6 +60,32 @@ def signature_headers(
     }
     if len(secrets) > 1:
         headers["X-Cliq-Signature-New"] = cliq_signature(secrets[0], body)
+    return headers
+
+
+def request_headers(
+    endpoint: Endpoint,
+    event_id: str,
+    event_type: str,
+    item: DeliveryItem,
+    body: bytes,
+    now_s: float,
+) -> dict[str, str]:
+    """Every header of a delivery request except ``User-Agent`` (set on the session),
+    the endpoint's custom ones included.
+
+    ``webhook-id`` is the event id: stable across retries and replays, so receivers
+    can deduplicate on it as the seed advises.
+    """
+    # The endpoint's own headers first: registration refused any of ours among them.
+    headers = dict(endpoint.headers)
+    headers.update(
+        signature_headers(endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body)
+    )
+    headers["Content-Type"] = "application/json"
+    headers["X-Cliq-Event"] = event_type
+    headers["X-Cliq-Delivery"] = item.delivery_id
+    headers["X-Cliq-Attempt"] = str(item.attempt)
     return headers
 
 
