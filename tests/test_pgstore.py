@@ -87,10 +87,17 @@ async def test_a_batch_reads_back_through_every_read(store: PostgresLogStore) ->
     assert await store.dead_delivery_ids("ep_b", died.attempt.at_ms + 1) == []
     assert await store.dead_delivery_ids("ep_a") == []
 
-    assert await store.state_counts() == {"queued": 1, "scheduled": 0, "delivered": 1, "dead": 1}
+    assert await store.state_counts() == {
+        "queued": 1,
+        "scheduled": 0,
+        "paused": 0,
+        "delivered": 1,
+        "dead": 1,
+    }
     assert await store.state_counts("ep_a") == {
         "queued": 1,
         "scheduled": 0,
+        "paused": 0,
         "delivered": 1,
         "dead": 0,
     }
@@ -180,7 +187,13 @@ async def test_duplicates_within_a_batch_count_once(store: PostgresLogStore) -> 
     first = outcome(source, "ep_a", 1, RETRY)
     result = await store.write([source, source], [first, first])
     assert (result.events_new, result.deliveries_new, result.attempts_new) == (1, 1, 1)
-    assert await store.state_counts() == {"queued": 0, "scheduled": 1, "delivered": 0, "dead": 0}
+    assert await store.state_counts() == {
+        "queued": 0,
+        "scheduled": 1,
+        "paused": 0,
+        "delivered": 0,
+        "dead": 0,
+    }
 
 
 async def test_batches_in_any_order_end_in_the_latest_attempts_state(
@@ -198,7 +211,13 @@ async def test_batches_in_any_order_end_in_the_latest_attempts_state(
     delivery = await store.get_delivery("evt_1-ep_a")
     assert (delivery.state, delivery.attempts_made) == ("delivered", 2)
     assert [a.number for a in delivery.attempts] == [1, 2]
-    assert await store.state_counts() == {"queued": 0, "scheduled": 0, "delivered": 1, "dead": 0}
+    assert await store.state_counts() == {
+        "queued": 0,
+        "scheduled": 0,
+        "paused": 0,
+        "delivered": 1,
+        "dead": 0,
+    }
     assert await store.get_event("evt_1") is not None
 
 
@@ -261,7 +280,13 @@ async def test_replay_moves_dead_deliveries_back_once(store: PostgresLogStore) -
     assert await store.mark_replayed(["evt_1-ep_a"], replay_ms) == []
     assert (await store.get_delivery("evt_1-ep_a")).state == "queued"
     assert await store.dead_delivery_ids("ep_a") == []
-    assert await store.state_counts() == {"queued": 1, "scheduled": 0, "delivered": 1, "dead": 0}
+    assert await store.state_counts() == {
+        "queued": 1,
+        "scheduled": 0,
+        "paused": 0,
+        "delivered": 1,
+        "dead": 0,
+    }
     # Its next attempt is numbered after its last.
     again = await store.write([], [outcome(source, "ep_a", 2, DELIVERED, at_ms=replay_ms + 10)])
     assert (again.attempts_new, again.deliveries_moved) == (1, 1)
@@ -269,6 +294,7 @@ async def test_replay_moves_dead_deliveries_back_once(store: PostgresLogStore) -
     assert await store.state_counts("ep_a") == {
         "queued": 0,
         "scheduled": 0,
+        "paused": 0,
         "delivered": 1,
         "dead": 0,
     }
