@@ -114,6 +114,14 @@ LAYOUT: dict[str, str] = {
     "dashboard_session": "ui:ses:{}",
     # List (1 h): the delivery ids one dashboard replay enqueued, to show its progress.
     "dashboard_replay": "ui:rpl:{}",
+    # Hash: a workspace-scoped API key: workspace (w), name (m), scopes (s, comma-separated),
+    # SHA-256 hex of its secret (h), created ms (c), last used ms (l). producer.api_keys.
+    "api_key": "key:{}",
+    # Sorted set: every API key id by creation time (ms).
+    "api_keys": "keys",
+    # Hash (TTL: the link's ttl_s): an unused portal link by the SHA-256 hex of its value:
+    # workspace (w), user (u, a user's own link), read only (r: 1), expires ms (x).
+    "portal_link": "ui:lnk:{}",
     # String: a random id written with the first endpoint (SET NX). Every API and worker
     # process remembers it; finding it gone or changed means Redis lost its data
     # (producer.redis_guard).
@@ -315,6 +323,19 @@ class Keys:
     def dashboard_replay(self, replay_id: str) -> str:
         """See ``LAYOUT["dashboard_replay"]``."""
         return self._key("dashboard_replay", replay_id)
+
+    def api_key(self, key_id: str) -> str:
+        """See ``LAYOUT["api_key"]``."""
+        return self._key("api_key", key_id)
+
+    @property
+    def api_keys(self) -> str:
+        """See ``LAYOUT["api_keys"]``."""
+        return self._key("api_keys")
+
+    def portal_link(self, digest: str) -> str:
+        """See ``LAYOUT["portal_link"]``."""
+        return self._key("portal_link", digest)
 
     @property
     def generation(self) -> str:

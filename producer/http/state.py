@@ -225,17 +225,9 @@ METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCER = web.AppKey("producer", Producer)
 REDIS_PROBE: web.AppKey[RedisClient] = web.AppKey("redis_probe")
 GUARD = web.AppKey("redis_guard", RedisGuard)
-# Route templates whose handlers authenticate callers themselves, with other credentials
-# than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
-SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
 # Marks a sub-application that authenticates its own requests (the dashboard: a session
 # cookie); the bearer-key middleware leaves every path under its prefix to it.
 SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
-
-
-def exempt_from_api_key(app: web.Application, route: str) -> None:
-    """Let callers of ``route`` (a template) in without an API key: its handler checks them."""
-    app[SELF_AUTHENTICATED].add(route)
 
 
 def producer_of(request: web.Request) -> Producer:

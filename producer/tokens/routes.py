@@ -31,7 +31,9 @@ from typing import Any
 from aiohttp import web
 
 from producer.events import ID_PATTERN, iso_time
+from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import read_json_object
+from producer.http.ownership import refuse_other_workspaces
 from producer.http.problems import INVALID_FIELDS, NOT_FOUND, Problem, invalid_field
 from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
 from producer.tokens.problems import token_errors
@@ -111,6 +113,7 @@ async def put_user(request: web.Request) -> web.Response:
     """``PUT /v1/users/{user_id}``: create the user or change their workspace."""
     user_id = _path(request, "user_id", "user")
     body = _fields(await read_json_object(request), ("workspace_id",), ("workspace_id",))
+    refuse_other_workspaces(request, [body["workspace_id"]])
     system = _system(request)
     async with token_errors("Redis is unavailable; the user was not saved."):
         user, created = await system.users.put(user_id, body["workspace_id"])
@@ -295,23 +298,25 @@ async def get_webhook_url(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the user, 2FA and token routes."""
-    router = app.router
+    routes = Routes(app)
     user = "/v1/users/{user_id}"
     token = f"{user}/tokens/{{token_id}}"
-    router.add_put(user, put_user)
-    router.add_get(user, get_user)
-    router.add_put(f"{user}/channels/{{name}}", _claim(ResourceKind.CHANNEL))
-    router.add_put(f"{user}/bots/{{name}}", _claim(ResourceKind.BOT))
-    router.add_post(f"{user}/apps", create_user_app)
-    router.add_post(f"{user}/2fa/enroll", enroll)
-    router.add_post(f"{user}/2fa/confirm", confirm)
-    router.add_post(f"{user}/2fa/verify", verify)
-    router.add_post(f"{user}/tokens", create_token)
-    router.add_get(f"{user}/tokens", list_tokens)
-    router.add_get(token, get_token)
-    router.add_patch(token, rename_token)
-    router.add_delete(token, delete_token)
-    router.add_post(f"{token}/enable", _set_status(TokenStatus.ACTIVE))
-    router.add_post(f"{token}/disable", _set_status(TokenStatus.DISABLED))
-    router.add_get(f"{token}/usage", token_usage)
-    router.add_post(f"{token}/webhook-url", get_webhook_url)
+    read = Access(Scope.USERS_READ, Owner.USER, "user_id")
+    write = Access(Scope.USERS_WRITE, Owner.USER, "user_id")
+    routes.put(user, put_user, write)
+    routes.get(user, get_user, read)
+    routes.put(f"{user}/channels/{{name}}", _claim(ResourceKind.CHANNEL), write)
+    routes.put(f"{user}/bots/{{name}}", _claim(ResourceKind.BOT), write)
+    routes.post(f"{user}/apps", create_user_app, write)
+    routes.post(f"{user}/2fa/enroll", enroll, write)
+    routes.post(f"{user}/2fa/confirm", confirm, write)
+    routes.post(f"{user}/2fa/verify", verify, write)
+    routes.post(f"{user}/tokens", create_token, write)
+    routes.get(f"{user}/tokens", list_tokens, read)
+    routes.get(token, get_token, read)
+    routes.patch(token, rename_token, write)
+    routes.delete(token, delete_token, write)
+    routes.post(f"{token}/enable", _set_status(TokenStatus.ACTIVE), write)
+    routes.post(f"{token}/disable", _set_status(TokenStatus.DISABLED), write)
+    routes.get(f"{token}/usage", token_usage, read)
+    routes.post(f"{token}/webhook-url", get_webhook_url, write)
