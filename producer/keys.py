@@ -110,7 +110,8 @@ LAYOUT: dict[str, str] = {
     # Hash (expires when unused): a dashboard session, by the SHA-256 hex of its cookie
     # value: CSRF token (csrf), signed in (auth: 1), created ms (c), a one-shot notice
     # (flash), the Webhook Tokens screen's user (user) and that user's 2FA session
-    # (tfa:<user id>, sealed like secrets).
+    # (tfa:<user id>, sealed like secrets); a portal link's grant (portal:w, portal:r,
+    # portal:u: producer.portal_links.PortalGrant).
     "dashboard_session": "ui:ses:{}",
     # List (1 h): the delivery ids one dashboard replay enqueued, to show its progress.
     "dashboard_replay": "ui:rpl:{}",

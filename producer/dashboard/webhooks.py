@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
-from producer.dashboard.pages import flash_and_redirect, producer_of, render
+from producer.dashboard.pages import flash_and_redirect, producer_of, render, session_of
 from producer.dashboard.webhook_forms import (
     LIST,
     PAGE_SIZE,
@@ -54,8 +54,14 @@ async def list_webhooks(request: web.Request) -> web.Response:
     if cursor:
         created_ms, endpoint_id = decode_cursor(cursor, ENDPOINT_CURSOR, (int, str))
         after = (created_ms, endpoint_id)
+    session = session_of(request)
+    bound = session.portal.workspace_id if session and session.portal else None
     async with redis_deadline("Redis is unavailable; the webhooks could not be listed."):
-        endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)
+        if bound is not None:  # a portal: its workspace's (few: every publish reads them)
+            endpoints = await producer.endpoints.all(workspace_id=bound, status=status)
+            next_position = None
+        else:
+            endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)
         recents = await asyncio.gather(*(producer.deliveries.recent(e.id) for e in endpoints))
     next_link = None
     if next_position:
