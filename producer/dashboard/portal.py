@@ -95,11 +95,20 @@ async def brand_css(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/css", headers=NO_STORE)
 
 
+def _enrols(request: web.Request) -> bool:
+    """Whether the request sets up a user's second factor (its secret is shown)."""
+    return request.path.startswith("/ui/tokens/") and request.path.endswith("/2fa/enroll")
+
+
 @web.middleware
 async def portal_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Keep a portal session to its grant (after the session gate: CSRF already checked)."""
     session = session_of(request)
     grant = session.portal if session is not None else None
+    if _enrols(request) and (grant is None or grant.user_id != request.match_info["user_id"]):
+        raise web.HTTPForbidden(
+            text="A second factor is set up by its user, from their own portal link."
+        )
     if (
         grant is None
         or request.match_info.route.name in UNBOUND_ROUTE_NAMES
