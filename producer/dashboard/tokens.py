@@ -293,8 +293,9 @@ async def enroll(request: web.Request) -> web.Response:
     user = await _user(request)
     twofactor = _system(request).twofactor
     async with redis_deadline("Redis is unavailable; nothing was enrolled."):
-        if await twofactor.enrolled(user.id):
-            # Replacing a second factor needs the current one (as in the API).
+        replacing = await twofactor.enrolled(user.id)
+        if replacing and await _open_session_until(request, user.id) is None:
+            # Replacing a second factor needs the current one: an open 2FA session.
             return await _prompt(request, user, error="2FA is set up already: enter a code.")
         enrolment = await twofactor.enroll(user.id)
     log.info("dashboard_2fa_enrolment", user_id=user.id)

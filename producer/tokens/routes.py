@@ -9,13 +9,13 @@ path, ``/v1/users/{user_id}/...``, by an id of that system's choosing.
 * ``PUT /v1/users/{user_id}/channels/{name}``, ``.../bots/{name}``: claim a channel or
   bot name (409 when another user owns it); ``POST /v1/users/{user_id}/apps``
   ``{"name"}``: an extension app with its sandbox and marketplace appkeys (shown once).
-* ``POST .../2fa/enroll`` (a TOTP secret and ``otpauth://`` URI, shown once),
+* ``POST .../2fa/enroll`` is refused (403 ``enrol-in-portal``): the user enrols in their
+  own portal session (``POST .../portal-links``, :mod:`producer.dashboard.portal`);
   ``.../2fa/confirm`` and ``.../2fa/verify`` ``{"code"}``: each returns a 2FA session.
 * Token management, each call needing the header ``X-Cliq-2FA-Session`` of a session
   verified within 15 minutes (else 401 ``reauthenticate``): ``POST``/``GET
   .../tokens``, ``GET``/``PATCH``/``DELETE .../tokens/{token_id}``, ``POST
   .../enable``, ``.../disable``, ``GET .../usage``, ``POST .../webhook-url``.
-  Re-enrolling an enrolled user also needs a session.
 
 "Get Webhook URL" is :mod:`producer.tokens.webhook_urls`; the OpenAPI description of
 these routes :mod:`producer.tokens.routes_spec`, the incoming webhooks
@@ -34,7 +34,7 @@ from producer.events import ID_PATTERN, iso_time
 from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import read_json_object
 from producer.http.ownership import refuse_other_workspaces
-from producer.http.problems import INVALID_FIELDS, NOT_FOUND, Problem, invalid_field
+from producer.http.problems import INVALID_FIELDS, NOT_FOUND, Problem, ProblemKind, invalid_field
 from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
 from producer.tokens.problems import token_errors
 from producer.tokens.registry import MAX_TOKENS, USAGE_HISTORY, TokenStatus, WebhookToken
@@ -42,6 +42,7 @@ from producer.tokens.users import AppEnvironment, ResourceKind
 from producer.tokens.webhook_urls import make_webhook_url, public_base
 
 SESSION_HEADER = "X-Cliq-2FA-Session"
+ENROL_IN_PORTAL = ProblemKind("enrol-in-portal", 403, "Second factors are set up by their user")
 CODE_PATTERN = re.compile(r"[0-9]{6}")
 
 
@@ -173,17 +174,16 @@ def _session_dict(token: str, expires_ms: int) -> dict[str, Any]:
 
 
 async def enroll(request: web.Request) -> web.Response:
-    """``POST .../2fa/enroll``: a new TOTP secret, to be confirmed with a first code."""
+    """``POST .../2fa/enroll``: refused (403). A user sets up their second factor in their
+    own portal session (``POST /v1/users/{user_id}/portal-links``), where the secret is
+    shown to them alone: no API key, the operator's included, ever reads a TOTP secret."""
     user_id = _path(request, "user_id", "user")
-    system = _system(request)
-    async with token_errors("Redis is unavailable; nothing was enrolled."):
-        await system.users.get(user_id)
-        if await system.twofactor.enrolled(user_id):
-            # Replacing a second factor needs the current one: the API key alone must not.
-            await system.twofactor.check(user_id, request.headers.get(SESSION_HEADER))
-        enrolment = await system.twofactor.enroll(user_id)
-    return web.json_response(
-        {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}, status=201
+    async with token_errors("Redis is unavailable; the user could not be read."):
+        await _system(request).users.get(user_id)
+    raise Problem(
+        ENROL_IN_PORTAL,
+        f"A second factor is set up by its user: make their link with POST "
+        f"/v1/users/{user_id}/portal-links and send it to them.",
     )
 
 
