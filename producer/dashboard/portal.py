@@ -49,7 +49,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Path parameters naming a resource of some workspace, and the 404 page of an unknown one
 # (the handlers' own words: another workspace's ids read as unknown ones).
 OWNED_PARAMETERS = {
-    "id": (Owner.ENDPOINT, "There is no webhook with this id."),
+    "id": (Owner.ENDPOINT, "There is no webhook with id {} (was it deleted?)."),
     "user_id": (Owner.USER, "There is no user {}: create them on the Webhook Tokens page."),
 }
 # Forms that name the workspace they act in.
@@ -126,7 +126,8 @@ async def portal_gate(request: web.Request, handler: Handler) -> web.StreamRespo
         if parameter in match:
             found = await workspace_of(request, owner, match[parameter])
             if found is not None and found != grant.workspace_id:
-                raise web.HTTPNotFound(text=missing.format(repr(match[parameter])))
+                shown = match[parameter] if owner is Owner.ENDPOINT else repr(match[parameter])
+                raise web.HTTPNotFound(text=missing.format(shown))
     if request.method == "POST" and request.path in WORKSPACE_FORMS:
         form = await request.post()
         named = str(form.get("workspace_id", "")).strip()
