@@ -376,7 +376,9 @@ async def test_a_users_link_opens_their_own_tokens_and_2fa_only(
     await page.get_by_role("button", name="Set up 2FA").click()
     qr = page.locator(".qr svg")
     await expect(qr).to_be_visible()
-    assert (await qr.bounding_box() or {}).get("width", 0) > 100
+    box = await qr.bounding_box()
+    assert box is not None
+    assert box["width"] > 100
     secret = await page.get_by_label("Secret").input_value()
     # The operator never reads it: not in the user, and the API refuses to enrol.
     assert secret not in str(await server.call("GET", "/v1/users/ada"))
