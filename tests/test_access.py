@@ -10,8 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from test_api import problem
-from test_tokens import Api, ApiFactory, api_factory_for, enrolled_user, ok
+from test_tokens import KEY, Api, ApiFactory, api_factory_for, enrolled_user, ok
+
+from producer.http.app import create_app
+from producer.http.state import ApiSettings
 
 OTHER = "ws_other"
 MINE = "ws_mine"
@@ -215,3 +220,24 @@ async def test_operator_keys_keep_full_access(api_factory: ApiFactory) -> None:
     await endpoint_of(api, OTHER)
     listed = await ok(await api.call("GET", "/v1/endpoints"))
     assert {e["workspace_id"] for e in listed["items"]} == {MINE, OTHER}
+
+
+async def test_a_route_without_a_declared_scope_is_the_operators(api: Api, redis_url: str) -> None:
+    """Deny by default: a route added without its access is the operator keys' only."""
+    key = await scoped_key(api)
+    settings = ApiSettings.from_env({"REDIS_URL": redis_url, "API_KEYS": KEY})
+    app = create_app(settings)
+
+    async def undeclared(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app.router.add_get("/v1/undeclared", undeclared)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with client.get("/v1/undeclared", headers=headers) as response:
+            await problem(response, 403, "insufficient-scope")
+        async with client.get("/v1/nothing-here", headers=headers) as response:
+            await problem(response, 404, "not-found")
+        operator = {"Authorization": f"Bearer {KEY}"}
+        async with client.get("/v1/undeclared", headers=operator) as response:
+            assert response.status == 200

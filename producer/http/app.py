@@ -237,11 +237,15 @@ async def refuse_unknown_query(request: web.Request, handler: Handler) -> web.St
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
 
+    An operator key (``API_KEYS``) may call every route; a workspace-scoped key
+    (:mod:`producer.api_keys`) only those whose declared scope it holds (403 otherwise),
+    and :func:`producer.http.ownership.workspace_guard` then keeps it to its workspace.
     Runs before any handler, so no body is read for a caller without a valid key; a
     source address failing too often gets 429 instead of 401 (:func:`throttled`).
     """
     keys = request.app[SETTINGS].api_keys
-    access = access_of(request, route_label(request))
+    route = route_label(request)
+    access = access_of(request, route)
     if (access is not None and access.scope in UNKEYED_SCOPES) or _authenticates_itself(request):
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -250,10 +254,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)  # the operator: every scope, every workspace
     scoped = await api_key_store(request).authenticate(token) if token else None
     if scoped is not None:
-        if access is not None and not scoped.allows(access.scope):
+        # A route without a declared scope is the operator's (an unknown path is a 404).
+        needed = access.scope if access is not None else Scope.OPERATOR
+        if route != UNMATCHED_ROUTE and not scoped.allows(needed):
             raise Problem(
                 INSUFFICIENT_SCOPE,
-                f"This API key lacks the scope {access.scope.value!r} this route needs.",
+                f"This API key lacks the scope {needed.value!r} this route needs.",
             )
         request[CALLER] = scoped
     elif keys and not token:
