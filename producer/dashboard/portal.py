@@ -16,6 +16,7 @@ cookie's (:func:`producer.dashboard.sessions.set_cookie`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 
@@ -45,6 +46,7 @@ UNBOUND_ROUTE_NAMES = frozenset({"static", "portal-link", "brand-css"})
 # Routes a signed-out browser may reach (the session gate's list adds them).
 PUBLIC_ROUTE_NAMES = frozenset({"portal-link", "brand-css"})
 LOGOUT_PATH = "/ui/logout"
+FRAME_ANCESTORS = re.compile(r"frame-ancestors [^;]*")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Path parameters naming a resource of some workspace, and the 404 page of an unknown one
 # (the handlers' own words: another workspace's ids read as unknown ones).
@@ -146,8 +148,8 @@ def security_headers(headers: Mapping[str, str], request: web.Request) -> dict[s
     sites may frame the dashboard, without ``X-Frame-Options: DENY`` (CSP decides)."""
     settings = settings_of(request)
     result = dict(headers)
-    result["Content-Security-Policy"] = result["Content-Security-Policy"].replace(
-        "frame-ancestors 'none'", f"frame-ancestors {settings.portal_frame_ancestors}"
+    result["Content-Security-Policy"] = FRAME_ANCESTORS.sub(
+        f"frame-ancestors {settings.portal_frame_ancestors}", result["Content-Security-Policy"]
     )
     if settings.portal_embeddable:
         del result["X-Frame-Options"]
