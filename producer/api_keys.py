@@ -151,7 +151,7 @@ class ApiKeyStore:
             await pipe.execute()
         return key, f"{key_id}.{secret}"
 
-    async def list(self, workspace_id: str | None = None) -> list[ApiKey]:
+    async def all(self, workspace_id: str | None = None) -> list[ApiKey]:
         """Every key, oldest first; only ``workspace_id``'s when given."""
         ids = cast(list[str], await self._redis.zrange(self._keys.api_keys, 0, -1))
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import structlog
 from aiohttp import web
 
 from producer.api_keys import ApiKey, ApiKeyError, ApiKeyNotFound, ApiKeyStore
@@ -35,6 +36,8 @@ from producer.http.problems import (
     redis_deadline,
 )
 from producer.http.state import producer_of
+
+log = structlog.get_logger("cliq.producer.http.api_keys")
 
 INSUFFICIENT_SCOPE = ProblemKind("insufficient-scope", 403, "API key lacks the scope")
 CREATABLE = ("workspace_id", "name", "scopes")
@@ -78,6 +81,7 @@ async def create_key(request: web.Request) -> web.Response:
             str(body["name"]),
             [str(s) for s in cast(list[object], body["scopes"])],
         )
+    log.info("api_key_created", key_id=key.id, workspace_id=key.workspace_id, scopes=key.scopes)
     return web.json_response({**key_dict(key), "key": value}, status=201)
 
 
@@ -87,7 +91,7 @@ async def list_keys(request: web.Request) -> web.Response:
     if workspace_id is not None and not ID_PATTERN.match(workspace_id):
         raise invalid_field("workspace_id", "must be 1-128 characters of A-Z, a-z, 0-9, _, -")
     async with redis_deadline("Redis is unavailable; the keys could not be listed."):
-        keys = await api_key_store(request).list(workspace_id)
+        keys = await api_key_store(request).all(workspace_id)
     return web.json_response({"items": [key_dict(k) for k in keys]})
 
 
@@ -99,6 +103,7 @@ async def revoke_key(request: web.Request) -> web.Response:
             await api_key_store(request).revoke(key_id)
     except ApiKeyNotFound:
         raise missing("API key", key_id) from None
+    log.info("api_key_revoked", key_id=key_id)
     return web.Response(status=204)
 
 
