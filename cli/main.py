@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import redis.exceptions
 
-from cli import deliveries, endpoints, event_types, events, tokens, users
+from cli import api_keys, deliveries, endpoints, event_types, events, portal_links, tokens, users
 from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_commands(commands)
     tokens.add_commands(commands)
     event_types.add_commands(commands)
+    api_keys.add_commands(commands)
+    portal_links.add_commands(commands)
 
     work = add_command(commands, "worker", run_worker, "run a worker process", DELIVERY_OPTIONS)
     work.add_argument(

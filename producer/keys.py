@@ -133,10 +133,19 @@ LAYOUT: dict[str, str] = {
     # Hash (expires when unused): a dashboard session, by the SHA-256 hex of its cookie
     # value: CSRF token (csrf), signed in (auth: 1), created ms (c), a one-shot notice
     # (flash), the Webhook Tokens screen's user (user) and that user's 2FA session
-    # (tfa:<user id>, sealed like secrets).
+    # (tfa:<user id>, sealed like secrets); a portal link's grant (portal:w, portal:r,
+    # portal:u: producer.portal_links.PortalGrant).
     "dashboard_session": "ui:ses:{}",
     # List (1 h): the delivery ids one dashboard replay enqueued, to show its progress.
     "dashboard_replay": "ui:rpl:{}",
+    # Hash: a workspace-scoped API key: workspace (w), name (m), scopes (s, comma-separated),
+    # SHA-256 hex of its secret (h), created ms (c), last used ms (l). producer.api_keys.
+    "api_key": "key:{}",
+    # Sorted set: every API key id by creation time (ms).
+    "api_keys": "keys",
+    # Hash (TTL: the link's ttl_s): an unused portal link by the SHA-256 hex of its value:
+    # workspace (w), user (u, a user's own link), read only (r: 1), expires ms (x).
+    "portal_link": "ui:lnk:{}",
     # String: a random id written with the first endpoint (SET NX). Every API and worker
     # process remembers it; finding it gone or changed means Redis lost its data
     # (producer.redis_guard).
@@ -384,6 +393,19 @@ class Keys:
     def dashboard_replay(self, replay_id: str) -> str:
         """See ``LAYOUT["dashboard_replay"]``."""
         return self._key("dashboard_replay", replay_id)
+
+    def api_key(self, key_id: str) -> str:
+        """See ``LAYOUT["api_key"]``."""
+        return self._key("api_key", key_id)
+
+    @property
+    def api_keys(self) -> str:
+        """See ``LAYOUT["api_keys"]``."""
+        return self._key("api_keys")
+
+    def portal_link(self, digest: str) -> str:
+        """See ``LAYOUT["portal_link"]``."""
+        return self._key("portal_link", digest)
 
     @property
     def generation(self) -> str:

@@ -155,6 +155,20 @@ async def sign_in(page: Page, dashboard: Dashboard, path: str = "/ui/webhooks") 
     await page.wait_for_url(dashboard.url(path))
 
 
+async def user_portal_link(dashboard: Dashboard, user_id: str) -> str:
+    """A single-use link to the user's own Webhook Tokens screens (the operator's API)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            dashboard.url(f"/v1/users/{user_id}/portal-links"),
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as response,
+    ):
+        assert response.status == 201, await response.text()
+        url: str = (await response.json())["url"]
+        return url
+
+
 async def subscribe(
     producer: Producer, receiver: Receiver, description: str = "", events: str = "*"
 ) -> Endpoint:
@@ -569,8 +583,13 @@ async def test_webhook_tokens_behind_2fa_from_enrolment_to_webhook_url(
     await page.get_by_label("Workspace id").fill("ws_1")
     await page.get_by_role("button", name="Continue").click()
 
-    # Enrol: the secret is shown once; the first code confirms it and opens a session.
+    # Enrol, in the user's own session (the operator's has no way to): a QR code and the
+    # secret, shown once; the first code confirms it and opens a 2FA session.
+    await expect(page.get_by_text("send them their own link")).to_be_visible()
+    await expect(page.get_by_role("button", name="Set up 2FA")).to_have_count(0)
+    await page.goto(await user_portal_link(dashboard, "user_ada"))
     await page.get_by_role("button", name="Set up 2FA").click()
+    await expect(page.locator(".qr svg")).to_be_visible()
     secret = await page.get_by_label("Secret").input_value()
     await page.get_by_label("Authentication code").fill("000000")
     await page.get_by_role("button", name="Continue").click()

@@ -29,6 +29,7 @@ from test_api import spawn_api
 
 from producer import dashboard
 from producer.events import BUILTIN_EVENT_TYPES, Catalogue
+from producer.http.access import ROUTE_ACCESS
 from producer.http.app import create_app
 from producer.http.document import OPENAPI_DOCUMENT, build_document
 from producer.http.openapi import operation
@@ -104,8 +105,9 @@ def test_every_operation_declares_its_problems_and_security() -> None:
                 assert op["security"] == [{"zapikey": []}], path
                 assert {"401", "403"} <= set(responses), path
             else:
-                assert "security" not in op  # the document's default: the bearer key
-                assert "401" in responses, (method, path)
+                # The bearer key with the route's scope (a scoped key without it: 403).
+                assert op["security"] == [{"bearer": op["x-scopes"]}], (method, path)
+                assert {"401", "403"} <= set(responses), (method, path)
             if "requestBody" in op:
                 assert {"400", "413", "415"} <= set(responses), (method, path)
             if "{id}" in path:
@@ -135,7 +137,11 @@ def test_paths_of_the_token_routes_are_merged(monkeypatch: pytest.MonkeyPatch) -
         }
     }
     monkeypatch.setattr(routes_spec, "OPENAPI_PATHS", {**routes_spec.OPENAPI_PATHS, **extra})
-    assert document()["paths"]["/v1/tokens"] == extra["/v1/tokens"]
+    # Read when the application is made: an operation without a route (so no scope) fails.
+    with pytest.raises(ValueError, match="GET /v1/tokens is described but has no declared scope"):
+        document()
+    merged = build_document(Catalogue(), [routes_spec.OPENAPI_PATHS])
+    assert merged["paths"]["/v1/tokens"] == extra["/v1/tokens"]
 
 
 def test_an_operation_or_schema_described_twice_fails_at_startup() -> None:
@@ -264,3 +270,24 @@ def test_sequences_of_calls_keep_to_the_document(live_api: str) -> None:
             database=None,
         ),
     )
+
+
+def test_every_route_declares_its_scope_and_the_document_shows_it() -> None:
+    """Each registered route (but the dashboard's, which has sessions) has a declared
+    scope, and each described operation shows that scope as ``x-scopes``."""
+    app = create_app(ApiSettings())
+    table = app[ROUTE_ACCESS]
+    registered = {
+        (route.resource.canonical, route.method)
+        for route in app.router.routes()
+        if route.resource is not None and not route.resource.canonical.startswith("/ui")
+    }
+    assert len(registered) > 40
+    assert registered <= set(table)
+    doc = document()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            assert op["x-scopes"] == [table[(path, method.upper())].scope.value], (method, path)
+    assert doc["paths"]["/v1/events"]["post"]["x-scopes"] == ["events:publish"]
+    assert doc["paths"]["/v1/api-keys"]["post"]["x-scopes"] == ["operator"]
+    assert doc["paths"]["/healthz"]["get"]["x-scopes"] == ["public"]

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -147,11 +149,58 @@ class User:
         return created
 
 
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+SECRET_FIELD = re.compile(r'id="totp-secret" class="secret" value="([A-Z2-7]+)"')
+
+
+@dataclass
+class Portal:
+    """A user's own dashboard session, opened by their portal link (an HTTP client)."""
+
+    api: Api
+    user_id: str
+    browser: aiohttp.ClientSession
+    csrf: str = ""
+
+    async def post(self, path: str, status: int = 200, **form: str) -> str:
+        """Send a form of the user's screens (``path`` under /ui/tokens/<id>); the page."""
+        url = self.api.client.make_url(f"/ui/tokens/{self.user_id}{path}")
+        async with self.browser.post(url, data={"csrf": self.csrf, **form}) as response:
+            page = await response.text()
+            assert response.status == status, page
+        return page
+
+    async def enrol(self) -> str:
+        """Set up TOTP (or replace it, within a 2FA session): the secret shown."""
+        page = await self.post("/2fa/enroll")
+        assert '<svg xmlns="http://www.w3.org/2000/svg"' in page  # the QR code
+        found = SECRET_FIELD.search(page)
+        assert found is not None, page
+        return found[1]
+
+
+@asynccontextmanager
+async def portal_of(api: Api, user_id: str) -> AsyncIterator[Portal]:
+    """The user's portal session: their link, made with the operator key, opened once."""
+    link = await ok(await api.call("POST", f"/v1/users/{user_id}/portal-links"), 201)
+    # unsafe: keep the cookies of an IP address host (127.0.0.1).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        # Its path on this server (the URL's base may be PUBLIC_URL's).
+        path = urlsplit(link["url"]).path
+        async with browser.get(api.client.make_url(path)) as response:
+            page = await response.text()
+            assert response.status == 200, page
+        found = CSRF_FIELD.search(page)
+        assert found is not None, page
+        yield Portal(api, user_id, browser, found[1])
+
+
 async def enrolled_user(api: Api, user_id: str = "user_1", workspace_id: str = "ws_1") -> User:
-    """Create a user, enrol TOTP and confirm it: the user has an open 2FA session."""
+    """Create a user, who enrols TOTP in their own portal session; confirming it (over
+    the API, with the first code) opens a 2FA session."""
     await ok(await api.call("PUT", f"/v1/users/{user_id}", {"workspace_id": workspace_id}), 201)
-    enrolment = await ok(await api.call("POST", f"/v1/users/{user_id}/2fa/enroll"), 201)
-    secret = enrolment["secret"]
+    async with portal_of(api, user_id) as portal:
+        secret = await portal.enrol()
     code = totp.code_at(secret, api.clock())
     confirmed = await ok(await api.call("POST", f"/v1/users/{user_id}/2fa/confirm", {"code": code}))
     return User(api, user_id, secret, confirmed["session"], workspace_id)
@@ -160,13 +209,19 @@ async def enrolled_user(api: Api, user_id: str = "user_1", workspace_id: str = "
 # ---------------------------------------------------------------- users and 2FA
 
 
-async def test_enrolment_returns_the_secret_once_and_confirmation_opens_a_session(
+async def test_enrolment_shows_the_secret_to_the_user_once_and_confirmation_opens_a_session(
     api: Api,
 ) -> None:
     await ok(await api.call("PUT", "/v1/users/user_1", {"workspace_id": "ws_1"}), 201)
-    enrolment = await ok(await api.call("POST", "/v1/users/user_1/2fa/enroll"), 201)
-    assert enrolment["otpauth_uri"].startswith("otpauth://totp/cliq-webhooks%3Auser_1?")
-    assert f"secret={enrolment['secret']}" in enrolment["otpauth_uri"]
+    # No API key reads a TOTP secret, the operator's included.
+    refused = await api.call("POST", "/v1/users/user_1/2fa/enroll")
+    assert (
+        "/v1/users/user_1/portal-links"
+        in (await problem(refused, 403, "enrol-in-portal"))["detail"]
+    )
+    async with portal_of(api, "user_1") as portal:
+        secret = await portal.enrol()
+    enrolment = {"secret": secret}
     user = await ok(await api.call("GET", "/v1/users/user_1"))
     assert user["totp_enrolled"] is False  # not before the first code
 
@@ -290,10 +345,12 @@ async def test_re_enrolment_needs_a_session_and_keeps_the_old_secret_until_confi
     api: Api,
 ) -> None:
     user = await enrolled_user(api)
-    api.clock.advance(SESSION_S)
-    await problem(await api.call("POST", "/v1/users/user_1/2fa/enroll"), 401, "reauthenticate")
-    await user.verify()
-    new = await ok(await api.call("POST", "/v1/users/user_1/2fa/enroll", session=user.session), 201)
+    async with portal_of(api, "user_1") as portal:
+        # Without a 2FA session in the portal: a code first.
+        assert "2FA is set up already" in await portal.post("/2fa/enroll")
+        api.clock.advance(totp.STEP_S)
+        await portal.post("/2fa/verify", code=user.code())
+        new = {"secret": await portal.enrol()}
     assert new["secret"] != user.secret
     await user.verify()  # the old secret still works until the new one is confirmed
     api.clock.advance(totp.STEP_S)

@@ -25,7 +25,15 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer.dashboard import auth, delivery_page, search, tokens, webhook_page, webhooks
+from producer.dashboard import (
+    auth,
+    delivery_page,
+    portal,
+    search,
+    tokens,
+    webhook_page,
+    webhooks,
+)
 from producer.dashboard.pages import SESSION_KEY, render, session_of, store_of
 from producer.dashboard.sessions import COOKIE_NAME, Session, set_cookie
 from producer.http.problems import PAYLOAD_TOO_LARGE, REDIS_UNAVAILABLE, Problem
@@ -48,7 +56,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 # Routes a signed-out browser may reach.
-PUBLIC_ROUTE_NAMES = frozenset({"static", "login", "login-post"})
+PUBLIC_ROUTE_NAMES = frozenset({"static", "login", "login-post", *portal.PUBLIC_ROUTE_NAMES})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
@@ -60,12 +68,13 @@ MAX_FORM_BYTES = 64 * 1024
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every answer of the dashboard carries :data:`SECURITY_HEADERS`."""
+    headers = portal.security_headers(SECURITY_HEADERS, request)
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects
-        exc.headers.update(SECURITY_HEADERS)
+        exc.headers.update(headers)
         raise
-    response.headers.update(SECURITY_HEADERS)
+    response.headers.update(headers)
     return response
 
 
@@ -195,7 +204,9 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
 
 def create_app() -> web.Application:
     """The dashboard, to mount under :data:`PREFIX` in the API application."""
-    app = web.Application(middlewares=[security_headers, html_errors, session_gate])
+    app = web.Application(
+        middlewares=[security_headers, html_errors, session_gate, portal.portal_gate]
+    )
     app[SESSION_AUTHENTICATED] = True
     app.router.add_static("/static/", STATIC_FOLDER, name="static", append_version=True)
     auth.add_routes(app)
@@ -204,4 +215,5 @@ def create_app() -> web.Application:
     tokens.add_routes(app)
     delivery_page.add_routes(app)
     search.add_routes(app)
+    portal.add_routes(app)
     return app

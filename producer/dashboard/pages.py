@@ -81,10 +81,15 @@ async def render(
     flash = None
     if session is not None and session.signed_in and status < 400:
         flash = await store_of(request).pop_flash(session)
+    settings = settings_of(request)
     html = ENVIRONMENT.get_template(template).render(
+        # A portal session's grant (its workspace, maybe one user), the operator's brand.
+        portal=session.portal if session else None,
+        brand_name=settings.portal_brand_name,
+        brand_css=bool(settings.portal_accent_color),
         csrf=session.csrf if session else "",
         signed_in=bool(session and session.signed_in),
-        auth_off=not settings_of(request).api_keys,
+        auth_off=not settings.api_keys,
         flash=flash,
         css_url=static_url(request, "dashboard.css"),
         js_url=static_url(request, "dashboard.js"),

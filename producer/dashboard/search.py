@@ -9,19 +9,21 @@ results page on with a cursor. One match alone is opened at once.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from producer.context import Producer
-from producer.dashboard.pages import producer_of, render, see_other
+from producer.dashboard.pages import producer_of, render, see_other, session_of
 from producer.dashboard.webhook_forms import PAGE_SIZE, page_url
 from producer.deliveries import Delivery, DeliveryNotFound
 from producer.endpoint_rules import EndpointNotFound
 from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN
+from producer.http.access import Owner
 from producer.http.bodies import ENDPOINT_CURSOR, decode_cursor, encode_cursor
+from producer.http.ownership import workspace_of
 from producer.http.problems import redis_deadline
 from producer.scans import SCAN_BUDGET
 
@@ -93,6 +95,26 @@ async def _by_url(producer: Producer, text: str, cursor: str | None) -> Found:
     return Found(endpoints=tuple(matches), next_link=next_link)
 
 
+async def _within(request: web.Request, found: Found, workspace: str) -> Found:
+    """What a portal session may see of ``found``: its own workspace's, nothing else
+    (another workspace's ids are not found, as in the API)."""
+    delivery, event_id = found.delivery, found.event_id
+    if (
+        delivery is not None
+        and await workspace_of(request, Owner.DELIVERY, delivery.id) != workspace
+    ):
+        delivery = None
+    if event_id is not None and await workspace_of(request, Owner.EVENT, event_id) != workspace:
+        event_id = None
+    return replace(
+        found,
+        endpoints=tuple(e for e in found.endpoints if e.workspace_id == workspace),
+        delivery=delivery,
+        event_id=event_id,
+        event_type=found.event_type if event_id is not None else None,
+    )
+
+
 async def search(request: web.Request) -> web.Response:
     """``GET /ui/search?q=``: endpoints by URL or id, an event or a delivery by id."""
     text = request.query.get("q", "").strip()[:MAX_QUERY_LENGTH]
@@ -105,6 +127,9 @@ async def search(request: web.Request) -> web.Response:
                 found = await _by_id(producer, text)
             if not found.count:
                 found = await _by_url(producer, text, cursor)
+            session = session_of(request)
+            if session is not None and session.portal is not None:
+                found = await _within(request, found, session.portal.workspace_id)
         only = found.only_link()
         if only is not None and not cursor:
             return see_other(only)

@@ -23,12 +23,16 @@ from typing import cast
 
 from aiohttp import web
 
+from producer.http.state import SETTINGS
 from producer.keys import Keys
+from producer.portal_links import PortalGrant
 from producer.redis.clients import RedisClient
 
 COOKIE_NAME = "cliq_ui"
 COOKIE_PATH = "/ui/"
 ANONYMOUS_TTL_S = 900
+# Session fields of a portal grant: this + PortalGrant.to_hash's names.
+_PORTAL = "portal:"
 _ID_BYTES = 32
 
 
@@ -49,6 +53,8 @@ class Session:
     signed_in: bool
     # True when the cookie must be (re)sent with the response.
     new: bool = False
+    # A session a portal link opened: bound to its workspace (maybe one user, read only).
+    portal: PortalGrant | None = None
 
     def csrf_matches(self, presented: str) -> bool:
         """Whether ``presented`` is this session's CSRF token (constant time)."""
@@ -80,15 +86,22 @@ class SessionStore:
             return None
         signed_in = fields.get("auth") == "1"
         await self._redis.expire(key, self._ttl_s if signed_in else ANONYMOUS_TTL_S)
-        return Session(cookie=cookie, csrf=fields["csrf"], signed_in=signed_in)
+        portal = {name[len(_PORTAL) :]: v for name, v in fields.items() if name.startswith(_PORTAL)}
+        return Session(
+            cookie=cookie,
+            csrf=fields["csrf"],
+            signed_in=signed_in,
+            portal=PortalGrant.from_hash(portal) if portal else None,
+        )
 
-    async def create(self, *, signed_in: bool) -> Session:
-        """A new session with a fresh id and CSRF token."""
+    async def create(self, *, signed_in: bool, portal: PortalGrant | None = None) -> Session:
+        """A new session with a fresh id and CSRF token (bound to ``portal``'s grant)."""
         session = Session(
             cookie=secrets.token_urlsafe(_ID_BYTES),
             csrf=secrets.token_urlsafe(_ID_BYTES),
             signed_in=signed_in,
             new=True,
+            portal=portal,
         )
         key = self._key(session.cookie)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -100,6 +113,8 @@ class SessionStore:
                     "c": str(int(time.time() * 1000)),
                 },
             )
+            for name, value in (portal.to_hash() if portal else {}).items():
+                pipe.hset(key, _PORTAL + name, value)
             pipe.expire(key, self._ttl_s if signed_in else ANONYMOUS_TTL_S)
             await pipe.execute()
         return session
@@ -138,15 +153,18 @@ def set_cookie(request: web.Request, response: web.StreamResponse, session: Sess
 
     Lax rather than Strict: a link into the dashboard from elsewhere (an email about a
     failing endpoint) finds the user signed in; GETs change nothing, and every POST needs
-    the CSRF token besides.
+    the CSRF token besides. When another site may frame the dashboard
+    (``PORTAL_FRAME_ANCESTORS``) the cookie must travel in that frame: ``SameSite=None``,
+    which browsers take only with ``Secure`` (they keep it on ``http://localhost`` too).
     """
+    embeddable = request.config_dict[SETTINGS].portal_embeddable
     response.set_cookie(
         COOKIE_NAME,
         session.cookie,
         path=COOKIE_PATH,
         httponly=True,
-        samesite="Lax",
-        secure=served_over_https(request),
+        samesite="None" if embeddable else "Lax",
+        secure=embeddable or served_over_https(request),
     )
 
 

@@ -35,6 +35,7 @@ from producer.dashboard.pages import (
     session_of,
     store_of,
 )
+from producer.dashboard.qr import qr_svg
 from producer.dashboard.sessions import Session
 from producer.events import ID_PATTERN
 from producer.http.problems import Problem, redis_deadline
@@ -292,12 +293,17 @@ async def enroll(request: web.Request) -> web.Response:
     user = await _user(request)
     twofactor = _system(request).twofactor
     async with redis_deadline("Redis is unavailable; nothing was enrolled."):
-        if await twofactor.enrolled(user.id):
-            # Replacing a second factor needs the current one (as in the API).
+        replacing = await twofactor.enrolled(user.id)
+        if replacing and await _open_session_until(request, user.id) is None:
+            # Replacing a second factor needs the current one: an open 2FA session.
             return await _prompt(request, user, error="2FA is set up already: enter a code.")
         enrolment = await twofactor.enroll(user.id)
     log.info("dashboard_2fa_enrolment", user_id=user.id)
-    shown = {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}
+    shown = {
+        "secret": enrolment.secret,
+        "otpauth_uri": enrolment.otpauth_uri,
+        "qr_svg": qr_svg(enrolment.otpauth_uri),
+    }
     return await _prompt(request, user, enrolment=shown)
 
 

@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 
 from producer.context import Producer
-from producer.dashboard.pages import flash_and_redirect, producer_of, render
+from producer.dashboard.pages import flash_and_redirect, producer_of, render, session_of
 from producer.dashboard.search import known_workspaces
 from producer.dashboard.webhook_forms import (
     LIST,
@@ -58,8 +58,13 @@ async def list_webhooks(request: web.Request) -> web.Response:
     if cursor:
         created_ms, endpoint_id = decode_cursor(cursor, ENDPOINT_CURSOR, (int, str))
         after = (created_ms, endpoint_id)
+    session = session_of(request)
+    bound = session.portal.workspace_id if session and session.portal else None
     async with redis_deadline("Redis is unavailable; the webhooks could not be listed."):
-        if workspace:
+        if bound is not None:  # a portal: its workspace's (few: every publish reads them)
+            endpoints = await producer.endpoints.all(workspace_id=bound, status=status)
+            next_position = None
+        elif workspace:
             endpoints, next_position = await _workspace_page(producer, workspace, status, after)
         else:
             endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)

@@ -27,17 +27,22 @@ from prometheus_client import CollectorRegistry
 from producer import dashboard
 from producer.context import Producer
 from producer.http import (
+    api_keys,
     catalogue,
     deliveries,
     document,
     endpoints,
     endpoints_spec,
     events,
+    portal_links,
     probes,
     testsends,
 )
+from producer.http.access import CALLER, Routes, Scope, access_of
+from producer.http.api_keys import INSUFFICIENT_SCOPE, api_key_store
 from producer.http.document import QUERY_PARAMETERS
 from producer.http.metrics import ApiMetrics
+from producer.http.ownership import workspace_guard
 from producer.http.problems import (
     INTERNAL_ERROR,
     REDIS_EVICTING,
@@ -52,7 +57,6 @@ from producer.http.state import (
     METRICS,
     PRODUCER,
     REDIS_PROBE,
-    SELF_AUTHENTICATED,
     SESSION_AUTHENTICATED,
     SETTINGS,
     ApiSettings,
@@ -67,10 +71,10 @@ from producer.tokens import routes as token_routes
 
 log = structlog.get_logger("cliq.producer.http.app")
 
-# Routes that answer without an API key: probes and scraping. Every other path,
-# including unknown ones and routes added later, requires a key when keys are set.
-# The root only redirects to the dashboard, which asks for its own sign-in.
-PUBLIC_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Routes that answer without an API key: probes and scraping (Scope.PUBLIC) and the
+# incoming webhooks, which check a webhook token. Every other path, including unknown
+# ones, requires a key when keys are set. Each route's scope is declared beside it.
+UNKEYED_SCOPES = frozenset({Scope.PUBLIC, Scope.WEBHOOK_TOKEN})
 UNMATCHED_ROUTE = "unmatched"
 
 # Every route module, in the order their routes are registered.
@@ -83,10 +87,21 @@ ROUTE_MODULES = (
     catalogue,
     token_routes,
     incoming,
+    api_keys,
+    portal_links,
 )
 # The modules whose OPENAPI_PATHS (and OPENAPI_SCHEMAS, if any) the document adds to the
 # paths every application has (publishing, the probes: producer.http.document).
-DESCRIBED_MODULES = (endpoints_spec, deliveries, testsends, catalogue, routes_spec, incoming)
+DESCRIBED_MODULES = (
+    endpoints_spec,
+    deliveries,
+    testsends,
+    catalogue,
+    routes_spec,
+    incoming,
+    api_keys,
+    portal_links,
+)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -222,31 +237,43 @@ async def refuse_unknown_query(request: web.Request, handler: Handler) -> web.St
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <key>`` on every non-public path when keys are set.
 
+    An operator key (``API_KEYS``) may call every route; a workspace-scoped key
+    (:mod:`producer.api_keys`) only those whose declared scope it holds (403 otherwise),
+    and :func:`producer.http.ownership.workspace_guard` then keeps it to its workspace.
     Runs before any handler, so no body is read for a caller without a valid key; a
     source address failing too often gets 429 instead of 401 (:func:`throttled`).
     """
     keys = request.app[SETTINGS].api_keys
     route = route_label(request)
-    if (
-        keys
-        and route not in PUBLIC_ROUTES
-        and route not in request.app[SELF_AUTHENTICATED]
-        and not _authenticates_itself(request)
-    ):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise throttled(request, Surface.API) or Problem(
-                UNAUTHORIZED,
-                "Send an API key as 'Authorization: Bearer <key>'.",
-                headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks"'},
+    access = access_of(request, route)
+    if (access is not None and access.scope in UNKEYED_SCOPES) or _authenticates_itself(request):
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if token and keys and keys.accepts(token):
+        return await handler(request)  # the operator: every scope, every workspace
+    scoped = await api_key_store(request).authenticate(token) if token else None
+    if scoped is not None:
+        # A route without a declared scope is the operator's (an unknown path is a 404).
+        needed = access.scope if access is not None else Scope.OPERATOR
+        if route != UNMATCHED_ROUTE and not scoped.allows(needed):
+            raise Problem(
+                INSUFFICIENT_SCOPE,
+                f"This API key lacks the scope {needed.value!r} this route needs.",
             )
-        if not keys.accepts(token):
-            raise throttled(request, Surface.API) or Problem(
-                UNAUTHORIZED,
-                "The API key is not valid.",
-                headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
-            )
+        request[CALLER] = scoped
+    elif keys and not token:
+        raise throttled(request, Surface.API) or Problem(
+            UNAUTHORIZED,
+            "Send an API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks"'},
+        )
+    elif keys:
+        raise throttled(request, Surface.API) or Problem(
+            UNAUTHORIZED,
+            "The API key is not valid.",
+            headers={"WWW-Authenticate": 'Bearer realm="cliq-webhooks", error="invalid_token"'},
+        )
     return await handler(request)
 
 
@@ -260,7 +287,14 @@ def create_app(
 ) -> web.Application:
     """The API application; its Redis clients open at startup and close at cleanup."""
     app = web.Application(
-        middlewares=[observe, problems, authenticate, refuse_unknown_query, refuse_while_evicting],
+        middlewares=[
+            observe,
+            problems,
+            authenticate,
+            workspace_guard,
+            refuse_unknown_query,
+            refuse_while_evicting,
+        ],
         # A backstop: every route reads its body through read_body or read_limited, with
         # its own, smaller limit (the dashboard's forms: producer.dashboard.app).
         client_max_size=settings.max_batch_bytes,
@@ -270,12 +304,13 @@ def create_app(
     app[AUTH_THROTTLE] = AuthThrottle(
         settings.auth_failures_per_minute, app[METRICS].auth_throttled
     )
-    app[SELF_AUTHENTICATED] = set()
     app.cleanup_ctx.append(redis_context)
     # After the producer's: cleanup contexts run in order, and it is built from it.
     token_context.install(app)
     for module in ROUTE_MODULES:
         module.add_routes(app)
+    # The root only redirects to the dashboard, which asks for its own sign-in.
+    Routes(app).get("/", to_dashboard, Scope.PUBLIC)
     document.add_routes(
         app,
         # Read now, not at import: a module's description is what it is when the app is made.
@@ -284,7 +319,6 @@ def create_app(
     )
     # After the document: the dashboard's HTML pages are not part of the API.
     app.add_subapp(dashboard.PREFIX, dashboard.create_app())
-    app.router.add_get("/", to_dashboard, allow_head=True)
     return app
 
 

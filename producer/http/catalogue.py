@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from producer.events import example_data, parse_event
+from producer.http.access import Routes, Scope
 from producer.http.openapi import json_response, operation, schema_ref
 from producer.http.state import producer_of
 
@@ -37,7 +38,7 @@ async def event_types(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the catalogue's route."""
-    app.router.add_get("/v1/event-types", event_types)
+    Routes(app).get("/v1/event-types", event_types, Scope.ENDPOINTS_READ)
 
 
 OPENAPI_SCHEMAS: dict[str, Any] = {

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from producer.deliveries import AttemptFilter, AttemptOutcome, DeliveryNotFound, attempt_entry
+from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import (
     ENDPOINT_ATTEMPTS_CURSOR,
     EVENT_ATTEMPTS_CURSOR,
@@ -162,12 +163,13 @@ async def replay_endpoint(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the delivery-log and replay routes."""
-    router = app.router
-    router.add_get("/v1/endpoints/{id}/attempts", endpoint_attempts)
-    router.add_post("/v1/endpoints/{id}/replay", replay_endpoint)
-    router.add_get("/v1/events/{id}/attempts", event_attempts)
-    router.add_get("/v1/deliveries/{id}", get_delivery)
-    router.add_post("/v1/deliveries/{id}/replay", replay_delivery)
+    routes = Routes(app)
+    read, write = Scope.DELIVERIES_READ, Scope.DELIVERIES_WRITE
+    routes.get("/v1/endpoints/{id}/attempts", endpoint_attempts, Access(read, Owner.ENDPOINT))
+    routes.post("/v1/endpoints/{id}/replay", replay_endpoint, Access(write, Owner.ENDPOINT))
+    routes.get("/v1/events/{id}/attempts", event_attempts, Access(read, Owner.EVENT))
+    routes.post("/v1/deliveries/{id}/replay", replay_delivery, Access(write, Owner.DELIVERY))
+    routes.get("/v1/deliveries/{id}", get_delivery, Access(read, Owner.DELIVERY))
 
 
 # ---------------------------------------------------------------- OpenAPI

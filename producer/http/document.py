@@ -25,6 +25,7 @@ from aiohttp import web
 
 from producer.events import Catalogue
 from producer.http import events, probes
+from producer.http.access import ROUTE_ACCESS, Routes, Scope, describe
 from producer.http.openapi import (
     OPENAPI_VERSION,
     PROBLEM_RESPONSES,
@@ -159,11 +160,12 @@ def add_routes(
 ) -> None:
     """Build the document for ``app`` (after every route module added its routes) and
     serve it; building it here makes a duplicate description fail at startup."""
+    Routes(app).get("/openapi.json", serve_document, Scope.PUBLIC, name="openapi")
     catalogue = Catalogue.with_extras(app[SETTINGS].producer.event_types_extra)
     document = build_document(catalogue, path_sets, schema_sets)
+    describe(document, app[ROUTE_ACCESS])  # each operation's scope, from its route
     app[OPENAPI_DOCUMENT] = orjson.dumps(document)
     app[QUERY_PARAMETERS] = query_parameters(document)
-    app.router.add_get("/openapi.json", serve_document, name="openapi")
 
 
 def query_parameters(document: Mapping[str, Any]) -> dict[tuple[str, str], frozenset[str]]:

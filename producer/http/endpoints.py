@@ -19,6 +19,7 @@ from producer.endpoint_fields import invalid_fields
 from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH, MAX_IN_FLIGHT_LIMIT, ROTATION_GRACE_S
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import ID_PATTERN
+from producer.http.access import Access, Owner, Routes, Scope, caller_workspace
 from producer.http.bodies import (
     ENDPOINT_CURSOR,
     decode_cursor,
@@ -30,6 +31,7 @@ from producer.http.bodies import (
     read_optional_json_object,
     reject_unknown,
 )
+from producer.http.ownership import refuse_other_workspaces
 from producer.http.problems import (
     API_FIELD_NAMES,
     INVALID_FIELDS,
@@ -130,6 +132,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     """``POST /v1/endpoints``: register an endpoint; its secret is shown this once."""
     fields = _endpoint_fields(await read_json_object(request), CREATABLE, REQUIRED_ON_CREATE)
     _check_values(request, fields)
+    refuse_other_workspaces(request, [fields["workspace_id"]])
     async with registry_errors("Redis is unavailable; the endpoint was not created."):
         endpoint = await producer_of(request).endpoints.create(**fields)
     return web.json_response(
@@ -145,6 +148,10 @@ async def list_endpoints(request: web.Request) -> web.Response:
     workspace_id = request.query.get("workspace_id")
     if workspace_id is not None and not ID_PATTERN.match(workspace_id):
         raise invalid_field("workspace_id", "must be 1-128 characters of A-Z, a-z, 0-9, _, -")
+    scoped = caller_workspace(request)
+    if scoped is not None and workspace_id not in (None, scoped):
+        return web.json_response(page([], None))  # another workspace's: none to see
+    workspace_id = workspace_id or scoped
     raw_status = request.query.get("status")
     statuses = [s.value for s in EndpointStatus]
     if raw_status is not None and raw_status not in statuses:
@@ -279,12 +286,14 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the endpoint routes."""
-    router = app.router
-    router.add_post("/v1/endpoints", create_endpoint, name="endpoints")
-    router.add_get("/v1/endpoints", list_endpoints)
-    router.add_get("/v1/endpoints/{id}", get_endpoint, name="endpoint")
-    router.add_patch("/v1/endpoints/{id}", patch_endpoint)
-    router.add_delete("/v1/endpoints/{id}", delete_endpoint)
-    router.add_post("/v1/endpoints/{id}/enable", enable_endpoint)
-    router.add_post("/v1/endpoints/{id}/disable", disable_endpoint)
-    router.add_post("/v1/endpoints/{id}/rotate-secret", rotate_secret)
+    routes = Routes(app)
+    read = Access(Scope.ENDPOINTS_READ, Owner.ENDPOINT)
+    write = Access(Scope.ENDPOINTS_WRITE, Owner.ENDPOINT)
+    routes.post("/v1/endpoints", create_endpoint, Scope.ENDPOINTS_WRITE, name="endpoints")
+    routes.get("/v1/endpoints", list_endpoints, Scope.ENDPOINTS_READ)
+    routes.get("/v1/endpoints/{id}", get_endpoint, read, name="endpoint")
+    routes.patch("/v1/endpoints/{id}", patch_endpoint, write)
+    routes.delete("/v1/endpoints/{id}", delete_endpoint, write)
+    routes.post("/v1/endpoints/{id}/enable", enable_endpoint, write)
+    routes.post("/v1/endpoints/{id}/disable", disable_endpoint, write)
+    routes.post("/v1/endpoints/{id}/rotate-secret", rotate_secret, write)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from producer import jsonwire
 from producer.events import ID_PATTERN, Catalogue, Event, EventError, parse_event
+from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import READ_CHUNK_BYTES, decode_json, require_json
 from producer.http.openapi import (
     json_response,
@@ -22,6 +23,7 @@ from producer.http.openapi import (
     problem_responses,
     schema_ref,
 )
+from producer.http.ownership import refuse_other_workspaces
 from producer.http.problems import (
     INVALID_EVENT,
     NOT_FOUND,
@@ -148,6 +150,7 @@ async def post_events(request: web.Request) -> web.Response:
         events = validate_events(document, producer.catalogue, max_payload)
     else:
         events = [validate_event(document, producer.catalogue, max_payload)]
+    refuse_other_workspaces(request, (event.workspace_id for event in events))
     async with redis_deadline(PUBLISH_FAILED):
         results = await producer.publisher.publish_many(events)
     request.app[METRICS].published(results)
@@ -186,8 +189,9 @@ async def get_event(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the publishing routes."""
-    app.router.add_post("/v1/events", post_events, name="events")
-    app.router.add_get("/v1/events/{id}", get_event, name="event")
+    routes = Routes(app)
+    routes.post("/v1/events", post_events, Scope.EVENTS_PUBLISH, name="events")
+    routes.get("/v1/events/{id}", get_event, Access(Scope.EVENTS_READ, Owner.EVENT), name="event")
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from producer.health import liveness, readiness
+from producer.http.access import Routes, Scope
 from producer.http.openapi import json_response, operation, problem_responses, schema_ref
 from producer.http.problems import REDIS_EVICTING, REDIS_UNAVAILABLE, Problem
 from producer.http.state import GUARD, METRICS, PRODUCER, REDIS_PROBE
@@ -56,9 +57,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the probes."""
-    app.router.add_get("/healthz", healthz, name="healthz")
-    app.router.add_get("/readyz", readyz, name="readyz")
-    app.router.add_get("/metrics", metrics, name="metrics")
+    routes = Routes(app)
+    routes.get("/healthz", healthz, Scope.PUBLIC, name="healthz")
+    routes.get("/readyz", readyz, Scope.PUBLIC, name="readyz")
+    routes.get("/metrics", metrics, Scope.PUBLIC, name="metrics")
 
 
 OPENAPI_PATHS: dict[str, Any] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -101,6 +102,40 @@ def parse_public_url(raw: str) -> str:
     return url
 
 
+def parse_frame_ancestors(raw: str) -> str:
+    """A CSP ``frame-ancestors`` source list: ``'none'``, ``'self'`` or origins."""
+    sources = raw.split()
+    if not sources:
+        return "'none'"
+    for source in sources:
+        if source in ("'none'", "'self'"):
+            continue
+        parts = urlsplit(source)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(
+                f"{source!r} is not an origin such as https://app.example.com, 'self' or 'none'"
+            )
+    if "'none'" in sources and len(sources) > 1:
+        raise ValueError("'none' cannot be combined with other sources")
+    return " ".join(sources)
+
+
+def parse_brand_name(raw: str) -> str:
+    """A short product name shown in the dashboard (HTML-escaped where shown)."""
+    name = raw.strip()
+    if not name or len(name) > 60:
+        raise ValueError("must be 1-60 characters")
+    return name
+
+
+def parse_accent_color(raw: str) -> str:
+    """Empty, or a colour as ``#rrggbb`` (it goes into a stylesheet: nothing else)."""
+    colour = raw.strip().lower()
+    if colour and not re.fullmatch(r"#[0-9a-f]{6}", colour):
+        raise ValueError("must be a colour such as #0a7d5a")
+    return colour
+
+
 def parse_api_port(raw: str) -> int:
     """A TCP port to listen on."""
     value = int(raw)
@@ -156,6 +191,27 @@ DASHBOARD_SESSION_TTL = Option(
     parse_positive_int,
 )
 
+PORTAL_FRAME_ANCESTORS = Option(
+    "PORTAL_FRAME_ANCESTORS",
+    "'none'",
+    "The dashboard's CSP frame-ancestors: who may embed it (portal links in your product), "
+    "e.g. https://app.example.com. 'none' (the default) refuses every frame; anything else "
+    "also sends the session cookie SameSite=None; Secure, as a frame needs.",
+    parse_frame_ancestors,
+)
+PORTAL_BRAND_NAME = Option(
+    "PORTAL_BRAND_NAME",
+    "cliq-webhooks",
+    "The name the dashboard shows in its header and titles (your product's, in a portal).",
+    parse_brand_name,
+)
+PORTAL_ACCENT_COLOR = Option(
+    "PORTAL_ACCENT_COLOR",
+    "",
+    "The dashboard's accent colour as #rrggbb (links, primary buttons). Empty: its own.",
+    parse_accent_color,
+)
+
 API_OPTIONS: tuple[Option, ...] = (
     API_HOST,
     PORT,
@@ -166,6 +222,9 @@ API_OPTIONS: tuple[Option, ...] = (
     DELIVERY_TIMEOUT,
     BATCH_BYTES,
     DASHBOARD_SESSION_TTL,
+    PORTAL_FRAME_ANCESTORS,
+    PORTAL_BRAND_NAME,
+    PORTAL_ACCENT_COLOR,
 )
 
 # Everything `python -m producer` reads: the producer's settings and the API's own.
@@ -186,6 +245,9 @@ class ApiSettings:
     delivery_timeout: float = DELIVERY_TIMEOUT.value
     max_batch_bytes: int = BATCH_BYTES.value
     dashboard_session_ttl: int = DASHBOARD_SESSION_TTL.value
+    portal_frame_ancestors: str = PORTAL_FRAME_ANCESTORS.value
+    portal_brand_name: str = PORTAL_BRAND_NAME.value
+    portal_accent_color: str = PORTAL_ACCENT_COLOR.value
     # Not an environment setting: a worker's pick-up and write-back time on top of
     # DELIVERY_TIMEOUT, before a test send gives up (tests shorten it).
     test_send_margin_s: float = TEST_SEND_MARGIN_S
@@ -197,6 +259,11 @@ class ApiSettings:
     def test_send_wait_s(self) -> float:
         """How long ``POST /v1/endpoints/{id}/test`` waits for a worker's answer."""
         return self.delivery_timeout + self.test_send_margin_s
+
+    @property
+    def portal_embeddable(self) -> bool:
+        """Whether another site may frame the dashboard (``PORTAL_FRAME_ANCESTORS``)."""
+        return self.portal_frame_ancestors != "'none'"
 
     @property
     def dashboard_url(self) -> str:
@@ -225,17 +292,9 @@ METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCER = web.AppKey("producer", Producer)
 REDIS_PROBE: web.AppKey[RedisClient] = web.AppKey("redis_probe")
 GUARD = web.AppKey("redis_guard", RedisGuard)
-# Route templates whose handlers authenticate callers themselves, with other credentials
-# than the API key (incoming webhooks: a user's webhook token). See exempt_from_api_key.
-SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated")
 # Marks a sub-application that authenticates its own requests (the dashboard: a session
 # cookie); the bearer-key middleware leaves every path under its prefix to it.
 SESSION_AUTHENTICATED = web.AppKey("session_authenticated", bool)
-
-
-def exempt_from_api_key(app: web.Application, route: str) -> None:
-    """Let callers of ``route`` (a template) in without an API key: its handler checks them."""
-    app[SELF_AUTHENTICATED].add(route)
 
 
 def producer_of(request: web.Request) -> Producer:

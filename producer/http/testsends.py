@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import path_id, read_json_object, reject_unknown
 from producer.http.openapi import (
     json_response,
@@ -51,7 +52,9 @@ async def send_test(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the test-send route."""
-    app.router.add_post("/v1/endpoints/{id}/test", send_test)
+    Routes(app).post(
+        "/v1/endpoints/{id}/test", send_test, Access(Scope.DELIVERIES_WRITE, Owner.ENDPOINT)
+    )
 
 
 # ---------------------------------------------------------------- OpenAPI

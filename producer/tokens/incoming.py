@@ -1,7 +1,7 @@
 """Incoming webhooks (seed 001): third parties post to Cliq with a user's webhook token.
 
 Routes, authenticated by the ``zapikey`` query parameter (a webhook token), never by
-the API key (they are exempted with :func:`producer.http.state.exempt_from_api_key`):
+the API key (their scope is :attr:`producer.http.access.Scope.WEBHOOK_TOKEN`):
 
 * ``POST /api/v2/channelsbyname/{channel}/message`` -> ``channel.message``
 * ``POST /api/v2/bots/{bot}/incoming`` -> ``bot.incoming``
@@ -38,10 +38,11 @@ import structlog
 from aiohttp import web
 
 from producer.events import ID_PATTERN, EventError, new_event_id, parse_event
+from producer.http.access import Routes, Scope
 from producer.http.bodies import read_json_object
 from producer.http.openapi import json_response, operation, problem_responses, schema_ref
 from producer.http.problems import INVALID_EVENT, NOT_FOUND, Problem, ProblemKind, redis_deadline
-from producer.http.state import METRICS, exempt_from_api_key
+from producer.http.state import METRICS
 from producer.http.throttle import Surface, throttled
 from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
 from producer.tokens.modules import (
@@ -310,5 +311,4 @@ def add_routes(app: web.Application) -> None:
         WebhookModule.EXTENSION_SANDBOX,
     ):
         route = ROUTES[module]
-        app.router.add_post(route.path, _handler(route))
-        exempt_from_api_key(app, route.path)
+        Routes(app).post(route.path, _handler(route), Scope.WEBHOOK_TOKEN)

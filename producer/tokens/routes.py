@@ -9,13 +9,13 @@ path, ``/v1/users/{user_id}/...``, by an id of that system's choosing.
 * ``PUT /v1/users/{user_id}/channels/{name}``, ``.../bots/{name}``: claim a channel or
   bot name (409 when another user owns it); ``POST /v1/users/{user_id}/apps``
   ``{"name"}``: an extension app with its sandbox and marketplace appkeys (shown once).
-* ``POST .../2fa/enroll`` (a TOTP secret and ``otpauth://`` URI, shown once),
+* ``POST .../2fa/enroll`` is refused (403 ``enrol-in-portal``): the user enrols in their
+  own portal session (``POST .../portal-links``, :mod:`producer.dashboard.portal`);
   ``.../2fa/confirm`` and ``.../2fa/verify`` ``{"code"}``: each returns a 2FA session.
 * Token management, each call needing the header ``X-Cliq-2FA-Session`` of a session
   verified within 15 minutes (else 401 ``reauthenticate``): ``POST``/``GET
   .../tokens``, ``GET``/``PATCH``/``DELETE .../tokens/{token_id}``, ``POST
   .../enable``, ``.../disable``, ``GET .../usage``, ``POST .../webhook-url``.
-  Re-enrolling an enrolled user also needs a session.
 
 "Get Webhook URL" is :mod:`producer.tokens.webhook_urls`; the OpenAPI description of
 these routes :mod:`producer.tokens.routes_spec`, the incoming webhooks
@@ -31,8 +31,10 @@ from typing import Any
 from aiohttp import web
 
 from producer.events import ID_PATTERN, iso_time
+from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import read_json_object
-from producer.http.problems import INVALID_FIELDS, NOT_FOUND, Problem, invalid_field
+from producer.http.ownership import refuse_other_workspaces
+from producer.http.problems import INVALID_FIELDS, NOT_FOUND, Problem, ProblemKind, invalid_field
 from producer.tokens.context import TOKEN_SYSTEM, TokenSystem
 from producer.tokens.problems import token_errors
 from producer.tokens.registry import MAX_TOKENS, USAGE_HISTORY, TokenStatus, WebhookToken
@@ -40,6 +42,7 @@ from producer.tokens.users import AppEnvironment, ResourceKind
 from producer.tokens.webhook_urls import make_webhook_url, public_base
 
 SESSION_HEADER = "X-Cliq-2FA-Session"
+ENROL_IN_PORTAL = ProblemKind("enrol-in-portal", 403, "Second factors are set up by their user")
 CODE_PATTERN = re.compile(r"[0-9]{6}")
 
 
@@ -111,6 +114,7 @@ async def put_user(request: web.Request) -> web.Response:
     """``PUT /v1/users/{user_id}``: create the user or change their workspace."""
     user_id = _path(request, "user_id", "user")
     body = _fields(await read_json_object(request), ("workspace_id",), ("workspace_id",))
+    refuse_other_workspaces(request, [body["workspace_id"]])
     system = _system(request)
     async with token_errors("Redis is unavailable; the user was not saved."):
         user, created = await system.users.put(user_id, body["workspace_id"])
@@ -170,17 +174,16 @@ def _session_dict(token: str, expires_ms: int) -> dict[str, Any]:
 
 
 async def enroll(request: web.Request) -> web.Response:
-    """``POST .../2fa/enroll``: a new TOTP secret, to be confirmed with a first code."""
+    """``POST .../2fa/enroll``: refused (403). A user sets up their second factor in their
+    own portal session (``POST /v1/users/{user_id}/portal-links``), where the secret is
+    shown to them alone: no API key, the operator's included, ever reads a TOTP secret."""
     user_id = _path(request, "user_id", "user")
-    system = _system(request)
-    async with token_errors("Redis is unavailable; nothing was enrolled."):
-        await system.users.get(user_id)
-        if await system.twofactor.enrolled(user_id):
-            # Replacing a second factor needs the current one: the API key alone must not.
-            await system.twofactor.check(user_id, request.headers.get(SESSION_HEADER))
-        enrolment = await system.twofactor.enroll(user_id)
-    return web.json_response(
-        {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}, status=201
+    async with token_errors("Redis is unavailable; the user could not be read."):
+        await _system(request).users.get(user_id)
+    raise Problem(
+        ENROL_IN_PORTAL,
+        f"A second factor is set up by its user: make their link with POST "
+        f"/v1/users/{user_id}/portal-links and send it to them.",
     )
 
 
@@ -295,23 +298,25 @@ async def get_webhook_url(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the user, 2FA and token routes."""
-    router = app.router
+    routes = Routes(app)
     user = "/v1/users/{user_id}"
     token = f"{user}/tokens/{{token_id}}"
-    router.add_put(user, put_user)
-    router.add_get(user, get_user)
-    router.add_put(f"{user}/channels/{{name}}", _claim(ResourceKind.CHANNEL))
-    router.add_put(f"{user}/bots/{{name}}", _claim(ResourceKind.BOT))
-    router.add_post(f"{user}/apps", create_user_app)
-    router.add_post(f"{user}/2fa/enroll", enroll)
-    router.add_post(f"{user}/2fa/confirm", confirm)
-    router.add_post(f"{user}/2fa/verify", verify)
-    router.add_post(f"{user}/tokens", create_token)
-    router.add_get(f"{user}/tokens", list_tokens)
-    router.add_get(token, get_token)
-    router.add_patch(token, rename_token)
-    router.add_delete(token, delete_token)
-    router.add_post(f"{token}/enable", _set_status(TokenStatus.ACTIVE))
-    router.add_post(f"{token}/disable", _set_status(TokenStatus.DISABLED))
-    router.add_get(f"{token}/usage", token_usage)
-    router.add_post(f"{token}/webhook-url", get_webhook_url)
+    read = Access(Scope.USERS_READ, Owner.USER, "user_id")
+    write = Access(Scope.USERS_WRITE, Owner.USER, "user_id")
+    routes.put(user, put_user, write)
+    routes.get(user, get_user, read)
+    routes.put(f"{user}/channels/{{name}}", _claim(ResourceKind.CHANNEL), write)
+    routes.put(f"{user}/bots/{{name}}", _claim(ResourceKind.BOT), write)
+    routes.post(f"{user}/apps", create_user_app, write)
+    routes.post(f"{user}/2fa/enroll", enroll, write)
+    routes.post(f"{user}/2fa/confirm", confirm, write)
+    routes.post(f"{user}/2fa/verify", verify, write)
+    routes.post(f"{user}/tokens", create_token, write)
+    routes.get(f"{user}/tokens", list_tokens, read)
+    routes.get(token, get_token, read)
+    routes.patch(token, rename_token, write)
+    routes.delete(token, delete_token, write)
+    routes.post(f"{token}/enable", _set_status(TokenStatus.ACTIVE), write)
+    routes.post(f"{token}/disable", _set_status(TokenStatus.DISABLED), write)
+    routes.get(f"{token}/usage", token_usage, read)
+    routes.post(f"{token}/webhook-url", get_webhook_url, write)

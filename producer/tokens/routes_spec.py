@@ -216,25 +216,15 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/users/{user_id}/2fa/enroll": {
         "post": operation(
             "enrollTwoFactor",
-            "Enrol a TOTP second factor (the secret is shown once)",
+            "Refused: a user enrols their TOTP second factor in their own portal session",
             tag="two-factor",
-            description="Confirm with a first code. An enrolled user re-enrols only within "
-            "a 2FA session; the current secret stays until the new one is confirmed.",
-            parameters=[_USER_ID, _SESSION],
-            responses={
-                "201": json_response(
-                    "A secret awaiting confirmation.",
-                    {
-                        "type": "object",
-                        "required": ["secret", "otpauth_uri"],
-                        "properties": {
-                            "secret": {"type": "string", "description": "Base32."},
-                            "otpauth_uri": {"type": "string"},
-                        },
-                    },
-                ),
-                **problem_responses(404, 503),
-            },
+            description="Always 403 `enrol-in-portal` for an existing user: no API key reads "
+            "a TOTP secret. Make the user's link with `POST /v1/users/{user_id}/portal-links`; "
+            "there they scan a QR code (or type the secret) and confirm a first code. "
+            "Re-enrolling there needs an open 2FA session; the current secret stays until "
+            "the new one is confirmed.",
+            parameters=[_USER_ID],
+            responses={**problem_responses(403, 404, 503)},
         )
     },
     **{
