@@ -24,7 +24,8 @@ from producer.tokens.routes import SESSION_HEADER
 API_URL = Option(
     "API_URL",
     "http://127.0.0.1:8080",
-    "Base URL of the HTTP API that the users, tokens and event-types commands call.",
+    "Base URL of the HTTP API that the users, tokens, event-types, api-keys and "
+    "portal-link commands call.",
 )
 API_KEY = Option(
     "API_KEY",
@@ -121,7 +122,7 @@ def _problem_error(method: str, path: str, status: int, text: str) -> Exception:
     if isinstance(problem, dict) and isinstance(problem.get("detail"), str):
         message = problem["detail"]
         errors = problem.get("errors")
-        if isinstance(errors, list) and len(errors) > 1:
+        if isinstance(errors, list) and errors:
             message += " " + "; ".join(
                 f"{e.get('field')}: {e.get('message')}" for e in errors if isinstance(e, dict)
             )
@@ -130,6 +131,15 @@ def _problem_error(method: str, path: str, status: int, text: str) -> Exception:
     if status >= 500:
         return CommandFailed(message)
     return UsageError(message)
+
+
+async def call_api(
+    args: argparse.Namespace, method: str, path: str, body: Mapping[str, Any] | None = None
+) -> Any:
+    """One call of a command: the JSON answer of ``method path``, or the error it stands
+    for (a usage error for a 4xx answer, a failure otherwise)."""
+    async with ApiClient.from_args(args) as client:
+        return await client.call(method, path, body)
 
 
 def add_api_command(parent: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:

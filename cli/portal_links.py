@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.api_keys import add_api_flags, call_api
-from cli.base import UsageError, add_command
+from cli.api_client import add_api_command, call_api
+from cli.base import UsageError
 from cli.output import emit, render_fields
 
 
@@ -50,12 +50,11 @@ async def portal_link(args: argparse.Namespace) -> int:
 
 def add_commands(commands: Any) -> None:
     """Add ``portal-link`` to the top-level ``commands``."""
-    link = add_command(
+    link = add_api_command(
         commands,
         "portal-link",
         portal_link,
         "a single-use link opening the dashboard for one workspace, or one user's tokens",
-        (),
     )
     link.add_argument("--workspace", help="the workspace the dashboard is bound to")
     link.add_argument("--user", help="a user: their own Webhook Tokens screens (and 2FA)")
@@ -63,4 +62,3 @@ def add_commands(commands: Any) -> None:
     link.add_argument(
         "--read-only", action="store_true", help="the session can look but change nothing"
     )
-    add_api_flags(link)

@@ -64,23 +64,6 @@ async def users_add_app(args: argparse.Namespace) -> int:
     return 0
 
 
-async def twofa_enroll(args: argparse.Namespace) -> int:
-    async with ApiClient.from_args(args) as client:
-        enrolment: dict[str, Any] = await client.call(
-            "POST", f"{user_path(args.user_id)}/2fa/enroll", session=args.session
-        )
-    emit(
-        args,
-        enrolment,
-        lambda: (
-            render_fields(enrolment.items())
-            + "\n\nAdd the secret to an authenticator (shown only now), then run "
-            f"`cliq-webhooks users 2fa confirm {args.user_id} --code CODE`."
-        ),
-    )
-    return 0
-
-
 async def twofa_code(args: argparse.Namespace) -> int:
     step = args.twofa_command  # confirm or verify
     async with ApiClient.from_args(args) as client:
@@ -120,13 +103,10 @@ def add_commands(commands: Any) -> None:
     app.add_argument("user_id", help="user id")
     app.add_argument("--name", required=True, help="the app's name")
 
+    # No enrol step: the user enrols in their own portal session, never the operator
+    # (`cliq-webhooks portal-link --user ID` makes the link to send them).
     twofa = actions.add_parser("2fa", help="the user's second factor (TOTP)")
     steps = twofa.add_subparsers(dest="twofa_command", required=True, metavar="STEP")
-    enroll = add_api_command(
-        steps, "enroll", twofa_enroll, "a new TOTP secret (shown once), to be confirmed"
-    )
-    enroll.add_argument("user_id", help="user id")
-    enroll.add_argument("--session", help="an open 2FA session: needed to re-enroll")
     for name, text in (
         ("confirm", "the first code of a new secret: opens a 2FA session"),
         ("verify", "a code of the enrolled secret: opens a 2FA session"),

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,11 +152,29 @@ def test_users_create_show_move_and_claim(api: Api) -> None:
     assert "workspace" in bad.stderr
 
 
+def enrol_in_portal(link: str, user_id: str) -> str:
+    """What the user does with their portal link: open it, set up TOTP; the secret shown."""
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with browser.open(link, timeout=10) as response:
+        page = response.read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None, page
+    base = link.split("/ui/", 1)[0]
+    form = urllib.parse.urlencode({"csrf": csrf[1]}).encode()
+    request = urllib.request.Request(
+        f"{base}/ui/tokens/{user_id}/2fa/enroll", data=form, headers={"Origin": base}
+    )
+    with browser.open(request, timeout=10) as response:
+        page = response.read().decode()
+    secret = re.search(r'id="totp-secret" class="secret" value="([A-Z2-7]+)"', page)
+    assert secret is not None, page
+    return secret[1]
+
+
 def test_tokens_need_the_second_factor_and_cover_the_api(api: Api) -> None:
     api.json("users", "create", "u_dee", "--workspace", "ws_1")
-    enrolled = api.json("users", "2fa", "enroll", "u_dee")
-    secret = enrolled["secret"]
-    assert enrolled["otpauth_uri"].startswith("otpauth://totp/")
+    assert api.run("users", "2fa", "enroll", "u_dee").returncode == 2  # no such step
+    secret = enrol_in_portal(api.json("portal-link", "--user", "u_dee")["url"], "u_dee")
     now = time.time()
     session = api.json("users", "2fa", "confirm", "u_dee", "--code", code_at(secret, now))
     assert session["header"] == "X-Cliq-2FA-Session"
