@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from playwright.async_api import Page, ViewportSize, async_playwright
 
@@ -161,6 +162,11 @@ async def _visit(page: Page, url: str, name: str, opens: str | None = None) -> s
     if opens is not None:
         for details in await page.locator(opens).all():
             await details.evaluate("d => { d.open = true }")
+    return await _save(page, name)
+
+
+async def _save(page: Page, name: str) -> str:
+    """Save the whole page as it is, as ``<name>-<width>.png``."""
     width = page.viewport_size["width"] if page.viewport_size else 0
     # What sticks out of the screen: a page must never scroll sideways.
     wider = await page.evaluate(
@@ -205,15 +211,34 @@ async def _screens(page: Page, base: str, ids: dict[str, str]) -> list[str]:
     return written + await _token_screens(page, base)
 
 
+async def _portal_link(base: str, path: str, body: dict[str, object]) -> str:
+    """A portal link made with the operator's key (``POST {path}``)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(base + path, json=body, headers={"Authorization": f"Bearer {KEY}"}) as answer,
+    ):
+        assert answer.status == 201, await answer.text()
+        url: str = (await answer.json())["url"]
+        return url
+
+
 async def _token_screens(page: Page, base: str) -> list[str]:
-    """Webhook Tokens: a new user (one per width: a TOTP code is accepted once) enrols,
-    generates two tokens and disables one, so the table shows both switch positions."""
+    """Webhook Tokens: the operator opens a new user (one per width: a TOTP code is
+    accepted once), who enrols in their own portal session (QR code), generates two
+    tokens and disables one, so the table shows both switch positions; then a
+    workspace's read-only portal."""
     width = page.viewport_size["width"] if page.viewport_size else 0
+    user = f"user_ada_{width}"
     await page.goto(base + "/ui/tokens")
-    await page.get_by_label("User id").fill(f"user_ada_{width}")
+    await page.get_by_label("User id").fill(user)
     await page.get_by_label("Workspace id").fill("ws_acme")
     await page.get_by_role("button", name="Continue").click()
+    await page.wait_for_selector("text=send them their own link")
+    written = [await _save(page, "tokens-operator")]
+    await page.goto(await _portal_link(base, f"/v1/users/{user}/portal-links", {}))
     await page.get_by_role("button", name="Set up 2FA").click()
+    await page.wait_for_selector(".qr svg")
+    written.append(await _save(page, "tokens-enrol"))
     secret = await page.get_by_label("Secret").input_value()
     await page.get_by_label("Authentication code").fill(code_at(secret, time.time()))
     await page.get_by_role("button", name="Continue").click()
@@ -222,9 +247,10 @@ async def _token_screens(page: Page, base: str) -> list[str]:
         await page.get_by_role("button", name="Generate New Token").click()
     await page.locator("table.tokens tbody tr").last.get_by_role("switch").click()
     await page.wait_for_selector('table.tokens [aria-checked="false"]')
-    filename = f"tokens-table-{width}.png"
-    await page.screenshot(path=str(OUT / filename), full_page=True)
-    return [filename]
+    written.append(await _save(page, "tokens-table"))
+    link = await _portal_link(base, "/v1/workspaces/ws_acme/portal-links", {"read_only": True})
+    written.append(await _visit(page, link, "portal-read-only"))
+    return written
 
 
 async def _tour(base: str, ids: dict[str, str]) -> list[str]:

@@ -252,6 +252,9 @@ async def test_a_read_only_session_changes_nothing(page: Page, start: ServerFact
     await server.call("PUT", "/v1/users/my_user", {"workspace_id": MINE}, 201)
     await page.goto(await server.link(read_only=True))
     await expect(page.locator("table tbody tr")).to_have_count(1)
+    # Nothing it could not do is offered: no Create Webhook, no other workspaces to pick.
+    await expect(page.get_by_role("link", name="Create Webhook")).to_have_count(0)
+    await expect(page.locator("#workspace")).to_have_count(0)
     csrf = await csrf_of(page)
     # Every form on its pages, submitted as the browser would: 403.
     forms: set[str] = set()

@@ -69,7 +69,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
         else:
             endpoints, next_position = await producer.endpoints.scan(status, after, PAGE_SIZE)
         recents = await asyncio.gather(*(producer.deliveries.recent(e.id) for e in endpoints))
-        workspaces = await known_workspaces(producer)
+        # The picker's, an operator's only: a portal must not learn the others' names.
+        workspaces = [] if bound is not None else await known_workspaces(producer)
     next_link = None
     if next_position:
         params = {"cursor": encode_cursor(ENDPOINT_CURSOR, next_position)}
