@@ -172,6 +172,6 @@ def test_status_says_where_the_delivery_log_lives(redis_url: str, postgres_url: 
     log = json.loads(in_pg.stdout)["log"]
     assert log["store"] == "postgresql"
     assert log["outbox"] == 0
-    assert set(log["deliveries"]) <= {"queued", "scheduled", "delivered", "dead"}
+    assert set(log["deliveries"]) <= {"queued", "scheduled", "paused", "delivered", "dead"}
     table = run("cli", "status", **worker_env(redis_url, DATABASE_URL=postgres_url))
     assert "delivery log in postgresql: 0 outcomes waiting to be written" in table.stdout
