@@ -34,6 +34,10 @@ def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[Endp
         "max_in_flight": validate_max_in_flight,
         "rate_limit": validate_rate_limit,
     }
+    if fields.get("kind") == "poll":
+        # A poll endpoint takes no URL and an optional email: the registry's rule of its
+        # kind (producer.endpoint_kind) says so, naming the field.
+        del checks["url"], checks["owner_email"]
     errors: list[EndpointError] = []
     for name, check in checks.items():
         if name in fields:

@@ -16,6 +16,7 @@ from redis.typing import EncodableT, FieldT
 
 from producer import scans
 from producer.destinations import DestinationRefused, RegistrationCheck
+from producer.endpoint_kind import EndpointKind, validate_destination, validate_kind
 from producer.endpoint_options import (
     Headers,
     headers_from_text,
@@ -33,14 +34,13 @@ from producer.endpoint_rules import (
     mask_secret,
     new_secret,
     url_host_port,
-    validate_email,
     validate_filter,
     validate_max_in_flight,
     validate_rate_limit,
-    validate_url,
     validate_workspace,
 )
 from producer.events import Catalogue, format_timestamp
+from producer.feeds import PollFeeds
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
@@ -77,6 +77,7 @@ class Endpoint:
     headers: Headers = ()
     # Seconds an attempt may take; 0: the workers' DELIVERY_TIMEOUT.
     timeout_s: float = 0.0
+    kind: EndpointKind = EndpointKind.HTTP
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint receives events of ``event_type`` right now."""
@@ -117,6 +118,7 @@ class Endpoint:
             # Sealed: custom headers often carry the receiver's own credentials.
             "headers": box.seal(headers_to_text(self.headers)),
             "timeout_s": repr(self.timeout_s),
+            "kind": self.kind.value,
         }
         return fields
 
@@ -140,6 +142,7 @@ class Endpoint:
             rate_limit=float(fields.get("rate_limit") or 0),
             headers=headers_from_text(box.open(fields.get("headers", ""))),
             timeout_s=float(fields.get("timeout_s") or 0),
+            kind=EndpointKind(fields.get("kind") or EndpointKind.HTTP),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -147,6 +150,7 @@ class Endpoint:
         return {
             "id": self.id,
             "workspace_id": self.workspace_id,
+            "kind": self.kind.value,
             "url": self.url,
             "events": list(self.events),
             "owner_email": self.owner_email,
@@ -194,10 +198,13 @@ class EndpointRegistry:
         box: SecretBox,
         destinations: RegistrationCheck | None = None,
         max_timeout_s: float = DELIVERY_TIMEOUT.value,
+        feeds: PollFeeds | None = None,
     ) -> None:
         """``destinations``: the destination policy that URLs must pass (None: none);
-        ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT)."""
+        ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT);
+        ``feeds``: poll endpoints' feeds, closed when their endpoint is deleted."""
         self._redis = redis
+        self._feeds = feeds
         self.max_timeout_s = max_timeout_s
         self._keys = keys
         self.catalogue = catalogue
@@ -217,27 +224,32 @@ class EndpointRegistry:
         self,
         *,
         workspace_id: str,
-        url: str,
         events: Iterable[str],
-        owner_email: str,
+        url: str = "",
+        owner_email: str = "",
         description: str = "",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rate_limit: float = 0.0,
         headers: Iterable[tuple[str, str]] = (),
         timeout_s: float = 0.0,
+        kind: str = EndpointKind.HTTP,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once).
 
         ``headers``: custom ``(name, value)`` pairs sent with every delivery;
-        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT)."""
+        ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT); ``kind``:
+        ``http`` (needs ``url`` and ``owner_email``) or ``poll`` (no URL: see
+        :mod:`producer.endpoint_kind`)."""
         now = _now_ms()
+        checked_kind = validate_kind(kind)
+        checked_url, checked_email = validate_destination(checked_kind, url, owner_email)
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
             workspace_id=validate_workspace(workspace_id),
-            url=validate_url(url),
+            url=checked_url,
             secret=new_secret(),
             events=validate_filter(events, self.catalogue),
-            owner_email=validate_email(owner_email),
+            owner_email=checked_email,
             description=description,
             status=EndpointStatus.ACTIVE,
             created_ms=now,
@@ -246,9 +258,11 @@ class EndpointRegistry:
             rate_limit=validate_rate_limit(rate_limit),
             headers=checked("headers", validate_headers, headers),
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s),
+            kind=checked_kind,
         )
         # Last: the other fields' errors come first, without waiting for DNS.
-        await self._check_destination(endpoint.url)
+        if endpoint.kind == EndpointKind.HTTP:
+            await self._check_destination(endpoint.url)
         async with self._redis.pipeline(transaction=True) as pipe:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
@@ -341,15 +355,18 @@ class EndpointRegistry:
         """Change the given fields; the others stay as they are (``headers`` replaces
         them all)."""
         endpoint = await self.get(endpoint_id)
+        new_url, new_email = validate_destination(
+            endpoint.kind,
+            url if url is not None else endpoint.url,
+            owner_email if owner_email is not None else endpoint.owner_email,
+        )
         changed = replace(
             endpoint,
-            url=validate_url(url) if url is not None else endpoint.url,
+            url=new_url,
             events=validate_filter(events, self.catalogue)
             if events is not None
             else endpoint.events,
-            owner_email=validate_email(owner_email)
-            if owner_email is not None
-            else endpoint.owner_email,
+            owner_email=new_email,
             description=description if description is not None else endpoint.description,
             max_in_flight=validate_max_in_flight(max_in_flight)
             if max_in_flight is not None
@@ -385,7 +402,7 @@ class EndpointRegistry:
 
     async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
         """A new secret; the old one keeps signing for ``grace_s``: ``webhook-signature``
-        carries both, ``X-Cliq-Signature`` the old one until then (see worker/signing.py)."""
+        carries both, ``X-Cliq-Signature`` the old one until then (see producer/signing.py)."""
         endpoint = await self.get(endpoint_id)
         now = _now_ms()
         changed = replace(
@@ -399,7 +416,9 @@ class EndpointRegistry:
         return changed
 
     async def delete(self, endpoint_id: str) -> None:
-        """Remove the endpoint; its queued deliveries end as dead ("endpoint deleted")."""
+        """Remove the endpoint; its queued deliveries end as dead ("endpoint deleted"):
+        a worker ends an http endpoint's, a poll endpoint's feed is closed here (after
+        the workspace's version moved on, so no publish adds to it any more)."""
         endpoint = await self.get(endpoint_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._keys.endpoint(endpoint_id))
@@ -408,6 +427,8 @@ class EndpointRegistry:
             pipe.srem(self._keys.failing, endpoint_id)
             pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
             await pipe.execute()
+        if endpoint.kind == EndpointKind.POLL and self._feeds is not None:
+            await self._feeds.close(endpoint_id)
 
     async def _write(self, endpoint: Endpoint, before: Endpoint) -> None:
         """Store the fields of ``endpoint`` that differ from ``before`` (see :meth:`_stage`)."""

@@ -5,6 +5,9 @@
 --   versions: JSON [[workspace_id, the version its endpoint list was read at], ...],
 --   events: JSON [[event_id, type, workspace_id, created_ms, [delivery_id, endpoint_id,
 --     delivery_id, endpoint_id, ...]], ...],
+--   poll: JSON [[ids of the poll endpoints among them], POLL_MAX_PER_ENDPOINT, log ('1':
+--     DATABASE_URL keeps the delivery log, see worker/record.lua)]: their deliveries go
+--     to their feeds (feed.lua), not to jobs,
 --   then each event's body, in the same order.
 -- Returns {per-event results, outbox members}; a result is the number of
 -- deliveries created, or -1 when the event id was already published.
@@ -12,6 +15,11 @@
 local now = tonumber(ARGV[2])
 local batch_size = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
+local poll_ids, poll_max, poll_log = unpack(cjson.decode(ARGV[7]))
+local polled = {}
+for _, endpoint_id in ipairs(poll_ids) do polled[endpoint_id] = true end
+local log_outbox = nil
+if poll_log == '1' then log_outbox = K.log_outbox() end
 
 local stale = {}
 for _, pair in ipairs(cjson.decode(ARGV[5])) do
@@ -33,7 +41,7 @@ for e, event in ipairs(cjson.decode(ARGV[6])) do
   if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
     results[e] = -1
   else
-    redis.call('HSET', event_key, F.event.body, ARGV[6 + e], F.event.type, etype,
+    redis.call('HSET', event_key, F.event.body, ARGV[7 + e], F.event.type, etype,
       F.event.workspace, workspace, F.event.created, created, F.event.open, count)
     if count == 0 then redis.call('EXPIRE', event_key, retention) end
     for d = 1, #targets, 2 do
@@ -45,7 +53,11 @@ for e, event in ipairs(cjson.decode(ARGV[6])) do
       redis.call('ZADD', index, now, delivery_id)
       redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
       redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
-      jobs.add(delivery_id, 1)
+      if polled[endpoint_id] then
+        feed_push(endpoint_id, delivery_id, now, poll_max, retention, log_outbox)
+      else
+        jobs.add(delivery_id, 1)
+      end
     end
     created_total = created_total + count
     results[e] = count

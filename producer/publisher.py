@@ -11,6 +11,7 @@ import orjson
 import redis.exceptions
 from redis.typing import EncodableT
 
+from producer.endpoint_kind import EndpointKind
 from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
 from producer.jobs import JobDispatcher
@@ -80,6 +81,8 @@ class Publisher:
         self._registry = registry
         self._dispatcher = dispatcher
         self._settings = settings
+        # Whether the delivery log is the database's (a full poll feed logs its dead).
+        self._log_flag = "1" if settings.database_url else "0"
         self._script = load_script(redis, keys, "producer", "publish.lua")
         # Endpoints by workspace, each list tagged with the version it was read at: the
         # publish script checks the version, so a single event costs one round trip.
@@ -102,6 +105,12 @@ class Publisher:
         for _ in range(STALE_TRIES):
             subscribers = await self._subscribers(workspaces)
             versions = [[workspace, current.version] for workspace, current in subscribers.items()]
+            polled = sorted(
+                endpoint.id
+                for current in subscribers.values()
+                for endpoint in current.endpoints
+                if endpoint.kind == EndpointKind.POLL
+            )
             rows = []
             for event in events:
                 deliveries = []
@@ -118,6 +127,7 @@ class Publisher:
                 self._settings.delivery_retention,
                 orjson.dumps(versions),
                 orjson.dumps(rows),
+                orjson.dumps([polled, self._settings.poll_max_per_endpoint, self._log_flag]),
                 *(event.body for event in events),
             ]
             first, second = await self._script(*args)

@@ -1,17 +1,23 @@
 -- Re-enqueue dead deliveries: each starts a new round of the retry schedule,
 -- numbered after its last attempt. Deliveries that are not dead, or whose
 -- event has expired, are left alone (so replaying twice enqueues nothing twice).
--- ARGV: prefix, now_ms, batch_size, count, then count delivery ids.
+-- A poll endpoint's delivery goes back to the end of its feed (feed.lua) instead.
+-- ARGV: prefix, now_ms, batch_size, POLL_MAX_PER_ENDPOINT, log ('1': the delivery log is
+-- DATABASE_URL's), retention_s, count, then count delivery ids.
 -- Returns {replayed delivery ids, outbox members}.
 local now = tonumber(ARGV[2])
 local batch_size = tonumber(ARGV[3])
-local count = tonumber(ARGV[4])
+local poll_max = tonumber(ARGV[4])
+local log_outbox = nil
+if ARGV[5] == '1' then log_outbox = K.log_outbox() end
+local retention = tonumber(ARGV[6])
+local count = tonumber(ARGV[7])
 
 local replayed = {}
 local jobs = batch_writer(now, batch_size)
 
 for k = 1, count do
-  local delivery_id = ARGV[4 + k]
+  local delivery_id = ARGV[7 + k]
   local key = K.delivery(delivery_id)
   local fields = redis.call('HMGET', key,
     F.delivery.state, F.delivery.attempts, F.delivery.event, F.delivery.endpoint)
@@ -26,13 +32,15 @@ for k = 1, count do
     redis.call('PERSIST', event_key)
     redis.call('PERSIST', K.event_deliveries(fields[3]))
     replayed[#replayed + 1] = delivery_id
-    jobs.add(delivery_id, made + 1)
+    -- Counted first: a full feed may push it (or an older one) out as dead again.
+    redis.call('HINCRBY', K.stats(), 'queued', 1)
+    redis.call('HINCRBY', K.stats(), 'dead', -1)
+    if redis.call('HGET', K.endpoint(fields[4]), 'kind') == 'poll' then
+      feed_push(fields[4], delivery_id, now, poll_max, retention, log_outbox)
+    else
+      jobs.add(delivery_id, made + 1)
+    end
   end
 end
 jobs.flush()
--- Replayed deliveries are no longer dead: 'dead' counts what the endpoints' dead sets hold.
-if #replayed > 0 then
-  redis.call('HINCRBY', K.stats(), 'queued', #replayed)
-  redis.call('HINCRBY', K.stats(), 'dead', -#replayed)
-end
 return {replayed, jobs.members}

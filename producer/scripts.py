@@ -16,13 +16,15 @@ def _read(package: str, name: str) -> str:
 
 
 # Lua functions shared by the scripts of a package, placed before each of them:
-# producer/outbox.lua (outbox jobs, the ready list) everywhere, and the worker's batch
-# loading and forgetting of finished records in the worker's scripts. A package is
-# named as importlib names it.
+# producer/outbox.lua (outbox jobs, the ready list) everywhere, how a delivery ends and
+# its record leaves Redis (forget.lua, finish.lua) in the producer's and the worker's,
+# poll endpoints' feeds (feed.lua) in the producer's, and the worker's batch loading in its own. A
+# package is named as importlib names it.
+_ENDINGS = (("producer", "forget.lua"), ("producer", "finish.lua"))
 LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
-    "producer": (("producer", "outbox.lua"),),
+    "producer": (("producer", "outbox.lua"), *_ENDINGS, ("producer", "feed.lua")),
     "producer.tokens": (("producer", "outbox.lua"),),
-    "worker": (("producer", "outbox.lua"), ("worker", "batch.lua"), ("worker", "forget.lua")),
+    "worker": (("producer", "outbox.lua"), ("worker", "batch.lua"), *_ENDINGS),
 }
 
 

@@ -15,7 +15,7 @@ from bench.raw_aiohttp import header_maker
 from bench.results import Results
 from bench.table import build_rows
 from bench.workload import sample_body, sample_endpoint
-from worker.signing import verify_cliq
+from producer.signing import verify_cliq
 
 from harness import Receiver, ScriptedResponse
 from harness.polling import wait_until

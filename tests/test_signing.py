@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from producer.endpoint_rules import new_secret
-from worker.signing import cliq_signature, signature_headers, standard_key
+from producer.signing import cliq_signature, signature_headers, standard_key
 
 BODY = json.dumps(
     {"id": "evt_1", "type": "issue.created", "data": {"title": "héllo 🎉", "n": 12, "x": 1.5}},
@@ -67,7 +67,7 @@ def test_standard_key_strips_the_prefix() -> None:
 
 
 def test_verify_standard_accepts_fresh_and_rejects_replayed_or_tampered_requests() -> None:
-    from worker.signing import VerificationError, verify_cliq, verify_standard
+    from producer.signing import VerificationError, verify_cliq, verify_standard
 
     secret = new_secret()
     sent_at = 1_700_000_000

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from producer.delivery_headers import delivery_headers
 from producer.endpoints import Endpoint
 from producer.jobs import DeliveryItem
 from worker import __version__
-from worker.signing import signature_headers
 
 
 def user_agent() -> str:
@@ -22,18 +22,7 @@ def request_headers(
     now_s: float,
 ) -> dict[str, str]:
     """Every header of a delivery request except ``User-Agent`` (set on the session),
-    the endpoint's custom ones included.
-
-    ``webhook-id`` is the event id: stable across retries and replays, so receivers
-    can deduplicate on it as the seed advises.
-    """
-    # The endpoint's own headers first: registration refused any of ours among them.
-    headers = dict(endpoint.headers)
-    headers.update(
-        signature_headers(endpoint.signing_secrets(int(now_s * 1000)), event_id, int(now_s), body)
+    the endpoint's custom ones included (:func:`producer.delivery_headers.delivery_headers`)."""
+    return delivery_headers(
+        endpoint, event_id, event_type, item.delivery_id, item.attempt, body, now_s
     )
-    headers["Content-Type"] = "application/json"
-    headers["X-Cliq-Event"] = event_type
-    headers["X-Cliq-Delivery"] = item.delivery_id
-    headers["X-Cliq-Attempt"] = str(item.attempt)
-    return headers

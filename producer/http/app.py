@@ -33,6 +33,7 @@ from producer.http import (
     endpoints,
     endpoints_spec,
     events,
+    polling,
     probes,
     testsends,
 )
@@ -78,6 +79,7 @@ ROUTE_MODULES = (
     events,
     probes,
     endpoints,
+    polling,
     deliveries,
     testsends,
     catalogue,
@@ -86,7 +88,15 @@ ROUTE_MODULES = (
 )
 # The modules whose OPENAPI_PATHS (and OPENAPI_SCHEMAS, if any) the document adds to the
 # paths every application has (publishing, the probes: producer.http.document).
-DESCRIBED_MODULES = (endpoints_spec, deliveries, testsends, catalogue, routes_spec, incoming)
+DESCRIBED_MODULES = (
+    endpoints_spec,
+    polling,
+    deliveries,
+    testsends,
+    catalogue,
+    routes_spec,
+    incoming,
+)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
