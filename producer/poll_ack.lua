@@ -1,13 +1,13 @@
 -- A poll endpoint's consumer acknowledges its feed up to a cursor: each delivery of the
--- feed with a cursor at most `until` is recorded as delivered, as a worker records a
+-- feed with a cursor at most `upto` is recorded as delivered, as a worker records a
 -- delivered attempt (worker/record.lua: stats, the delivery log's outbox or Redis's own
 -- bounded log), and leaves the feed. Acknowledging again changes nothing.
--- ARGV: prefix, now_ms, endpoint_id, until, retention_s, log ('1': the delivery log is
+-- ARGV: prefix, now_ms, endpoint_id, upto (the cursor), retention_s, log ('1': the delivery log is
 -- DATABASE_URL's), keep (LOG_KEEP_PER_ENDPOINT).
 -- Returns the number of deliveries acknowledged.
 local now = tonumber(ARGV[2])
 local endpoint_id = ARGV[3]
-local until = ARGV[4]
+local upto = ARGV[4]
 local retention = tonumber(ARGV[5])
 local log_outbox = nil
 if ARGV[6] == '1' then log_outbox = K.log_outbox() end
@@ -15,7 +15,7 @@ local keep = tonumber(ARGV[7])
 local feed, stats = K.endpoint_feed(endpoint_id), K.stats()
 
 local acked = 0
-local ids = redis.call('ZRANGEBYSCORE', feed, '-inf', until)
+local ids = redis.call('ZRANGEBYSCORE', feed, '-inf', upto)
 for _, delivery_id in ipairs(ids) do
   local key = K.delivery(delivery_id)
   local row = redis.call('HMGET', key, F.delivery.state, F.delivery.attempts,
@@ -37,7 +37,7 @@ for _, delivery_id in ipairs(ids) do
   end
 end
 if #ids > 0 then
-  redis.call('ZREMRANGEBYSCORE', feed, '-inf', until)
+  redis.call('ZREMRANGEBYSCORE', feed, '-inf', upto)
   redis.call('HINCRBY', stats, 'polling', -#ids)
 end
 return acked

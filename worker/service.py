@@ -373,6 +373,8 @@ class WorkerService:
         stats = await redis.hgetall(self.keys.stats)
         for state in ("queued", "scheduled"):
             self.metrics.queue_depth.labels(state).set(int(stats.get(state, 0)))
+        self.metrics.poll_backlog.set(int(stats.get("polling", 0)))
+        self.metrics.poll_dropped.set(int(stats.get("poll_dropped", 0)))
         self.metrics.endpoints_failing.set(await redis.scard(self.keys.failing))
         for name, queue in dispatcher.queues.items():
             counts = await queue.getJobCounts("wait", "active", "delayed", "failed", "prioritized")
