@@ -286,7 +286,9 @@ async def test_a_full_feed_pushes_out_its_oldest_as_dead_and_replay_returns_them
         gauges = worker.metrics
 
         def shown() -> bool:
-            return gauges.poll_backlog._value.get() == 2 and gauges.poll_dropped._value.get() == 1
+            return bool(
+                gauges.poll_backlog._value.get() == 2 and gauges.poll_dropped._value.get() == 1
+            )
 
         await wait_until(shown, 10, message="the poll gauges did not show the feed")
     finally:
