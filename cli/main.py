@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import redis.exceptions
 
-from cli import deliveries, endpoints, events
+from cli import deliveries, endpoints, events, listen
 from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoints.add_commands(commands)
     events.add_commands(commands)
     deliveries.add_commands(commands)
+    listen.add_commands(commands)
 
     work = add_command(commands, "worker", run_worker, "run a worker process", DELIVERY_OPTIONS)
     work.add_argument(

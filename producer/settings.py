@@ -285,6 +285,30 @@ LISTEN_RETRY_SCHEDULE = Option(
     parse_delays,
 )
 
+
+def parse_http_url(raw: str) -> str:
+    """An http(s) base URL, without its trailing slash."""
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+# Read by `cliq-webhooks listen` only, like LISTEN_RETRY_SCHEDULE.
+API_URL = Option(
+    "API_URL",
+    "http://127.0.0.1:8080",
+    "Base URL of the cliq-webhooks API that `listen` talks to.",
+    parse_http_url,
+)
+API_KEY = Option(
+    "API_KEY",
+    "",
+    "Bearer key of that API (one of its API_KEYS); prefer the variable, flags show in "
+    "process lists.",
+    secret=True,
+)
+LISTEN_OPTIONS: tuple[Option, ...] = (API_URL, API_KEY, LISTEN_RETRY_SCHEDULE)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
