@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,16 +96,23 @@ class PollMessage:
 
 
 async def fetch_messages(
-    feeds: PollFeeds, endpoint: Endpoint, after: int, limit: int, wait_s: float
+    feeds: PollFeeds,
+    endpoint: Endpoint,
+    after: int,
+    limit: int,
+    wait_s: float,
+    gone: Callable[[], bool] = lambda: False,
 ) -> list[PollMessage]:
     """Up to ``limit`` messages after cursor ``after``, oldest first; when there are none,
-    wait up to ``wait_s`` for the first (a long poll, checking more rarely as it waits)."""
+    wait up to ``wait_s`` for the first (a long poll, checking more rarely as it waits).
+
+    ``gone``: whether the consumer went away (its connection closed): the wait ends."""
     deadline = time.monotonic() + wait_s
     interval = TEST_POLL_FIRST_S
     while True:
         entries = await feeds.entries(endpoint.id, after, limit)
         remaining = deadline - time.monotonic()
-        if entries or remaining <= 0:
+        if entries or remaining <= 0 or gone():
             now_s = time.time()
             return [PollMessage.of(endpoint, entry, now_s) for entry in entries]
         await asyncio.sleep(min(interval, remaining))

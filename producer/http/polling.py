@@ -66,6 +66,11 @@ async def _poll_endpoint(request: web.Request) -> Endpoint:
     return endpoint
 
 
+def _disconnected(request: web.Request) -> bool:
+    """Whether the client closed its connection (a long poll need not wait for it)."""
+    return request.transport is None or request.transport.is_closing()
+
+
 async def get_messages(request: web.Request) -> web.Response:
     """``GET /v1/endpoints/{id}/messages?after=&limit=&wait_s=``: the next messages."""
     endpoint = await _poll_endpoint(request)
@@ -74,7 +79,9 @@ async def get_messages(request: web.Request) -> web.Response:
     wait_s = _query_wait(request)
     feeds = producer_of(request).feeds
     async with registry_errors("Redis is unavailable; no message was fetched."):
-        messages = await fetch_messages(feeds, endpoint, after, limit, wait_s)
+        messages = await fetch_messages(
+            feeds, endpoint, after, limit, wait_s, lambda: _disconnected(request)
+        )
         backlog = await feeds.backlog(endpoint.id)
     cursor = messages[-1].cursor if messages else after
     return web.json_response(
