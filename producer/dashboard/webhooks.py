@@ -23,6 +23,7 @@ from aiohttp import web
 
 from producer.dashboard.pages import flash_and_redirect, producer_of, render
 from producer.dashboard.webhook_forms import (
+    KIND_CHOICES,
     LIST,
     PAGE_SIZE,
     Health,
@@ -96,6 +97,7 @@ async def _form_page(
         groups=event_groups(catalogue),
         max_description=MAX_DESCRIPTION_LENGTH,
         max_timeout_s=producer.endpoints.max_timeout_s,
+        kind_choices=KIND_CHOICES,
     )
 
 
@@ -109,6 +111,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         async with redis_deadline("Redis is unavailable; the webhook was not created."):
             endpoint = await producer.endpoints.create(
                 workspace_id=form.workspace_id,
+                kind=form.kind,
                 url=form.url,
                 events=form.patterns(),
                 owner_email=form.owner_email,
