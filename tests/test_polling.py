@@ -188,6 +188,18 @@ async def test_messages_come_in_order_signed_and_count_once_acknowledged(
 ) -> None:
     endpoint = await poll_endpoint(api)
     endpoint_id, secret = endpoint["id"], endpoint["secret"]
+    worker = await start_worker(
+        worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **log_env)
+    )
+    try:
+        await _fetch_and_acknowledge(api, producer, endpoint_id, secret)
+    finally:
+        await worker.stop()
+
+
+async def _fetch_and_acknowledge(
+    api: Client, producer: Producer, endpoint_id: str, secret: str
+) -> None:
     await publish(api, "evt_p1", "evt_p2")
     await publish(api, "evt_p3")
     first = await fetch(api, endpoint_id)
@@ -217,18 +229,11 @@ async def test_messages_come_in_order_signed_and_count_once_acknowledged(
     rest = await fetch(api, endpoint_id)
     assert [m["event_id"] for m in rest["data"]] == ["evt_p3"]
 
-    if log_env:  # PostgreSQL: a worker's log writer takes the acknowledged there
-        worker = await start_worker(
-            worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **log_env)
-        )
-        try:
+    # With PostgreSQL, the worker's log writer takes the acknowledged there.
+    async def logged() -> bool:
+        return int(await producer.redis.xlen(producer.keys.log_outbox)) == 0
 
-            async def logged() -> bool:
-                return int(await producer.redis.xlen(producer.keys.log_outbox)) == 0
-
-            await wait_until(logged, 15, message="the log writer did not write the acks")
-        finally:
-            await worker.stop()
+    await wait_until(logged, 15, message="the log writer did not write the acks")
     for event_id, state in (
         ("evt_p1", DeliveryState.DELIVERED),
         ("evt_p2", DeliveryState.DELIVERED),
@@ -269,37 +274,38 @@ async def test_a_full_feed_pushes_out_its_oldest_as_dead_and_replay_returns_them
 ) -> None:
     api = await api_factory(POLL_MAX_PER_ENDPOINT="2")
     endpoint_id = (await poll_endpoint(api))["id"]
-    await publish(api, "evt_b1")
-    await publish(api, "evt_b2", "evt_b3")
-    listed = await fetch(api, endpoint_id)
-    assert [m["event_id"] for m in listed["data"]] == ["evt_b2", "evt_b3"]
-    (dropped,) = await producer.deliveries.for_event("evt_b1")
-    assert dropped.state == DeliveryState.DEAD
-    assert "POLL_MAX_PER_ENDPOINT" in (dropped.attempts[0].error or "")
-    stats = await producer.redis.hgetall(producer.keys.stats)
-    assert stats["poll_dropped"] == "1"
-    assert stats["polling"] == "2"
-    assert stats["dead"] == "1"
-
+    # A worker runs throughout: it never takes a poll endpoint's deliveries, and its
+    # gauges show the feeds.
     worker = await start_worker(worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox")))
     try:
+        await publish(api, "evt_b1")
+        await publish(api, "evt_b2", "evt_b3")
+        listed = await fetch(api, endpoint_id)
+        assert [m["event_id"] for m in listed["data"]] == ["evt_b2", "evt_b3"]
+        (dropped,) = await producer.deliveries.for_event("evt_b1")
+        assert dropped.state == DeliveryState.DEAD
+        assert "POLL_MAX_PER_ENDPOINT" in (dropped.attempts[0].error or "")
+        stats = await producer.redis.hgetall(producer.keys.stats)
+        assert (stats["poll_dropped"], stats["polling"], stats["dead"]) == ("1", "2", "1")
         gauges = worker.metrics
 
         def shown() -> bool:
-            return bool(
-                gauges.poll_backlog._value.get() == 2 and gauges.poll_dropped._value.get() == 1
-            )
+            backlog, dropped = gauges.poll_backlog._value.get(), gauges.poll_dropped._value.get()
+            return bool(backlog == 2 and dropped == 1)
 
         await wait_until(shown, 10, message="the poll gauges did not show the feed")
+
+        # A replay puts it back at the end of its feed (a full one: the oldest leaves).
+        replayed = await ok(await api.post(f"/v1/deliveries/{dropped.id}/replay"))
+        assert replayed["replayed"] == [dropped.id]
+        again = await fetch(api, endpoint_id)
+        assert [m["event_id"] for m in again["data"]] == ["evt_b3", "evt_b1"]
+        assert again["data"][1]["attempt"] == 2
+        for event_id in ("evt_b3", "evt_b1"):
+            (waiting,) = await producer.deliveries.for_event(event_id)
+            assert waiting.state == DeliveryState.QUEUED  # not sent by the worker
     finally:
         await worker.stop()
-
-    # A replay puts it back at the end of its feed (a full one: the oldest leaves).
-    replayed = await ok(await api.post(f"/v1/deliveries/{dropped.id}/replay"))
-    assert replayed["replayed"] == [dropped.id]
-    again = await fetch(api, endpoint_id)
-    assert [m["event_id"] for m in again["data"]] == ["evt_b3", "evt_b1"]
-    assert again["data"][1]["attempt"] == 2
 
 
 async def test_deleting_a_poll_endpoint_ends_its_feed_as_dead(
