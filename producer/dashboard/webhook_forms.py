@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from producer.deliveries import AttemptFilter, AttemptOutcome, RecentSummary
-from producer.endpoint_kind import EndpointKind, validate_destination, validate_kind
+from producer.endpoint_kind import EndpointKind, destination_errors, validate_kind
 from producer.endpoint_options import parse_header_line, validate_headers
 from producer.endpoint_rules import (
     MAX_DESCRIPTION_LENGTH,
@@ -164,10 +164,13 @@ class WebhookForm:
             except EndpointError as exc:
                 self.errors[name] = exc.message
         try:
-            # The URL and the owner, as the endpoint's kind wants them (both for http).
-            validate_destination(validate_kind(self.kind), self.url, self.owner_email)
+            kind = validate_kind(self.kind)
         except EndpointError as exc:
             self.refused(exc)
+        else:
+            # The URL and the owner, as the endpoint's kind wants them (both for http).
+            for error in destination_errors(kind, self.url, self.owner_email):
+                self.refused(error)
         for name, parse in (
             ("headers", lambda: validate_headers(self.header_pairs())),
             ("timeout_s", self.timeout),
