@@ -132,8 +132,14 @@ class Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """Open and between requests."""
-        return not self.closed and self._waiter is None
+        """Open and between requests (a transport already closing would drop the
+        request's bytes and leave it waiting for the total limit)."""
+        return (
+            not self.closed
+            and self._waiter is None
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
