@@ -8,7 +8,7 @@ stopped by its own PID. No test ever talks to any other Redis (a system one may 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -34,7 +34,14 @@ from harness import (
 )
 from harness.node_receiver import RECEIVER_JS, find_node
 from harness.receiver import HANG_CAP_S
-from support import LOG_STORES, producer_for
+from support import (
+    LOG_STORES,
+    RunningWorker,
+    WorkerProcess,
+    producer_for,
+    start_worker,
+    worker_env,
+)
 
 
 def _start_redis(
@@ -265,3 +272,41 @@ def log_env(request: pytest.FixtureRequest) -> dict[str, str]:
     # A sync fixture: it may ask for the async postgres_url (dropped after the test).
     url: str = request.getfixturevalue("postgres_url")
     return {"DATABASE_URL": url}
+
+
+@pytest.fixture
+async def worker_factory(
+    redis_url: str, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[RunningWorker]]]:
+    """Starts in-process workers on the test's Redis (settings as keyword overrides);
+    those still running are stopped afterwards."""
+    running: list[RunningWorker] = []
+
+    async def factory(**overrides: str) -> RunningWorker:
+        overrides.setdefault("NOTIFY_OUTBOX", str(tmp_path / "outbox"))
+        worker = await start_worker(worker_env(redis_url, **overrides))
+        running.append(worker)
+        return worker
+
+    yield factory
+    for worker in running:
+        if not worker.task.done():
+            await worker.stop()
+
+
+@pytest.fixture
+def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts ``python -m worker`` processes on the test's Redis; kills them afterwards
+    and prints their logs (shown by pytest only when the test failed)."""
+    processes: list[WorkerProcess] = []
+
+    def spawn(**overrides: str) -> WorkerProcess:
+        env = worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **overrides)
+        process = WorkerProcess(env, tmp_path / f"worker-{len(processes)}.log")
+        processes.append(process)
+        return process
+
+    yield spawn
+    for number, process in enumerate(processes):
+        process.kill()
+        print(f"--- worker-{number}.log\n{process.log_text()}")

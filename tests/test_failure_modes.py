@@ -59,22 +59,6 @@ async def producer(redis_url: str) -> AsyncIterator[Producer]:
 
 
 @pytest.fixture
-async def worker_factory(redis_url: str, tmp_path: Path) -> AsyncIterator[StartWorker]:
-    running: list[RunningWorker] = []
-
-    async def factory(**overrides: str) -> RunningWorker:
-        overrides.setdefault("NOTIFY_OUTBOX", str(tmp_path / "outbox"))
-        worker = await start_worker(worker_env(redis_url, **overrides))
-        running.append(worker)
-        return worker
-
-    yield factory
-    for worker in running:
-        if not worker.task.done():
-            await worker.stop()
-
-
-@pytest.fixture
 async def raw_server_factory() -> AsyncIterator[RawServerFactory]:
     servers: list[RawHttpServer] = []
 

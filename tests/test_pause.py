@@ -14,11 +14,9 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
@@ -30,7 +28,7 @@ from worker.resume import Resumer
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import PROJECT, RunningWorker, WorkerProcess, make_event, start_worker, worker_env
+from support import PROJECT, WorkerProcess, make_event, worker_env
 
 # One delivery per claim, as many requests as claims at once (none deferred, which would
 # send it later): deliveries go out in the ready list's order, give or take the few
@@ -41,38 +39,6 @@ IN_ORDER = {
     "STALLED_CONCURRENCY_SHARE": "1",
     "BATCH_SIZE": "1",
 }
-
-
-@pytest.fixture
-async def spawn_worker(redis_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    processes: list[WorkerProcess] = []
-
-    def spawn(**overrides: str) -> WorkerProcess:
-        env = worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **overrides)
-        process = WorkerProcess(env, tmp_path / f"worker-{len(processes)}.log")
-        processes.append(process)
-        return process
-
-    yield spawn
-    for number, process in enumerate(processes):
-        process.kill()
-        print(f"--- worker-{number}.log\n{process.log_text()}")
-
-
-@pytest.fixture
-async def workers(redis_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    running: list[RunningWorker] = []
-
-    async def factory(**overrides: str) -> RunningWorker:
-        overrides.setdefault("NOTIFY_OUTBOX", str(tmp_path / "outbox"))
-        worker = await start_worker(worker_env(redis_url, **overrides))
-        running.append(worker)
-        return worker
-
-    yield factory
-    for worker in running:
-        if not worker.task.done():
-            await worker.stop()
 
 
 async def _endpoint(producer: Producer, receiver: Receiver) -> Endpoint:
@@ -118,10 +84,10 @@ def _first_arrivals(receiver: Receiver) -> list[str]:
 
 
 async def test_disable_pauses_queued_retrying_and_new_deliveries_and_enable_resumes_in_order(
-    producer: Producer, receiver: Receiver, workers: Callable[..., Any]
+    producer: Producer, receiver: Receiver, worker_factory: Callable[..., Any]
 ) -> None:
     ep = await _endpoint(producer, receiver)
-    await workers(**IN_ORDER)
+    await worker_factory(**IN_ORDER)
     # A delivery that is retrying when the endpoint is disabled.
     receiver.respond(500)
     (retrying,) = await _publish(producer, 1)
@@ -241,12 +207,12 @@ async def test_a_worker_killed_mid_resume_loses_nothing_sends_nothing_twice_keep
 
 
 async def test_disable_with_drop_ends_paused_and_new_deliveries_dead_with_the_reason(
-    producer: Producer, receiver: Receiver, workers: Callable[..., Any]
+    producer: Producer, receiver: Receiver, worker_factory: Callable[..., Any]
 ) -> None:
     ep = await _endpoint(producer, receiver)
     await producer.pausing.disable(ep.id)
     paused = await _publish(producer, 3)
-    await workers()
+    await worker_factory()
     await producer.pausing.disable(ep.id, drop=True)
     assert await producer.pausing.drops(ep.id)
     later = await _publish(producer, 2)
@@ -268,7 +234,7 @@ async def test_disable_with_drop_ends_paused_and_new_deliveries_dead_with_the_re
 
 
 async def test_the_paused_backlog_is_capped_and_the_oldest_end_dead_counted(
-    redis_url: str, receiver: Receiver, workers: Callable[..., Any]
+    redis_url: str, receiver: Receiver, worker_factory: Callable[..., Any]
 ) -> None:
     settings = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1"}
     capped = {**settings, "PAUSED_MAX_PER_ENDPOINT": "3"}
@@ -276,7 +242,7 @@ async def test_the_paused_backlog_is_capped_and_the_oldest_end_dead_counted(
         ep = await _endpoint(producer, receiver)
         await producer.pausing.disable(ep.id)
         published = await _publish(producer, 5)
-        worker = await workers(PAUSED_MAX_PER_ENDPOINT="3", **IN_ORDER)
+        worker = await worker_factory(PAUSED_MAX_PER_ENDPOINT="3", **IN_ORDER)
         assert await producer.pausing.paused(ep.id) == 3
 
         async def dropped() -> bool:
@@ -299,12 +265,12 @@ async def test_the_paused_backlog_is_capped_and_the_oldest_end_dead_counted(
 
 
 async def test_deleting_a_paused_endpoint_ends_its_backlog_dead(
-    producer: Producer, receiver: Receiver, workers: Callable[..., Any]
+    producer: Producer, receiver: Receiver, worker_factory: Callable[..., Any]
 ) -> None:
     ep = await _endpoint(producer, receiver)
     await producer.pausing.disable(ep.id)
     published = await _publish(producer, 3)
-    await workers()
+    await worker_factory()
     await producer.endpoints.delete(ep.id)
 
     async def dead() -> bool:

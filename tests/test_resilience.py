@@ -9,9 +9,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
@@ -30,23 +27,6 @@ from support import (
 )
 
 SpawnWorker = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-def spawn_worker(redis_url: str, tmp_path: Path) -> Any:
-    processes: list[WorkerProcess] = []
-
-    def spawn(**overrides: str) -> WorkerProcess:
-        env = worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **overrides)
-        process = WorkerProcess(env, tmp_path / f"worker-{len(processes)}.log")
-        processes.append(process)
-        return process
-
-    yield spawn
-    for number, process in enumerate(processes):
-        process.kill()
-        # Shown by pytest only when the test failed: where each worker stood.
-        print(f"--- worker-{number}.log\n{process.log_text()}")
 
 
 async def publish_one(producer: Producer, event_type: str = "issue.created") -> str:
