@@ -596,6 +596,16 @@ async def test_the_claims_of_a_worker_that_died_go_back_and_are_delivered_once(
     assert not await redis.exists(producer.keys.claimed("gone.1"))
     assert await redis.llen(producer.keys.claimed("alive.1")) == 1  # still its own
     assert await redis.hget(producer.keys.claims, "alive.1") == "alive"
+
+    async def recorded() -> bool:
+        # The receiver answers before the worker records the attempt.
+        for result in first[:2]:
+            (delivery,) = await producer.deliveries.for_event(result.event_id)
+            if delivery.state != DeliveryState.DELIVERED:
+                return False
+        return True
+
+    await wait_until(recorded, 10, message="redelivered claims not recorded")
     for result in first[:2]:
         (delivery,) = await producer.deliveries.for_event(result.event_id)
         assert [a.number for a in delivery.attempts] == [1]
