@@ -34,7 +34,7 @@ import structlog
 
 from producer.backoff import log_write_pause_s
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.keys import DELIVERY_FIELDS, EVENT_FIELDS, LOG_ENTRY_FIELDS, Keys
+from producer.keys import LOG_ENTRY_FIELDS, Keys
 from producer.redis.clients import RedisClient
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.scripts import load_script
@@ -105,6 +105,7 @@ class LogWriter:
         self._metrics = metrics
         self._claim_idle_ms = claim_idle_ms
         self._done = load_script(redis, keys, "worker", "logdone.lua")
+        self._lookup = load_script(redis, keys, "worker", "logevents.lua")
         # Since when writes have been failing (monotonic), None while they succeed.
         self.failing_since: float | None = None
         self._last_warning = 0.0
@@ -208,30 +209,12 @@ class LogWriter:
         firsts = {o.event_id: o.delivery_created_ms for o in outcomes if o.attempt.number == 1}
         if not firsts:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for event_id in firsts:
-            pipe.hmget(
-                self._keys.event(event_id),
-                EVENT_FIELDS.body,
-                EVENT_FIELDS.type,
-                EVENT_FIELDS.workspace,
-                EVENT_FIELDS.created,
-            )
-            pipe.lrange(self._keys.event_deliveries(event_id), 0, -1)
-        found = await pipe.execute()
-        rows = [(found[i], found[i + 1]) for i in range(0, len(found), 2)]
-        pipe = self._redis.pipeline(transaction=False)
-        for _, delivery_ids in rows:
-            for delivery_id in delivery_ids:
-                pipe.hget(self._keys.delivery(delivery_id), DELIVERY_FIELDS.endpoint)
-        endpoints = iter(await pipe.execute())
+        found = await self._lookup(*firsts)
         events: list[EventRecord] = []
-        for (event_id, published_ms), ((body, etype, workspace, created), ids) in zip(
-            firsts.items(), rows, strict=True
-        ):
-            fan_out = tuple((d, p) for d in ids if (p := next(endpoints)) is not None)
-            if body is None:  # already expired: its outcomes are written without it
+        for (event_id, published_ms), row in zip(firsts.items(), found, strict=True):
+            if not row:  # already expired: its outcomes are written without it
                 continue
+            body, etype, workspace, created, fan_out = row
             events.append(
                 EventRecord(
                     id=event_id,
@@ -240,7 +223,7 @@ class LogWriter:
                     created_ms=int(created),
                     body=body.encode(),
                     published_ms=published_ms,
-                    deliveries=fan_out,
+                    deliveries=tuple(zip(fan_out[::2], fan_out[1::2], strict=True)),
                 )
             )
         return events
