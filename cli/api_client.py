@@ -1,6 +1,7 @@
 """The HTTP client of the commands that go through the API (``users``, ``tokens``,
-``event-types``): where the API is (``API_URL``, ``--api-url``), its key (``API_KEY``,
-``--api-key``), and how its answers become output or errors.
+``event-types``, ``api-keys``, ``portal-link``; ``listen`` shares its settings): where
+the API is (``API_URL``, ``--api-url``), its key (``API_KEY``, ``--api-key``), and how
+its answers become output or errors.
 
 An RFC 9457 problem answer becomes a usage error (exit status 2) for a 4xx, naming
 every field the API named; a 5xx or an unreachable API is a failure (exit status 1).
@@ -21,11 +22,20 @@ from cli.base import CommandFailed, UsageError, add_command
 from producer.settings import Option, env_with_flags
 from producer.tokens.routes import SESSION_HEADER
 
+
+def parse_http_url(raw: str) -> str:
+    """An http(s) base URL, without its trailing slash."""
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
 API_URL = Option(
     "API_URL",
     "http://127.0.0.1:8080",
-    "Base URL of the HTTP API that the users, tokens, event-types, api-keys and "
-    "portal-link commands call.",
+    "Base URL of the HTTP API that the users, tokens, event-types, api-keys, "
+    "portal-link and listen commands call.",
+    parse_http_url,
 )
 API_KEY = Option(
     "API_KEY",

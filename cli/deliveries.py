@@ -20,7 +20,7 @@ from producer.context import Producer
 from producer.deliveries import AttemptFilter, AttemptOutcome
 from producer.endpoints import EndpointStatus
 from producer.events import EventError, parse_timestamp
-from producer.testsends import TEST_SEND_MARGIN_S, request_test_send
+from producer.testsends import TEST_SEND_MARGIN_S, request_test_send, untestable_reason
 
 
 def instant(raw: str | None, flag: str) -> int | None:
@@ -199,7 +199,9 @@ async def send_test(args: argparse.Namespace) -> int:
     wait_s = settings.delivery_timeout + TEST_SEND_MARGIN_S
     async with Producer(settings.producer) as p:
         p.catalogue.require(args.type)
-        await p.endpoints.get(args.endpoint)
+        reason = untestable_reason(await p.endpoints.get(args.endpoint))
+        if reason is not None:
+            raise UsageError(reason)
         result = await request_test_send(p.redis, p.keys, args.endpoint, args.type, wait_s)
     if result is None:
         raise CommandFailed(

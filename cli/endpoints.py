@@ -10,6 +10,7 @@ from cli.base import UsageError, add_command, producer_settings
 from cli.output import emit, render_fields, render_table
 from producer.context import Producer
 from producer.endpoint_fields import invalid_fields
+from producer.endpoint_kind import EndpointKind
 from producer.endpoint_options import parse_header_line
 from producer.endpoint_rules import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointError
 from producer.endpoints import EndpointStatus
@@ -64,6 +65,7 @@ async def endpoint_add(args: argparse.Namespace) -> int:
     async with changing_producer(args) as p:
         fields = {
             "workspace_id": args.workspace,
+            "kind": args.kind,
             "url": args.url,
             "events": args.events.split(","),
             "owner_email": args.email,
@@ -73,8 +75,9 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             "ordering": args.ordering,
             "filter": filter_source(args.filter),
         }
+        checked = check_values(fields, p)
         endpoint = await p.endpoints.create(
-            **check_values(fields, p),
+            **{name: value for name, value in checked.items() if value is not None},
             headers=header_pairs(args.header) or (),
             timeout_s=args.timeout,
         )
@@ -100,10 +103,10 @@ async def endpoint_list(args: argparse.Namespace) -> int:
         rows,
         lambda: render_table(
             [
-                (e.id, e.workspace_id, e.status.value, e.events, e.url, e.owner_email)
+                (e.id, e.workspace_id, e.kind.value, e.status.value, e.events, e.url, e.owner_email)
                 for e in endpoints
             ],
-            ["ID", "WORKSPACE", "STATUS", "EVENTS", "URL", "OWNER"],
+            ["ID", "WORKSPACE", "KIND", "STATUS", "EVENTS", "URL", "OWNER"],
         ),
     )
     return 0
@@ -193,7 +196,14 @@ def add_commands(commands: Any) -> None:
         endpoint_commands, "add", endpoint_add, "register an endpoint", CHANGE_OPTIONS
     )
     add.add_argument("--workspace", required=True, help="workspace id whose events it receives")
-    add.add_argument("--url", required=True, help="http(s) URL to POST to")
+    add.add_argument(
+        "--kind",
+        choices=[k.value for k in EndpointKind],
+        default=EndpointKind.HTTP.value,
+        help="http (default): deliveries are POSTed to --url; poll: they wait for its "
+        "consumer to fetch them (GET /v1/endpoints/{id}/messages), no --url",
+    )
+    add.add_argument("--url", help="http(s) URL to POST to (required for an http endpoint)")
     add.add_argument(
         "--events", required=True, help="types or wildcards: 'issue.*,comment.created', '*'"
     )
@@ -202,8 +212,8 @@ def add_commands(commands: Any) -> None:
         "--owner-email",
         "--email",
         dest="email",
-        required=True,
-        help="owner, told when the endpoint turns failing (alias --email)",
+        help="owner, told when the endpoint turns failing (alias --email; required for an "
+        "http endpoint)",
     )
     add.add_argument("--description", default="", help="free text")
     limits = (

@@ -11,7 +11,17 @@ from collections.abc import Sequence
 
 import redis.exceptions
 
-from cli import api_keys, deliveries, endpoints, event_types, events, portal_links, tokens, users
+from cli import (
+    api_keys,
+    deliveries,
+    endpoints,
+    event_types,
+    events,
+    listen,
+    portal_links,
+    tokens,
+    users,
+)
 from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
@@ -86,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     event_types.add_commands(commands)
     api_keys.add_commands(commands)
     portal_links.add_commands(commands)
+    listen.add_commands(commands)
 
     work = add_command(commands, "worker", run_worker, "run a worker process", DELIVERY_OPTIONS)
     work.add_argument(

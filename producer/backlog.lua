@@ -1,8 +1,9 @@
 -- Take up to `count` of an endpoint's paused deliveries, oldest publish first, and
 -- queue them again at the tail of the ready list, in that order (worker/pickup.py), or
--- a FIFO endpoint's back in its line.
+-- a FIFO endpoint's back in its line, a poll endpoint's to its feed (feed.lua).
 -- ARGV: prefix, op, endpoint_id, count, then by op:
---   resume   -> {entries queued, paused left}; nothing while the endpoint is disabled
+--   resume   now_ms, poll_max, retention_s, log ('1': DATABASE_URL keeps the delivery log)
+--               -> {entries queued, paused left}; nothing while the endpoint is disabled
 --               (the backlog stays), and the endpoint leaves K.resuming() once its
 --               backlog is empty or it is disabled. A deleted endpoint's deliveries are
 --               queued too: the worker ends them dead ("endpoint deleted").
@@ -22,11 +23,18 @@ end
 local in_line = not reason and redis.call('HGET', K.endpoint(endpoint_id), 'ordering') == 'fifo'
 local head = in_line and redis.call('GET', K.endpoint_fifo_head(endpoint_id))
 local head_resumed = false
+-- A poll endpoint's resumed deliveries join the end of its feed, in publish order.
+local to_feed = not reason and redis.call('HGET', K.endpoint(endpoint_id), 'kind') == 'poll'
+local log_outbox = nil
+if ARGV[8] == '1' then log_outbox = K.log_outbox() end
 local entries = {}
 local popped = redis.call('ZPOPMIN', backlog, count)
 for i = 1, #popped, 2 do
   local entry = unpause(popped[i], reason)
-  if not in_line then
+  if to_feed then
+    local now, max, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+    feed_push(endpoint_id, popped[i], now, max, retention, log_outbox)
+  elseif not in_line then
     entries[#entries + 1] = entry
   elseif popped[i] == head then
     head_resumed = true

@@ -10,6 +10,7 @@ from producer.deliveries import DeliveryLog
 from producer.destinations import RegistrationCheck
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
+from producer.feeds import PollFeeds
 from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
 from producer.pausing import OperationalPauseEvents, Pausing
@@ -48,6 +49,13 @@ class Producer:
         )
         self.secret_box = SecretBox(settings.secret_encryption_key)
         self.destinations = RegistrationCheck(settings.destination_policy, resolver)
+        self.feeds = PollFeeds(
+            self.redis,
+            self.keys,
+            settings.delivery_retention,
+            bool(settings.database_url),
+            settings.log_keep_per_endpoint,
+        )
         self.endpoints = EndpointRegistry(
             self.redis,
             self.keys,
@@ -56,6 +64,7 @@ class Producer:
             self.destinations,
             max_endpoint_timeout_s,
             self.dispatcher,
+            self.feeds,
         )
         self.publisher = Publisher(
             self.redis,
@@ -67,7 +76,14 @@ class Producer:
                 self.redis, self.keys, self.dispatcher, settings.paused_max_per_endpoint
             ),
         )
-        self.deliveries = DeliveryLog(self.redis, self.keys, self.dispatcher, settings.batch_size)
+        self.deliveries = DeliveryLog(
+            self.redis,
+            self.keys,
+            self.dispatcher,
+            settings.batch_size,
+            settings.poll_max_per_endpoint,
+            settings.delivery_retention,
+        )
         self.pausing = Pausing(self.redis, self.keys, self.endpoints)
         # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.
         self.log_store: PostgresLogStore | None = None
@@ -80,7 +96,13 @@ class Producer:
         if self.settings.database_url and self.log_store is None:
             self.log_store = await open_log_store(self.settings.database_url)
             self.deliveries = StoredDeliveryLog(
-                self.redis, self.keys, self.dispatcher, self.settings.batch_size, self.log_store
+                self.redis,
+                self.keys,
+                self.dispatcher,
+                self.settings.batch_size,
+                self.log_store,
+                self.settings.poll_max_per_endpoint,
+                self.settings.delivery_retention,
             )
 
     async def close(self) -> None:

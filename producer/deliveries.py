@@ -24,6 +24,7 @@ from producer.keys import DELIVERY_FIELDS as F
 from producer.keys import EVENT_FIELDS, Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
+from producer.settings import DELIVERY_RETENTION, POLL_MAX_PER_ENDPOINT
 
 RESPONSE_EXCERPT_BYTES = 1024
 # How many of an endpoint's latest deliveries its summary looks at (one read).
@@ -223,9 +224,23 @@ LogPosition = tuple[int, str, int]
 class DeliveryLog:
     """Reads deliveries and attempts; re-enqueues dead deliveries."""
 
+    # Whether the delivery log is the database's: a poll feed that a replay overfills
+    # logs its dead there too (producer/feed.lua).
+    LOG_FLAG = "0"
+
     def __init__(
-        self, redis: RedisClient, keys: Keys, dispatcher: JobDispatcher, batch_size: int
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        dispatcher: JobDispatcher,
+        batch_size: int,
+        poll_max: int = POLL_MAX_PER_ENDPOINT.value,
+        retention_s: int = DELIVERY_RETENTION.value,
     ) -> None:
+        """``poll_max``: POLL_MAX_PER_ENDPOINT, ``retention_s``: DELIVERY_RETENTION (a
+        replay to a poll endpoint goes back to its feed)."""
+        self._poll_max = poll_max
+        self._retention_s = retention_s
         self._redis = redis
         self._keys = keys
         self._dispatcher = dispatcher
@@ -271,6 +286,9 @@ class DeliveryLog:
             args: list[str | int] = [
                 int(time.time() * 1000),
                 self._batch_size,
+                self._poll_max,
+                self.LOG_FLAG,
+                self._retention_s,
                 len(chunk),
                 *chunk,
             ]

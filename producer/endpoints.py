@@ -16,6 +16,7 @@ from redis.typing import EncodableT, FieldT
 
 from producer import scans
 from producer.destinations import DestinationRefused, RegistrationCheck
+from producer.endpoint_kind import EndpointKind, validate_destination, validate_kind
 from producer.endpoint_options import (
     Headers,
     headers_from_text,
@@ -27,20 +28,20 @@ from producer.endpoint_rules import (
     DEFAULT_MAX_IN_FLIGHT,
     ROTATION_GRACE_S,
     DestinationError,
+    EndpointError,
     EndpointNotFound,
     checked,
     filter_matches,
     mask_secret,
     new_secret,
     url_host_port,
-    validate_email,
     validate_filter,
     validate_max_in_flight,
     validate_rate_limit,
-    validate_url,
     validate_workspace,
 )
 from producer.events import Catalogue, Event, format_timestamp
+from producer.feeds import PollFeeds
 from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
 from producer.jobs import JobDispatcher
@@ -86,6 +87,7 @@ class Endpoint:
     ordering: Ordering = Ordering.PARALLEL
     # The payload filter (producer/filters.py), compiled when loaded; MATCH_ALL: none.
     filter: PayloadFilter = MATCH_ALL
+    kind: EndpointKind = EndpointKind.HTTP
 
     def wants(self, event_type: str) -> bool:
         """Whether events of ``event_type`` get a delivery to this endpoint (a disabled
@@ -129,6 +131,7 @@ class Endpoint:
             "timeout_s": repr(self.timeout_s),
             "ordering": self.ordering.value,
             "filter": self.filter.text,
+            "kind": self.kind.value,
         }
         return fields
 
@@ -154,6 +157,7 @@ class Endpoint:
             timeout_s=float(fields.get("timeout_s") or 0),
             ordering=Ordering(fields.get("ordering") or Ordering.PARALLEL),
             filter=filter_from_text(fields.get("filter", "")),
+            kind=EndpointKind(fields.get("kind") or EndpointKind.HTTP),
         )
 
     def public_dict(self, *, reveal_secret: bool = False) -> dict[str, object]:
@@ -161,6 +165,7 @@ class Endpoint:
         return {
             "id": self.id,
             "workspace_id": self.workspace_id,
+            "kind": self.kind.value,
             "url": self.url,
             "events": list(self.events),
             "owner_email": self.owner_email,
@@ -215,13 +220,16 @@ class EndpointRegistry:
         destinations: RegistrationCheck | None = None,
         max_timeout_s: float = DELIVERY_TIMEOUT.value,
         dispatcher: JobDispatcher | None = None,
+        feeds: PollFeeds | None = None,
     ) -> None:
         """``destinations``: the destination policy that URLs must pass (None: none);
         ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT);
         ``dispatcher``: hands on at once the jobs a change causes (else the workers'
-        outbox sweep does, seconds later)."""
+        outbox sweep does, seconds later); ``feeds``: poll endpoints' feeds, closed when
+        their endpoint is deleted."""
         self._redis = redis
         self._dispatcher = dispatcher
+        self._feeds = feeds
         self.max_timeout_s = max_timeout_s
         self._keys = keys
         self.catalogue = catalogue
@@ -242,9 +250,9 @@ class EndpointRegistry:
         self,
         *,
         workspace_id: str,
-        url: str,
         events: Iterable[str],
-        owner_email: str,
+        url: str = "",
+        owner_email: str = "",
         description: str = "",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rate_limit: float = 0.0,
@@ -252,21 +260,28 @@ class EndpointRegistry:
         timeout_s: float = 0.0,
         ordering: str = Ordering.PARALLEL,
         filter: object = None,
+        kind: str = EndpointKind.HTTP,
     ) -> Endpoint:
         """Register an endpoint; the returned object carries the secret (shown once).
 
         ``headers``: custom ``(name, value)`` pairs sent with every delivery;
         ``timeout_s``: seconds an attempt may take (0: DELIVERY_TIMEOUT);
         ``ordering``: ``fifo`` starts its deliveries one at a time, in publish order;
-        ``filter``: a payload filter (JSON, docs/filters.md; None or {}: every event)."""
+        ``filter``: a payload filter (JSON, docs/filters.md; None or {}: every event);
+        ``kind``: ``http`` (needs ``url`` and ``owner_email``) or ``poll`` (no URL, and
+        no ``fifo``: its feed is in publish order already; :mod:`producer.endpoint_kind`)."""
         now = _now_ms()
+        checked_kind = validate_kind(kind)
+        if checked_kind == EndpointKind.POLL and ordering == Ordering.FIFO:
+            raise EndpointError("ordering", "a poll endpoint's feed is in publish order already")
+        checked_url, checked_email = validate_destination(checked_kind, url, owner_email)
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(8),
             workspace_id=validate_workspace(workspace_id),
-            url=validate_url(url),
+            url=checked_url,
             secret=new_secret(),
             events=validate_filter(events, self.catalogue),
-            owner_email=validate_email(owner_email),
+            owner_email=checked_email,
             description=description,
             status=EndpointStatus.ACTIVE,
             created_ms=now,
@@ -277,9 +292,11 @@ class EndpointRegistry:
             timeout_s=checked("timeout_s", validate_timeout, timeout_s, self.max_timeout_s),
             ordering=checked("ordering", validate_ordering, ordering),
             filter=checked("filter", compile_filter, filter),
+            kind=checked_kind,
         )
         # Last: the other fields' errors come first, without waiting for DNS.
-        await self._check_destination(endpoint.url)
+        if endpoint.kind == EndpointKind.HTTP:
+            await self._check_destination(endpoint.url)
         async with self._redis.pipeline(transaction=True) as pipe:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
@@ -375,15 +392,18 @@ class EndpointRegistry:
         them all; ``filter={}`` removes the payload filter). From ``fifo`` to
         ``parallel``, the deliveries in line go at once."""
         endpoint = await self.get(endpoint_id)
+        new_url, new_email = validate_destination(
+            endpoint.kind,
+            url if url is not None else endpoint.url,
+            owner_email if owner_email is not None else endpoint.owner_email,
+        )
         changed = replace(
             endpoint,
-            url=validate_url(url) if url is not None else endpoint.url,
+            url=new_url,
             events=validate_filter(events, self.catalogue)
             if events is not None
             else endpoint.events,
-            owner_email=validate_email(owner_email)
-            if owner_email is not None
-            else endpoint.owner_email,
+            owner_email=new_email,
             description=description if description is not None else endpoint.description,
             max_in_flight=validate_max_in_flight(max_in_flight)
             if max_in_flight is not None
@@ -504,7 +524,9 @@ class EndpointRegistry:
 
     async def delete(self, endpoint_id: str) -> None:
         """Remove the endpoint; its queued and paused deliveries end as dead ("endpoint
-        deleted"): the workers take its paused backlog (``resuming``) to end it."""
+        deleted"): the workers take its paused backlog (``resuming``) to end it; a poll
+        endpoint's feed is closed here (after the workspace's version moved on, so no
+        publish adds to it any more)."""
         endpoint = await self.get(endpoint_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._keys.endpoint(endpoint_id))
@@ -516,6 +538,8 @@ class EndpointRegistry:
             await pipe.execute()
         if endpoint.ordering == Ordering.FIFO:  # those in line end dead like the rest
             await self._fifo.release(endpoint_id)
+        if endpoint.kind == EndpointKind.POLL and self._feeds is not None:
+            await self._feeds.close(endpoint_id)
 
     async def _write(self, endpoint: Endpoint, before: Endpoint) -> None:
         """Store the fields of ``endpoint`` that differ from ``before`` (see :meth:`_stage`)."""

@@ -65,6 +65,12 @@ LAYOUT: dict[str, str] = {
     # String: the delivery of a FIFO endpoint whose turn it is (queued, in flight or
     # scheduled for a retry); the next waits until it is delivered or dead.
     "endpoint_fifo_head": "ep:{}:fifo:head",
+    # Sorted set: a poll endpoint's unacknowledged deliveries, by their cursor (score:
+    # a number from endpoint_feed_seq, in publish order); at most POLL_MAX_PER_ENDPOINT
+    # (producer/feed.lua, producer/polling.py).
+    "endpoint_feed": "ep:{}:feed",
+    # Counter: the last cursor given to a delivery of a poll endpoint's feed.
+    "endpoint_feed_seq": "ep:{}:feed:seq",
     # Set: a workspace's endpoint ids.
     "workspace_endpoints": "ws:{}:eps",
     # Counter: bumped by every change to a workspace's endpoints (added, edited, deleted,
@@ -102,7 +108,8 @@ LAYOUT: dict[str, str] = {
     # String (TTL: JOB_LOCK_TIMEOUT): present while a worker is alive (it renews it).
     "worker": "worker:{}",
     # Hash: deliveries now queued / scheduled / dead (gauges: a replay moves dead to
-    # queued), delivered (a total).
+    # queued), delivered (a total); polling: the queued ones waiting in poll endpoints'
+    # feeds (a gauge), poll_dropped: those a full feed pushed out as dead (a total).
     "stats": "stats",
     # List: "send test event" requests from the API, taken by any worker (JSON).
     "test_requests": "test:req",
@@ -279,6 +286,14 @@ class Keys:
     def endpoint_tests(self, endpoint_id: str) -> str:
         """See ``LAYOUT["endpoint_tests"]``."""
         return self._key("endpoint_tests", endpoint_id)
+
+    def endpoint_feed(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_feed"]``."""
+        return self._key("endpoint_feed", endpoint_id)
+
+    def endpoint_feed_seq(self, endpoint_id: str) -> str:
+        """See ``LAYOUT["endpoint_feed_seq"]``."""
+        return self._key("endpoint_feed_seq", endpoint_id)
 
     def workspace_endpoints(self, workspace_id: str) -> str:
         """See ``LAYOUT["workspace_endpoints"]``."""

@@ -13,6 +13,8 @@
 --   fifo: [endpoint_id, ...], the FIFO endpoints among them (as of those versions),
 --   events: [[event_id, type, workspace_id, created_ms, [delivery_id, endpoint_id,
 --     delivery_id, endpoint_id, ...]], ...],
+--   poll: [endpoint_id, ...], the poll endpoints among them: their deliveries go to their
+--     feeds (feed.lua), not to jobs; poll_max: POLL_MAX_PER_ENDPOINT,
 -- then each event's body, in the same order.
 -- Returns {per-event results, outbox members, overflowed [endpoint_id, workspace, ...]};
 -- a result is the number of deliveries created, or -1 when the event id was already
@@ -21,6 +23,11 @@
 local args = cjson.decode(ARGV[2])
 local now, batch_size, retention = args.now, args.batch_size, args.retention
 local indexed, paused_max = args.indexed, args.paused_max
+local polled = {}
+for _, endpoint_id in ipairs(args.poll) do polled[endpoint_id] = true end
+-- A feed's overflow is logged where the log lives: the database's outbox (not indexed).
+local log_outbox = nil
+if not indexed then log_outbox = K.log_outbox() end
 
 local stale = {}
 for _, pair in ipairs(args.versions) do
@@ -71,7 +78,9 @@ for e, event in ipairs(events) do
           overflowed[#overflowed + 1] = workspace
         end
       else
-        if fifo[endpoint_id] == nil then
+        if polled[endpoint_id] then
+          feed_push(endpoint_id, delivery_id, now, args.poll_max, retention, log_outbox)
+        elseif fifo[endpoint_id] == nil then
           jobs.add(delivery_id, 1)
         else
           fifo_push(endpoint_id, delivery_id)

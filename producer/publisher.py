@@ -11,6 +11,7 @@ import orjson
 import redis.exceptions
 from redis.typing import EncodableT
 
+from producer.endpoint_kind import EndpointKind
 from producer.endpoints import EndpointRegistry, Subscribers
 from producer.events import Event
 from producer.fifo import Ordering
@@ -85,6 +86,7 @@ class Publisher:
         self._registry = registry
         self._dispatcher = dispatcher
         self._settings = settings
+        # Whether the delivery log is the database's (a full poll feed logs its dead).
         self._script = load_script(redis, keys, "producer", "publish.lua")
         # Endpoints by workspace, each list tagged with the version it was read at: the
         # publish script checks the version, so a single event costs one round trip.
@@ -113,6 +115,12 @@ class Publisher:
                 for endpoint in current.endpoints
                 if endpoint.ordering == Ordering.FIFO
             ]
+            polled = sorted(
+                endpoint.id
+                for current in subscribers.values()
+                for endpoint in current.endpoints
+                if endpoint.kind == EndpointKind.POLL
+            )
             rows = []
             for event in events:
                 deliveries = []
@@ -132,6 +140,8 @@ class Publisher:
                 "paused_max": self._settings.paused_max_per_endpoint,
                 "versions": versions,
                 "fifo": fifo,
+                "poll": polled,
+                "poll_max": self._settings.poll_max_per_endpoint,
                 "events": rows,
             }
             args: list[EncodableT] = [orjson.dumps(header), *(event.body for event in events)]

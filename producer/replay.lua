@@ -1,19 +1,26 @@
 -- Re-enqueue dead deliveries: each starts a new round of the retry schedule,
 -- numbered after its last attempt. Deliveries that are not dead, or whose
 -- event has expired, are left alone (so replaying twice enqueues nothing twice).
--- Those of a FIFO endpoint join the back of its line, in the order given (fifo.lua).
--- ARGV: prefix, now_ms, batch_size, count, then count delivery ids.
+-- Those of a FIFO endpoint join the back of its line, in the order given (fifo.lua); a
+-- poll endpoint's go back to the end of its feed (feed.lua).
+-- ARGV: prefix, now_ms, batch_size, POLL_MAX_PER_ENDPOINT, log ('1': the delivery log is
+-- DATABASE_URL's), retention_s, count, then count delivery ids.
 -- Returns {replayed delivery ids, outbox members}.
 local now = tonumber(ARGV[2])
 local batch_size = tonumber(ARGV[3])
-local count = tonumber(ARGV[4])
+local poll_max = tonumber(ARGV[4])
+local log_outbox = nil
+if ARGV[5] == '1' then log_outbox = K.log_outbox() end
+local retention = tonumber(ARGV[6])
+local count = tonumber(ARGV[7])
 
 local replayed = {}
 local jobs = batch_writer(now, batch_size)
-local fifo = {}  -- endpoint id -> whether it is FIFO, each endpoint read once
+-- endpoint id -> where its replayed deliveries go ('job', 'fifo', 'feed'), read once
+local routes = {}
 
 for k = 1, count do
-  local delivery_id = ARGV[4 + k]
+  local delivery_id = ARGV[7 + k]
   local key = K.delivery(delivery_id)
   local fields = redis.call('HMGET', key,
     F.delivery.state, F.delivery.attempts, F.delivery.event, F.delivery.endpoint)
@@ -29,11 +36,18 @@ for k = 1, count do
     redis.call('PERSIST', event_key)
     redis.call('PERSIST', K.event_deliveries(fields[3]))
     replayed[#replayed + 1] = delivery_id
+    -- Counted first: a full feed may push it (or an older one) out as dead again.
+    redis.call('HINCRBY', K.stats(), 'queued', 1)
+    redis.call('HINCRBY', K.stats(), 'dead', -1)
     local endpoint_id = fields[4]
-    if fifo[endpoint_id] == nil then
-      fifo[endpoint_id] = redis.call('HGET', K.endpoint(endpoint_id), 'ordering') == 'fifo'
+    if routes[endpoint_id] == nil then
+      local endpoint = redis.call('HMGET', K.endpoint(endpoint_id), 'ordering', 'kind')
+      routes[endpoint_id] = (endpoint[2] == 'poll' and 'feed')
+        or (endpoint[1] == 'fifo' and 'fifo') or 'job'
     end
-    if fifo[endpoint_id] then
+    if routes[endpoint_id] == 'feed' then
+      feed_push(endpoint_id, delivery_id, now, poll_max, retention, log_outbox)
+    elseif routes[endpoint_id] == 'fifo' then
       fifo_push(endpoint_id, delivery_id)
     else
       jobs.add(delivery_id, made + 1)
@@ -41,12 +55,7 @@ for k = 1, count do
   end
 end
 jobs.flush()
-for endpoint_id, is_fifo in pairs(fifo) do
-  if is_fifo then fifo_next(endpoint_id, false) end
-end
--- Replayed deliveries are no longer dead: 'dead' counts what the endpoints' dead sets hold.
-if #replayed > 0 then
-  redis.call('HINCRBY', K.stats(), 'queued', #replayed)
-  redis.call('HINCRBY', K.stats(), 'dead', -#replayed)
+for endpoint_id, route in pairs(routes) do
+  if route == 'fifo' then fifo_next(endpoint_id, false) end
 end
 return {replayed, jobs.members}

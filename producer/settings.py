@@ -259,6 +259,32 @@ LOG_KEEP_PER_ENDPOINT = Option(
     "until replayed or past DELIVERY_RETENTION.",
     parse_positive_int,
 )
+POLL_MAX_PER_ENDPOINT = Option(
+    "POLL_MAX_PER_ENDPOINT",
+    "10000",
+    "Unacknowledged deliveries a poll endpoint's feed holds; past it the oldest go dead "
+    "(replayable, counted in cliq_poll_dropped).",
+    parse_positive_int,
+)
+
+
+def parse_delays(raw: str) -> tuple[float, ...]:
+    """Comma-separated seconds, each at least 0, at least one."""
+    delays = tuple(float(item) for item in parse_list(raw))
+    if not delays or any(not delay >= 0 for delay in delays):
+        raise ValueError("must be one or more comma-separated numbers of seconds, each >= 0")
+    return delays
+
+
+# Read by `cliq-webhooks listen` only (cli/listen.py).
+LISTEN_RETRY_SCHEDULE = Option(
+    "LISTEN_RETRY_SCHEDULE",
+    "1,2,5,10,30",
+    "Seconds before each retry of a message the local server did not answer with a 2xx; "
+    "past the last, retried at the last step (order is kept).",
+    parse_delays,
+)
+
 
 PAUSED_MAX_PER_ENDPOINT = Option(
     "PAUSED_MAX_PER_ENDPOINT",
@@ -283,6 +309,7 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     IDEMPOTENCY_WINDOW,
     LOG_KEEP_PER_ENDPOINT,
     PAUSED_MAX_PER_ENDPOINT,
+    POLL_MAX_PER_ENDPOINT,
 )
 
 
@@ -323,6 +350,7 @@ class ProducerSettings:
     idempotency_window: int = IDEMPOTENCY_WINDOW.value
     log_keep_per_endpoint: int = LOG_KEEP_PER_ENDPOINT.value
     paused_max_per_endpoint: int = PAUSED_MAX_PER_ENDPOINT.value
+    poll_max_per_endpoint: int = POLL_MAX_PER_ENDPOINT.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:

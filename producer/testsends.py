@@ -24,12 +24,28 @@ from typing import cast
 import orjson
 
 from producer.backoff import TEST_POLL_FIRST_S, next_poll_s
+from producer.endpoint_kind import EndpointKind
+from producer.endpoints import Endpoint
 from producer.keys import Keys
 from producer.messages import TestSendRequest, TestSendResult
 from producer.redis.clients import RedisClient
 from producer.redis.errors import deadline
 
 TEST_RESULT_TTL_S = 60
+
+
+def untestable_reason(endpoint: Endpoint) -> str | None:
+    """Why ``endpoint`` cannot get a test send, or ``None``: a test send POSTs to a URL
+    and reports its answer, and a poll endpoint has neither (it gets the real events;
+    ``cliq-webhooks listen`` forwards them to a local server)."""
+    if endpoint.kind != EndpointKind.POLL:
+        return None
+    return (
+        f"{endpoint.id} is a poll endpoint: it has no URL to send a test event to; "
+        "publish an event of that type and fetch it from its feed instead"
+    )
+
+
 # A worker's pick-up and write-back time on top of DELIVERY_TIMEOUT: how much longer than
 # one attempt the API and the CLI wait for a worker's answer.
 TEST_SEND_MARGIN_S = 5.0

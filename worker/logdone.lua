@@ -1,5 +1,5 @@
 -- Forget log outbox entries once the delivery log's database holds them, and let the
--- records they finished leave Redis, all at once (worker/forget.lua):
+-- records they finished leave Redis, all at once (producer/forget.lua):
 -- * the entries are acknowledged in the writers' group and deleted from the stream;
 -- * a delivered or dead delivery whose hash still says so (not replayed since) is
 --   deleted with its index entries (a dead one is replayed from the database then:

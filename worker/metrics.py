@@ -119,6 +119,19 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.poll_backlog = Gauge(
+            "cliq_poll_backlog",
+            "Deliveries waiting in poll endpoints' feeds for their consumers to acknowledge.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.poll_dropped = Gauge(
+            "cliq_poll_dropped",
+            "Deliveries a full poll feed (POLL_MAX_PER_ENDPOINT) pushed out as dead, in all "
+            "(a count kept in Redis).",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.queue_jobs = Gauge(
             "cliq_queue_jobs",
             "bullmq jobs by queue and state (a delivery job carries a batch of deliveries).",

@@ -4,7 +4,7 @@
 -- arguments cost the worker more to pack than the script costs to run), log ('1': each
 -- recorded attempt is also appended to K.log_outbox() for the delivery log's database,
 -- see worker/logwriter.py; '0': the log is Redis's own, and each endpoint keeps its latest
--- `keep` delivered deliveries, the older leaving Redis: worker/forget.lua), keep, where each
+-- `keep` delivered deliveries, the older leaving Redis: producer/finish.lua), keep, where each
 -- outcome is [delivery_id, attempt_number, kind ('delivered' | 'retry' | 'dead'),
 --   attempt_json, due_ms (retry, else ''), notify_member (dead, else ''),
 --   disable (1: the receiver answered 410 Gone, disable the endpoint, else 0),
@@ -29,31 +29,6 @@ if ARGV[5] == '1' then log_outbox = K.log_outbox() end
 local keep = tonumber(ARGV[6])
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
-
-local function finish(key, event_id)
-  redis.call('EXPIRE', key, retention)
-  local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
-    redis.call('EXPIRE', event_key, retention)
-    redis.call('EXPIRE', K.event_deliveries(event_id), retention)
-  end
-end
-
--- The bounded log of Redis: an endpoint's delivered deliveries beyond its latest `keep`
--- leave Redis (the dead stay for replay until their retention).
-local function keep_latest(endpoint_id, delivery_id)
-  local done = K.endpoint_done(endpoint_id)
-  redis.call('ZADD', done, now, delivery_id)
-  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - retention * 1000)
-  local excess = redis.call('ZCARD', done) - keep
-  if excess > 0 then
-    local popped = redis.call('ZPOPMIN', done, excess)
-    for i = 1, #popped, 2 do
-      local event_id = forget_final(popped[i], nil, false)
-      if event_id then forget_event_if_done(event_id, retention) end
-    end
-  end
-end
 
 -- A status change, as producer/endpoints.py writes one: it bumps the workspace's
 -- version, so publishers stop using their cached copy of its endpoints.
@@ -92,19 +67,15 @@ for k, outcome in ipairs(outcomes) do
     -- the backlog, or a resume would send it again.
     if previous == 'paused' then redis.call('ZREM', K.endpoint_paused(endpoint_id), delivery_id) end
     codes[k] = kind
-    if log_outbox then
-      redis.call('XADD', log_outbox, '*',
-        F.log_entry.delivery, delivery_id, F.log_entry.created, row[5], F.log_entry.event,
-        event_id, F.log_entry.endpoint, endpoint_id, F.log_entry.attempt, attempt)
-    end
+    log_attempt(log_outbox, delivery_id, row[5], event_id, endpoint_id, attempt)
     if kind == 'retry' then
       redis.call('HSET', key, F.delivery.due, due)
       redis.call('HINCRBY', stats, 'scheduled', 1)
     elseif kind == 'delivered' then
-      finish(key, event_id)
+      finish_delivery(key, event_id, retention)
       fifo_done(endpoint_id, delivery_id)
       redis.call('HINCRBY', stats, 'delivered', 1)
-      if not log_outbox then keep_latest(endpoint_id, delivery_id) end
+      if not log_outbox then keep_latest(endpoint_id, delivery_id, now, retention, keep) end
       if redis.call('HGET', endpoint_key, 'status') == 'failing' then
         set_status(endpoint_key, 'active')
         redis.call('SREM', K.failing(), endpoint_id)
@@ -112,7 +83,7 @@ for k, outcome in ipairs(outcomes) do
         codes[k] = 'recovered'
       end
     else
-      finish(key, event_id)
+      finish_delivery(key, event_id, retention)
       fifo_done(endpoint_id, delivery_id)
       redis.call('HINCRBY', stats, 'dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)

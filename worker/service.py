@@ -57,7 +57,7 @@ from worker.operations import (
 from worker.pauses import Pauser
 from worker.pickup import Pickup
 from worker.request import user_agent
-from worker.resume import Resumer
+from worker.resume import FeedLimits, Resumer
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.testsend import SendTestListener
@@ -227,7 +227,12 @@ class WorkerService:
         )
         lease_keeping = asyncio.create_task(limiter.maintain())
         answering = asyncio.create_task(test_sends.run())
-        pause_loops = [asyncio.create_task(Resumer(redis, self.keys).run(self._stop))]
+        feed = FeedLimits(
+            s.producer.poll_max_per_endpoint,
+            s.producer.delivery_retention,
+            bool(s.producer.database_url),
+        )
+        pause_loops = [asyncio.create_task(Resumer(redis, self.keys, feed=feed).run(self._stop))]
         if s.disable_failing_after > 0:
             disabler = AutoDisabler(
                 redis,
@@ -436,6 +441,8 @@ class WorkerService:
         stats = await redis.hgetall(self.keys.stats)
         for state in ("queued", "scheduled"):
             self.metrics.queue_depth.labels(state).set(int(stats.get(state, 0)))
+        self.metrics.poll_backlog.set(int(stats.get("polling", 0)))
+        self.metrics.poll_dropped.set(int(stats.get("poll_dropped", 0)))
         self.metrics.endpoints_failing.set(await redis.scard(self.keys.failing))
         for name, queue in dispatcher.queues.items():
             counts = await queue.getJobCounts("wait", "active", "delayed", "failed", "prioritized")

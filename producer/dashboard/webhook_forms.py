@@ -19,14 +19,13 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from producer.deliveries import AttemptFilter, AttemptOutcome, RecentSummary
+from producer.endpoint_kind import EndpointKind, destination_errors, validate_kind
 from producer.endpoint_options import parse_header_line, validate_headers
 from producer.endpoint_rules import (
     MAX_DESCRIPTION_LENGTH,
     EndpointError,
     EndpointNotFound,
-    validate_email,
     validate_filter,
-    validate_url,
     validate_workspace,
 )
 from producer.endpoints import Endpoint
@@ -40,6 +39,7 @@ LIST = "/ui/webhooks"
 PAGE_SIZE = 50
 # The registry names some fields differently from the forms.
 _FORM_FIELDS = {"workspace": "workspace_id", "email": "owner_email"}
+KIND_CHOICES = tuple(kind.value for kind in EndpointKind)
 
 
 def page_url(endpoint_id: str) -> str:
@@ -90,6 +90,8 @@ class WebhookForm:
     """The Create / Edit form: what was typed, and an error per field."""
 
     url: str = ""
+    # http or poll (producer.endpoint_kind): chosen when creating, then shown only.
+    kind: str = EndpointKind.HTTP.value
     workspace_id: str = ""
     owner_email: str = ""
     description: str = ""
@@ -114,6 +116,7 @@ class WebhookForm:
 
         return cls(
             url=text("url"),
+            kind=text("kind") or EndpointKind.HTTP.value,
             workspace_id=text("workspace_id"),
             owner_email=text("owner_email"),
             description=text("description"),
@@ -131,6 +134,7 @@ class WebhookForm:
         offered = _checkbox_values(catalogue)
         return cls(
             url=endpoint.url,
+            kind=endpoint.kind.value,
             workspace_id=endpoint.workspace_id,
             owner_email=endpoint.owner_email,
             description=endpoint.description,
@@ -164,8 +168,6 @@ class WebhookForm:
     def check(self, catalogue: Catalogue, *, creating: bool) -> bool:
         """Fill :attr:`errors` with the registry's verdict on every field; True if none."""
         checks: list[tuple[str, Any]] = [
-            ("url", lambda: validate_url(self.url)),
-            ("owner_email", lambda: validate_email(self.owner_email)),
             ("events", lambda: validate_filter(self.patterns(), catalogue)),
         ]
         if creating:
@@ -175,6 +177,14 @@ class WebhookForm:
                 check()
             except EndpointError as exc:
                 self.errors[name] = exc.message
+        try:
+            kind = validate_kind(self.kind)
+        except EndpointError as exc:
+            self.refused(exc)
+        else:
+            # The URL and the owner, as the endpoint's kind wants them (both for http).
+            for error in destination_errors(kind, self.url, self.owner_email):
+                self.refused(error)
         for name, parse in (
             ("headers", lambda: validate_headers(self.header_pairs())),
             ("timeout_s", self.timeout),

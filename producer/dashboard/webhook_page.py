@@ -34,7 +34,7 @@ from producer.events import ID_PATTERN
 from producer.http.bodies import ENDPOINT_ATTEMPTS_CURSOR, decode_cursor, encode_cursor
 from producer.http.problems import redis_deadline
 from producer.messages import TestSendResult
-from producer.testsends import request_test_send
+from producer.testsends import request_test_send, untestable_reason
 
 log = structlog.get_logger("cliq.producer.dashboard")
 
@@ -196,7 +196,10 @@ async def send_test(request: web.Request) -> web.Response:
         panel = TestPanel(field_error="Choose an event type from the list.")
         return await _detail_page(request, test=panel, status=422)
     async with endpoint_errors("Redis is unavailable; no test event was sent."):
-        await producer.endpoints.get(endpoint_id)
+        endpoint = await producer.endpoints.get(endpoint_id)
+    reason = untestable_reason(endpoint)
+    if reason is not None:
+        return await _detail_page(request, test=TestPanel(event_type, error=reason), status=409)
     wait_s = settings_of(request).test_send_wait_s
     result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
     if result is None:

@@ -25,6 +25,7 @@ from producer.context import Producer
 from producer.dashboard.pages import flash_and_redirect, producer_of, render, session_of
 from producer.dashboard.search import known_workspaces
 from producer.dashboard.webhook_forms import (
+    KIND_CHOICES,
     LIST,
     PAGE_SIZE,
     Health,
@@ -126,6 +127,7 @@ async def _form_page(
         groups=event_groups(catalogue),
         max_description=MAX_DESCRIPTION_LENGTH,
         max_timeout_s=producer.endpoints.max_timeout_s,
+        kind_choices=KIND_CHOICES,
     )
 
 
@@ -139,6 +141,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         async with redis_deadline("Redis is unavailable; the webhook was not created."):
             endpoint = await producer.endpoints.create(
                 workspace_id=form.workspace_id,
+                kind=form.kind,
                 url=form.url,
                 events=form.patterns(),
                 owner_email=form.owner_email,

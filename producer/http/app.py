@@ -34,6 +34,7 @@ from producer.http import (
     endpoints,
     endpoints_spec,
     events,
+    polling,
     portal_links,
     probes,
     testsends,
@@ -82,6 +83,7 @@ ROUTE_MODULES = (
     events,
     probes,
     endpoints,
+    polling,
     deliveries,
     testsends,
     catalogue,
@@ -94,6 +96,7 @@ ROUTE_MODULES = (
 # paths every application has (publishing, the probes: producer.http.document).
 DESCRIBED_MODULES = (
     endpoints_spec,
+    polling,
     deliveries,
     testsends,
     catalogue,

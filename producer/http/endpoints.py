@@ -16,6 +16,7 @@ from aiohttp import web
 
 from producer import jsonwire
 from producer.endpoint_fields import invalid_fields
+from producer.endpoint_kind import KINDS, EndpointKind
 from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH, MAX_IN_FLIGHT_LIMIT, ROTATION_GRACE_S
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import ID_PATTERN
@@ -55,8 +56,10 @@ PATCHABLE = (
     "ordering",
     "filter",
 )
-CREATABLE = ("workspace_id", *PATCHABLE)
+CREATABLE = ("workspace_id", "kind", *PATCHABLE)
 REQUIRED_ON_CREATE = ("workspace_id", "url", "events", "owner_email")
+# A poll endpoint (producer.endpoint_kind) has no URL and may have no owner email.
+REQUIRED_ON_CREATE_POLL = ("workspace_id", "events")
 
 
 def _endpoint_fields(
@@ -83,7 +86,10 @@ def _endpoint_fields(
 
 def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
     """Why ``value`` has the wrong type for endpoint field ``name``; ``None`` if right."""
-    if name in ("workspace_id", "url", "owner_email", "description"):
+    if name == "kind":
+        if value not in tuple(EndpointKind):
+            return f"must be one of {KINDS}"
+    elif name in ("workspace_id", "url", "owner_email", "description"):
         if not isinstance(value, str):
             return "must be a string"
         if name == "description" and len(value) > MAX_DESCRIPTION_LENGTH:
@@ -130,7 +136,9 @@ def _check_values(request: web.Request, fields: Mapping[str, Any]) -> None:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     """``POST /v1/endpoints``: register an endpoint; its secret is shown this once."""
-    fields = _endpoint_fields(await read_json_object(request), CREATABLE, REQUIRED_ON_CREATE)
+    body = await read_json_object(request)
+    required = REQUIRED_ON_CREATE_POLL if body.get("kind") == "poll" else REQUIRED_ON_CREATE
+    fields = _endpoint_fields(body, CREATABLE, required)
     _check_values(request, fields)
     refuse_other_workspaces(request, [fields["workspace_id"]])
     async with registry_errors("Redis is unavailable; the endpoint was not created."):

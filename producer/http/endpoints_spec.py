@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from producer.deliveries import RECENT_WINDOW
+from producer.endpoint_kind import EndpointKind
 from producer.endpoint_options import MAX_HEADERS, MAX_HEADERS_BYTES
 from producer.endpoint_rules import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -17,7 +18,7 @@ from producer.endpoints import EndpointStatus
 from producer.events import ID_PATTERN
 from producer.fifo import Ordering
 from producer.filters import MAX_DEPTH, MAX_FILTER_BYTES, MAX_NODES
-from producer.http.endpoints import MAX_ROTATION_GRACE_S, PATCHABLE, REQUIRED_ON_CREATE
+from producer.http.endpoints import MAX_ROTATION_GRACE_S, PATCHABLE, REQUIRED_ON_CREATE_POLL
 from producer.http.openapi import (
     NULLABLE_ISO_TIME_SCHEMA,
     PAGINATION_PARAMETERS,
@@ -35,13 +36,23 @@ _ID = {"type": "string"}
 _ENDPOINT_STATUS = {"type": "string", "enum": [s.value for s in EndpointStatus]}
 _ORDERING = {"type": "string", "enum": [o.value for o in Ordering]}
 
+_ENDPOINT_KIND = {
+    "type": "string",
+    "enum": [k.value for k in EndpointKind],
+    "description": "http (the default): deliveries are POSTed to `url`. poll: they wait in "
+    "its feed for its consumer to fetch (`GET /v1/endpoints/{id}/messages`) and "
+    "acknowledge them; it has no `url`. Fixed at creation.",
+}
+
 _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
     "workspace_id": {"type": "string", "pattern": ID_PATTERN.pattern},
+    "kind": _ENDPOINT_KIND,
     "url": {
         "type": "string",
         "format": "uri",
         "maxLength": MAX_URL_LENGTH,
-        "description": "http(s), with a host and no credentials.",
+        "description": "http(s), with a host and no credentials. Required for an http "
+        "endpoint; refused for a poll endpoint.",
     },
     "events": {
         "type": "array",
@@ -52,7 +63,8 @@ _ENDPOINT_INPUT_PROPERTIES: dict[str, Any] = {
     "owner_email": {
         "type": "string",
         "format": "email",
-        "description": "Told when the endpoint turns failing.",
+        "description": "Told when the endpoint turns failing. Required for an http "
+        "endpoint, optional for a poll endpoint.",
     },
     "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
     "max_in_flight": {
@@ -125,6 +137,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "required": [
             "id",
             "workspace_id",
+            "kind",
             "url",
             "events",
             "owner_email",
@@ -144,7 +157,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": _ID,
             "workspace_id": _ID,
-            "url": {"type": "string"},
+            "kind": _ENDPOINT_KIND,
+            "url": {"type": "string", "description": "Empty for a poll endpoint."},
             "events": {"type": "array", "items": {"type": "string"}},
             "owner_email": {"type": "string"},
             "description": {"type": "string"},
@@ -249,7 +263,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "EndpointCreate": {
         "type": "object",
         "additionalProperties": False,
-        "required": list(REQUIRED_ON_CREATE),
+        # url and owner_email too for an http endpoint (the default kind).
+        "required": list(REQUIRED_ON_CREATE_POLL),
         "properties": _ENDPOINT_INPUT_PROPERTIES,
     },
     "EndpointPatch": {

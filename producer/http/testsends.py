@@ -22,9 +22,10 @@ from producer.http.openapi import (
 )
 from producer.http.problems import Problem, ProblemKind, invalid_field, registry_errors
 from producer.http.state import SETTINGS, producer_of
-from producer.testsends import request_test_send
+from producer.testsends import request_test_send, untestable_reason
 
 TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
+POLL_ENDPOINT = ProblemKind("poll-endpoint", 409, "A poll endpoint gets no test send")
 
 
 async def send_test(request: web.Request) -> web.Response:
@@ -40,7 +41,10 @@ async def send_test(request: web.Request) -> web.Response:
     if not isinstance(event_type, str) or event_type not in producer.catalogue:
         raise invalid_field("type", "must be an event type of GET /v1/event-types")
     async with registry_errors("Redis is unavailable; no test event was sent."):
-        await producer.endpoints.get(endpoint_id)
+        endpoint = await producer.endpoints.get(endpoint_id)
+    reason = untestable_reason(endpoint)
+    if reason is not None:
+        raise Problem(POLL_ENDPOINT, reason + ".")
     wait_s = request.app[SETTINGS].test_send_wait_s
     result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
     if result is None:
@@ -105,7 +109,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             },
             responses={
                 "200": json_response("What the receiver answered.", schema_ref("TestResult")),
-                **problem_responses(404, 422, 503, 504),
+                **problem_responses(404, 409, 422, 503, 504),
             },
         )
     },

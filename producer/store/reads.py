@@ -34,6 +34,7 @@ from producer.deliveries import (
 from producer.jobs import JobDispatcher
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
+from producer.settings import DELIVERY_RETENTION, POLL_MAX_PER_ENDPOINT
 from producer.store.logstore import AttemptQuery, LoggedAttempt, LogStore
 from producer.store.logstore import RecentSummary as StoredSummary
 from producer.store.revival import Reviver
@@ -71,6 +72,8 @@ def summary_of(stored: StoredSummary | None) -> RecentSummary:
 class StoredDeliveryLog(DeliveryLog):
     """A :class:`DeliveryLog` whose reads go to the log store."""
 
+    LOG_FLAG = "1"
+
     def __init__(
         self,
         redis: RedisClient,
@@ -78,10 +81,12 @@ class StoredDeliveryLog(DeliveryLog):
         dispatcher: JobDispatcher,
         batch_size: int,
         store: LogStore,
+        poll_max: int = POLL_MAX_PER_ENDPOINT.value,
+        retention_s: int = DELIVERY_RETENTION.value,
     ) -> None:
-        super().__init__(redis, keys, dispatcher, batch_size)
+        super().__init__(redis, keys, dispatcher, batch_size, poll_max, retention_s)
         self.store = store
-        self._reviver = Reviver(redis, keys, dispatcher, batch_size, store)
+        self._reviver = Reviver(redis, keys, dispatcher, batch_size, store, poll_max, retention_s)
 
     async def load(self, ids: Sequence[str]) -> list[Delivery | None]:
         """Deliveries by id; one not written yet (queued, its first attempt under way) is

@@ -20,6 +20,7 @@ from producer.jobs import JobDispatcher
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
+from producer.settings import DELIVERY_RETENTION, POLL_MAX_PER_ENDPOINT
 from producer.store.logstore import LogStore
 
 # Deliveries revived per script call: bounds how long one call holds Redis.
@@ -36,7 +37,13 @@ class Reviver:
         dispatcher: JobDispatcher,
         batch_size: int,
         store: LogStore,
+        poll_max: int = POLL_MAX_PER_ENDPOINT.value,
+        retention_s: int = DELIVERY_RETENTION.value,
     ) -> None:
+        """``poll_max``, ``retention_s``: POLL_MAX_PER_ENDPOINT and DELIVERY_RETENTION (a
+        poll endpoint's revived deliveries go back to its feed)."""
+        self._poll_max = poll_max
+        self._retention_s = retention_s
         self._store = store
         self._dispatcher = dispatcher
         self._batch_size = batch_size
@@ -60,6 +67,8 @@ class Reviver:
         args: list[EncodableT] = [
             int(time.time() * 1000),
             self._batch_size,
+            self._poll_max,
+            self._retention_s,
             orjson.dumps(rows),
             orjson.dumps(heads),
             *(e.body for e in events),

@@ -1,5 +1,5 @@
--- Letting a finished delivery's record leave Redis (record.lua when the endpoint keeps
--- more than LOG_KEEP_PER_ENDPOINT, logdone.lua once the log's database has it).
+-- Letting a finished delivery's record leave Redis (keep_latest in finish.lua when the
+-- endpoint keeps more than LOG_KEEP_PER_ENDPOINT, logdone.lua once the log's database has it).
 
 -- Delete a finished delivery with its index entries, if it is still the one finished
 -- by attempt `number` (nil: any; a replay since would have moved it): a delivered one,

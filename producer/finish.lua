@@ -1,0 +1,40 @@
+-- A delivery reaching its end (delivered or dead), as every script records it: by a
+-- worker's attempt (worker/record.lua), a poll endpoint's acknowledgement
+-- (producer/poll_ack.lua), a poll endpoint's full or deleted feed (producer/feed.lua).
+-- Uses forget.lua's functions.
+
+-- A finished delivery expires after the retention; its event too, once none is open.
+local function finish_delivery(key, event_id, retention)
+  redis.call('EXPIRE', key, retention)
+  local event_key = K.event(event_id)
+  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
+    redis.call('EXPIRE', event_key, retention)
+    redis.call('EXPIRE', K.event_deliveries(event_id), retention)
+  end
+end
+
+-- The bounded log of Redis: an endpoint's delivered deliveries beyond its latest `keep`
+-- leave Redis (the dead stay for replay until their retention).
+local function keep_latest(endpoint_id, delivery_id, now, retention, keep)
+  local done = K.endpoint_done(endpoint_id)
+  redis.call('ZADD', done, now, delivery_id)
+  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - retention * 1000)
+  local excess = redis.call('ZCARD', done) - keep
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', done, excess)
+    for i = 1, #popped, 2 do
+      local event_id = forget_final(popped[i], nil, false)
+      if event_id then forget_event_if_done(event_id, retention) end
+    end
+  end
+end
+
+-- An attempt for the delivery log's database (DATABASE_URL): appended to the log outbox
+-- that worker/logwriter.py writes there; `log_outbox` nil: the log is Redis's own.
+local function log_attempt(log_outbox, delivery_id, created, event_id, endpoint_id, attempt)
+  if log_outbox then
+    redis.call('XADD', log_outbox, '*',
+      F.log_entry.delivery, delivery_id, F.log_entry.created, created, F.log_entry.event,
+      event_id, F.log_entry.endpoint, endpoint_id, F.log_entry.attempt, attempt)
+  end
+end
