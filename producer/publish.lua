@@ -41,6 +41,8 @@ local events = args.events
 -- The publish order: one number per event of this call, after every earlier call's.
 local order = redis.call('INCRBY', K.publish_sequence(), #events) - #events
 local pausing, dropped, overflowed = {}, {}, {}
+-- Each endpoint's index entries of this call, {now, delivery_id, ...}, written at the end.
+local indexes = {}
 
 for e, event in ipairs(events) do
   local event_id, etype, workspace, created, targets = unpack(event)
@@ -59,9 +61,10 @@ for e, event in ipairs(events) do
         F.delivery.attempts, 0, F.delivery.round, 0, F.delivery.created, now,
         F.delivery.order, order + e)
       if indexed then
-        local index = K.endpoint_deliveries(endpoint_id)
-        redis.call('ZADD', index, now, delivery_id)
-        redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
+        local scored = indexes[endpoint_id] or {}
+        scored[#scored + 1] = now
+        scored[#scored + 1] = delivery_id
+        indexes[endpoint_id] = scored
       end
       redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
       if pausing[endpoint_id] == nil then pausing[endpoint_id] = pauses(endpoint_id) end
@@ -82,6 +85,13 @@ for e, event in ipairs(events) do
     end
     results[e] = count
   end
+end
+for endpoint_id, scored in pairs(indexes) do
+  local index = K.endpoint_deliveries(endpoint_id)
+  for start = 1, #scored, 1000 do
+    redis.call('ZADD', index, unpack(scored, start, math.min(start + 999, #scored)))
+  end
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
 end
 jobs.ready()
 for endpoint_id, joined in pairs(fifo) do
