@@ -33,6 +33,8 @@ if #stale > 0 then return {'stale', stale} end
 
 local fifo = {}
 for _, endpoint_id in ipairs(args.fifo) do fifo[endpoint_id] = false end
+-- Event ids whose records left Redis are known by their markers (producer/markers.lua).
+local window = marker_window()
 
 local results = {}
 local jobs = batch_writer(now, batch_size)
@@ -48,7 +50,7 @@ for e, event in ipairs(events) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
+  if redis.call('EXISTS', event_key) == 1 or marked(event_id, window) then
     results[e] = -1
   else
     redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,

@@ -18,16 +18,23 @@ def _read(package: str, name: str) -> str:
 # Lua functions shared by the scripts of a package, placed before each of them:
 # producer/outbox.lua (outbox jobs, the ready list) everywhere, producer/fifo.lua (the
 # lines of FIFO endpoints) where deliveries start or end, producer/pause.lua (the paused
-# backlog) where deliveries are stored or moved, and the worker's batch loading and
+# backlog) where deliveries are stored or moved, producer/markers.lua (idempotency
+# markers) where they are written or read, and the worker's batch loading and
 # forgetting of finished records in the worker's scripts. A package is named as
 # importlib names it.
 LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
-    "producer": (("producer", "outbox.lua"), ("producer", "fifo.lua"), ("producer", "pause.lua")),
+    "producer": (
+        ("producer", "outbox.lua"),
+        ("producer", "fifo.lua"),
+        ("producer", "pause.lua"),
+        ("producer", "markers.lua"),
+    ),
     "producer.tokens": (("producer", "outbox.lua"),),
     "worker": (
         ("producer", "outbox.lua"),
         ("producer", "fifo.lua"),
         ("producer", "pause.lua"),
+        ("producer", "markers.lua"),
         ("worker", "batch.lua"),
         ("worker", "forget.lua"),
     ),

@@ -220,16 +220,21 @@ class LogWriter:
             pipe.lrange(self._keys.event_deliveries(event_id), 0, -1)
         found = await pipe.execute()
         rows = [(found[i], found[i + 1]) for i in range(0, len(found), 2)]
+        # The batch's own outcomes name their endpoints (at fan-out 1, every one).
+        known = {o.delivery_id: o.endpoint_id for o in outcomes}
         pipe = self._redis.pipeline(transaction=False)
         for _, delivery_ids in rows:
             for delivery_id in delivery_ids:
-                pipe.hget(self._keys.delivery(delivery_id), DELIVERY_FIELDS.endpoint)
-        endpoints = iter(await pipe.execute())
+                if delivery_id not in known:
+                    pipe.hget(self._keys.delivery(delivery_id), DELIVERY_FIELDS.endpoint)
+        looked_up = iter(await pipe.execute() if len(pipe) else [])
         events: list[EventRecord] = []
         for (event_id, published_ms), ((body, etype, workspace, created), ids) in zip(
             firsts.items(), rows, strict=True
         ):
-            fan_out = tuple((d, p) for d in ids if (p := next(endpoints)) is not None)
+            fan_out = tuple(
+                (d, p) for d in ids if (p := known.get(d) or next(looked_up)) is not None
+            )
             if body is None:  # already expired: its outcomes are written without it
                 continue
             events.append(
