@@ -76,3 +76,34 @@ def shares(first: CpuSample, last: CpuSample) -> dict[str, float]:
     # Clock-tick rounding can make ours exceed the machine's total by a hair.
     result[OTHER] = max(0.0, result[MACHINE] - ours)
     return result
+
+
+# Calls that run other commands (counted on their own) or are the bench's own.
+NOT_WORK = frozenset(
+    {
+        "evalsha",
+        "evalsha_ro",
+        "eval",
+        "eval_ro",
+        "fcall",
+        "exec",
+        "multi",
+        "info",
+        "config|resetstat",
+        "script|load",
+        "ping",
+        "flushall",
+    }
+)
+
+
+async def command_calls(redis: aioredis.Redis) -> dict[str, int]:
+    """Calls per command since the last ``CONFIG RESETSTAT`` (``INFO commandstats``; a
+    script's own calls count under each command they make)."""
+    info = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in info.items()}
+
+
+def data_calls(calls: dict[str, int]) -> int:
+    """The commands that did the work, scripts and transactions out (their commands count)."""
+    return sum(n for name, n in calls.items() if name not in NOT_WORK)

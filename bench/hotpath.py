@@ -13,7 +13,9 @@ bench's own PostgreSQL (:mod:`bench.pgserver`, a fresh database per run). Each t
   ``evt:<id>:seen`` marker per event stays for ``IDEMPOTENCY_WINDOW``);
 * Redis CPU µs per delivery: ``INFO cpu`` of the bench's Redis from before publishing
   to after the worker is done (publish + deliver + record, with the database also the
-  log outbox and its writer's deletes), per delivery;
+  log outbox and its writer's deletes), per delivery; and over the same span the Redis
+  commands per delivery (``INFO commandstats``: those the scripts make, each script call
+  itself out), which the machine's load does not move, with the most called on stderr;
 * the worker's deliveries/s with the database, as a ratio to without, and its CPU µs per
   delivery (the log writer runs in the worker process);
 
@@ -26,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 
 from bench.context import WORKER_START_TIMEOUT_S, Context, drain_timeout_s
-from bench.cpu import redis_seconds
+from bench.cpu import command_calls, data_calls, redis_seconds
 from bench.logwriter import measure as measure_log_writer
 from bench.pgserver import BenchPostgres, bench_postgres
 from bench.procs import BenchError
@@ -80,6 +83,7 @@ async def one_store(ctx: Context, postgres: BenchPostgres | None) -> Run:
             for n in range(plan.backlog_deliveries)
         ]
         empty, cpu_before = await ctx.used_memory(), await redis_seconds(ctx.redis)
+        await ctx.redis.config_resetstat()
         queued = await publish_all(producer, events)
         pending = await ctx.used_memory()
     if queued != len(events):
@@ -91,14 +95,23 @@ async def one_store(ctx: Context, postgres: BenchPostgres | None) -> Run:
         if postgres is not None:
             await written_and_forgotten(ctx)
         cpu_after = await redis_seconds(ctx.redis)
+        calls = await command_calls(ctx.redis)
     finally:
         await stop_all(workers)
     finished = await ctx.used_memory()
     stats = await ctx.stats()
     if stats.get("dead", 0) or stats.get("scheduled", 0):
         raise BenchError(f"some deliveries failed: {stats}")
+    store = "redis" if postgres is None else "postgresql"
+    busiest = sorted(calls.items(), key=lambda item: -item[1])[:12]
+    print(
+        f"hot-path ({store}): commands per delivery: "
+        + " ".join(f"{name} {n / queued:.2f}" for name, n in busiest),
+        file=sys.stderr,
+    )
     return {
         "rate": window.rate,
+        "redis_calls": data_calls(calls) / queued,
         "bytes_pending": (pending - empty) / queued,
         "bytes_finished": (finished - empty) / queued,
         "redis_us": (cpu_after - cpu_before) / queued * 1e6,

@@ -441,7 +441,8 @@ def hot_path_rows(b: TableBuilder) -> None:
             "µs/delivery",
             label=f"hot-path redis cpu ({label})",
             decimals=1,
-            notes=f"INFO cpu, publish + deliver + record, fan-out 1; {REDIS_US_TARGET}",
+            notes=f"INFO cpu, publish + deliver + record, fan-out 1; {REDIS_US_TARGET}; "
+            f"{number(b.m(name, f'{store}_redis_calls'), 1)} commands/delivery",
         )
     b.add(
         name,

@@ -14,10 +14,14 @@ local function finish_delivery(key, event_id, retention)
 end
 
 -- The bounded log of Redis: an endpoint's delivered deliveries beyond its latest `keep`
--- leave Redis (the dead stay for replay until their retention).
-local function keep_latest(endpoint_id, delivery_id, now, retention, keep)
+-- leave Redis (the dead stay for replay until their retention). `scored` is
+-- {now, delivery_id, now, delivery_id, ...}: those just delivered to the endpoint, added
+-- in one ZADD per thousand.
+local function keep_latest(endpoint_id, scored, now, retention, keep)
   local done = K.endpoint_done(endpoint_id)
-  redis.call('ZADD', done, now, delivery_id)
+  for start = 1, #scored, 1000 do
+    redis.call('ZADD', done, unpack(scored, start, math.min(start + 999, #scored)))
+  end
   redis.call('ZREMRANGEBYSCORE', done, '-inf', now - retention * 1000)
   local excess = redis.call('ZCARD', done) - keep
   if excess > 0 then

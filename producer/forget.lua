@@ -25,9 +25,9 @@ local function forget_final(delivery_id, number, dead_too)
 end
 
 -- Delete an event none of whose deliveries is left in Redis, with its fan-out list,
--- leaving K.event_seen(id) for `ttl` seconds: publishing the id again is a duplicate.
--- Returns 1 when deleted.
-local function forget_event_if_done(event_id, ttl)
+-- leaving its marker for `window` seconds (markers.lua): publishing the id again is a
+-- duplicate. Returns 1 when deleted.
+local function forget_event_if_done(event_id, window)
   local key = K.event(event_id)
   if tonumber(redis.call('HGET', key, F.event.open) or '1') > 0 then return 0 end
   local fan_out = K.event_deliveries(event_id)
@@ -35,6 +35,6 @@ local function forget_event_if_done(event_id, ttl)
     if redis.call('EXISTS', K.delivery(delivery_id)) == 1 then return 0 end
   end
   redis.call('DEL', key, fan_out)
-  redis.call('SET', K.event_seen(event_id), 1, 'EX', ttl)
+  mark_seen(event_id, window)
   return 1
 end

@@ -9,6 +9,7 @@ bullmq's own keys are ``{prefix}:{queue}:*`` (e.g. ``cliq:deliveries:wait``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 
 DELIVERY_QUEUE = "deliveries"
@@ -29,9 +30,18 @@ LAYOUT: dict[str, str] = {
     "event": "evt:{}",
     # List: the delivery ids an event fanned out to.
     "event_deliveries": "evt:{}:dlv",
-    # String (TTL: IDEMPOTENCY_WINDOW): an event whose record left Redis for the delivery
-    # log's database (worker/logdone.lua); publishing its id again is a duplicate.
-    "event_seen": "evt:{}:seen",
+    # Hash (TTL): idempotency markers of events whose records left Redis (for the delivery
+    # log's database, worker/logdone.lua, or past LOG_KEEP_PER_ENDPOINT, record.lua): field
+    # = MARKER_DIGEST_BYTES of the SHA-1 of the event id, value 1; publishing a marked id
+    # again is a duplicate. The id is "<window s>:<bucket>:<shard>": the window (s) a
+    # marker lasts at least (IDEMPOTENCY_WINDOW, or DELIVERY_RETENTION without
+    # DATABASE_URL), the bucket (its written time // window, so a bucket expires at the
+    # end of the next one: publish checks both) and MARKER_SHARD_HEX hex digits of the
+    # digest, so that each hash stays small and listpack-encoded (producer/markers.lua).
+    "event_seen": "seen:{}",
+    # String: the window (s) of the markers written last, by which publish finds them; a
+    # changed window hides the markers of the old one.
+    "marker_window": "seenw",
     # Hash: event (e), endpoint (p), state (s), attempts made (n), attempts before the
     # current round (r), created (c), updated (u), next due (x), attempt k as JSON (ak).
     "delivery": "dlv:{}",
@@ -160,6 +170,22 @@ LAYOUT: dict[str, str] = {
 }
 
 
+# The marker's hashes per bucket (16 ** MARKER_SHARD_HEX): each holds up to 128 markers,
+# Redis's default hash-max-listpack-entries, for 500,000 events per window.
+MARKER_SHARD_HEX = 3
+# Bytes of the event id's SHA-1 in its marker's field: with the shard's 12 bits, 76 bits.
+MARKER_DIGEST_BYTES = 8
+
+
+def event_marker(event_id: str, window_s: int, now_s: int) -> tuple[str, bytes]:
+    """The ``LAYOUT["event_seen"]`` id and field of an event's marker written at
+    ``now_s`` by Redis's clock (producer/markers.lua computes the same)."""
+    digest = hashlib.sha1(event_id.encode()).hexdigest()
+    bucket = now_s // window_s
+    field = bytes.fromhex(digest[MARKER_SHARD_HEX : MARKER_SHARD_HEX + 2 * MARKER_DIGEST_BYTES])
+    return f"{window_s}:{bucket}:{digest[:MARKER_SHARD_HEX]}", field
+
+
 @dataclass(frozen=True)
 class DeliveryFields:
     """Fields of the delivery hash (``LAYOUT["delivery"]``); attempt k is ``attempt`` + k."""
@@ -247,9 +273,14 @@ class Keys:
         """See ``LAYOUT["event_deliveries"]``."""
         return self._key("event_deliveries", event_id)
 
-    def event_seen(self, event_id: str) -> str:
-        """See ``LAYOUT["event_seen"]``."""
-        return self._key("event_seen", event_id)
+    @property
+    def marker_window(self) -> str:
+        """See ``LAYOUT["marker_window"]``."""
+        return self._key("marker_window")
+
+    def event_seen(self, marker_id: str) -> str:
+        """See ``LAYOUT["event_seen"]`` (the id: :func:`event_marker`)."""
+        return self._key("event_seen", marker_id)
 
     def delivery(self, delivery_id: str) -> str:
         """See ``LAYOUT["delivery"]``."""
@@ -434,8 +465,8 @@ class Keys:
 
 def lua_prelude() -> str:
     """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, the hash fields
-    of :data:`FIELDS` as ``F.<hash>.<name>``, and the name of the delivery queue as
-    ``DELIVERY_QUEUE``.
+    of :data:`FIELDS` as ``F.<hash>.<name>``, the name of the delivery queue as
+    ``DELIVERY_QUEUE`` and the markers' ``MARKER_SHARD_HEX`` and ``MARKER_DIGEST_BYTES``.
 
     Scripts receive the prefix as ``ARGV[1]`` (and as their one key, see
     :class:`producer.scripts.Script`).
@@ -444,6 +475,8 @@ def lua_prelude() -> str:
         "local K = {}",
         "local PREFIX = ARGV[1]",
         f"local DELIVERY_QUEUE = '{DELIVERY_QUEUE}'",
+        f"local MARKER_SHARD_HEX = {MARKER_SHARD_HEX}",
+        f"local MARKER_DIGEST_BYTES = {MARKER_DIGEST_BYTES}",
     ]
     for name, template in LAYOUT.items():
         head, _, tail = template.partition("{}")

@@ -32,7 +32,7 @@ for _, delivery_id in ipairs(ids) do
     redis.call('HINCRBY', stats, 'delivered', 1)
     finish_delivery(key, row[3], retention)
     log_attempt(log_outbox, delivery_id, row[4], row[3], endpoint_id, attempt)
-    if not log_outbox then keep_latest(endpoint_id, delivery_id, now, retention, keep) end
+    if not log_outbox then keep_latest(endpoint_id, {now, delivery_id}, now, retention, keep) end
     acked = acked + 1
   end
 end

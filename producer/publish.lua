@@ -40,6 +40,8 @@ if #stale > 0 then return {'stale', stale} end
 
 local fifo = {}
 for _, endpoint_id in ipairs(args.fifo) do fifo[endpoint_id] = false end
+-- Event ids whose records left Redis are known by their markers (producer/markers.lua).
+local window = marker_window()
 
 local results = {}
 local jobs = batch_writer(now, batch_size)
@@ -48,12 +50,14 @@ local events = args.events
 -- The publish order: one number per event of this call, after every earlier call's.
 local order = redis.call('INCRBY', K.publish_sequence(), #events) - #events
 local pausing, dropped, overflowed = {}, {}, {}
+-- Each endpoint's index entries of this call, {now, delivery_id, ...}, written at the end.
+local indexes = {}
 
 for e, event in ipairs(events) do
   local event_id, etype, workspace, created, targets = unpack(event)
   local count = #targets / 2
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key, K.event_seen(event_id)) > 0 then
+  if redis.call('EXISTS', event_key) == 1 or marked(event_id, window) then
     results[e] = -1
   else
     redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,
@@ -66,9 +70,10 @@ for e, event in ipairs(events) do
         F.delivery.attempts, 0, F.delivery.round, 0, F.delivery.created, now,
         F.delivery.order, order + e)
       if indexed then
-        local index = K.endpoint_deliveries(endpoint_id)
-        redis.call('ZADD', index, now, delivery_id)
-        redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
+        local scored = indexes[endpoint_id] or {}
+        scored[#scored + 1] = now
+        scored[#scored + 1] = delivery_id
+        indexes[endpoint_id] = scored
       end
       redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
       if pausing[endpoint_id] == nil then pausing[endpoint_id] = pauses(endpoint_id) end
@@ -91,6 +96,13 @@ for e, event in ipairs(events) do
     end
     results[e] = count
   end
+end
+for endpoint_id, scored in pairs(indexes) do
+  local index = K.endpoint_deliveries(endpoint_id)
+  for start = 1, #scored, 1000 do
+    redis.call('ZADD', index, unpack(scored, start, math.min(start + 999, #scored)))
+  end
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - retention * 1000)
 end
 jobs.ready()
 for endpoint_id, joined in pairs(fifo) do

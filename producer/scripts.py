@@ -18,11 +18,17 @@ def _read(package: str, name: str) -> str:
 # Lua functions shared by the scripts of a package, placed before each of them:
 # producer/outbox.lua (outbox jobs, the ready list) everywhere, producer/fifo.lua (the
 # lines of FIFO endpoints) where deliveries start or end, producer/pause.lua (the paused
-# backlog) where deliveries are stored or moved, how a delivery ends and its record
-# leaves Redis (forget.lua, finish.lua) in the producer's and the worker's, poll
-# endpoints' feeds (feed.lua) in the producer's, and the worker's batch loading in its
-# own. A package is named as importlib names it.
-_SHARED = (("producer", "outbox.lua"), ("producer", "fifo.lua"), ("producer", "pause.lua"))
+# backlog) where deliveries are stored or moved, producer/markers.lua (idempotency
+# markers) where they are written or read, how a delivery ends and its record leaves
+# Redis (forget.lua, finish.lua) in the producer's and the worker's, poll endpoints'
+# feeds (feed.lua) in the producer's, and the worker's batch loading in its own. A
+# package is named as importlib names it.
+_SHARED = (
+    ("producer", "outbox.lua"),
+    ("producer", "fifo.lua"),
+    ("producer", "pause.lua"),
+    ("producer", "markers.lua"),
+)
 _ENDINGS = (("producer", "forget.lua"), ("producer", "finish.lua"))
 LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
     "producer": (*_SHARED, *_ENDINGS, ("producer", "feed.lua")),

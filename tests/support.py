@@ -17,7 +17,7 @@ import aiohttp
 
 from producer.context import Producer
 from producer.events import Event, parse_event
-from producer.keys import DELIVERY_QUEUES
+from producer.keys import DELIVERY_QUEUES, event_marker
 from producer.settings import ProducerSettings
 from worker.localredis import free_port
 from worker.metrics import Metrics
@@ -77,6 +77,18 @@ async def delivery_job_counts(producer: Producer, *states: str) -> dict[str, int
         for state, value in counts.items():
             totals[state] += int(value)
     return totals
+
+
+async def marker_size(producer: Producer, event_id: str, window_s: int) -> int | None:
+    """Bytes of the event's idempotency marker (its field and value) in this bucket of
+    ``window_s`` or the one before, by Redis's clock; None when it has none."""
+    now_s = int((await producer.redis.time())[0])
+    for back in (0, 1):
+        marker_id, field = event_marker(event_id, window_s, now_s - back * window_s)
+        value = await producer.redis.hget(producer.keys.event_seen(marker_id), field)
+        if value is not None:
+            return len(field) + len(value)
+    return None
 
 
 def producer_for(redis_url: str) -> Producer:

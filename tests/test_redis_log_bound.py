@@ -14,7 +14,7 @@ from producer.deliveries import DeliveryState
 
 from harness import ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import RunningWorker, make_event, start_worker, worker_env
+from support import RunningWorker, make_event, marker_size, start_worker, worker_env
 
 KEEP = 3
 
@@ -64,7 +64,7 @@ async def test_an_endpoint_keeps_its_latest_delivered_and_the_rest_leaves_redis(
     for event in events[:-KEEP]:
         assert not await redis.exists(producer.keys.event(event.id))
         assert not await redis.exists(producer.keys.event_deliveries(event.id))
-        assert await redis.exists(producer.keys.event_seen(event.id))
+        assert await marker_size(producer, event.id, producer.settings.delivery_retention)
         assert await producer.deliveries.for_event(event.id) == []
     for event in events[-KEEP:]:
         assert await redis.exists(producer.keys.event(event.id))

@@ -5,7 +5,7 @@
 --   deleted with its index entries (a dead one is replayed from the database then:
 --   producer/revive.lua);
 -- * an event none of whose deliveries is left in Redis is deleted, leaving its marker
---   for marker_ttl_s.
+--   for marker_ttl_s (IDEMPOTENCY_WINDOW).
 -- ARGV: prefix, group, marker_ttl_s, n, then n pairs (delivery id, attempt number) of
 -- final attempts (delivered or dead), then the entry ids. Returns {entries deleted,
 -- deliveries deleted, events deleted}.

@@ -29,11 +29,35 @@ if ARGV[5] == '1' then log_outbox = K.log_outbox() end
 local keep = tonumber(ARGV[6])
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
+-- Per call rather than per outcome: the stats' changes, each endpoint's status and
+-- whether it has a FIFO line (read once), the delivered to keep in Redis's log.
+local counts, statuses, no_fifo, delivered_by = {}, {}, {}, {}
+
+local function count(field, by) counts[field] = (counts[field] or 0) + by end
+
+local function status_of(endpoint_key)
+  if statuses[endpoint_key] == nil then
+    statuses[endpoint_key] = redis.call('HGET', endpoint_key, 'status')
+  end
+  return statuses[endpoint_key]
+end
+
+-- No head now means none within this call: only fifo_done's fifo_next sets a head,
+-- and only for an endpoint that has one.
+local function finished_in_line(endpoint_id, delivery_id)
+  if no_fifo[endpoint_id] then return end
+  if redis.call('EXISTS', K.endpoint_fifo_head(endpoint_id)) == 0 then
+    no_fifo[endpoint_id] = true
+  else
+    fifo_done(endpoint_id, delivery_id)
+  end
+end
 
 -- A status change, as producer/endpoints.py writes one: it bumps the workspace's
 -- version, so publishers stop using their cached copy of its endpoints.
 local function set_status(endpoint_key, status)
   redis.call('HSET', endpoint_key, 'status', status, 'updated', now)
+  statuses[endpoint_key] = status
   redis.call('INCR', K.workspace_version(redis.call('HGET', endpoint_key, 'workspace')))
 end
 
@@ -62,7 +86,7 @@ for k, outcome in ipairs(outcomes) do
     if kind == 'retry' then state = 'scheduled' end
     redis.call('HSET', key, F.delivery.attempts, number, F.delivery.attempt .. number, attempt,
       F.delivery.updated, now, F.delivery.state, state)
-    redis.call('HINCRBY', stats, previous, -1)
+    count(previous, -1)
     -- Paused by a second copy of its item while this attempt was under way: it leaves
     -- the backlog, or a resume would send it again.
     if previous == 'paused' then redis.call('ZREM', K.endpoint_paused(endpoint_id), delivery_id) end
@@ -70,13 +94,18 @@ for k, outcome in ipairs(outcomes) do
     log_attempt(log_outbox, delivery_id, row[5], event_id, endpoint_id, attempt)
     if kind == 'retry' then
       redis.call('HSET', key, F.delivery.due, due)
-      redis.call('HINCRBY', stats, 'scheduled', 1)
+      count('scheduled', 1)
     elseif kind == 'delivered' then
       finish_delivery(key, event_id, retention)
-      fifo_done(endpoint_id, delivery_id)
-      redis.call('HINCRBY', stats, 'delivered', 1)
-      if not log_outbox then keep_latest(endpoint_id, delivery_id, now, retention, keep) end
-      if redis.call('HGET', endpoint_key, 'status') == 'failing' then
+      finished_in_line(endpoint_id, delivery_id)
+      count('delivered', 1)
+      if not log_outbox then
+        local scored = delivered_by[endpoint_id] or {}
+        scored[#scored + 1] = now
+        scored[#scored + 1] = delivery_id
+        delivered_by[endpoint_id] = scored
+      end
+      if status_of(endpoint_key) == 'failing' then
         set_status(endpoint_key, 'active')
         redis.call('SREM', K.failing(), endpoint_id)
         enqueue(ops_turn)
@@ -84,11 +113,11 @@ for k, outcome in ipairs(outcomes) do
       end
     else
       finish_delivery(key, event_id, retention)
-      fifo_done(endpoint_id, delivery_id)
-      redis.call('HINCRBY', stats, 'dead', 1)
+      finished_in_line(endpoint_id, delivery_id)
+      count('dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
       enqueue(ops_dead)
-      local status = redis.call('HGET', endpoint_key, 'status')
+      local status = status_of(endpoint_key)
       if disable == 1 and (status == 'active' or status == 'failing') then
         set_status(endpoint_key, 'disabled')
         redis.call('SREM', K.failing(), endpoint_id)
@@ -106,6 +135,12 @@ for k, outcome in ipairs(outcomes) do
       end
     end
   end
+end
+for field, by in pairs(counts) do
+  if by ~= 0 then redis.call('HINCRBY', stats, field, by) end
+end
+for endpoint_id, scored in pairs(delivered_by) do
+  keep_latest(endpoint_id, scored, now, retention, keep)
 end
 for m = 7, #ARGV do
   redis.call('ZADD', outbox, now, ARGV[m])
