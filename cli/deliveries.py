@@ -20,7 +20,7 @@ from producer.context import Producer
 from producer.deliveries import AttemptFilter, AttemptOutcome
 from producer.endpoints import EndpointStatus
 from producer.events import EventError, parse_timestamp
-from producer.testsends import TEST_SEND_MARGIN_S, request_test_send
+from producer.testsends import DEFAULT_TEST_EVENT_TYPE, TEST_SEND_MARGIN_S, request_test_send
 
 
 def instant(raw: str | None, flag: str) -> int | None:
@@ -232,7 +232,9 @@ def add_commands(commands: Any) -> None:
         DELIVERY_OPTIONS,
     )
     test.add_argument("--endpoint", required=True, help="endpoint id")
-    test.add_argument("--type", default="issue.created", help="event type of the test event")
+    test.add_argument(
+        "--type", default=DEFAULT_TEST_EVENT_TYPE, help="event type of the test event"
+    )
 
     att = add_command(commands, "attempts", attempts, "the delivery log of an endpoint or an event")
     att.add_argument("--endpoint", help="endpoint id")

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from producer.http.access import Access, Owner, Routes, Scope
-from producer.http.bodies import path_id, read_json_object, reject_unknown
+from producer.http.bodies import path_id, read_optional_json_object, reject_unknown
 from producer.http.openapi import (
     json_response,
     operation,
@@ -22,7 +22,7 @@ from producer.http.openapi import (
 )
 from producer.http.problems import Problem, ProblemKind, invalid_field, registry_errors
 from producer.http.state import SETTINGS, producer_of
-from producer.testsends import request_test_send
+from producer.testsends import DEFAULT_TEST_EVENT_TYPE, request_test_send
 
 TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
 
@@ -30,13 +30,14 @@ TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
 async def send_test(request: web.Request) -> web.Response:
     """``POST /v1/endpoints/{id}/test``: have a worker send a test event; its answer.
 
-    200 whatever the receiver answered (``ok`` tells); 504 when no worker answered.
+    200 whatever the receiver answered (``ok`` tells); 504 when no worker answered. No
+    body at all is ``{}``: a test event of :data:`DEFAULT_TEST_EVENT_TYPE`, as in the CLI.
     """
     endpoint_id = path_id(request, "endpoint")
-    body = await read_json_object(request)
+    body = await read_optional_json_object(request)
     reject_unknown(body, ("type",))
     producer = producer_of(request)
-    event_type = body.get("type")
+    event_type = body.get("type", DEFAULT_TEST_EVENT_TYPE)
     if not isinstance(event_type, str) or event_type not in producer.catalogue:
         raise invalid_field("type", "must be an event type of GET /v1/event-types")
     async with registry_errors("Redis is unavailable; no test event was sent."):
@@ -95,14 +96,15 @@ OPENAPI_PATHS: dict[str, Any] = {
             "Have a worker send a test event; the receiver's answer",
             tag="endpoints",
             description="Answered 200 whatever the receiver said (`ok` tells), 504 when no "
-            "worker answered within DELIVERY_TIMEOUT plus a margin.",
+            "worker answered within DELIVERY_TIMEOUT plus a margin. Without `type` (or "
+            f"without a body) the test event is a `{DEFAULT_TEST_EVENT_TYPE}`.",
             parameters=[_ENDPOINT_ID],
             body={
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["type"],
                 "properties": {"type": schema_ref("EventTypeName")},
             },
+            body_required=False,
             responses={
                 "200": json_response("What the receiver answered.", schema_ref("TestResult")),
                 **problem_responses(404, 422, 503, 504),
