@@ -20,7 +20,7 @@ from producer.http.openapi import (
     problem_responses,
     schema_ref,
 )
-from producer.http.problems import Problem, ProblemKind, invalid_field, registry_errors
+from producer.http.problems import FieldErrors, Problem, ProblemKind, registry_errors
 from producer.http.state import SETTINGS, producer_of
 from producer.testsends import DEFAULT_TEST_EVENT_TYPE, request_test_send
 
@@ -35,11 +35,14 @@ async def send_test(request: web.Request) -> web.Response:
     """
     endpoint_id = path_id(request, "endpoint")
     body = await read_optional_json_object(request)
-    reject_unknown(body, ("type",))
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("type",)), None)
     producer = producer_of(request)
-    event_type = body.get("type", DEFAULT_TEST_EVENT_TYPE)
-    if not isinstance(event_type, str) or event_type not in producer.catalogue:
-        raise invalid_field("type", "must be an event type of GET /v1/event-types")
+    raw_type = body.get("type", DEFAULT_TEST_EVENT_TYPE)
+    if not isinstance(raw_type, str) or raw_type not in producer.catalogue:
+        errors.add("type", "must be an event type of GET /v1/event-types")
+    errors.raise_any()
+    event_type = str(raw_type)
     async with registry_errors("Redis is unavailable; no test event was sent."):
         await producer.endpoints.get(endpoint_id)
     wait_s = request.app[SETTINGS].test_send_wait_s
