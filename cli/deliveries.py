@@ -15,7 +15,7 @@ from cli.base import (
     producer_settings,
     worker_settings,
 )
-from cli.output import emit, render_fields, render_table, when
+from cli.output import emit, plural, render_fields, render_table, when
 from producer.context import Producer
 from producer.deliveries import AttemptFilter, AttemptOutcome
 from producer.endpoints import EndpointStatus
@@ -174,7 +174,9 @@ async def status(args: argparse.Namespace) -> int:
 async def replay(args: argparse.Namespace) -> int:
     if bool(args.endpoint) == bool(args.delivery):
         raise UsageError("replay needs exactly one of --endpoint or --delivery")
-    since_ms = int(parse_timestamp(args.since).timestamp() * 1000) if args.since else 0
+    if args.delivery and args.since:
+        raise UsageError("--since goes with --endpoint (a delivery is replayed whenever it died)")
+    since_ms = instant(args.since, "--since") or 0
     async with Producer(producer_settings(args)) as p:
         await p.open_log_store()
         if args.delivery:
@@ -186,8 +188,8 @@ async def replay(args: argparse.Namespace) -> int:
         replayed = await p.deliveries.replay(ids)
     emit(
         args,
-        {"replayed": replayed},
-        lambda: f"re-enqueued {len(replayed)} dead deliveries",
+        {"replayed": replayed, "count": len(replayed)},  # as POST .../replay answers
+        lambda: f"re-enqueued {plural(len(replayed), 'dead delivery', 'dead deliveries')}",
     )
     return 0
 
@@ -251,3 +253,8 @@ def add_commands(commands: Any) -> None:
     rep = add_command(commands, "replay", replay, "re-enqueue dead deliveries")
     rep.add_argument("--endpoint", help="every dead delivery of this endpoint")
     rep.add_argument("--delivery", help="just this delivery")
+    rep.add_argument(
+        "--since",
+        help="with --endpoint: only deliveries that died at or after this ISO 8601 time "
+        "(default: every dead one)",
+    )

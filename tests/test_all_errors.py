@@ -232,10 +232,10 @@ def test_endpoint_add_names_every_bad_value(redis_url: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     for message in (
-        "workspace: must be 1-128",
-        "url: must use http or https",
-        "events: unknown event type 'issue.nope'",
-        "email: 'nobody' is not an email address",
+        "--workspace: must be 1-128",
+        "--url: must use http or https",
+        "--events: unknown event type 'issue.nope'",
+        "--owner-email: 'nobody' is not an email address",
     ):
         assert message in result.stderr
 
