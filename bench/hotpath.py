@@ -14,7 +14,8 @@ bench's own PostgreSQL (:mod:`bench.pgserver`, a fresh database per run). Each t
 * Redis CPU µs per delivery: ``INFO cpu`` of the bench's Redis from before publishing
   to after the worker is done (publish + deliver + record, with the database also the
   log outbox and its writer's deletes), per delivery;
-* the worker's deliveries/s with the database, as a ratio to without.
+* the worker's deliveries/s with the database, as a ratio to without, and its CPU µs per
+  delivery (the log writer runs in the worker process);
 
 Then the log writer's own rate: :func:`bench.logwriter.measure` writes as many first
 attempts to the same server in batches of 500 (fan-out 10), rows/s and the CPU per row
@@ -101,6 +102,10 @@ async def one_store(ctx: Context, postgres: BenchPostgres | None) -> Run:
         "bytes_pending": (pending - empty) / queued,
         "bytes_finished": (finished - empty) / queued,
         "redis_us": (cpu_after - cpu_before) / queued * 1e6,
+        # CPU per delivery barely moves on a busy machine, unlike the rate.
+        "worker_us": window.worker_cpu / window.rate * 1e6,
+        "cpu_worker0": window.cpu["worker0"],
+        "cpu_other": window.cpu["other"],
     }
 
 

@@ -449,7 +449,11 @@ def hot_path_rows(b: TableBuilder) -> None:
         "deliveries/s",
         label="hot-path worker, postgresql",
         ratio=b.own_ratio(name, "pg_ratio", "log in redis"),
-        notes=f"one worker, fan-out 1; log in redis: {number(b.m(name, 'redis_rate'))}/s",
+        notes=f"one worker, fan-out 1; log in redis: {number(b.m(name, 'redis_rate'))}/s; "
+        f"worker cpu/delivery: {number(b.m(name, 'pg_worker_us'), 1)} µs, "
+        f"log in redis {number(b.m(name, 'redis_worker_us'), 1)} µs; worker "
+        f"{percent(b.m(name, 'pg_cpu_worker0'))} ({percent(b.m(name, 'redis_cpu_worker0'))}), "
+        f"other {percent(b.m(name, 'pg_cpu_other'))} ({percent(b.m(name, 'redis_cpu_other'))})",
     )
     b.add(
         name,

@@ -549,6 +549,12 @@ async def test_pages_fit_a_phone_screen(
     endpoint = await subscribe(producer, receiver, description="A rather long description")
     await producer.publisher.publish(make_event(producer, "issue.created"))
     await receiver.wait_for(1, 10)
+
+    async def attempt_recorded() -> bool:  # the receiver answers before the worker records
+        found = await producer.deliveries.for_endpoint(endpoint.id)
+        return bool(found and found[0].attempts)
+
+    await wait_until(attempt_recorded, 10, message="the attempt was never recorded")
     context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     try:
         page = await context.new_page()

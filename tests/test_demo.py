@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,9 +70,15 @@ def kept_demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     try:
         yield process, out
     finally:
+        # As a user would end it, so that it stops its private servers and removes
+        # their folders; killed only if it does not (they then end with it: lifeline.py).
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def leftovers(folder: Path) -> list[Path]:
@@ -104,3 +112,48 @@ async def test_demo_keep_leaves_the_api_and_dashboard_running(
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 60) == 0, out.read_text()
     assert await asyncio.to_thread(leftovers, tmp_path) == []
+
+
+def accepts(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def remove_postgres_folders(pid: int) -> None:
+    """What a killed demo would have removed: as root its PostgreSQL's folder is in /tmp
+    (worker/localpostgres.py), named after the demo's process."""
+    for folder in Path("/tmp").glob(f"cliq-pg-{pid}-*"):
+        shutil.rmtree(folder)
+
+
+async def test_a_killed_demo_takes_its_private_servers_with_it(
+    kept_demo: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    process, out = kept_demo
+    started = re.compile(
+        r"private Redis on redis://127\.0\.0\.1:(\d+)/.*?\n"
+        r"(?:Started a private PostgreSQL on 127\.0\.0\.1:(\d+)|PostgreSQL is not installed)",
+        re.DOTALL,
+    )
+
+    def servers() -> re.Match[str] | None:
+        assert process.poll() is None, out.read_text()
+        return started.search(out.read_text())
+
+    await wait_until(lambda: servers() is not None, 90, interval=0.2, message="no servers")
+    found = servers()
+    assert found is not None
+    ports = [int(port) for port in found.groups() if port is not None]
+    assert all(accepts(port) for port in ports), ports
+    process.kill()  # SIGKILL: the demo cannot stop them itself
+    await asyncio.to_thread(process.wait, 10)
+
+    def all_gone() -> bool:
+        return not any(accepts(port) for port in ports)
+
+    await wait_until(all_gone, 20, interval=0.2, message=f"servers outlived the demo: {ports}")
+    await asyncio.to_thread(remove_postgres_folders, process.pid)

@@ -16,7 +16,7 @@ import redis.exceptions as redis_errors
 from standardwebhooks.webhooks import Webhook
 
 from producer.context import Producer
-from producer.deliveries import DeliveryState
+from producer.deliveries import Delivery, DeliveryState
 from producer.endpoints import Endpoint, EndpointStatus
 from producer.keys import DELIVERY_QUEUE, RETRY_QUEUE
 from producer.settings import ProducerSettings
@@ -64,6 +64,31 @@ async def endpoint(
         events=events.split(","),
         owner_email="owner@example.com",
     )
+
+
+async def recorded(
+    producer: Producer,
+    event_id: str,
+    state: DeliveryState,
+    attempts: int,
+    timeout: float = 10,  # noqa: ASYNC109  # a deadline for the poll
+) -> Delivery:
+    """The event's (only) delivery once the log shows it in ``state`` with ``attempts``
+    attempts: the receiver answers before the worker records, and the PostgreSQL log
+    is written after Redis (worker/logwriter.py)."""
+
+    async def there() -> bool:
+        found = await producer.deliveries.for_event(event_id)
+        return len(found) == 1 and (found[0].state, len(found[0].attempts)) == (state, attempts)
+
+    try:
+        await wait_until(there, timeout, message=f"{event_id}: not {state.value} after {attempts}")
+    except AssertionError as exc:
+        found = await producer.deliveries.for_event(event_id)
+        seen = [(d.state.value, [a.number for a in d.attempts]) for d in found]
+        raise AssertionError(f"{exc}; the log shows {seen}") from None
+    (delivery,) = await producer.deliveries.for_event(event_id)
+    return delivery
 
 
 @pytest.mark.both_stores
@@ -259,9 +284,8 @@ async def test_exact_attempts_and_delays_then_failing_with_exactly_one_email(
         return (await producer.endpoints.get(ep.id)).status == EndpointStatus.FAILING
 
     await wait_until(failing, 5, message="endpoint not failing")
-    (delivery,) = await producer.deliveries.for_event(first.event_id)
-    assert delivery.state == DeliveryState.DEAD
-    assert len(delivery.attempts) == 5
+    delivery = await recorded(producer, first.event_id, DeliveryState.DEAD, 5)
+    assert sorted(a.number for a in delivery.attempts) == [1, 2, 3, 4, 5]
     message = smtp_server.messages[0]
     assert message.rcpt_tos == ("owner@example.com",)
     assert ep.id in message.subject
@@ -311,12 +335,7 @@ async def test_recovery_returns_a_failing_endpoint_to_active_and_replay_delivers
     assert await producer.deliveries.replay(dead_ids) == dead_ids
     assert await producer.deliveries.replay(dead_ids) == []  # idempotent
 
-    async def redelivered() -> bool:
-        (d,) = await producer.deliveries.for_event(dead.event_id)
-        return d.state == DeliveryState.DELIVERED
-
-    await wait_until(redelivered, 10, message="replayed delivery not delivered")
-    (delivery,) = await producer.deliveries.for_event(dead.event_id)
+    delivery = await recorded(producer, dead.event_id, DeliveryState.DELIVERED, 3)
     assert [a.number for a in delivery.attempts] == [1, 2, 3]
     assert delivery.attempts[-1].status == 200
 
@@ -429,13 +448,14 @@ async def test_retry_after_on_429_pushes_the_next_attempt_later(
 ) -> None:
     receiver = await receiver_factory()
     receiver.script(ScriptedResponse(status=429, headers={"Retry-After": "3"}))
-    ep = await endpoint(producer, receiver)
+    await endpoint(producer, receiver)
     await worker_factory(RETRY_SCHEDULE="0,0.2,10")
-    await producer.publisher.publish(make_event(producer, "issue.created"))
+    published = await producer.publisher.publish(make_event(producer, "issue.created"))
     first, second = await receiver.wait_for(2, 15)
     # Asked for 3 s instead of the schedule's 0.2 s (and capped at its 10 s step).
     assert second.received_at - first.received_at >= 3 - 0.05
-    (delivery,) = await producer.deliveries.for_endpoint(ep.id)
+    # The second attempt (200) is recorded after the receiver answered it.
+    delivery = await recorded(producer, published.event_id, DeliveryState.DELIVERED, 2)
     assert delivery.attempts[0].status == 429
     assert delivery.attempts[0].next_attempt_ms is not None
     assert delivery.attempts[0].next_attempt_ms - delivery.attempts[0].at_ms >= 3000
@@ -456,9 +476,9 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
     assert "disabled (410 Gone)" in message.subject
     assert f"cliq-webhooks endpoint enable {ep.id}" in message.text
     assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
-    (delivery,) = await producer.deliveries.for_event(first.event_id)
-    assert delivery.state == DeliveryState.DEAD
-    assert len(delivery.attempts) == 1  # no retries after 410
+    # The email leaves from the outbox that the record wrote; the log may be behind it.
+    delivery = await recorded(producer, first.event_id, DeliveryState.DEAD, 1)
+    assert delivery.attempts[0].status == 410  # and no retries after it
     assert len(receiver.received) == 1
     assert worker.metrics.endpoint_transitions.labels("disabled")._value.get() == 1
     # This producer's cached endpoint list (from the first publish) is out of date now:
@@ -472,14 +492,16 @@ async def test_410_gone_disables_the_endpoint_at_once_and_tells_its_owner(
 
 
 async def ready_list_settled(producer: Producer, redis: aioredis.Redis) -> bool:
-    """Nothing left on the ready list and nothing claimed (registered inboxes are empty)."""
-    claimed = [key async for key in redis.scan_iter(producer.keys.claimed("*"))]
-    claims = await redis.hgetall(producer.keys.claims)
-    return (
-        await redis.llen(producer.keys.ready) == 0
-        and claimed == []
-        and all(str(claim).endswith(".in") for claim in claims)
-    )
+    """Nothing left on the ready list and nothing claimed (registered inboxes are empty).
+
+    Read in one transaction: read one by one, an item moving from the ready list into a
+    worker's inbox between the reads is seen in neither."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.keys(producer.keys.claimed("*"))
+        pipe.hgetall(producer.keys.claims)
+        pipe.llen(producer.keys.ready)
+        claimed, claims, ready = await pipe.execute()
+    return ready == 0 and claimed == [] and all(str(claim).endswith(".in") for claim in claims)
 
 
 async def waiting_delivery_jobs(producer: Producer) -> int:
@@ -597,17 +619,8 @@ async def test_the_claims_of_a_worker_that_died_go_back_and_are_delivered_once(
     assert await redis.llen(producer.keys.claimed("alive.1")) == 1  # still its own
     assert await redis.hget(producer.keys.claims, "alive.1") == "alive"
 
-    async def recorded() -> bool:
-        # The receiver answers before the worker records the attempt.
-        for result in first[:2]:
-            (delivery,) = await producer.deliveries.for_event(result.event_id)
-            if delivery.state != DeliveryState.DELIVERED:
-                return False
-        return True
-
-    await wait_until(recorded, 10, message="redelivered claims not recorded")
-    for result in first[:2]:
-        (delivery,) = await producer.deliveries.for_event(result.event_id)
+    for result in first[:2]:  # delivered once each: one attempt recorded
+        delivery = await recorded(producer, result.event_id, DeliveryState.DELIVERED, 1)
         assert [a.number for a in delivery.attempts] == [1]
 
 
@@ -662,8 +675,7 @@ async def test_a_stopping_worker_gives_back_what_it_could_not_finish(
     await wait_until(
         lambda: ready_list_settled(producer, redis), 10, message="ready or claimed items left"
     )
-    (delivery,) = await producer.deliveries.for_event(result.event_id)
-    assert delivery.state == DeliveryState.DELIVERED
+    delivery = await recorded(producer, result.event_id, DeliveryState.DELIVERED, 1)
     assert [a.number for a in delivery.attempts] == [1]
 
 

@@ -19,11 +19,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from worker.lifeline import tied_to_parent
 from worker.localredis import free_port
 
 SUPERUSER = "cliq"
@@ -67,17 +69,25 @@ class LocalPostgres:
         root = os.geteuid() == 0
         # As root the server runs as `postgres`, which must reach its folder: TMPDIR may be
         # a folder only root can enter (pytest's are), /tmp is open to every account.
-        self._dir = Path(tempfile.mkdtemp(prefix="cliq-pg-", dir="/tmp" if root else None))
+        # Named after this process: what a killed one leaves there can be found.
+        self._dir = Path(
+            tempfile.mkdtemp(prefix=f"cliq-pg-{os.getpid()}-", dir="/tmp" if root else None)
+        )
         self.port = free_port()
         self.url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
         self._process: asyncio.subprocess.Process | None = None
         self._user: dict[str, Any] = {}
+        become: Callable[[], None] | None = None
         if root:
             account = pwd.getpwnam("postgres")
             os.chown(self._dir, account.pw_uid, account.pw_gid)
             # preexec_fn rather than user=/group=: uvloop's subprocesses (the bench's
             # loop) take only the former.
-            self._user = {"preexec_fn": functools.partial(_become, account.pw_uid, account.pw_gid)}
+            become = functools.partial(_become, account.pw_uid, account.pw_gid)
+            self._user = {"preexec_fn": become}
+        # The server ends (fast shutdown) with this process even when it is killed and
+        # cannot stop it; its backends follow the postmaster.
+        self._server_preexec = tied_to_parent(signal.SIGINT, become)
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """initdb, then the server; returns once it accepts connections."""
@@ -102,7 +112,7 @@ class LocalPostgres:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self._dir,
-            **self._user,
+            preexec_fn=self._server_preexec,
         )
         deadline = time.monotonic() + timeout_s
         while True:

@@ -14,6 +14,8 @@ from types import TracebackType
 
 import redis.asyncio as aioredis
 
+from worker.lifeline import tied_to_parent
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -57,6 +59,8 @@ class LocalRedis:
             *("--maxmemory-policy", "noeviction"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Ends with this process even when it is killed and cannot stop it.
+            preexec_fn=tied_to_parent(signal.SIGTERM),
         )
         client = aioredis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s

@@ -34,7 +34,7 @@ import structlog
 
 from producer.backoff import log_write_pause_s
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.keys import DELIVERY_FIELDS, EVENT_FIELDS, LOG_ENTRY_FIELDS, Keys
+from producer.keys import LOG_ENTRY_FIELDS, Keys
 from producer.redis.clients import RedisClient
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.scripts import load_script
@@ -46,7 +46,13 @@ from worker.metrics import Metrics
 log = structlog.get_logger("cliq.worker.logwriter")
 
 GROUP = "writers"
-BATCH_MAX = 500
+BATCH_MAX = 1000
+# After a batch short of BATCH_MAX, let outcomes gather this long before the next: a
+# batch costs the worker a few Redis calls and one database round trip whatever its size.
+LINGER_S = 0.2
+# How often to look for entries read but not written (ours after a failed write, a dead
+# writer's): each look is two Redis calls, needless while every write succeeds.
+RECHECK_S = 5.0
 # How long one read waits for new entries (well under the Redis client's timeout).
 BLOCK_MS = 1000
 FAILURE_LOG_INTERVAL_S = 60.0
@@ -105,8 +111,11 @@ class LogWriter:
         self._metrics = metrics
         self._claim_idle_ms = claim_idle_ms
         self._done = load_script(redis, keys, "worker", "logdone.lua")
+        self._lookup = load_script(redis, keys, "worker", "logevents.lua")
         # Since when writes have been failing (monotonic), None while they succeed.
         self.failing_since: float | None = None
+        # When to look for pending entries again (monotonic; 0: at the next batch).
+        self._recheck_at = 0.0
         self._last_warning = 0.0
 
     async def start(self) -> None:
@@ -119,14 +128,15 @@ class LogWriter:
 
     async def run(self) -> None:
         """Write batches until cancelled; a failing database is retried with backoff."""
-        pause_s = 0.0
+        backoff_s = 0.0
         while True:
             try:
-                await self.write_batch(BLOCK_MS)
-                pause_s = 0.0
+                written = await self.write_batch(BLOCK_MS)
+                backoff_s = 0.0
+                pause_s = 0.0 if written >= BATCH_MAX else LINGER_S
             except Exception as exc:  # the database (or Redis) is down: entries wait
                 self._failed(exc)
-                pause_s = log_write_pause_s(pause_s)
+                pause_s = backoff_s = log_write_pause_s(backoff_s)
             with contextlib.suppress(*REDIS_UNAVAILABLE_ERRORS):
                 await self.measure()
             await asyncio.sleep(pause_s)
@@ -151,15 +161,19 @@ class LogWriter:
 
     async def _take(self, block_ms: int | None) -> list[LogEntry]:
         key = self._keys.log_outbox
+        raw: list[Any] = []
         # Ours first (read before a failed write), then a dead writer's, then new ones.
-        raw = _entries(
-            await self._redis.xreadgroup(GROUP, self._consumer, {key: "0"}, count=BATCH_MAX)
-        )
-        if not raw:
-            claimed: Any = await self._redis.xautoclaim(
-                key, GROUP, self._consumer, self._claim_idle_ms, "0-0", count=BATCH_MAX
+        if time.monotonic() >= self._recheck_at:
+            raw = _entries(
+                await self._redis.xreadgroup(GROUP, self._consumer, {key: "0"}, count=BATCH_MAX)
             )
-            raw = list(claimed[1])
+            if not raw:
+                claimed: Any = await self._redis.xautoclaim(
+                    key, GROUP, self._consumer, self._claim_idle_ms, "0-0", count=BATCH_MAX
+                )
+                raw = list(claimed[1])
+            if not raw:
+                self._recheck_at = time.monotonic() + RECHECK_S
         if not raw:
             raw = _entries(
                 await self._redis.xreadgroup(
@@ -208,30 +222,12 @@ class LogWriter:
         firsts = {o.event_id: o.delivery_created_ms for o in outcomes if o.attempt.number == 1}
         if not firsts:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for event_id in firsts:
-            pipe.hmget(
-                self._keys.event(event_id),
-                EVENT_FIELDS.body,
-                EVENT_FIELDS.type,
-                EVENT_FIELDS.workspace,
-                EVENT_FIELDS.created,
-            )
-            pipe.lrange(self._keys.event_deliveries(event_id), 0, -1)
-        found = await pipe.execute()
-        rows = [(found[i], found[i + 1]) for i in range(0, len(found), 2)]
-        pipe = self._redis.pipeline(transaction=False)
-        for _, delivery_ids in rows:
-            for delivery_id in delivery_ids:
-                pipe.hget(self._keys.delivery(delivery_id), DELIVERY_FIELDS.endpoint)
-        endpoints = iter(await pipe.execute())
+        found = await self._lookup(*firsts)
         events: list[EventRecord] = []
-        for (event_id, published_ms), ((body, etype, workspace, created), ids) in zip(
-            firsts.items(), rows, strict=True
-        ):
-            fan_out = tuple((d, p) for d in ids if (p := next(endpoints)) is not None)
-            if body is None:  # already expired: its outcomes are written without it
+        for (event_id, published_ms), row in zip(firsts.items(), found, strict=True):
+            if not row:  # already expired: its outcomes are written without it
                 continue
+            body, etype, workspace, created, fan_out = row
             events.append(
                 EventRecord(
                     id=event_id,
@@ -240,13 +236,14 @@ class LogWriter:
                     created_ms=int(created),
                     body=body.encode(),
                     published_ms=published_ms,
-                    deliveries=fan_out,
+                    deliveries=tuple(zip(fan_out[::2], fan_out[1::2], strict=True)),
                 )
             )
         return events
 
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()
+        self._recheck_at = 0.0  # the batch just read waits among our pending entries
         self._metrics.log_write_failures.inc()
         if self.failing_since is None:
             self.failing_since = now

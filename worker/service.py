@@ -68,6 +68,8 @@ HOUSEKEEPING_INTERVAL_S = 2.0
 # Outbox members younger than this are still being dispatched by whoever wrote them.
 OUTBOX_GRACE_S = 5.0
 NOTIFICATION_CONCURRENCY = 4
+# How long a loop may take to end once cancelled before it is cancelled again.
+CANCEL_AGAIN_S = 0.5
 
 
 class WorkerService:
@@ -277,22 +279,17 @@ class WorkerService:
         finally:
             self.metrics.worker_up.set(0)
             grace_ends = time.monotonic() + s.shutdown_grace
-            self._pickup.cancel()
-            await asyncio.gather(self._pickup, return_exceptions=True)
+            await cancel_until_done(self._pickup)
             await asyncio.gather(self._drain(), pickup.drain(s.shutdown_grace))
             # Requests that batches left behind (stalled endpoints) get what is left; the
             # claims of those cancelled are given back with the rest.
             await processor.close(grace_ends - time.monotonic())
             await pickup.close()
             for task in (housekeeping, lease_keeping, answering, *pause_loops):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_until_done(task)
             # Whatever the writer had not written yet waits in the log outbox for the next.
             for task in writing:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_until_done(task)
             await test_sends.close()
             with contextlib.suppress(Exception):  # unreturned leases expire on their own
                 await limiter.close()
@@ -505,6 +502,26 @@ class WorkerService:
         site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
         await site.start()
         return runner
+
+
+async def cancel_until_done(task: asyncio.Task[Any]) -> None:
+    """Cancel one of the worker's loops and wait until it has ended (its outcome, even an
+    error, is of no interest by then).
+
+    A cancellation can be lost inside a blocking Redis call whose reply (a BRPOP's or
+    BLMOVE's timeout) comes at the same moment: the call returns as if nothing happened,
+    and the loop goes on, which held the shutdown for 13 s and more. So it is sent again.
+    """
+    while True:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_AGAIN_S)
+        if done:
+            if not task.cancelled():
+                task.exception()  # retrieved: not reported as never retrieved
+            return
+        log.warning(
+            "cancel_repeated", task=getattr(task.get_coro(), "__qualname__", task.get_name())
+        )
 
 
 async def precise_waits(queue_worker: Worker) -> None:
