@@ -865,7 +865,8 @@ async def test_a_test_send_without_a_body_sends_the_default_type(
         "latency_ms": 1.0,
         "response": "",
     }
-    for body in ({}, None):  # an empty object, and no body at all (as the CLI sends)
+    bodies: tuple[dict[str, str] | None, ...] = ({}, None)  # empty object; no body at all
+    for body in bodies:
         worker = asyncio.create_task(stand_in_worker(redis, producer.keys, answer))
         response = await (api.post(path, json=body) if body is not None else api.post(path))
         assert (await ok(response))["event_type"] == DEFAULT_TEST_EVENT_TYPE
