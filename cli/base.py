@@ -17,6 +17,10 @@ DELIVERY_OPTIONS: tuple[Option, ...] = PRODUCER_OPTIONS + WORKER_OPTIONS
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
+# Commands that say which Redis they use themselves (a log line), start their own (the
+# demo) or use none (migrate).
+_OWN_REDIS_NOTICE = frozenset({"worker", "demo", "migrate"})
+
 
 class UsageError(Exception):
     """Bad input from the command line: reported on stderr, exit status 2."""
@@ -34,6 +38,14 @@ def producer_settings(args: argparse.Namespace) -> ProducerSettings:
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
     """Worker settings from the environment overlaid with the command's flags."""
     return WorkerSettings.from_env(env_with_flags(args, PRODUCER_OPTIONS + WORKER_OPTIONS))
+
+
+def redis_notice(args: argparse.Namespace, settings: ProducerSettings) -> str | None:
+    """For a command that uses Redis with ``REDIS_URL`` empty: the line saying which Redis
+    it uses (stderr, so that ``--json`` output stays JSON)."""
+    if args.command in _OWN_REDIS_NOTICE or not hasattr(args, "setting_redis_url"):
+        return None
+    return settings.redis_notice
 
 
 def add_command(

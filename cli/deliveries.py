@@ -15,12 +15,17 @@ from cli.base import (
     producer_settings,
     worker_settings,
 )
-from cli.output import emit, render_fields, render_table, when
+from cli.output import emit, plural, render_fields, render_table, when
 from producer.context import Producer
 from producer.deliveries import AttemptFilter, AttemptOutcome
 from producer.endpoints import EndpointStatus
 from producer.events import EventError, parse_timestamp
-from producer.testsends import TEST_SEND_MARGIN_S, request_test_send, untestable_reason
+from producer.testsends import (
+    DEFAULT_TEST_EVENT_TYPE,
+    TEST_SEND_MARGIN_S,
+    request_test_send,
+    untestable_reason,
+)
 
 
 def instant(raw: str | None, flag: str) -> int | None:
@@ -174,7 +179,9 @@ async def status(args: argparse.Namespace) -> int:
 async def replay(args: argparse.Namespace) -> int:
     if bool(args.endpoint) == bool(args.delivery):
         raise UsageError("replay needs exactly one of --endpoint or --delivery")
-    since_ms = int(parse_timestamp(args.since).timestamp() * 1000) if args.since else 0
+    if args.delivery and args.since:
+        raise UsageError("--since goes with --endpoint (a delivery is replayed whenever it died)")
+    since_ms = instant(args.since, "--since") or 0
     async with Producer(producer_settings(args)) as p:
         await p.open_log_store()
         if args.delivery:
@@ -186,8 +193,8 @@ async def replay(args: argparse.Namespace) -> int:
         replayed = await p.deliveries.replay(ids)
     emit(
         args,
-        {"replayed": replayed},
-        lambda: f"re-enqueued {len(replayed)} dead deliveries",
+        {"replayed": replayed, "count": len(replayed)},  # as POST .../replay answers
+        lambda: f"re-enqueued {plural(len(replayed), 'dead delivery', 'dead deliveries')}",
     )
     return 0
 
@@ -234,7 +241,9 @@ def add_commands(commands: Any) -> None:
         DELIVERY_OPTIONS,
     )
     test.add_argument("--endpoint", required=True, help="endpoint id")
-    test.add_argument("--type", default="issue.created", help="event type of the test event")
+    test.add_argument(
+        "--type", default=DEFAULT_TEST_EVENT_TYPE, help="event type of the test event"
+    )
 
     att = add_command(commands, "attempts", attempts, "the delivery log of an endpoint or an event")
     att.add_argument("--endpoint", help="endpoint id")
@@ -251,3 +260,8 @@ def add_commands(commands: Any) -> None:
     rep = add_command(commands, "replay", replay, "re-enqueue dead deliveries")
     rep.add_argument("--endpoint", help="every dead delivery of this endpoint")
     rep.add_argument("--delivery", help="just this delivery")
+    rep.add_argument(
+        "--since",
+        help="with --endpoint: only deliveries that died at or after this ISO 8601 time "
+        "(default: every dead one)",
+    )

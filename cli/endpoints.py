@@ -53,11 +53,27 @@ def readable(shown: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(name, text if name == "filter" else value) for name, value in shown.items()]
 
 
+# The flag of each endpoint field, as a usage error names it.
+FLAGS = {
+    "workspace": "--workspace",
+    "workspace_id": "--workspace",
+    "email": "--owner-email",
+    "owner_email": "--owner-email",
+    "max_in_flight": "--max-in-flight",
+    "rate_limit": "--rate-limit",
+    "headers": "--header",
+    "timeout_s": "--timeout",
+}
+
+
 def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
-    """``fields``, or a usage error naming every bad one at once (not the first only)."""
+    """``fields``, or a usage error naming every bad one at once (not the first only),
+    each by its flag."""
     errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
     if errors:
-        raise UsageError("; ".join(str(error) for error in errors))
+        raise UsageError(
+            "; ".join(f"{FLAGS.get(e.field, '--' + e.field)}: {e.message}" for e in errors)
+        )
     return fields
 
 

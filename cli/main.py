@@ -31,6 +31,7 @@ from cli.base import (
     UsageError,
     add_command,
     producer_settings,
+    redis_notice,
     worker_settings,
 )
 from producer import logs
@@ -156,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logs.configure(settings.log_format, settings.log_level)
+    notice = redis_notice(args, settings.producer)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
     handler: Handler = args.handler
     try:
         if args.command == "worker":

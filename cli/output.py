@@ -21,11 +21,16 @@ def emit(args: argparse.Namespace, value: Any, table: Callable[[], str]) -> None
 
 
 def human(value: Any) -> str:
-    """A value as people read it: lists as ``issue.*, comment.created``, nothing as ``""``."""
+    """A value as people read it: lists as ``issue.*, comment.created``, a mapping as
+    ``Name: value`` pairs (empty: ``none``), a flag as ``yes``/``no``, nothing as ``""``."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return ", ".join(human(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {human(item)}" for key, item in value.items()) or "none"
     return str(value)
 
 

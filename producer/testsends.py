@@ -49,6 +49,8 @@ def untestable_reason(endpoint: Endpoint) -> str | None:
 # A worker's pick-up and write-back time on top of DELIVERY_TIMEOUT: how much longer than
 # one attempt the API and the CLI wait for a worker's answer.
 TEST_SEND_MARGIN_S = 5.0
+# The type of a test event when none is named (the API's empty body, the CLI without --type).
+DEFAULT_TEST_EVENT_TYPE = "issue.created"
 
 
 async def request_test_send(

@@ -6,6 +6,7 @@ CLI as a subprocess."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,11 +27,29 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture
 async def api(redis_url: str) -> AsyncIterator[Client]:
-    settings = ApiSettings.from_env({"REDIS_URL": redis_url, "API_KEYS": KEY})
+    settings = ApiSettings.from_env(
+        {"REDIS_URL": redis_url, "API_KEYS": KEY, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+    )
     client: Client = TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0))
     await client.start_server()
     yield client
     await client.close()
+
+
+async def an_endpoint(api: Client) -> str:
+    """The id of a newly registered, valid endpoint."""
+    created = await api.post(
+        "/v1/endpoints",
+        json={
+            "workspace_id": "ws_1",
+            "url": "http://127.0.0.1:9/hook",
+            "events": ["*"],
+            "owner_email": "ops@example.com",
+        },
+        headers=AUTH,
+    )
+    assert created.status == 201, await created.text()
+    return str((await created.json())["id"])
 
 
 async def test_an_event_with_several_bad_fields_names_them_all(
@@ -146,7 +165,63 @@ async def test_an_endpoint_with_several_bad_values_names_them_all(
     unknown = await api.post(
         "/v1/endpoints", json={**bad, "colour": "red", "size": 1}, headers=AUTH
     )
-    assert [error["field"] for error in (await unknown.json())["errors"]] == ["colour", "size"]
+    # Unknown fields are named along with the bad values, not instead of them.
+    assert [error["field"] for error in (await unknown.json())["errors"]] == [
+        "colour",
+        "size",
+        "workspace_id",
+        "url",
+        "events",
+        "owner_email",
+        "max_in_flight",
+    ]
+    mistyped = await api.post(
+        "/v1/endpoints", json={**bad, "url": 5, "events": "issue.created"}, headers=AUTH
+    )
+    fields = [error["field"] for error in (await mistyped.json())["errors"]]
+    assert sorted(fields) == ["events", "max_in_flight", "owner_email", "url", "workspace_id"]
+
+
+async def test_every_bad_query_parameter_is_named_at_once(api: Client) -> None:
+    endpoint_id = await an_endpoint(api)
+    query = "limit=0&outcome=lost&since=yesterday&until=2025-01-01T00:00:00Z&cursor=zz"
+    for path in (f"/v1/endpoints/{endpoint_id}/attempts", "/v1/events/evt_1/attempts"):
+        response = await api.get(f"{path}?{query}", headers=AUTH)
+        assert response.status == 422, path
+        problem = await response.json()
+        assert [e["field"] for e in problem["errors"]] == ["limit", "outcome", "since", "cursor"]
+        assert problem["detail"] == "Invalid fields: limit, outcome, since, cursor."
+    backwards = await api.get(
+        f"/v1/endpoints/{endpoint_id}/attempts?since=2025-02-01T00:00:00Z"
+        "&until=2025-01-01T00:00:00Z&outcome=lost",
+        headers=AUTH,
+    )
+    assert [e["field"] for e in (await backwards.json())["errors"]] == ["outcome", "until"]
+    listing = await api.get("/v1/endpoints?limit=x&status=on&workspace_id=a%20b", headers=AUTH)
+    assert listing.status == 422
+    fields = [e["field"] for e in (await listing.json())["errors"]]
+    assert fields == ["limit", "workspace_id", "status"]
+
+
+async def test_every_bad_member_of_a_small_body_is_named_at_once(api: Client) -> None:
+    endpoint_id = await an_endpoint(api)
+    cases = {
+        f"/v1/endpoints/{endpoint_id}/replay": ({"since": "soon", "x": 1}, ["x", "since"]),
+        f"/v1/endpoints/{endpoint_id}/test": ({"type": "nope", "x": 1}, ["x", "type"]),
+        f"/v1/endpoints/{endpoint_id}/disable": ({"drop": 1, "x": 1}, ["x", "drop"]),
+        f"/v1/endpoints/{endpoint_id}/rotate-secret": ({"grace_s": -1, "x": 1}, ["x", "grace_s"]),
+        "/v1/workspaces/ws_1/portal-links": (
+            {"ttl_s": 0, "read_only": 1, "x": 1},
+            ["x", "read_only", "ttl_s"],
+        ),
+        "/v1/api-keys": ({"name": "", "x": 1}, ["x", "workspace_id", "name", "scopes"]),
+    }
+    for path, (body, fields) in cases.items():
+        response = await api.post(path, json=body, headers=AUTH)
+        assert response.status == 422, path
+        assert [e["field"] for e in (await response.json())["errors"]] == fields, path
+    still = await api.get(f"/v1/endpoints/{endpoint_id}", headers=AUTH)
+    assert (await still.json())["status"] == "active"  # the refused disable changed nothing
 
 
 def test_endpoint_add_names_every_bad_value(redis_url: str) -> None:
@@ -157,9 +232,26 @@ def test_endpoint_add_names_every_bad_value(redis_url: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     for message in (
-        "workspace: must be 1-128",
-        "url: must use http or https",
-        "events: unknown event type 'issue.nope'",
-        "email: 'nobody' is not an email address",
+        "--workspace: must be 1-128",
+        "--url: must use http or https",
+        "--events: unknown event type 'issue.nope'",
+        "--owner-email: 'nobody' is not an email address",
     ):
         assert message in result.stderr
+
+
+async def test_the_dashboards_json_route_refuses_unknown_query_parameters(api: Client) -> None:
+    endpoint_id = await an_endpoint(api)
+    login = await api.get("/ui/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', await login.text())
+    assert found is not None
+    form = {"csrf": found.group(1), "api_key": KEY, "next": "/ui/webhooks"}
+    signed_in = await api.post("/ui/login", data=form, allow_redirects=False)
+    assert signed_in.status == 303
+    progress = f"/ui/webhooks/{endpoint_id}/replays/rp_0123456789abcdef"
+    refused = await api.get(f"{progress}?colour=red&after=1")
+    assert refused.status == 400
+    problem = await refused.json()
+    assert problem["type"] == PROBLEM_BASE + "unknown-query-parameter"
+    assert [error["field"] for error in problem["errors"]] == ["after", "colour"]
+    assert (await api.get(progress)).status == 404  # without them: an unknown replay

@@ -36,7 +36,7 @@ from producer.http.state import ApiSettings
 from producer.keys import Keys
 from producer.settings import ProducerSettings
 from producer.store import postgres
-from producer.testsends import TEST_RESULT_TTL_S
+from producer.testsends import DEFAULT_TEST_EVENT_TYPE, TEST_RESULT_TTL_S
 
 from harness import Receiver, ScriptedResponse
 from harness.polling import wait_until
@@ -851,14 +851,40 @@ async def test_a_test_send_nobody_answers_is_504_and_withdrawn(
     assert await redis.llen(producer.keys.test_requests) == 0
 
 
+async def test_a_test_send_without_a_body_sends_the_default_type(
+    api: Client, producer: Producer, redis: aioredis.Redis
+) -> None:
+    created = await create(api)
+    path = f"/v1/endpoints/{created['id']}/test"
+    answer = {
+        "event_id": "evt_test123",
+        "event_type": DEFAULT_TEST_EVENT_TYPE,
+        "ok": True,
+        "status": 200,
+        "error": None,
+        "latency_ms": 1.0,
+        "response": "",
+    }
+    bodies: tuple[dict[str, str] | None, ...] = ({}, None)  # empty object; no body at all
+    for body in bodies:
+        worker = asyncio.create_task(stand_in_worker(redis, producer.keys, answer))
+        response = await (api.post(path, json=body) if body is not None else api.post(path))
+        assert (await ok(response))["event_type"] == DEFAULT_TEST_EVENT_TYPE
+        assert (await worker)["event_type"] == DEFAULT_TEST_EVENT_TYPE
+
+
 async def test_a_test_send_needs_a_known_endpoint_and_type(api: Client) -> None:
     created = await create(api)
     path = f"/v1/endpoints/{created['id']}/test"
-    for body in ({"type": "issue.exploded"}, {}, {"type": 5}):
+    for body in ({"type": "issue.exploded"}, {"type": 5}):
         problem_body = await problem(await api.post(path, json=body), 422, "invalid-fields")
         assert problem_body["errors"][0]["field"] == "type"
     await problem(await api.post(path, json={"type": "x", "extra": 1}), 422, "invalid-fields")
-    await problem(await api.post(path), 415, "unsupported-media-type")
+    await problem(
+        await api.post(path, data="type=x", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported-media-type",
+    )
     await problem(
         await api.post("/v1/endpoints/ep_missing/test", json={"type": "issue.created"}),
         404,

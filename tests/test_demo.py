@@ -47,6 +47,11 @@ def test_the_demo_tells_a_story_without_log_lines_and_cleans_up(tmp_path: Path) 
     assert "is now FAILING" in result.stdout
     output = (result.stdout + result.stderr).splitlines()
     assert [line for line in output if line.lstrip().startswith("{")] == []
+    # The email reads as its recipient sees it: decoded, no MIME plumbing, no word cut by
+    # a quoted-printable soft line break ("=" at a line's end).
+    assert "Subject: [cliq-webhooks] Webhook endpoint" in result.stdout
+    assert "Content-Transfer-Encoding" not in result.stdout
+    assert [line for line in output if line.endswith("=")] == []
     assert list(tmp_path.iterdir()) == []  # the private Redis's and the outbox's folders
 
 

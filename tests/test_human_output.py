@@ -19,6 +19,11 @@ ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
 def test_values_and_counts_read_as_words() -> None:
     assert human(["issue.*", "comment.created"]) == "issue.*, comment.created"
     assert human(None) == ""
+    assert (human(True), human(False)) == ("yes", "no")
+    assert human({}) == "none"
+    assert human({"Authorization": "Bearer x", "X-Team": "ops"}) == (
+        "Authorization: Bearer x, X-Team: ops"
+    )
     assert (plural(1, "delivery", "deliveries"), plural(0, "event")) == ("1 delivery", "0 events")
     assert plural(2, "delivery", "deliveries") == "2 deliveries"
 

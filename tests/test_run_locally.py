@@ -20,6 +20,8 @@ import aiohttp
 import pytest
 import yaml
 
+from cli.base import redis_notice
+from cli.main import build_parser
 from producer.http.state import SERVE_OPTIONS, ApiSettings
 from producer.settings import FALLBACK_REDIS_URL, ProducerSettings
 from worker.settings import WorkerSettings
@@ -142,6 +144,17 @@ def test_an_empty_redis_url_says_which_redis_is_used() -> None:
     assert notice is not None
     assert FALLBACK_REDIS_URL in notice
     assert ProducerSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0"}).redis_notice is None
+    # The CLI's Redis commands say it too (the worker logs it; the demo starts its own
+    # Redis; migrate and the API's commands use none). Parsed only: nothing connects.
+    empty = ProducerSettings.from_env({"REDIS_URL": ""})
+    parser = build_parser()
+    for command in (["status"], ["endpoint", "list"], ["publish", "--file", "x.jsonl"]):
+        assert redis_notice(parser.parse_args(command), empty) == notice, command
+    for command in (["worker"], ["demo"], ["migrate"], ["event-types", "list"]):
+        assert redis_notice(parser.parse_args(command), empty) is None, command
+    assert redis_notice(parser.parse_args(["status"]), ProducerSettings()) is not None
+    named = ProducerSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert redis_notice(parser.parse_args(["status"]), named) is None
 
 
 async def test_a_relative_outbox_is_made_absolute_and_logged(

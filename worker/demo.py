@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import email
+import email.message
+import email.policy
 import hashlib
 import hmac
 import json
@@ -103,6 +106,17 @@ def demo_log_level(asked: str) -> str:
     """The narration tells the story; log lines (JSON when not on a terminal) only for
     errors, unless a level other than the default was asked for."""
     return "error" if asked == "info" else asked
+
+
+def readable_email(path: Path) -> str:
+    """An outbox email as its reader sees it: who, what, and the body decoded (the
+    file is quoted-printable, whose soft line breaks would cut words in two)."""
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    heads = [f"{name}: {message[name]}" for name in ("From", "To", "Subject") if message[name]]
+    body = message.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    return "\n".join(heads) + "\n\n" + str(text).strip()
 
 
 async def run_demo(settings: WorkerSettings, *, events: int, keep: bool = False) -> int:
@@ -269,7 +283,7 @@ async def _demo(settings: WorkerSettings, count: int, outbox: Path | None, keep:
             emails = sorted(outbox.glob("*.eml"))
             say(f"\nEmails written (no SMTP_URL set): {len(emails)}")
             if emails:
-                say("-" * 60 + "\n" + emails[0].read_text().strip() + "\n" + "-" * 60)
+                say("-" * 60 + "\n" + readable_email(emails[0]) + "\n" + "-" * 60)
         ok = (
             exit_code == 0
             and good.valid >= expected_good

@@ -32,7 +32,7 @@ from producer.dashboard.webhook_forms import (
 from producer.deliveries import RECENT_WINDOW, AttemptOutcome, DeliveryNotFound, DeliveryState
 from producer.events import ID_PATTERN
 from producer.http.bodies import ENDPOINT_ATTEMPTS_CURSOR, decode_cursor, encode_cursor
-from producer.http.problems import redis_deadline
+from producer.http.problems import redis_deadline, unknown_query_parameters
 from producer.messages import TestSendResult
 from producer.testsends import request_test_send, untestable_reason
 
@@ -280,8 +280,11 @@ async def _show_replay(request: web.Request, endpoint_id: str, replayed: list[st
 
 
 async def replay_progress(request: web.Request) -> web.Response:
-    """``GET /ui/webhooks/{id}/replays/{replay}``: the progress, as JSON for the page."""
+    """``GET /ui/webhooks/{id}/replays/{replay}``: the progress, as JSON for the page
+    (which takes no query parameter: any is refused, 400, as by the API)."""
     endpoint_id_of(request)
+    if request.query:
+        return unknown_query_parameters(sorted(set(request.query)), ()).response()
     async with redis_deadline("Redis is unavailable."):
         progress = await _replay_progress(producer_of(request), request.match_info["replay"])
     if progress is None:

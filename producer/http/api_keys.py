@@ -28,8 +28,7 @@ from producer.http.openapi import (
     schema_ref,
 )
 from producer.http.problems import (
-    INVALID_FIELDS,
-    Problem,
+    FieldErrors,
     ProblemKind,
     invalid_field,
     missing,
@@ -64,17 +63,14 @@ def key_dict(key: ApiKey) -> dict[str, Any]:
 async def create_key(request: web.Request) -> web.Response:
     """``POST /v1/api-keys``: a workspace-scoped key; its value is shown this once."""
     body = await read_json_object(request)
-    reject_unknown(body, CREATABLE)
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, CREATABLE), None)
     store = api_key_store(request)
-    errors = store.check(body.get("workspace_id"), body.get("name"), body.get("scopes"))
-    errors += [ApiKeyError(name, "is required") for name in CREATABLE if name not in body]
-    if errors:
-        shown = {error.field: error.message for error in errors}  # one per field
-        raise Problem(
-            INVALID_FIELDS,
-            f"Invalid fields: {', '.join(shown)}.",
-            errors=[{"field": f, "message": m} for f, m in shown.items()],
-        )
+    found = store.check(body.get("workspace_id"), body.get("name"), body.get("scopes"))
+    found += [ApiKeyError(name, "is required") for name in CREATABLE if name not in body]
+    for field_name, message in {error.field: error.message for error in found}.items():
+        errors.add(field_name, message)  # one per field
+    errors.raise_any()
     async with redis_deadline("Redis is unavailable; no key was made."):
         key, value = await store.create(
             str(body["workspace_id"]),

@@ -49,9 +49,9 @@ from producer.http.problems import (
     REDIS_EVICTING,
     REDIS_UNAVAILABLE,
     UNAUTHORIZED,
-    UNKNOWN_QUERY_PARAMETER,
     Problem,
     problem_from_http,
+    unknown_query_parameters,
 )
 from producer.http.state import (
     GUARD,
@@ -226,13 +226,7 @@ async def refuse_unknown_query(request: web.Request, handler: Handler) -> web.St
     if accepted is not None:
         unknown = sorted(set(request.query) - accepted)
         if unknown:
-            known = ", ".join(sorted(accepted)) or "none"
-            raise Problem(
-                UNKNOWN_QUERY_PARAMETER,
-                f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
-                f"{', '.join(unknown)}; this route takes: {known}.",
-                errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
-            )
+            raise unknown_query_parameters(unknown, sorted(accepted))
     return await handler(request)
 
 

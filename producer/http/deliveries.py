@@ -15,6 +15,7 @@ from aiohttp import web
 from producer.deliveries import AttemptFilter, AttemptOutcome, DeliveryNotFound, attempt_entry
 from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import (
+    DEFAULT_PAGE_LIMIT,
     ENDPOINT_ATTEMPTS_CURSOR,
     EVENT_ATTEMPTS_CURSOR,
     decode_cursor,
@@ -37,44 +38,58 @@ from producer.http.openapi import (
     query_parameter,
     schema_ref,
 )
-from producer.http.problems import invalid_field, missing, redis_deadline, registry_errors
+from producer.http.problems import FieldErrors, missing, redis_deadline, registry_errors
 from producer.http.state import producer_of
 from producer.scans import SCAN_BUDGET
 
 log = structlog.get_logger("cliq.producer.http.deliveries")
 
 
-def attempt_filter(request: web.Request) -> AttemptFilter:
-    """Read ``outcome``, ``since`` and ``until``; 422 naming the parameter at fault."""
+def attempt_filter(request: web.Request, errors: FieldErrors) -> AttemptFilter:
+    """Read ``outcome``, ``since`` and ``until``, adding each bad one to ``errors``."""
     raw_outcome = request.query.get("outcome")
     outcomes = [o.value for o in AttemptOutcome]
-    if raw_outcome is not None and raw_outcome not in outcomes:
-        raise invalid_field("outcome", f"must be one of {', '.join(outcomes)}")
-    since, until = (request.query.get(name) for name in ("since", "until"))
-    result = AttemptFilter(
-        outcome=AttemptOutcome(raw_outcome) if raw_outcome is not None else None,
-        since_ms=instant_ms(since, "since") if since is not None else None,
-        until_ms=instant_ms(until, "until") if until is not None else None,
-    )
+    outcome = None
+    if raw_outcome in outcomes:
+        outcome = AttemptOutcome(raw_outcome)
+    elif raw_outcome is not None:
+        errors.add("outcome", f"must be one of {', '.join(outcomes)}")
+
+    def instant(name: str) -> int | None:
+        raw = request.query.get(name)
+        return None if raw is None else errors.check(lambda: instant_ms(raw, name), None)
+
+    result = AttemptFilter(outcome=outcome, since_ms=instant("since"), until_ms=instant("until"))
     since_ms, until_ms = result.since_ms, result.until_ms
     if since_ms is not None and until_ms is not None and since_ms > until_ms:
-        raise invalid_field("until", "must not be earlier than since")
+        errors.add("until", "must not be earlier than since")
     return result
+
+
+def attempt_query(
+    request: web.Request, cursor_kind: str
+) -> tuple[int, AttemptFilter, tuple[int, str, int] | None]:
+    """The ``limit``, filter and ``cursor`` of an attempts listing; one 422 naming every
+    bad parameter."""
+    errors = FieldErrors()
+    limit = errors.check(lambda: query_limit(request), DEFAULT_PAGE_LIMIT)
+    selected = attempt_filter(request, errors)
+    cursor = request.query.get("cursor")
+    after: tuple[int, str, int] | None = None
+    if cursor is not None:
+        position = errors.check(lambda: decode_cursor(cursor, cursor_kind, (int, str, int)), None)
+        if position is not None:
+            at_ms, delivery_id, number = position
+            after = (at_ms, delivery_id, number)
+    errors.raise_any()
+    return limit, selected, after
 
 
 async def endpoint_attempts(request: web.Request) -> web.Response:
     """``GET /v1/endpoints/{id}/attempts``: its attempts, newest deliveries first
     (:meth:`producer.deliveries.DeliveryLog.scan_attempts`)."""
     endpoint_id = path_id(request, "endpoint")
-    limit = query_limit(request)
-    selected = attempt_filter(request)
-    cursor = request.query.get("cursor")
-    after: tuple[int, str, int] | None = None
-    if cursor is not None:
-        created_ms, delivery_id, number = decode_cursor(
-            cursor, ENDPOINT_ATTEMPTS_CURSOR, (int, str, int)
-        )
-        after = (created_ms, delivery_id, number)
+    limit, selected, after = attempt_query(request, ENDPOINT_ATTEMPTS_CURSOR)
     producer = producer_of(request)
     async with registry_errors("Redis is unavailable; the attempts could not be read."):
         await producer.endpoints.get(endpoint_id)
@@ -88,13 +103,7 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
 async def event_attempts(request: web.Request) -> web.Response:
     """``GET /v1/events/{id}/attempts``: every attempt of the event, newest first."""
     event_id = path_id(request, "event")
-    limit = query_limit(request)
-    selected = attempt_filter(request)
-    cursor = request.query.get("cursor")
-    after: tuple[int, str, int] | None = None
-    if cursor is not None:
-        at_ms, delivery_id, number = decode_cursor(cursor, EVENT_ATTEMPTS_CURSOR, (int, str, int))
-        after = (at_ms, delivery_id, number)
+    limit, selected, after = attempt_query(request, EVENT_ATTEMPTS_CURSOR)
     producer = producer_of(request)
     async with redis_deadline("Redis is unavailable; the attempts could not be read."):
         deliveries = await producer.deliveries.for_event(event_id)
@@ -150,8 +159,10 @@ async def replay_endpoint(request: web.Request) -> web.Response:
     (every one without it, as ``cliq-webhooks replay`` does; no body at all is ``{}``)."""
     endpoint_id = path_id(request, "endpoint")
     body = await read_optional_json_object(request)
-    reject_unknown(body, ("since",))
-    since_ms = instant_ms(body["since"], "since") if "since" in body else 0
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("since",)), None)
+    since_ms = errors.check(lambda: instant_ms(body["since"], "since"), 0) if "since" in body else 0
+    errors.raise_any()
     producer = producer_of(request)
     async with registry_errors("Redis is unavailable; replay may be incomplete: retry it."):
         await producer.endpoints.get(endpoint_id)

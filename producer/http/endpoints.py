@@ -9,7 +9,7 @@ description is :mod:`producer.http.endpoints_spec`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import ID_PATTERN
 from producer.http.access import Access, Owner, Routes, Scope, caller_workspace
 from producer.http.bodies import (
+    DEFAULT_PAGE_LIMIT,
     ENDPOINT_CURSOR,
     decode_cursor,
     encode_cursor,
@@ -35,9 +36,7 @@ from producer.http.bodies import (
 from producer.http.ownership import refuse_other_workspaces
 from producer.http.problems import (
     API_FIELD_NAMES,
-    INVALID_FIELDS,
-    Problem,
-    invalid_field,
+    FieldErrors,
     registry_errors,
 )
 from producer.http.state import producer_of
@@ -63,24 +62,31 @@ REQUIRED_ON_CREATE_POLL = ("workspace_id", "events")
 
 
 def _endpoint_fields(
-    body: dict[str, jsonwire.JSONValue], allowed: Sequence[str], required: Sequence[str]
+    request: web.Request,
+    body: dict[str, jsonwire.JSONValue],
+    allowed: Sequence[str],
+    required: Sequence[str],
 ) -> dict[str, Any]:
-    """The endpoint fields of a body, type-checked (the registry checks the values)."""
-    reject_unknown(body, allowed)
-    errors: list[dict[str, object]] = [
-        {"field": name, "message": "is required"} for name in required if name not in body
-    ]
+    """The endpoint fields of a body, checked; one 422 naming every unknown, missing,
+    mistyped or refused field (the destination policy is checked on registering)."""
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, allowed), None)
+    for name in required:
+        if name not in body:
+            errors.add(name, "is required")
+    checked: dict[str, Any] = {}
     for name, value in body.items():
-        message = _type_error(name, value)
+        message = _type_error(name, value) if name in allowed else None
         if message:
-            errors.append({"field": name, "message": message})
-    if errors:
-        fields = ", ".join(str(error["field"]) for error in errors)
-        raise Problem(INVALID_FIELDS, f"Invalid fields: {fields}.", errors=errors)
-    checked: dict[str, Any] = dict(body)
-    headers = body.get("headers")
+            errors.add(name, message)
+        elif name in allowed:
+            checked[name] = value
+    headers = checked.get("headers")
     if isinstance(headers, dict):
         checked["headers"] = list(headers.items())  # the registry checks the pairs
+    for error in invalid_fields(checked, producer_of(request).catalogue):
+        errors.add(API_FIELD_NAMES.get(error.field, error.field), error.message)
+    errors.raise_any()
     return checked
 
 
@@ -115,22 +121,6 @@ def _type_error(name: str, value: jsonwire.JSONValue) -> str | None:
     return None
 
 
-def _check_values(request: web.Request, fields: Mapping[str, Any]) -> None:
-    """422 naming every field whose value the registry would refuse, all at once."""
-    errors = invalid_fields(fields, producer_of(request).catalogue)
-    if len(errors) == 1:
-        raise invalid_field(
-            API_FIELD_NAMES.get(errors[0].field, errors[0].field), errors[0].message
-        )
-    if errors:
-        shown = [
-            {"field": API_FIELD_NAMES.get(error.field, error.field), "message": error.message}
-            for error in errors
-        ]
-        names = ", ".join(str(error["field"]) for error in shown)
-        raise Problem(INVALID_FIELDS, f"Invalid fields: {names}.", errors=shown)
-
-
 # ---------------------------------------------------------------- endpoints
 
 
@@ -138,8 +128,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     """``POST /v1/endpoints``: register an endpoint; its secret is shown this once."""
     body = await read_json_object(request)
     required = REQUIRED_ON_CREATE_POLL if body.get("kind") == "poll" else REQUIRED_ON_CREATE
-    fields = _endpoint_fields(body, CREATABLE, required)
-    _check_values(request, fields)
+    fields = _endpoint_fields(request, body, CREATABLE, required)
     refuse_other_workspaces(request, [fields["workspace_id"]])
     async with registry_errors("Redis is unavailable; the endpoint was not created."):
         endpoint = await producer_of(request).endpoints.create(**fields)
@@ -152,24 +141,28 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 async def list_endpoints(request: web.Request) -> web.Response:
     """``GET /v1/endpoints``: oldest first, by ``workspace_id`` and ``status``, paginated."""
-    limit = query_limit(request)
+    errors = FieldErrors()  # one 422 naming every bad parameter
+    limit = errors.check(lambda: query_limit(request), DEFAULT_PAGE_LIMIT)
     workspace_id = request.query.get("workspace_id")
     if workspace_id is not None and not ID_PATTERN.match(workspace_id):
-        raise invalid_field("workspace_id", "must be 1-128 characters of A-Z, a-z, 0-9, _, -")
+        errors.add("workspace_id", "must be 1-128 characters of A-Z, a-z, 0-9, _, -")
+    raw_status = request.query.get("status")
+    statuses = [s.value for s in EndpointStatus]
+    status = EndpointStatus(raw_status) if raw_status in statuses else None
+    if raw_status is not None and status is None:
+        errors.add("status", f"must be one of {', '.join(statuses)}")
+    cursor = request.query.get("cursor")
+    after: tuple[int, str] | None = None
+    if cursor is not None:
+        position = errors.check(lambda: decode_cursor(cursor, ENDPOINT_CURSOR, (int, str)), None)
+        if position is not None:
+            created_ms, endpoint_id = position
+            after = (created_ms, endpoint_id)
+    errors.raise_any()
     scoped = caller_workspace(request)
     if scoped is not None and workspace_id not in (None, scoped):
         return web.json_response(page([], None))  # another workspace's: none to see
     workspace_id = workspace_id or scoped
-    raw_status = request.query.get("status")
-    statuses = [s.value for s in EndpointStatus]
-    if raw_status is not None and raw_status not in statuses:
-        raise invalid_field("status", f"must be one of {', '.join(statuses)}")
-    status = EndpointStatus(raw_status) if raw_status is not None else None
-    cursor = request.query.get("cursor")
-    after: tuple[int, str] | None = None
-    if cursor is not None:
-        created_ms, endpoint_id = decode_cursor(cursor, ENDPOINT_CURSOR, (int, str))
-        after = (created_ms, endpoint_id)
     producer = producer_of(request)
     async with registry_errors("Redis is unavailable; the endpoints could not be listed."):
         if workspace_id is not None:
@@ -217,8 +210,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 async def patch_endpoint(request: web.Request) -> web.Response:
     """``PATCH /v1/endpoints/{id}``: change the given fields, keep the others."""
     endpoint_id = path_id(request, "endpoint")
-    fields = _endpoint_fields(await read_json_object(request), PATCHABLE, ())
-    _check_values(request, fields)
+    fields = _endpoint_fields(request, await read_json_object(request), PATCHABLE, ())
     registry = producer_of(request).endpoints
     async with registry_errors("Redis is unavailable; the endpoint was not changed."):
         if fields:
@@ -238,11 +230,13 @@ async def disable_endpoint(request: web.Request) -> web.Response:
     """``POST /v1/endpoints/{id}/disable`` ``{"drop": false}``: its deliveries are paused
     until enabled; with ``drop`` they end dead with the reason instead."""
     body = await read_optional_json_object(request)
-    reject_unknown(body, ("drop",))
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("drop",)), None)
     drop = body.get("drop", False)
     if not isinstance(drop, bool):
-        raise invalid_field("drop", "must be true or false")
-    return await _set_status(request, EndpointStatus.DISABLED, drop=drop)
+        errors.add("drop", "must be true or false")
+    errors.raise_any()
+    return await _set_status(request, EndpointStatus.DISABLED, drop=drop is True)
 
 
 async def _set_status(request: web.Request, status: EndpointStatus, drop: bool) -> web.Response:
@@ -272,16 +266,21 @@ async def rotate_secret(request: web.Request) -> web.Response:
     """
     endpoint_id = path_id(request, "endpoint")
     body = await read_optional_json_object(request)
-    reject_unknown(body, ("grace_s",))
-    grace_s = body.get("grace_s", ROTATION_GRACE_S)
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("grace_s",)), None)
+    raw_grace = body.get("grace_s", ROTATION_GRACE_S)
+    grace_s = 0
     if (
-        isinstance(grace_s, bool)
-        or not isinstance(grace_s, int)
-        or not 0 <= grace_s <= MAX_ROTATION_GRACE_S
+        isinstance(raw_grace, bool)
+        or not isinstance(raw_grace, int)
+        or not 0 <= raw_grace <= MAX_ROTATION_GRACE_S
     ):
-        raise invalid_field(
+        errors.add(
             "grace_s", f"must be an integer number of seconds from 0 to {MAX_ROTATION_GRACE_S}"
         )
+    else:
+        grace_s = raw_grace
+    errors.raise_any()
     async with registry_errors("Redis is unavailable; the secret was not rotated."):
         endpoint = await producer_of(request).endpoints.rotate_secret(endpoint_id, grace_s)
     return web.json_response(

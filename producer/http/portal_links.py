@@ -20,7 +20,7 @@ from producer.events import iso_time
 from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import path_id, read_optional_json_object, reject_unknown
 from producer.http.openapi import json_response, operation, path_parameter, problem_responses
-from producer.http.problems import invalid_field, redis_deadline
+from producer.http.problems import FieldErrors, invalid_field, redis_deadline
 from producer.http.state import producer_of
 from producer.portal_links import DEFAULT_LINK_TTL_S, MAX_LINK_TTL_S, PortalGrant, PortalLinks
 from producer.tokens.context import CLOCK, TOKEN_SYSTEM
@@ -62,19 +62,24 @@ async def workspace_link(request: web.Request) -> web.Response:
     """``POST /v1/workspaces/{id}/portal-links``: the dashboard bound to the workspace."""
     workspace_id = path_id(request, "workspace")
     body = await read_optional_json_object(request)
-    reject_unknown(body, ("ttl_s", "read_only"))
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("ttl_s", "read_only")), None)
     read_only = body.get("read_only", False)
     if not isinstance(read_only, bool):
-        raise invalid_field("read_only", "must be true or false")
-    return await _issue(request, PortalGrant(workspace_id, read_only), _ttl(body))
+        errors.add("read_only", "must be true or false")
+    ttl_s = errors.check(lambda: _ttl(body), 0)
+    errors.raise_any()
+    return await _issue(request, PortalGrant(workspace_id, read_only is True), ttl_s)
 
 
 async def user_link(request: web.Request) -> web.Response:
     """``POST /v1/users/{user_id}/portal-links``: the user's own Webhook Tokens screens."""
     user_id = request.match_info["user_id"]
     body = await read_optional_json_object(request)
-    reject_unknown(body, ("ttl_s",))
-    ttl_s = _ttl(body)
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("ttl_s",)), None)
+    ttl_s = errors.check(lambda: _ttl(body), 0)
+    errors.raise_any()
     async with token_errors("Redis is unavailable; no link was made."):
         user = await request.config_dict[TOKEN_SYSTEM].users.get(user_id)
     return await _issue(request, PortalGrant(user.workspace_id, user_id=user.id), ttl_s)

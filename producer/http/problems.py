@@ -8,9 +8,10 @@ errors are mapped to problems here, once: Redis unavailable or too slow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -121,6 +122,52 @@ def invalid_field(field_name: str, message: str) -> Problem:
         INVALID_FIELDS,
         f"Invalid {field_name}: {message}.",
         errors=[{"field": field_name, "message": message}],
+    )
+
+
+T = TypeVar("T")
+
+
+class FieldErrors:
+    """The 422s of a request's checks, collected so that one answer names every bad
+    field or parameter rather than the first one checked."""
+
+    def __init__(self) -> None:
+        self.errors: list[Mapping[str, object]] = []
+
+    def add(self, field_name: str, message: str) -> None:
+        """One more bad field."""
+        self.errors.append({"field": field_name, "message": message})
+
+    def check(self, read: Callable[[], T], fallback: T) -> T:
+        """``read()``, or ``fallback`` when it raised a field problem (kept for
+        :meth:`raise_any`, which the caller runs before using any value)."""
+        try:
+            return read()
+        except Problem as exc:
+            if exc.kind is not INVALID_FIELDS or not exc.errors:
+                raise
+            self.errors.extend(exc.errors)
+            return fallback
+
+    def raise_any(self) -> None:
+        """The 422 of every problem collected, if there is one."""
+        if len(self.errors) == 1:
+            raise invalid_field(str(self.errors[0]["field"]), str(self.errors[0]["message"]))
+        if self.errors:
+            fields = ", ".join(str(error["field"]) for error in self.errors)
+            raise Problem(INVALID_FIELDS, f"Invalid fields: {fields}.", errors=self.errors)
+
+
+def unknown_query_parameters(unknown: Sequence[str], accepted: Sequence[str]) -> Problem:
+    """The 400 naming every query parameter in ``unknown`` (a typo such as
+    ``?outcom=dead`` would otherwise be ignored) and those the route takes."""
+    known = ", ".join(sorted(accepted)) or "none"
+    return Problem(
+        UNKNOWN_QUERY_PARAMETER,
+        f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
+        f"{', '.join(unknown)}; this route takes: {known}.",
+        errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from producer.http.access import Access, Owner, Routes, Scope
-from producer.http.bodies import path_id, read_json_object, reject_unknown
+from producer.http.bodies import path_id, read_optional_json_object, reject_unknown
 from producer.http.openapi import (
     json_response,
     operation,
@@ -20,9 +20,9 @@ from producer.http.openapi import (
     problem_responses,
     schema_ref,
 )
-from producer.http.problems import Problem, ProblemKind, invalid_field, registry_errors
+from producer.http.problems import FieldErrors, Problem, ProblemKind, registry_errors
 from producer.http.state import SETTINGS, producer_of
-from producer.testsends import request_test_send, untestable_reason
+from producer.testsends import DEFAULT_TEST_EVENT_TYPE, request_test_send, untestable_reason
 
 TEST_TIMEOUT = ProblemKind("test-timeout", 504, "No worker answered")
 POLL_ENDPOINT = ProblemKind("poll-endpoint", 409, "A poll endpoint gets no test send")
@@ -31,15 +31,19 @@ POLL_ENDPOINT = ProblemKind("poll-endpoint", 409, "A poll endpoint gets no test 
 async def send_test(request: web.Request) -> web.Response:
     """``POST /v1/endpoints/{id}/test``: have a worker send a test event; its answer.
 
-    200 whatever the receiver answered (``ok`` tells); 504 when no worker answered.
+    200 whatever the receiver answered (``ok`` tells); 504 when no worker answered. No
+    body at all is ``{}``: a test event of :data:`DEFAULT_TEST_EVENT_TYPE`, as in the CLI.
     """
     endpoint_id = path_id(request, "endpoint")
-    body = await read_json_object(request)
-    reject_unknown(body, ("type",))
+    body = await read_optional_json_object(request)
+    errors = FieldErrors()
+    errors.check(lambda: reject_unknown(body, ("type",)), None)
     producer = producer_of(request)
-    event_type = body.get("type")
-    if not isinstance(event_type, str) or event_type not in producer.catalogue:
-        raise invalid_field("type", "must be an event type of GET /v1/event-types")
+    raw_type = body.get("type", DEFAULT_TEST_EVENT_TYPE)
+    if not isinstance(raw_type, str) or raw_type not in producer.catalogue:
+        errors.add("type", "must be an event type of GET /v1/event-types")
+    errors.raise_any()
+    event_type = str(raw_type)
     async with registry_errors("Redis is unavailable; no test event was sent."):
         endpoint = await producer.endpoints.get(endpoint_id)
     reason = untestable_reason(endpoint)
@@ -99,14 +103,15 @@ OPENAPI_PATHS: dict[str, Any] = {
             "Have a worker send a test event; the receiver's answer",
             tag="endpoints",
             description="Answered 200 whatever the receiver said (`ok` tells), 504 when no "
-            "worker answered within DELIVERY_TIMEOUT plus a margin.",
+            "worker answered within DELIVERY_TIMEOUT plus a margin. Without `type` (or "
+            f"without a body) the test event is a `{DEFAULT_TEST_EVENT_TYPE}`.",
             parameters=[_ENDPOINT_ID],
             body={
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["type"],
                 "properties": {"type": schema_ref("EventTypeName")},
             },
+            body_required=False,
             responses={
                 "200": json_response("What the receiver answered.", schema_ref("TestResult")),
                 **problem_responses(404, 409, 422, 503, 504),
