@@ -43,3 +43,34 @@ local function feed_push(endpoint_id, delivery_id, now, max, retention, log_outb
   redis.call('HINCRBY', K.stats(), 'poll_dropped', dropped)
   return dropped
 end
+
+-- Queueing again deliveries that had left the queues (replay.lua, revive.lua): each goes
+-- where its endpoint takes new ones, a poll endpoint's feed, a FIFO endpoint's line, else
+-- a job of `jobs` (batch_writer). `feed`: {now, max, retention, log_outbox} for feed_push.
+-- Call finish() once all are added.
+local function requeuer(jobs, feed)
+  local routes = {}  -- endpoint id -> 'feed', 'fifo' or 'job', each endpoint read once
+  local self = {}
+  function self.add(endpoint_id, delivery_id, attempt)
+    if routes[endpoint_id] == nil then
+      local endpoint = redis.call('HMGET', K.endpoint(endpoint_id), 'ordering', 'kind')
+      routes[endpoint_id] = (endpoint[2] == 'poll' and 'feed')
+        or (endpoint[1] == 'fifo' and 'fifo') or 'job'
+    end
+    local route = routes[endpoint_id]
+    if route == 'feed' then
+      feed_push(endpoint_id, delivery_id, feed.now, feed.max, feed.retention, feed.log_outbox)
+    elseif route == 'fifo' then
+      fifo_push(endpoint_id, delivery_id)
+    else
+      jobs.add(delivery_id, attempt)
+    end
+  end
+  function self.finish()
+    jobs.flush()
+    for endpoint_id, route in pairs(routes) do
+      if route == 'fifo' then fifo_next(endpoint_id, false) end
+    end
+  end
+  return self
+end

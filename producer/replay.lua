@@ -16,8 +16,8 @@ local count = tonumber(ARGV[7])
 
 local replayed = {}
 local jobs = batch_writer(now, batch_size)
--- endpoint id -> where its replayed deliveries go ('job', 'fifo', 'feed'), read once
-local routes = {}
+local queue = requeuer(jobs,
+  {now = now, max = poll_max, retention = retention, log_outbox = log_outbox})
 
 for k = 1, count do
   local delivery_id = ARGV[7 + k]
@@ -39,23 +39,8 @@ for k = 1, count do
     -- Counted first: a full feed may push it (or an older one) out as dead again.
     redis.call('HINCRBY', K.stats(), 'queued', 1)
     redis.call('HINCRBY', K.stats(), 'dead', -1)
-    local endpoint_id = fields[4]
-    if routes[endpoint_id] == nil then
-      local endpoint = redis.call('HMGET', K.endpoint(endpoint_id), 'ordering', 'kind')
-      routes[endpoint_id] = (endpoint[2] == 'poll' and 'feed')
-        or (endpoint[1] == 'fifo' and 'fifo') or 'job'
-    end
-    if routes[endpoint_id] == 'feed' then
-      feed_push(endpoint_id, delivery_id, now, poll_max, retention, log_outbox)
-    elseif routes[endpoint_id] == 'fifo' then
-      fifo_push(endpoint_id, delivery_id)
-    else
-      jobs.add(delivery_id, made + 1)
-    end
+    queue.add(fields[4], delivery_id, made + 1)
   end
 end
-jobs.flush()
-for endpoint_id, route in pairs(routes) do
-  if route == 'fifo' then fifo_next(endpoint_id, false) end
-end
+queue.finish()
 return {replayed, jobs.members}

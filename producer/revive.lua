@@ -16,10 +16,11 @@ local batch_size = tonumber(ARGV[3])
 local poll_max, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 local stored = {}
 for e, event in ipairs(cjson.decode(ARGV[7])) do stored[event[1]] = {event, ARGV[7 + e]} end
-local routes = {}  -- endpoint id -> 'job', 'fifo' or 'feed', read once
 
 local revived = {}
 local jobs = batch_writer(now, batch_size)
+local queue = requeuer(jobs,
+  {now = now, max = poll_max, retention = retention, log_outbox = K.log_outbox()})
 for _, d in ipairs(cjson.decode(ARGV[6])) do
   local delivery_id, event_id, endpoint_id, created, made = unpack(d)
   local key, event_key = K.delivery(delivery_id), K.event(event_id)
@@ -43,22 +44,8 @@ for _, d in ipairs(cjson.decode(ARGV[6])) do
     revived[#revived + 1] = delivery_id
     -- Counted first: a full feed may push it (or an older one) out as dead again.
     redis.call('HINCRBY', K.stats(), 'queued', 1)
-    if routes[endpoint_id] == nil then
-      local endpoint = redis.call('HMGET', K.endpoint(endpoint_id), 'ordering', 'kind')
-      routes[endpoint_id] = (endpoint[2] == 'poll' and 'feed')
-        or (endpoint[1] == 'fifo' and 'fifo') or 'job'
-    end
-    if routes[endpoint_id] == 'feed' then
-      feed_push(endpoint_id, delivery_id, now, poll_max, retention, K.log_outbox())
-    elseif routes[endpoint_id] == 'fifo' then
-      fifo_push(endpoint_id, delivery_id)
-    else
-      jobs.add(delivery_id, made + 1)
-    end
+    queue.add(endpoint_id, delivery_id, made + 1)
   end
 end
-jobs.flush()
-for endpoint_id, route in pairs(routes) do
-  if route == 'fifo' then fifo_next(endpoint_id, false) end
-end
+queue.finish()
 return {revived, jobs.members}

@@ -323,3 +323,31 @@ async def test_deleting_a_poll_endpoint_ends_its_feed_as_dead(
     stats = await producer.redis.hgetall(producer.keys.stats)
     assert stats["polling"] == "0"
     assert stats["queued"] == "0"
+
+
+async def test_a_paused_poll_endpoint_resumes_into_its_feed_in_order(
+    api: Client, producer: Producer
+) -> None:
+    from worker.resume import Resumer
+
+    endpoint_id = (await poll_endpoint(api))["id"]
+    await publish(api, "evt_p1")
+    await ok(await api.post(f"/v1/endpoints/{endpoint_id}/disable"))
+    await publish(api, "evt_p2", "evt_p3")
+    assert await producer.pausing.paused(endpoint_id) == 2
+    assert [m["event_id"] for m in (await fetch(api, endpoint_id))["data"]] == ["evt_p1"]
+
+    await ok(await api.post(f"/v1/endpoints/{endpoint_id}/enable"))
+    assert await Resumer(producer.redis, producer.keys).run_once() == 2
+    listed = await fetch(api, endpoint_id)
+    assert [m["event_id"] for m in listed["data"]] == ["evt_p1", "evt_p2", "evt_p3"]
+    assert not await producer.redis.llen(producer.keys.ready)  # none went to a worker
+    stats = await producer.redis.hgetall(producer.keys.stats)
+    assert (stats["polling"], stats.get("paused", "0")) == ("3", "0")
+
+
+async def test_a_poll_endpoint_cannot_be_fifo(api: Client) -> None:
+    body = {"workspace_id": "ws_poll", "kind": "poll", "events": ["*"], "ordering": "fifo"}
+    response = await api.post("/v1/endpoints", json=body)
+    assert response.status == 422, await response.text()
+    assert "ordering" in await response.text()
