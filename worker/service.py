@@ -120,6 +120,7 @@ class WorkerService:
         )
         try:
             await guard.start()
+            await producer.check_partitions()
             await producer.open_log_store()
         except BaseException:
             await producer.close()
