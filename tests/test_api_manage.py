@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -53,10 +54,10 @@ KEY = "manage-key-0123456789abcdef"
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture
-async def api_factory(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[ApiFactory]:
-    """Like test_api's, but a test send waits DELIVERY_TIMEOUT only (no 5 s margin); on
-    the delivery log's store of ``log_env``."""
+@asynccontextmanager
+async def apis_on_store(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[ApiFactory]:
+    """Starts APIs like test_api's, but whose test sends wait DELIVERY_TIMEOUT only (no
+    5 s margin), on the delivery log's store of ``log_env``; stops them after."""
     clients: list[Client] = []
 
     async def factory(**env: str) -> Client:
@@ -69,17 +70,31 @@ async def api_factory(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[
         clients.append(client)
         return client
 
-    yield factory
-    for client in clients:
-        await client.close()
+    try:
+        yield factory
+    finally:
+        for client in clients:
+            await client.close()
 
 
-@pytest.fixture
-async def producer(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
+@asynccontextmanager
+async def producer_on_store(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
     """A producer on the private Redis, reading the delivery log from ``log_env``'s store."""
     env = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1", **log_env}
     async with Producer(ProducerSettings.from_env(env)) as p:
         await p.open_log_store()
+        yield p
+
+
+@pytest.fixture
+async def api_factory(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[ApiFactory]:
+    async with apis_on_store(redis_url, log_env) as factory:
+        yield factory
+
+
+@pytest.fixture
+async def producer(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
+    async with producer_on_store(redis_url, log_env) as p:
         yield p
 
 

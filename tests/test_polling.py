@@ -13,21 +13,17 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from test_api import ApiFactory, Client, problem
+from test_api_manage import apis_on_store, producer_on_store
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
-from producer.http.app import create_app
-from producer.http.state import ApiSettings
 from producer.polling import PollMessage
-from producer.settings import ProducerSettings
 from producer.signing import verify_cliq, verify_standard
 
 from harness.polling import wait_until
@@ -37,20 +33,8 @@ from support import LOG_STORES, start_worker, worker_env
 @pytest.fixture
 async def api_factory(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[ApiFactory]:
     """The API on the delivery log's store of ``log_env``."""
-    clients: list[Client] = []
-
-    async def factory(**env: str) -> Client:
-        base = {"REDIS_URL": redis_url, "ALLOW_PRIVATE_DESTINATIONS": "1", **log_env}
-        settings = ApiSettings.from_env({**base, **env})
-        app = create_app(replace(settings, test_send_margin_s=0.0))
-        client: Client = TestClient(TestServer(app, host="127.0.0.1", port=0))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        await client.close()
+    async with apis_on_store(redis_url, log_env) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -60,9 +44,7 @@ async def api(api_factory: ApiFactory) -> Client:
 
 @pytest.fixture
 async def producer(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
-    env = {"REDIS_URL": redis_url, **log_env}
-    async with Producer(ProducerSettings.from_env(env)) as p:
-        await p.open_log_store()
+    async with producer_on_store(redis_url, log_env) as p:
         yield p
 
 
