@@ -25,14 +25,13 @@ local head = in_line and redis.call('GET', K.endpoint_fifo_head(endpoint_id))
 local head_resumed = false
 -- A poll endpoint's resumed deliveries join the end of its feed, in publish order.
 local to_feed = not reason and redis.call('HGET', K.endpoint(endpoint_id), 'kind') == 'poll'
-local log_outbox = nil
-if ARGV[8] == '1' then log_outbox = K.log_outbox() end
+local now, max, retention, log_outbox = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), nil
+if to_feed and ARGV[8] == '1' then log_outbox = K.log_outbox() end
 local entries = {}
 local popped = redis.call('ZPOPMIN', backlog, count)
 for i = 1, #popped, 2 do
   local entry = unpause(popped[i], reason)
   if to_feed then
-    local now, max, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
     feed_push(endpoint_id, popped[i], now, max, retention, log_outbox)
   elseif not in_line then
     entries[#entries + 1] = entry
