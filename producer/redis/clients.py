@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
@@ -112,44 +112,39 @@ def redis_client(redis_url: str) -> RedisClient:
     return _client(redis_url, options, pooled=True)
 
 
-def bullmq_connection(redis_url: str) -> dict[str, Any] | RedisClient:
-    """Connection for one bullmq queue or worker: options, or a client of a Sentinel's
-    primary or of a cluster.
+def bullmq_connection(redis_url: str) -> RedisClient:
+    """A client for one bullmq queue or worker, of the server, Sentinel's primary or
+    cluster that ``redis_url`` names: a fresh one per call, as bullmq builds one per
+    options dict.
+
+    Pooled, also on one server: given options, bullmq builds a single-connection client,
+    on which every command of the worker (each job's move to active and to completed, the
+    lock renewals) waits for the one before it to be answered; a busy worker then spent
+    most of its time in that line (moves of 100+ ms at 16 jobs in progress), not
+    delivering. bullmq uses the client it is given for both its main and its blocking
+    connection and closes it twice (harmless): the blocking wait holds one connection of
+    the pool. The retries are those bullmq sets on clients it builds itself; they also
+    carry it over a failover.
 
     ``socket_timeout=None``: redis-py 8 defaults to 5 s, as long as bullmq's blocking
     wait, which made idle workers time out, reconnect and notice new jobs 16-30 s late.
     """
-    kind = kind_of(redis_url)
-    if kind is not RedisKind.SERVER:
-        # bullmq uses a client it is given for both its main and its blocking connection
-        # and closes it twice (harmless): a pooled client, so the blocking wait holds one
-        # connection of its own. A fresh client per call, as bullmq builds one per
-        # options dict. The retries are those bullmq sets on clients it builds itself;
-        # they also carry it over a failover.
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": None,
-            "socket_keepalive": True,
-            "retry": Retry(
-                ExponentialBackoff(cap=RECONNECT_CAP_S, base=RECONNECT_BASE_S), RECONNECT_TRIES
-            ),
-            "retry_on_error": [
-                redis_errors.BusyLoadingError,
-                redis_errors.ConnectionError,
-                redis_errors.TimeoutError,
-            ],
-        }
-        if kind is RedisKind.CLUSTER:
-            options["max_connections"] = MAX_CONNECTIONS
-        return _client(redis_url, options)
-    connection = dict(parse_url(redis_url))
-    # bullmq builds a redis.Redis from these, which takes ssl=True rather than the
-    # pool's connection class that parse_url gives for rediss:// URLs.
-    if connection.pop("connection_class", None) is SSLConnection:
-        connection["ssl"] = True
-    connection["socket_timeout"] = None
-    connection["socket_keepalive"] = True
-    return connection
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": None,
+        "socket_keepalive": True,
+        "retry": Retry(
+            ExponentialBackoff(cap=RECONNECT_CAP_S, base=RECONNECT_BASE_S), RECONNECT_TRIES
+        ),
+        "retry_on_error": [
+            redis_errors.BusyLoadingError,
+            redis_errors.ConnectionError,
+            redis_errors.TimeoutError,
+        ],
+    }
+    if kind_of(redis_url) is RedisKind.CLUSTER:
+        options["max_connections"] = MAX_CONNECTIONS
+    return _client(redis_url, options)
 
 
 def probe_client(redis_url: str) -> RedisClient:
