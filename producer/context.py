@@ -13,6 +13,7 @@ from producer.events import Catalogue
 from producer.feeds import PollFeeds
 from producer.jobs import JobDispatcher, QueueOptions
 from producer.keys import Keys
+from producer.partitioning import Partitions, check_partitions
 from producer.pausing import OperationalPauseEvents, Pausing
 from producer.publisher import Publisher
 from producer.redis.clients import redis_client
@@ -41,7 +42,9 @@ class Producer:
         aiohttp's, the workers' own); ``max_endpoint_timeout_s``: the workers'
         DELIVERY_TIMEOUT, the longest timeout an endpoint may ask for."""
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
+        # Partition 0's keys are the ones of a single-partition layout (KEY_PREFIX).
+        self.partitions = Partitions(settings.key_prefix, settings.partition_count)
+        self.keys: Keys = self.partitions.home
         self.catalogue = Catalogue.with_extras(settings.event_types_extra)
         self.redis = redis_client(settings.effective_redis_url)
         self.dispatcher = JobDispatcher(
@@ -87,6 +90,16 @@ class Producer:
         self.pausing = Pausing(self.redis, self.keys, self.endpoints)
         # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.
         self.log_store: PostgresLogStore | None = None
+
+    async def check_partitions(self) -> None:
+        """Refuse a Redis written with another PARTITIONS, and a cluster with more primaries
+        than partitions (:mod:`producer.partitioning`); Redis errors propagate."""
+        s = self.settings
+        await check_partitions(
+            self.redis,
+            self.partitions,
+            below_primaries=s.partitions is None or s.partitions_below_primaries,
+        )
 
     async def open_log_store(self) -> None:
         """Open the PostgreSQL store when ``DATABASE_URL`` is set (the delivery log is

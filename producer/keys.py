@@ -167,6 +167,9 @@ LAYOUT: dict[str, str] = {
     # process remembers it; finding it gone or changed means Redis lost its data
     # (producer.redis_guard).
     "generation": "generation",
+    # String: the PARTITIONS this Redis was written with, in partition 0 (set by the first
+    # process; a process configured otherwise refuses to start: producer.partitioning).
+    "partitions": "partitions",
 }
 
 
@@ -457,6 +460,11 @@ class Keys:
     def generation(self) -> str:
         """See ``LAYOUT["generation"]``."""
         return self._key("generation")
+
+    @property
+    def partitions(self) -> str:
+        """See ``LAYOUT["partitions"]``."""
+        return self._key("partitions")
 
     def queue_key(self, queue: str, suffix: str) -> str:
         """A key of bullmq's layout, e.g. ``queue_key("deliveries", "wait")``."""

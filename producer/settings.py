@@ -294,6 +294,29 @@ PAUSED_MAX_PER_ENDPOINT = Option(
     parse_positive_int,
 )
 
+
+def parse_partitions(raw: str) -> int | None:
+    """A partition count, or None when not set (then one partition)."""
+    return parse_positive_int(raw) if raw.strip() else None
+
+
+PARTITIONS = Option(
+    "PARTITIONS",
+    "",
+    "Partitions of the hot Redis state, each with its own hash tag (docs/operations.md). "
+    "Empty: 1. Set on a Redis Cluster, at least its number of primaries; a Redis written "
+    "with another count is refused.",
+    parse_partitions,
+)
+
+PARTITIONS_BELOW_PRIMARIES = Option(
+    "PARTITIONS_BELOW_PRIMARIES",
+    "0",
+    "1: start on a Redis Cluster with more primaries than PARTITIONS (some hold none of "
+    "the hot state).",
+    parse_bool,
+)
+
 PRODUCER_OPTIONS: tuple[Option, ...] = (
     REDIS_URL,
     KEY_PREFIX,
@@ -310,6 +333,8 @@ PRODUCER_OPTIONS: tuple[Option, ...] = (
     LOG_KEEP_PER_ENDPOINT,
     PAUSED_MAX_PER_ENDPOINT,
     POLL_MAX_PER_ENDPOINT,
+    PARTITIONS,
+    PARTITIONS_BELOW_PRIMARIES,
 )
 
 
@@ -351,6 +376,8 @@ class ProducerSettings:
     log_keep_per_endpoint: int = LOG_KEEP_PER_ENDPOINT.value
     paused_max_per_endpoint: int = PAUSED_MAX_PER_ENDPOINT.value
     poll_max_per_endpoint: int = POLL_MAX_PER_ENDPOINT.value
+    partitions: int | None = PARTITIONS.value
+    partitions_below_primaries: bool = PARTITIONS_BELOW_PRIMARIES.value
 
     def __post_init__(self) -> None:
         if kind_of(self.redis_url) is RedisKind.CLUSTER and hash_tag(self.key_prefix) is None:
@@ -361,6 +388,11 @@ class ProducerSettings:
                 "redis+cluster://) it needs a hash tag, e.g. {cliq}, so that every key "
                 "lands in one slot"
             )
+
+    @property
+    def partition_count(self) -> int:
+        """PARTITIONS, 1 when not set."""
+        return self.partitions or 1
 
     @property
     def destination_policy(self) -> DestinationPolicy | None:

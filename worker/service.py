@@ -122,6 +122,7 @@ class WorkerService:
         )
         try:
             await guard.start()
+            await producer.check_partitions()
             await producer.open_log_store()
         except BaseException:
             await producer.close()

@@ -134,6 +134,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     watching: asyncio.Task[None] | None = None
     try:
         await guard.start()
+        await producer.check_partitions()
         await producer.open_log_store()
         watching = asyncio.create_task(guard.watch())
         yield
