@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 
+import structlog
 from aiohttp.abc import AbstractResolver
+from redis import exceptions as redis_errors
 
 from producer.deliveries import DeliveryLog
 from producer.destinations import RegistrationCheck
@@ -17,11 +20,14 @@ from producer.partitioning import Partitions, check_partitions
 from producer.pausing import OperationalPauseEvents, Pausing
 from producer.publisher import Publisher
 from producer.redis.clients import redis_client
+from producer.redis_guard import CHECK_TIMEOUT_S
 from producer.secretbox import SecretBox
 from producer.settings import DELIVERY_TIMEOUT, ProducerSettings
 from producer.store.postgres import PostgresLogStore
 from producer.store.reads import StoredDeliveryLog
 from producer.store.startup import open_log_store
+
+log = structlog.get_logger("cliq.producer")
 
 
 class Producer:
@@ -93,13 +99,20 @@ class Producer:
 
     async def check_partitions(self) -> None:
         """Refuse a Redis written with another PARTITIONS, and a cluster with more primaries
-        than partitions (:mod:`producer.partitioning`); Redis errors propagate."""
+        than partitions (:mod:`producer.partitioning`). A Redis that does not answer is
+        not checked (logged): the process starts as with the guard, and the next start
+        checks it."""
         s = self.settings
-        await check_partitions(
-            self.redis,
-            self.partitions,
-            below_primaries=s.partitions is None or s.partitions_below_primaries,
-        )
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await check_partitions(
+                    self.redis,
+                    self.partitions,
+                    below_primaries=s.partitions is None or s.partitions_below_primaries,
+                )
+        # A cluster none of whose nodes answer raises RedisClusterException, no RedisError.
+        except (TimeoutError, redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            log.warning("partitions_check_skipped", error=repr(exc))
 
     async def open_log_store(self) -> None:
         """Open the PostgreSQL store when ``DATABASE_URL`` is set (the delivery log is
