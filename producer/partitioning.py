@@ -173,7 +173,9 @@ async def check_partitions(
         if primaries > partitions.count:
             raise TooFewPartitions(partitions.count, primaries)
     if stored is None:
-        has_data = bool(await redis.exists(partitions.home.endpoints, partitions.home.ready))
+        # One key per command: a multi-key command is refused while our slot migrates.
+        home = partitions.home
+        has_data = bool(await redis.exists(home.endpoints) or await redis.exists(home.ready))
         initial = 1 if has_data else partitions.count
         await redis.set(key, initial, nx=True)
         stored = await redis.get(key)
