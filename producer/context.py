@@ -67,7 +67,7 @@ class Producer:
         )
         self.endpoints = EndpointRegistry(
             self.redis,
-            self.keys,
+            self.partitions,
             self.catalogue,
             self.secret_box,
             self.destinations,

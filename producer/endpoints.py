@@ -45,8 +45,9 @@ from producer.feeds import PollFeeds
 from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
 from producer.jobs import JobDispatcher
-from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
+from producer.keys import ENDPOINT_PAUSE_FIELDS
 from producer.operations import OPERATIONS_ENDPOINT_ID, endpoint_disabled, is_operational
+from producer.partitioning import Partitions, stage_partition_count
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
@@ -214,7 +215,7 @@ class EndpointRegistry:
     def __init__(
         self,
         redis: RedisClient,
-        keys: Keys,
+        partitions: Partitions,
         catalogue: Catalogue,
         box: SecretBox,
         destinations: RegistrationCheck | None = None,
@@ -231,7 +232,8 @@ class EndpointRegistry:
         self._dispatcher = dispatcher
         self._feeds = feeds
         self.max_timeout_s = max_timeout_s
-        self._keys = keys
+        self._partitions = partitions
+        self._keys = keys = partitions.home
         self.catalogue = catalogue
         self._box = box
         self._destinations = destinations
@@ -302,6 +304,7 @@ class EndpointRegistry:
             pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: now})
             stage_generation(pipe, self._keys)
+            stage_partition_count(pipe, self._partitions)
             await pipe.execute()
         return endpoint
 
@@ -504,6 +507,7 @@ class EndpointRegistry:
             pipe.sadd(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: endpoint.created_ms})
             stage_generation(pipe, self._keys)
+            stage_partition_count(pipe, self._partitions)
             await pipe.execute()
         return endpoint
 

@@ -22,7 +22,8 @@ import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from producer.keys import Keys
@@ -153,11 +154,19 @@ class PartitionsNotServed(SettingsError):
 SERVED_PARTITIONS = 1
 
 
+def stage_partition_count(pipe: Pipeline | ClusterPipeline, partitions: Partitions) -> None:
+    """Add the storing of the partition count, unless one is stored, to ``pipe``: done
+    with the first endpoint's creation (as the generation marker), so that a process
+    that only starts writes nothing to Redis."""
+    pipe.set(partitions.home.partitions, partitions.count, nx=True)
+
+
 async def check_partitions(
     redis: RedisClient, partitions: Partitions, *, below_primaries: bool
 ) -> None:
     """Refuse to start on a Redis whose stored partition count differs from ``partitions``
-    (:class:`PartitionCountChanged`; the first process stores it), on a cluster with more
+    (:class:`PartitionCountChanged`; the first endpoint's creation stores it:
+    :func:`stage_partition_count`), on a cluster with more
     primaries than partitions unless ``below_primaries`` (:class:`TooFewPartitions`), and
     with more partitions than this build serves (:class:`PartitionsNotServed`).
 
@@ -175,9 +184,9 @@ async def check_partitions(
     if stored is None:
         # One key per command: a multi-key command is refused while our slot migrates.
         home = partitions.home
-        has_data = bool(await redis.exists(home.endpoints) or await redis.exists(home.ready))
-        initial = 1 if has_data else partitions.count
-        await redis.set(key, initial, nx=True)
+        if not (await redis.exists(home.endpoints) or await redis.exists(home.ready)):
+            return  # nothing written yet: the first endpoint stores the count
+        await redis.set(key, 1, nx=True)
         stored = await redis.get(key)
     if stored is not None and int(stored) != partitions.count:
         raise PartitionCountChanged(int(stored), partitions.count)

@@ -24,6 +24,7 @@ from producer.redis.clients import redis_client
 from producer.settings import ProducerSettings, SettingsError
 
 from harness.redis_cluster import RedisClusterServers, command, slot_of
+from support import producer_for
 
 
 def test_one_partition_keeps_the_names_of_a_single_shard() -> None:
@@ -62,12 +63,20 @@ def test_partitions_setting_defaults_to_one() -> None:
         ProducerSettings.from_env({"PARTITIONS": "0"})
 
 
-async def test_the_first_process_stores_the_count_and_another_count_is_refused(
+async def test_the_first_endpoint_stores_the_count_and_another_count_is_refused(
     redis: aioredis.Redis, redis_url: str
 ) -> None:
     client = redis_client(redis_url)
     try:
         await check_partitions(client, Partitions(), below_primaries=False)
+        assert await redis.dbsize() == 0  # a process that only starts writes nothing
+        async with producer_for(redis_url) as producer:
+            await producer.endpoints.create(
+                workspace_id="ws_1",
+                events=["issue.created"],
+                url="http://127.0.0.1:9/",
+                owner_email="ana@example.com",
+            )
         assert await redis.get("cliq:partitions") == "1"
         await check_partitions(client, Partitions(), below_primaries=False)  # same: fine
         await redis.set("cliq:partitions", "3")
@@ -128,7 +137,7 @@ async def test_fewer_partitions_than_primaries_are_refused_unless_allowed(
     allowed = cluster_settings(cluster, PARTITIONS="1", PARTITIONS_BELOW_PRIMARIES="1")
     async with Producer(allowed) as producer:
         await producer.check_partitions()
-        assert await producer.redis.get("{cliq}:partitions") == "1"
+        assert await producer.redis.get("{cliq}:partitions") is None  # stored with data
     # Not set: the single-partition layout of earlier releases, started as before.
     async with Producer(cluster_settings(cluster)) as producer:
         await producer.check_partitions()
