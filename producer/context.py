@@ -27,7 +27,7 @@ from producer.store.postgres import PostgresLogStore
 from producer.store.reads import StoredDeliveryLog
 from producer.store.startup import open_log_store
 
-log = structlog.get_logger("cliq.producer")
+log = structlog.get_logger("cliq.producer.context")
 
 
 class Producer:
