@@ -9,12 +9,16 @@ delivered) once the local server answered 2xx; another answer, or none, is retri
 acknowledgement covers everything before it, so a message is never skipped. Ctrl-C (or
 SIGTERM) deletes the endpoint it created. A ``listen`` that is killed leaves its endpoint
 and unacknowledged messages behind: ``listen --endpoint ep_…`` fetches them again.
+
+With ``--json`` every line it prints on stdout is one JSON object instead (JSON Lines,
+docs/cli-api.md), so a script can follow the stream.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -38,6 +42,12 @@ FETCH_WAIT_S = min(25.0, MAX_WAIT_S)
 FETCH_LIMIT = 100
 # The local server's answer: a POST taking longer is a failure, retried.
 FORWARD_TIMEOUT_S = 30.0
+
+
+def say(as_json: bool, record: dict[str, Any], text: str) -> None:
+    """One line on stdout: ``record`` as JSON with ``--json`` (a stream: one object a
+    line), else ``text``; flushed, as whoever follows the stream waits for it."""
+    print(json.dumps(record, ensure_ascii=False) if as_json else text, flush=True)
 
 
 class ListenError(CommandFailed):
@@ -75,8 +85,11 @@ class Listener:
         endpoint_id: str,
         forward_to: str | None,
         schedule: Sequence[float],
+        as_json: bool = False,
     ) -> None:
-        """``forward_to`` None: print the bodies instead (``--print-only``)."""
+        """``forward_to`` None: print the bodies instead (``--print-only``); ``as_json``:
+        each line as a JSON object."""
+        self._json = as_json
         self._api = api
         self._session = session
         self._endpoint_id = endpoint_id
@@ -117,21 +130,34 @@ class Listener:
     async def _deliver(self, message: PollMessage, after: int) -> None:
         """Forward ``message`` until the local server takes it (2xx), or print it."""
         if self._forward_to is None:
-            print(f"{_line_head(message)}\n{message.body}", flush=True)
+            at = _now()
+            say(
+                self._json,
+                {**_head_record(message, at), "body": message.body},
+                f"{_line_head(message, at)}\n{message.body}",
+            )
             return
         failures = 0
         while True:
             status, latency_ms, error = await self._forward(message)
+            at = _now()
             outcome = str(status) if error is None else f"error: {error}"
+            record = {
+                **_head_record(message, at),
+                "status": status,
+                "latency_ms": round(latency_ms, 1),
+                "error": error,
+            }
             if status is not None and 200 <= status < 300:
-                print(f"{_line_head(message)}  {outcome}  {latency_ms:.0f} ms", flush=True)
+                text = f"{_line_head(message, at)}  {outcome}  {latency_ms:.0f} ms"
+                say(self._json, {**record, "retry_in_s": None}, text)
                 return
             delay = self._delay(failures)
             failures += 1
-            print(
-                f"{_line_head(message)}  {outcome}  {latency_ms:.0f} ms  retry in {delay:g} s",
-                flush=True,
+            text = (
+                f"{_line_head(message, at)}  {outcome}  {latency_ms:.0f} ms  retry in {delay:g} s"
             )
+            say(self._json, {**record, "retry_in_s": delay}, text)
             await asyncio.sleep(delay)
             # Signed anew: a retry after the signature's tolerance must still verify.
             message = await self._refetch(message, after)
@@ -161,9 +187,18 @@ class Listener:
             return None, (time.monotonic() - started) * 1000, repr(exc)
 
 
-def _line_head(message: PollMessage) -> str:
+def _now() -> str:
+    return iso_time(int(time.time() * 1000))
+
+
+def _line_head(message: PollMessage, at: str) -> str:
     """Time, type and event id: the start of every line printed for a delivery."""
-    return f"{iso_time(int(time.time() * 1000))}  {message.type}  {message.event_id}"
+    return f"{at}  {message.type}  {message.event_id}"
+
+
+def _head_record(message: PollMessage, at: str) -> dict[str, Any]:
+    """The same, as the first keys of a ``--json`` line."""
+    return {"at": at, "type": message.type, "event_id": message.event_id}
 
 
 async def listen(args: argparse.Namespace) -> int:
@@ -178,7 +213,12 @@ async def listen(args: argparse.Namespace) -> int:
         api = Api(session, options["api_url"])
         endpoint, created = await _endpoint(api, args)
         listener = Listener(
-            api, session, endpoint["id"], args.forward_to, options["listen_retry_schedule"]
+            api,
+            session,
+            endpoint["id"],
+            args.forward_to,
+            options["listen_retry_schedule"],
+            args.json,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -194,7 +234,7 @@ async def listen(args: argparse.Namespace) -> int:
                 loop.remove_signal_handler(signum)
             if created:
                 await api.call("DELETE", f"/v1/endpoints/{endpoint['id']}")
-                print(f"Deleted {endpoint['id']}.", flush=True)
+                say(args.json, {"deleted": endpoint["id"]}, f"Deleted {endpoint['id']}.")
     return 0
 
 
@@ -205,8 +245,10 @@ async def _endpoint(api: Api, args: argparse.Namespace) -> tuple[dict[str, Any],
         endpoint: dict[str, Any] = await api.call("GET", f"/v1/endpoints/{args.endpoint}")
         if endpoint["kind"] != EndpointKind.POLL:
             raise UsageError(f"--endpoint: {args.endpoint} is not a poll endpoint")
-        print(
-            f"Listening on {endpoint['id']}, forwarding to {target} (Ctrl-C to stop).", flush=True
+        say(
+            args.json,
+            _started(endpoint, args.forward_to, created=False),
+            f"Listening on {endpoint['id']}, forwarding to {target} (Ctrl-C to stop).",
         )
         return endpoint, False
     endpoint = await api.call(
@@ -219,14 +261,28 @@ async def _endpoint(api: Api, args: argparse.Namespace) -> tuple[dict[str, Any],
             "description": f"cliq-webhooks listen → {target} (deleted on Ctrl-C)",
         },
     )
-    print(
+    say(
+        args.json,
+        _started(endpoint, args.forward_to, created=True),
         f"Listening on {endpoint['id']} (workspace {endpoint['workspace_id']}, events "
         f"{', '.join(endpoint['events'])}), forwarding to {target} (Ctrl-C to stop and "
         f"delete it).\nSecret: {endpoint['secret']}\n(give it to your local server as "
         "CLIQ_WEBHOOK_SECRET)",
-        flush=True,
     )
     return endpoint, True
+
+
+def _started(endpoint: dict[str, Any], forward_to: str | None, created: bool) -> dict[str, Any]:
+    """The first ``--json`` line: the endpoint listened on (its secret only when this
+    command made it: an existing one's is not shown again)."""
+    return {
+        "endpoint_id": endpoint["id"],
+        "workspace_id": endpoint["workspace_id"],
+        "events": endpoint["events"],
+        "secret": endpoint["secret"] if created else None,
+        "forward_to": forward_to,
+        "created": created,
+    }
 
 
 def add_commands(commands: Any) -> None:

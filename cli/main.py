@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Sequence
 
@@ -34,6 +33,7 @@ from cli.base import (
     redis_notice,
     worker_settings,
 )
+from cli.output import emit
 from producer import logs
 from producer.__main__ import serve
 from producer.collector import tune_for_service
@@ -71,13 +71,15 @@ async def migrate(args: argparse.Namespace) -> int:
     from producer.store.startup import migrate_database
 
     result = await migrate_database(producer_settings(args).database_url)
-    if args.json:
-        print(json.dumps({"version": result.version, "applied": list(result.applied)}))
-    elif result.applied:
-        applied = ", ".join(str(v) for v in result.applied)
-        print(f"schema at version {result.version} (applied {applied})")
-    else:
-        print(f"schema at version {result.version} (already up to date)")
+    applied = ", ".join(str(v) for v in result.applied)
+    emit(
+        args,
+        {"version": result.version, "applied": list(result.applied)},
+        lambda: (
+            f"schema at version {result.version} "
+            + (f"(applied {applied})" if applied else "(already up to date)")
+        ),
+    )
     return 0
 
 
