@@ -183,11 +183,12 @@ LAYOUT: dict[str, str] = {
 # when it is first written (producer/markers.lua marker_width, the one rule): the
 # narrowest from MARKER_SHARD_HEX_MIN to MARKER_SHARD_HEX_MAX for which the markers of the
 # previous bucket would be at most MARKER_SHARD_TARGET per hash. A hash stays listpack-
-# encoded (14-25 B a marker) up to Redis's default hash-max-listpack-entries, 128 (not
-# read from the server: assumed), and turns into a hashtable (about 68 B a marker) past
-# it: 100 leaves room for the spread between shards and a rate rising by a quarter from
-# one bucket to the next. Width 3 serves up to 409,600 markers per window (4.7 events/s
-# over 24 h), 4 up to 6.6 M (76/s), 5 up to 105 M (1,200/s), 6 up to 1.7 G (19,000/s).
+# encoded (14-25 B a marker) up to the server's hash-max-listpack-entries and turns into
+# a hashtable (about 60 B a marker) past it. The setting is not read: 128 is assumed, the
+# lowest these widths are made for (Redis's default is 512), and 100 leaves room for the
+# spread between shards and a rate rising by a quarter from one bucket to the next.
+# Width 3 serves up to 409,600 markers per window (4.7 events/s over 24 h), 4 up to
+# 6.6 M (76/s), 5 up to 105 M (1,200/s), 6 up to 1.7 G (19,000/s) and beyond.
 # MARKER_SHARD_HEX_MIN is also the width of a bucket without a stored one: every marker
 # written before widths adapted had that fixed width, so it must stay 3.
 MARKER_SHARD_HEX_MIN = 3
