@@ -10,7 +10,7 @@ bench's own PostgreSQL (:mod:`bench.pgserver`, a fresh database per run). Each t
 * Redis bytes per pending delivery: ``used_memory`` growth from publishing, per
   delivery; per finished delivery: what is left once the worker is done (with the
   database, once every outcome is written and its record has left Redis: an
-  ``evt:<id>:seen`` marker per event stays for ``IDEMPOTENCY_WINDOW``);
+  idempotency marker per event stays for ``IDEMPOTENCY_WINDOW``, ``producer/markers.lua``);
 * Redis CPU µs per delivery: ``INFO cpu`` of the bench's Redis from before publishing
   to after the worker is done (publish + deliver + record, with the database also the
   log outbox and its writer's deletes), per delivery; and over the same span the Redis

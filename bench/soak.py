@@ -12,8 +12,9 @@ after-drain figures from :data:`SETTLE_S` after that); then a
 plot goes to ``bench/results/soak-<store>-<deliveries>.png`` and the start, peak and
 after-drain figures to stdout (JSON to ``--json``). Memory is flat after the drain when
 the finished deliveries have left Redis: what stays is the registry and one
-``evt:<id>:seen`` marker per event for ``IDEMPOTENCY_WINDOW`` (24 h; settings pass
-through from the environment, as in ``python -m bench``).
+idempotency marker per event for ``IDEMPOTENCY_WINDOW`` (24 h; a field of 8 bytes in a
+small shared hash, ``producer/markers.lua``, about 15-30 B with its share of the hash;
+settings pass through from the environment, as in ``python -m bench``).
 
 Everything is the bench's own, on loopback and stopped by PID: a ``redis-server``, with
 ``--store postgresql`` (the default) a PostgreSQL (:mod:`bench.pgserver`), the sink and

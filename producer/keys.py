@@ -32,13 +32,19 @@ LAYOUT: dict[str, str] = {
     "event_deliveries": "evt:{}:dlv",
     # Hash (TTL): idempotency markers of events whose records left Redis (for the delivery
     # log's database, worker/logdone.lua, or past LOG_KEEP_PER_ENDPOINT, record.lua): field
-    # = MARKER_DIGEST_BYTES of the SHA-1 of the event id, value 1; publishing a marked id
-    # again is a duplicate. The id is "<window s>:<bucket>:<shard>": the window (s) a
-    # marker lasts at least (IDEMPOTENCY_WINDOW, or DELIVERY_RETENTION without
-    # DATABASE_URL), the bucket (its written time // window, so a bucket expires at the
-    # end of the next one: publish checks both) and MARKER_SHARD_HEX hex digits of the
-    # digest, so that each hash stays small and listpack-encoded (producer/markers.lua).
+    # = MARKER_DIGEST_BYTES of the SHA-1 of the event id after its shard, value 1;
+    # publishing a marked id again is a duplicate. The id is "<window s>:<bucket>:<shard>":
+    # the window (s) a marker lasts at least (IDEMPOTENCY_WINDOW, or DELIVERY_RETENTION
+    # without DATABASE_URL), the bucket (its written time // window, so a bucket expires at
+    # the end of the next one: publish checks both) and the first hex digits of the digest,
+    # as many as the bucket's width (marker_bucket), so that each hash stays small and
+    # listpack-encoded (producer/markers.lua).
     "event_seen": "seen:{}",
+    # Hash (TTL: its bucket's): one bucket of markers, by "<window s>:<bucket>": its shard
+    # width (F.marker_bucket.width, hex digits: set by its first writer from the previous
+    # bucket's count, see MARKER_SHARD_TARGET; absent: MARKER_SHARD_HEX_MIN, as every bucket
+    # written before widths adapted) and the markers written in it (F.marker_bucket.count).
+    "marker_bucket": "seenb:{}",
     # String: the window (s) of the markers written last, by which publish finds them; a
     # changed window hides the markers of the old one.
     "marker_window": "seenw",
@@ -173,20 +179,35 @@ LAYOUT: dict[str, str] = {
 }
 
 
-# The marker's hashes per bucket (16 ** MARKER_SHARD_HEX): each holds up to 128 markers,
-# Redis's default hash-max-listpack-entries, for 500,000 events per window.
-MARKER_SHARD_HEX = 3
-# Bytes of the event id's SHA-1 in its marker's field: with the shard's 12 bits, 76 bits.
+# A bucket of markers has 16 ** width hashes, its width (hex digits of the digest) chosen
+# when it is first written (producer/markers.lua marker_width, the one rule): the
+# narrowest from MARKER_SHARD_HEX_MIN to MARKER_SHARD_HEX_MAX for which the markers of the
+# previous bucket would be at most MARKER_SHARD_TARGET per hash. A hash stays listpack-
+# encoded (14-25 B a marker) up to the server's hash-max-listpack-entries and turns into
+# a hashtable (about 60 B a marker) past it. The setting is not read: 128 is assumed, the
+# lowest these widths are made for (Redis's default is 512), and 100 leaves room for the
+# spread between shards and a rate rising by a quarter from one bucket to the next.
+# Width 3 serves up to 409,600 markers per window (4.7 events/s over 24 h), 4 up to
+# 6.6 M (76/s), 5 up to 105 M (1,200/s), 6 up to 1.7 G (19,000/s) and beyond.
+# MARKER_SHARD_HEX_MIN is also the width of a bucket without a stored one: every marker
+# written before widths adapted had that fixed width, so it must stay 3.
+MARKER_SHARD_HEX_MIN = 3
+MARKER_SHARD_HEX_MAX = 6
+MARKER_SHARD_TARGET = 100
+# Bytes of the event id's SHA-1 in its marker's field, after the shard's: 76 bits or more.
 MARKER_DIGEST_BYTES = 8
 
 
-def event_marker(event_id: str, window_s: int, now_s: int) -> tuple[str, bytes]:
+def event_marker(
+    event_id: str, window_s: int, now_s: int, width: int = MARKER_SHARD_HEX_MIN
+) -> tuple[str, bytes]:
     """The ``LAYOUT["event_seen"]`` id and field of an event's marker written at
-    ``now_s`` by Redis's clock (producer/markers.lua computes the same)."""
+    ``now_s`` by Redis's clock in a bucket of shard width ``width`` (its
+    ``LAYOUT["marker_bucket"]``'s; producer/markers.lua computes the same)."""
     digest = hashlib.sha1(event_id.encode()).hexdigest()
     bucket = now_s // window_s
-    field = bytes.fromhex(digest[MARKER_SHARD_HEX : MARKER_SHARD_HEX + 2 * MARKER_DIGEST_BYTES])
-    return f"{window_s}:{bucket}:{digest[:MARKER_SHARD_HEX]}", field
+    field = bytes.fromhex(digest[width : width + 2 * MARKER_DIGEST_BYTES])
+    return f"{window_s}:{bucket}:{digest[:width]}", field
 
 
 @dataclass(frozen=True)
@@ -234,6 +255,14 @@ class EndpointPauseFields:
 
 
 @dataclass(frozen=True)
+class MarkerBucketFields:
+    """Fields of a bucket of markers' hash (``LAYOUT["marker_bucket"]``)."""
+
+    width: str = "w"
+    count: str = "n"
+
+
+@dataclass(frozen=True)
 class LogEntryFields:
     """Fields of a log outbox entry (``LAYOUT["log_outbox"]``)."""
 
@@ -251,11 +280,15 @@ DELIVERY_FIELDS = DeliveryFields()
 EVENT_FIELDS = EventFields()
 LOG_ENTRY_FIELDS = LogEntryFields()
 ENDPOINT_PAUSE_FIELDS = EndpointPauseFields()
-FIELDS: dict[str, DeliveryFields | EventFields | LogEntryFields | EndpointPauseFields] = {
+MARKER_BUCKET_FIELDS = MarkerBucketFields()
+FIELDS: dict[
+    str, DeliveryFields | EventFields | LogEntryFields | EndpointPauseFields | MarkerBucketFields
+] = {
     "delivery": DELIVERY_FIELDS,
     "event": EVENT_FIELDS,
     "log_entry": LOG_ENTRY_FIELDS,
     "endpoint_pause": ENDPOINT_PAUSE_FIELDS,
+    "marker_bucket": MARKER_BUCKET_FIELDS,
 }
 
 
@@ -284,6 +317,10 @@ class Keys:
     def event_seen(self, marker_id: str) -> str:
         """See ``LAYOUT["event_seen"]`` (the id: :func:`event_marker`)."""
         return self._key("event_seen", marker_id)
+
+    def marker_bucket(self, window_s: int, bucket: int) -> str:
+        """See ``LAYOUT["marker_bucket"]``."""
+        return self._key("marker_bucket", f"{window_s}:{bucket}")
 
     def delivery(self, delivery_id: str) -> str:
         """See ``LAYOUT["delivery"]``."""
@@ -474,7 +511,7 @@ class Keys:
 def lua_prelude() -> str:
     """Lua that defines ``K.<name>(id)`` for every key of :data:`LAYOUT`, the hash fields
     of :data:`FIELDS` as ``F.<hash>.<name>``, the name of the delivery queue as
-    ``DELIVERY_QUEUE`` and the markers' ``MARKER_SHARD_HEX`` and ``MARKER_DIGEST_BYTES``.
+    ``DELIVERY_QUEUE`` and the markers' constants (``MARKER_SHARD_HEX_MIN`` etc.).
 
     Scripts receive the prefix as ``ARGV[1]`` (and as their one key, see
     :class:`producer.scripts.Script`).
@@ -483,7 +520,9 @@ def lua_prelude() -> str:
         "local K = {}",
         "local PREFIX = ARGV[1]",
         f"local DELIVERY_QUEUE = '{DELIVERY_QUEUE}'",
-        f"local MARKER_SHARD_HEX = {MARKER_SHARD_HEX}",
+        f"local MARKER_SHARD_HEX_MIN = {MARKER_SHARD_HEX_MIN}",
+        f"local MARKER_SHARD_HEX_MAX = {MARKER_SHARD_HEX_MAX}",
+        f"local MARKER_SHARD_TARGET = {MARKER_SHARD_TARGET}",
         f"local MARKER_DIGEST_BYTES = {MARKER_DIGEST_BYTES}",
     ]
     for name, template in LAYOUT.items():

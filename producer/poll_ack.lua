@@ -40,4 +40,5 @@ if #ids > 0 then
   redis.call('ZREMRANGEBYSCORE', feed, '-inf', upto)
   redis.call('HINCRBY', stats, 'polling', -#ids)
 end
+count_marks()
 return acked

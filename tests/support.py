@@ -17,7 +17,12 @@ import aiohttp
 
 from producer.context import Producer
 from producer.events import Event, parse_event
-from producer.keys import DELIVERY_QUEUES, event_marker
+from producer.keys import (
+    DELIVERY_QUEUES,
+    MARKER_BUCKET_FIELDS,
+    MARKER_SHARD_HEX_MIN,
+    event_marker,
+)
 from producer.settings import ProducerSettings
 from worker.localredis import free_port
 from worker.metrics import Metrics
@@ -81,14 +86,32 @@ async def delivery_job_counts(producer: Producer, *states: str) -> dict[str, int
 
 async def marker_size(producer: Producer, event_id: str, window_s: int) -> int | None:
     """Bytes of the event's idempotency marker (its field and value) in this bucket of
-    ``window_s`` or the one before, by Redis's clock; None when it has none."""
+    ``window_s`` or the one before, by Redis's clock, at its bucket's stored width; None
+    when it has none."""
     now_s = int((await producer.redis.time())[0])
     for back in (0, 1):
-        marker_id, field = event_marker(event_id, window_s, now_s - back * window_s)
+        at_s = now_s - back * window_s
+        width = await producer.redis.hget(
+            producer.keys.marker_bucket(window_s, at_s // window_s), MARKER_BUCKET_FIELDS.width
+        )
+        marker_id, field = event_marker(
+            event_id, window_s, at_s, int(width or MARKER_SHARD_HEX_MIN)
+        )
         value = await producer.redis.hget(producer.keys.event_seen(marker_id), field)
         if value is not None:
             return len(field) + len(value)
     return None
+
+
+async def markers_counted(producer: Producer, window_s: int) -> int:
+    """The markers counted in this bucket of ``window_s`` and the one before (their
+    ``Keys.marker_bucket`` hashes), by Redis's clock."""
+    bucket = int((await producer.redis.time())[0]) // window_s
+    total = 0
+    for back in (0, 1):
+        info = producer.keys.marker_bucket(window_s, bucket - back)
+        total += int(await producer.redis.hget(info, MARKER_BUCKET_FIELDS.count) or 0)
+    return total
 
 
 def producer_for(redis_url: str) -> Producer:

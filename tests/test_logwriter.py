@@ -27,7 +27,14 @@ from worker.metrics import Metrics
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
 from harness.postgres import PostgresServer
-from support import RunningWorker, make_event, marker_size, start_worker, worker_env
+from support import (
+    RunningWorker,
+    make_event,
+    marker_size,
+    markers_counted,
+    start_worker,
+    worker_env,
+)
 
 FIVE_ATTEMPTS = 5  # support.TEST_SCHEDULE
 
@@ -170,6 +177,8 @@ async def test_delivered_deliveries_and_their_events_leave_redis_once_written(
             assert size <= 16
         for marker in await keys_of(redis, producer, "seen:60:*"):
             assert 0 < await redis.ttl(marker) <= 120
+        # Counted in their bucket (logdone.lua), from which the next bucket's width follows.
+        assert await markers_counted(producer, 60) == 8
         # Within the window the same ids are still duplicates: nothing is sent again.
         again = await producer.publisher.publish_many(events)
         assert [r.duplicate for r in again] == [True] * 8

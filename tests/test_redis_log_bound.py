@@ -14,7 +14,14 @@ from producer.deliveries import DeliveryState
 
 from harness import ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
-from support import RunningWorker, make_event, marker_size, start_worker, worker_env
+from support import (
+    RunningWorker,
+    make_event,
+    marker_size,
+    markers_counted,
+    start_worker,
+    worker_env,
+)
 
 KEEP = 3
 
@@ -66,6 +73,8 @@ async def test_an_endpoint_keeps_its_latest_delivered_and_the_rest_leaves_redis(
         assert not await redis.exists(producer.keys.event_deliveries(event.id))
         assert await marker_size(producer, event.id, producer.settings.delivery_retention)
         assert await producer.deliveries.for_event(event.id) == []
+    # Counted in their bucket (record.lua), from which the next bucket's width follows.
+    assert await markers_counted(producer, producer.settings.delivery_retention) == 8 - KEEP
     for event in events[-KEEP:]:
         assert await redis.exists(producer.keys.event(event.id))
     # A re-publish of a trimmed event is still a duplicate: nothing is sent again.

@@ -31,4 +31,5 @@ end
 for event_id in pairs(touched) do
   events = events + forget_event_if_done(event_id, ttl)
 end
+count_marks()
 return {entries, deliveries, events}

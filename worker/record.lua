@@ -146,4 +146,5 @@ for m = 7, #ARGV do
   redis.call('ZADD', outbox, now, ARGV[m])
   members[#members + 1] = ARGV[m]
 end
+count_marks()
 return {codes, members}
