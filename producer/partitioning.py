@@ -137,35 +137,16 @@ class Partitions:
         return tuple(key_slot(keys.prefix.encode()) for keys in self._all)
 
 
-class PartitionsNotServed(SettingsError):
-    """More partitions than this build routes publishing and workers over."""
-
-    def __init__(self, partitions: int) -> None:
-        super().__init__(
-            f"PARTITIONS={partitions}: this build publishes and delivers through partition 0 "
-            f"only (at most PARTITIONS={SERVED_PARTITIONS})"
-        )
-
-
-# The layout, the stored count and the checks are in place; the publisher's routing by
-# workspace and the workers' loops over every partition are not yet (issue 17, part 2).
-# Until they are, more partitions would store state where no worker looks.
-SERVED_PARTITIONS = 1
-
-
 async def check_partitions(
     redis: RedisClient, partitions: Partitions, *, below_primaries: bool
 ) -> None:
     """Refuse to start on a Redis whose stored partition count differs from ``partitions``
     (:class:`PartitionCountChanged`; the first process stores it), on a cluster with more
-    primaries than partitions unless ``below_primaries`` (:class:`TooFewPartitions`), and
-    with more partitions than this build serves (:class:`PartitionsNotServed`).
+    primaries than partitions unless ``below_primaries`` (:class:`TooFewPartitions`).
 
     A Redis without a stored count but with data of ours was written before partitions
     existed: with one partition, as this layout keeps it; it is stored as 1.
     """
-    if partitions.count > SERVED_PARTITIONS:
-        raise PartitionsNotServed(partitions.count)
     key = partitions.home.partitions
     stored = await redis.get(key)  # also what makes a cluster client learn its nodes
     if isinstance(redis, RedisCluster) and not below_primaries:

@@ -14,7 +14,6 @@ from producer.context import Producer
 from producer.partitioning import (
     PartitionCountChanged,
     Partitions,
-    PartitionsNotServed,
     TooFewPartitions,
     check_partitions,
     partition_of,
@@ -89,11 +88,13 @@ async def test_data_written_before_partitions_counts_as_one(
     assert await redis.get("cliq:partitions") == "1"
 
 
-async def test_more_partitions_than_this_build_serves_are_refused(redis_url: str) -> None:
+async def test_a_first_start_with_three_partitions_stores_three(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
     settings = ProducerSettings.from_env({"REDIS_URL": redis_url, "PARTITIONS": "3"})
     async with Producer(settings) as producer:
-        with pytest.raises(PartitionsNotServed):
-            await producer.check_partitions()
+        await producer.check_partitions()
+    assert await redis.get("cliq:partitions") == "3"
 
 
 @pytest.fixture(scope="module")
