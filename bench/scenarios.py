@@ -2,7 +2,7 @@
 
 The workers' throughput, publishing and latency scenarios are here; the peers the
 workers are compared with (raw-signer, raw-aiohttp, node-bullmq) are in bench/peers.py,
-and publish-api, isolation, backlog, retry-timing, fifo and hot-path have a module each
+and publish-api, isolation, backlog, retry-timing, fifo, hot-path and shards have a module each
 (:data:`SLOW_SCENARIOS` run once by default).
 """
 
@@ -25,6 +25,7 @@ from bench.procs import BenchError
 from bench.publishapi import publish_api
 from bench.results import Run
 from bench.retrytiming import retry_timing
+from bench.shards import shards
 from bench.workers import DeliveryWatch, cpu_meter, start_workers, stop_all
 from bench.workload import make_event, make_events, publish_all, register_endpoints
 from producer.context import Producer
@@ -157,8 +158,9 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Run]]] = {
     "retry-timing": retry_timing,
     "fifo": fifo,
     "hot-path": hot_path,
+    "shards": shards,
 }
 
 # Minutes each, and compared with nothing from another round: by default they run in the
 # first round only (Plan.slow_runs, --slow-runs).
-SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing", "fifo", "hot-path"})
+SLOW_SCENARIOS = frozenset({"isolation", "backlog", "retry-timing", "fifo", "hot-path", "shards"})

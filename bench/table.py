@@ -268,6 +268,8 @@ def build_rows(results: Results) -> list[Row]:
         fifo_rows(b)
     if b.ran("hot-path"):
         hot_path_rows(b)
+    if b.ran("shards"):
+        shard_rows(b)
     return b.rows
 
 
@@ -464,6 +466,30 @@ def hot_path_rows(b: TableBuilder) -> None:
         notes=f"first attempts in batches of 500 (fan-out 10), one connection; cpu/row: "
         f"writer {number(b.m(name, 'writer_client_us'), 1)} µs, "
         f"postgres {number(b.m(name, 'writer_server_us'), 1)} µs",
+    )
+
+
+def shard_rows(b: TableBuilder) -> None:
+    """The fleet's Redis ceiling on 3 primaries: 3 partitions against 1."""
+    name = "shards"
+    b.add(
+        name,
+        "single_rate",
+        "deliveries/s",
+        label="shards ceiling, 1 partition",
+        ratio="1.00x (ref)",
+        notes=f"3-primary cluster, all on one: {number(b.m(name, 'single_us'), 1)} µs "
+        "redis cpu/delivery (publish + deliver + record, fan-out 1)",
+    )
+    shares = ", ".join(percent(b.m(name, f"share_{k}")) for k in range(3))
+    b.add(
+        name,
+        "rate",
+        "deliveries/s",
+        label="shards ceiling, 3 partitions",
+        ratio=b.own_ratio(name, "ratio", "1 partition"),
+        notes=f"busiest primary {number(b.m(name, 'busiest_us'), 1)} µs/delivery of "
+        f"{number(b.m(name, 'total_us'), 1)} in all; shares {shares} (target: none > 45%)",
     )
 
 

@@ -26,6 +26,7 @@ from producer.testsends import (
     request_test_send,
     untestable_reason,
 )
+from producer.totals import hot_totals
 
 
 def instant(raw: str | None, flag: str) -> int | None:
@@ -117,14 +118,10 @@ async def attempts(args: argparse.Namespace) -> int:
 async def status(args: argparse.Namespace) -> int:
     settings = producer_settings(args)
     async with Producer(settings) as p:
-        stats = await p.redis.hgetall(p.keys.stats)
-        jobs = {
-            name: await queue.getJobCounts("wait", "active", "delayed", "failed")
-            for name, queue in p.dispatcher.queues.items()
-        }
+        totals = await hot_totals(p.redis, p.partitions, p.dispatchers)
+        stats, jobs = totals.stats, totals.jobs
         failing = await p.endpoints.all(status=EndpointStatus.FAILING)
-        outbox = await p.redis.zcard(p.keys.outbox)
-        ready = await p.redis.llen(p.keys.ready)
+        outbox, ready = totals.outbox, totals.ready
         await p.open_log_store()
         log: dict[str, object] = {"store": "redis"}
         if p.log_store is not None:
@@ -132,7 +129,7 @@ async def status(args: argparse.Namespace) -> int:
             log = {
                 "store": "postgresql",
                 # Outcomes recorded and not yet written to the database.
-                "outbox": int(await p.redis.xlen(p.keys.log_outbox)),
+                "outbox": totals.log_outbox,
                 "deliveries": {state.value: n for state, n in sorted(in_log.items())},
             }
         # With a database, dead deliveries leave Redis once written: Redis's and the
@@ -209,7 +206,9 @@ async def send_test(args: argparse.Namespace) -> int:
         reason = untestable_reason(await p.endpoints.get(args.endpoint))
         if reason is not None:
             raise UsageError(reason)
-        result = await request_test_send(p.redis, p.keys, args.endpoint, args.type, wait_s)
+        result = await request_test_send(
+            p.redis, await p.keys_for_endpoint(args.endpoint), args.endpoint, args.type, wait_s
+        )
     if result is None:
         raise CommandFailed(
             f"no worker answered within {wait_s:g} s: is a worker running on this Redis? "

@@ -11,16 +11,19 @@ from redis import exceptions as redis_errors
 
 from producer.deliveries import DeliveryLog
 from producer.destinations import RegistrationCheck
+from producer.endpoint_index import EndpointIndex
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.feeds import PollFeeds
 from producer.jobs import JobDispatcher, QueueOptions
-from producer.keys import Keys
+from producer.keys import EVENT_FIELDS, Keys
 from producer.partitioning import Partitions, check_partitions
 from producer.pausing import OperationalPauseEvents, Pausing
 from producer.publisher import Publisher
 from producer.redis.clients import redis_client
 from producer.redis_guard import CHECK_TIMEOUT_S
+from producer.routed import RoutedDeliveryLog, RoutedFeeds, RoutedPausing, RoutedPublisher
+from producer.routing import RoutedRegistry
 from producer.secretbox import SecretBox
 from producer.settings import DELIVERY_TIMEOUT, ProducerSettings
 from producer.store.postgres import PostgresLogStore
@@ -31,7 +34,8 @@ log = structlog.get_logger("cliq.producer.context")
 
 
 class Producer:
-    """Registry, publisher and delivery log over one Redis.
+    """Registry, publisher and delivery log over one Redis, in every partition: each
+    partition's own with one, routed ones (:mod:`producer.routing`) with more.
 
     Use as ``async with Producer(settings) as producer: ...``; nothing connects
     before the first command.
@@ -53,47 +57,50 @@ class Producer:
         self.keys: Keys = self.partitions.home
         self.catalogue = Catalogue.with_extras(settings.event_types_extra)
         self.redis = redis_client(settings.effective_redis_url)
-        self.dispatcher = JobDispatcher(
-            self.redis, self.keys, settings.effective_redis_url, queue_options
-        )
         self.secret_box = SecretBox(settings.secret_encryption_key)
         self.destinations = RegistrationCheck(settings.destination_policy, resolver)
-        self.feeds = PollFeeds(
-            self.redis,
-            self.keys,
-            settings.delivery_retention,
-            bool(settings.database_url),
-            settings.log_keep_per_endpoint,
+        self._queue_options = queue_options
+        self._max_endpoint_timeout_s = max_endpoint_timeout_s
+        # With more than one partition, where each endpoint is (producer.endpoint_index).
+        self.index = (
+            EndpointIndex(self.redis, self.partitions) if self.partitions.count > 1 else None
         )
-        self.endpoints = EndpointRegistry(
-            self.redis,
-            self.partitions,
-            self.catalogue,
-            self.secret_box,
-            self.destinations,
-            max_endpoint_timeout_s,
-            self.dispatcher,
-            self.feeds,
+        # Partition k's dispatcher, feeds, registry, publisher, log and pausing: lane k.
+        self.dispatchers = [self._dispatcher(k) for k in range(self.partitions.count)]
+        self.dispatcher = self.dispatchers[0]
+        feeds = [self._feeds(k) for k in range(self.partitions.count)]
+        registries = [self._registry(k, feeds[k]) for k in range(self.partitions.count)]
+        pause_events = OperationalPauseEvents(
+            self.redis, self.keys, self.dispatcher, settings.paused_max_per_endpoint
         )
-        self.publisher = Publisher(
-            self.redis,
-            self.keys,
-            self.endpoints,
-            self.dispatcher,
-            settings,
-            pause_events=OperationalPauseEvents(
-                self.redis, self.keys, self.dispatcher, settings.paused_max_per_endpoint
-            ),
-        )
-        self.deliveries = DeliveryLog(
-            self.redis,
-            self.keys,
-            self.dispatcher,
-            settings.batch_size,
-            settings.poll_max_per_endpoint,
-            settings.delivery_retention,
-        )
-        self.pausing = Pausing(self.redis, self.keys, self.endpoints)
+        publishers = [
+            Publisher(
+                self.redis,
+                self.partitions.of(k),
+                registries[k],
+                self.dispatchers[k],
+                settings,
+                pause_events=pause_events,
+            )
+            for k in range(self.partitions.count)
+        ]
+        pausings = [
+            Pausing(self.redis, self.partitions.of(k), registries[k])
+            for k in range(self.partitions.count)
+        ]
+        self.registries = registries
+        if self.index is None:
+            self.endpoints: EndpointRegistry = registries[0]
+            self.feeds: PollFeeds = feeds[0]
+            self.publisher: Publisher = publishers[0]
+            self.pausing: Pausing = pausings[0]
+        else:
+            routed = RoutedRegistry(registries, self.index)
+            self.endpoints = routed
+            self.feeds = RoutedFeeds(feeds, routed)
+            self.publisher = RoutedPublisher(publishers, pause_events)
+            self.pausing = RoutedPausing(pausings, routed)
+        self.deliveries = self._log([self._lane_log(k, None) for k in range(self.partitions.count)])
         # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.
         self.log_store: PostgresLogStore | None = None
 
@@ -121,19 +128,91 @@ class Producer:
         unreachable database (:class:`producer.store.startup.DatabaseUnreachable`)."""
         if self.settings.database_url and self.log_store is None:
             self.log_store = await open_log_store(self.settings.database_url)
-            self.deliveries = StoredDeliveryLog(
-                self.redis,
-                self.keys,
-                self.dispatcher,
-                self.settings.batch_size,
-                self.log_store,
-                self.settings.poll_max_per_endpoint,
-                self.settings.delivery_retention,
+            store = self.log_store
+            self.deliveries = self._log(
+                [self._lane_log(k, store) for k in range(self.partitions.count)]
             )
+
+    async def partition_of_endpoint(self, endpoint_id: str) -> int:
+        """The partition holding the endpoint (0 with one partition, without a lookup);
+        :class:`producer.endpoint_rules.EndpointNotFound` if none does."""
+        if isinstance(self.endpoints, RoutedRegistry):
+            return await self.endpoints.partition_of_endpoint(endpoint_id)
+        return 0
+
+    async def keys_for_endpoint(self, endpoint_id: str) -> Keys:
+        """The keys of the endpoint's partition (see :meth:`partition_of_endpoint`)."""
+        return self.partitions.of(await self.partition_of_endpoint(endpoint_id))
+
+    async def event_workspace(self, event_id: str) -> str | None:
+        """The workspace of a stored event with this id, from the first partition that
+        has one (an event id is unique within its workspace, which is in one partition)."""
+        for keys in self.partitions.all:
+            found = await self.redis.hget(keys.event(event_id), EVENT_FIELDS.workspace)
+            if isinstance(found, str):
+                return found
+        return None
+
+    def _dispatcher(self, k: int) -> JobDispatcher:
+        url = self.settings.effective_redis_url
+        options = self._queue_options
+        return JobDispatcher(self.redis, self.partitions.of(k), url, options, self.keys)
+
+    def _feeds(self, k: int) -> PollFeeds:
+        s = self.settings
+        return PollFeeds(
+            self.redis,
+            self.partitions.of(k),
+            s.delivery_retention,
+            bool(s.database_url),
+            s.log_keep_per_endpoint,
+        )
+
+    def _registry(self, k: int, feeds: PollFeeds) -> EndpointRegistry:
+        return EndpointRegistry(
+            self.redis,
+            self.partitions.of(k),
+            self.catalogue,
+            self.secret_box,
+            self.destinations,
+            self._max_endpoint_timeout_s,
+            self.dispatchers[k],
+            feeds,
+            self.index,
+            k,
+        )
+
+    def _lane_log(self, k: int, store: PostgresLogStore | None) -> DeliveryLog:
+        s = self.settings
+        keys, dispatcher = self.partitions.of(k), self.dispatchers[k]
+        if store is None:
+            return DeliveryLog(
+                self.redis,
+                keys,
+                dispatcher,
+                s.batch_size,
+                s.poll_max_per_endpoint,
+                s.delivery_retention,
+            )
+        return StoredDeliveryLog(
+            self.redis,
+            keys,
+            dispatcher,
+            s.batch_size,
+            store,
+            s.poll_max_per_endpoint,
+            s.delivery_retention,
+        )
+
+    def _log(self, lanes: list[DeliveryLog]) -> DeliveryLog:
+        if isinstance(self.endpoints, RoutedRegistry):
+            return RoutedDeliveryLog(lanes, self.endpoints)
+        return lanes[0]
 
     async def close(self) -> None:
         """Close every connection this producer opened."""
-        await self.dispatcher.close()
+        for dispatcher in self.dispatchers:
+            await dispatcher.close()
         await self.destinations.close()
         await self.redis.aclose()
         if self.log_store is not None:

@@ -16,6 +16,7 @@ from redis.typing import EncodableT, FieldT
 
 from producer import scans
 from producer.destinations import DestinationRefused, RegistrationCheck
+from producer.endpoint_index import EndpointIndex
 from producer.endpoint_kind import EndpointKind, validate_destination, validate_kind
 from producer.endpoint_options import (
     Headers,
@@ -45,9 +46,9 @@ from producer.feeds import PollFeeds
 from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.filters import MATCH_ALL, PayloadFilter, compile_filter, filter_from_text
 from producer.jobs import JobDispatcher
-from producer.keys import ENDPOINT_PAUSE_FIELDS
+from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
 from producer.operations import OPERATIONS_ENDPOINT_ID, endpoint_disabled, is_operational
-from producer.partitioning import Partitions, stage_partition_count
+from producer.partitioning import stage_partition_count
 from producer.redis.clients import RedisClient
 from producer.redis_guard import stage_generation
 from producer.secretbox import SecretBox
@@ -215,29 +216,33 @@ class EndpointRegistry:
     def __init__(
         self,
         redis: RedisClient,
-        partitions: Partitions,
+        keys: Keys,
         catalogue: Catalogue,
         box: SecretBox,
         destinations: RegistrationCheck | None = None,
         max_timeout_s: float = DELIVERY_TIMEOUT.value,
         dispatcher: JobDispatcher | None = None,
         feeds: PollFeeds | None = None,
+        index: EndpointIndex | None = None,
+        partition: int = 0,
     ) -> None:
         """``destinations``: the destination policy that URLs must pass (None: none);
         ``max_timeout_s``: the longest timeout an endpoint may ask for (DELIVERY_TIMEOUT);
         ``dispatcher``: hands on at once the jobs a change causes (else the workers'
         outbox sweep does, seconds later); ``feeds``: poll endpoints' feeds, closed when
-        their endpoint is deleted."""
+        their endpoint is deleted; ``index`` (PARTITIONS > 1): where the endpoints
+        of this registry's ``partition`` are recorded for lookups by id."""
         self._redis = redis
         self._dispatcher = dispatcher
         self._feeds = feeds
         self.max_timeout_s = max_timeout_s
-        self._partitions = partitions
-        self._keys = keys = partitions.home
+        self._keys = keys
         self.catalogue = catalogue
         self._box = box
         self._destinations = destinations
         self._fifo = FifoLines(redis, keys)
+        self._index = index
+        self.partition = partition
 
     async def _check_destination(self, url: str) -> None:
         """Raise :class:`DestinationError` if the policy refuses where ``url`` leads."""
@@ -299,13 +304,7 @@ class EndpointRegistry:
         # Last: the other fields' errors come first, without waiting for DNS.
         if endpoint.kind == EndpointKind.HTTP:
             await self._check_destination(endpoint.url)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self._stage(pipe, endpoint)
-            pipe.sadd(self._keys.workspace_endpoints(workspace_id), endpoint.id)
-            pipe.zadd(self._keys.endpoints, {endpoint.id: now})
-            stage_generation(pipe, self._keys)
-            stage_partition_count(pipe, self._partitions)
-            await pipe.execute()
+        await self._add(endpoint)
         return endpoint
 
     async def get(self, endpoint_id: str) -> Endpoint:
@@ -453,7 +452,7 @@ class EndpointRegistry:
             status == EndpointStatus.DISABLED
             and endpoint.status != EndpointStatus.DISABLED
             and not is_operational(endpoint_id)
-            and await self._redis.exists(self._keys.endpoint(OPERATIONS_ENDPOINT_ID))
+            and await self._operations_registered()
         ):
             job = endpoint_disabled(
                 endpoint_id,
@@ -502,13 +501,7 @@ class EndpointRegistry:
             endpoint = replace(endpoint, updated_ms=_now_ms())
             await self._write(endpoint, before)
             return endpoint
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self._stage(pipe, endpoint)
-            pipe.sadd(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint.id)
-            pipe.zadd(self._keys.endpoints, {endpoint.id: endpoint.created_ms})
-            stage_generation(pipe, self._keys)
-            stage_partition_count(pipe, self._partitions)
-            await pipe.execute()
+        await self._add(endpoint)
         return endpoint
 
     async def rotate_secret(self, endpoint_id: str, grace_s: int = ROTATION_GRACE_S) -> Endpoint:
@@ -540,10 +533,33 @@ class EndpointRegistry:
             pipe.sadd(self._keys.resuming, endpoint_id)
             pipe.incr(self._keys.workspace_version(endpoint.workspace_id))
             await pipe.execute()
+        if self._index is not None:
+            await self._index.remove(endpoint_id)
         if endpoint.ordering == Ordering.FIFO:  # those in line end dead like the rest
             await self._fifo.release(endpoint_id)
         if endpoint.kind == EndpointKind.POLL and self._feeds is not None:
             await self._feeds.close(endpoint_id)
+
+    async def _operations_registered(self) -> bool:
+        """Whether a worker registered the operations endpoint (in its own workspace's
+        partition, which the index knows)."""
+        if self._index is not None:
+            return await self._index.locate(OPERATIONS_ENDPOINT_ID) is not None
+        return bool(await self._redis.exists(self._keys.endpoint(OPERATIONS_ENDPOINT_ID)))
+
+    async def _add(self, endpoint: Endpoint) -> None:
+        """Store a new endpoint (recorded in the index first, which stamps the generation
+        marker then; without an index this transaction does)."""
+        if self._index is not None:
+            await self._index.add(endpoint.id, self.partition)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._stage(pipe, endpoint)
+            pipe.sadd(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint.id)
+            pipe.zadd(self._keys.endpoints, {endpoint.id: endpoint.created_ms})
+            if self._index is None:
+                stage_generation(pipe, self._keys)
+                stage_partition_count(pipe, self._keys, 1)  # no index: one partition
+            await pipe.execute()
 
     async def _write(self, endpoint: Endpoint, before: Endpoint) -> None:
         """Store the fields of ``endpoint`` that differ from ``before`` (see :meth:`_stage`)."""

@@ -157,14 +157,21 @@ class JobDispatcher:
         keys: Keys,
         redis_url: str,
         options: QueueOptions | None = None,
+        home: Keys | None = None,
     ) -> None:
+        """``keys``: the partition whose outbox this dispatcher empties and whose delivery
+        queues its jobs go to; ``home``: partition 0, where the notification and operations
+        queues are for every partition (default: ``keys``)."""
         self._redis = redis
         self._keys = keys
         self._options = options or QueueOptions()
         self._cluster = kind_of(redis_url) is RedisKind.CLUSTER
+        prefixes = dict.fromkeys(DELIVERY_QUEUES, keys.prefix)
+        for name in (NOTIFICATION_QUEUE, OPERATIONS_QUEUE):
+            prefixes[name] = (home or keys).prefix
         self.queues: dict[str, Queue] = {
-            name: Queue(name, {"connection": bullmq_connection(redis_url), "prefix": keys.prefix})
-            for name in (*DELIVERY_QUEUES, NOTIFICATION_QUEUE, OPERATIONS_QUEUE)
+            name: Queue(name, {"connection": bullmq_connection(redis_url), "prefix": prefix})
+            for name, prefix in prefixes.items()
         }
 
     async def dispatch(self, members: Sequence[str]) -> None:

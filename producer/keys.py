@@ -93,8 +93,15 @@ LAYOUT: dict[str, str] = {
     # status). Publishers cache a workspace's subscribers under it; the publish script
     # refuses a stale version, so a cached list is never used after a change.
     "workspace_version": "ws:{}:ver",
-    # Sorted set: every endpoint id by creation time (ms).
+    # Sorted set: every endpoint id by creation time (ms). With PARTITIONS > 1 each
+    # partition has its own (its endpoints), written with them in one transaction.
     "endpoints": "eps",
+    # Hash, in partition 0, only with PARTITIONS > 1: endpoint id -> the partition (its
+    # workspace's) that holds it, so that a lookup by id alone (an operator's API key,
+    # the CLI) reads one partition instead of probing each. Written before the endpoint
+    # is (so no endpoint a caller was told of is missing from it), removed after it is
+    # deleted (producer.routing).
+    "endpoint_partitions": "eps:part",
     # Set: ids of endpoints whose status is failing.
     "failing": "failing",
     # Set: ids of endpoints enabled (or deleted) with paused deliveries left, which the
@@ -378,6 +385,11 @@ class Keys:
     def endpoints(self) -> str:
         """See ``LAYOUT["endpoints"]``."""
         return self._key("endpoints")
+
+    @property
+    def endpoint_partitions(self) -> str:
+        """See ``LAYOUT["endpoint_partitions"]``."""
+        return self._key("endpoint_partitions")
 
     @property
     def failing(self) -> str:

@@ -138,27 +138,11 @@ class Partitions:
         return tuple(key_slot(keys.prefix.encode()) for keys in self._all)
 
 
-class PartitionsNotServed(SettingsError):
-    """More partitions than this build routes publishing and workers over."""
-
-    def __init__(self, partitions: int) -> None:
-        super().__init__(
-            f"PARTITIONS={partitions}: this build publishes and delivers through partition 0 "
-            f"only (at most PARTITIONS={SERVED_PARTITIONS})"
-        )
-
-
-# The layout, the stored count and the checks are in place; the publisher's routing by
-# workspace and the workers' loops over every partition are not yet (issue 17, part 2).
-# Until they are, more partitions would store state where no worker looks.
-SERVED_PARTITIONS = 1
-
-
-def stage_partition_count(pipe: Pipeline | ClusterPipeline, partitions: Partitions) -> None:
-    """Add the storing of the partition count, unless one is stored, to ``pipe``: done
-    with the first endpoint's creation (as the generation marker), so that a process
-    that only starts writes nothing to Redis."""
-    pipe.set(partitions.home.partitions, partitions.count, nx=True)
+def stage_partition_count(pipe: Pipeline | ClusterPipeline, home: Keys, count: int) -> None:
+    """Add the storing of the partition ``count`` under partition 0's keys ``home``,
+    unless one is stored, to ``pipe``: done with the first endpoint's creation (as the
+    generation marker), so that a process that only starts writes nothing to Redis."""
+    pipe.set(home.partitions, count, nx=True)
 
 
 async def check_partitions(
@@ -166,15 +150,12 @@ async def check_partitions(
 ) -> None:
     """Refuse to start on a Redis whose stored partition count differs from ``partitions``
     (:class:`PartitionCountChanged`; the first endpoint's creation stores it:
-    :func:`stage_partition_count`), on a cluster with more
-    primaries than partitions unless ``below_primaries`` (:class:`TooFewPartitions`), and
-    with more partitions than this build serves (:class:`PartitionsNotServed`).
+    :func:`stage_partition_count`), and on a cluster with more primaries than
+    partitions unless ``below_primaries`` (:class:`TooFewPartitions`).
 
     A Redis without a stored count but with data of ours was written before partitions
     existed: with one partition, as this layout keeps it; it is stored as 1.
     """
-    if partitions.count > SERVED_PARTITIONS:
-        raise PartitionsNotServed(partitions.count)
     key = partitions.home.partitions
     stored = await redis.get(key)  # also what makes a cluster client learn its nodes
     if isinstance(redis, RedisCluster) and not below_primaries:

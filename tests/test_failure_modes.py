@@ -478,8 +478,7 @@ async def test_a_dead_queue_loop_turns_healthz_503_and_exits_1(
 
         loop = worker.service._loops[0]  # the delivery queue's loop
         if how == "pickup cancelled":  # the loop that takes single events (worker/pickup.py)
-            assert worker.service._pickup is not None
-            loop = worker.service._pickup
+            loop = worker.service._pickups[0]
         if how.endswith("cancelled"):
             loop.cancel()
         else:

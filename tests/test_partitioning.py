@@ -14,7 +14,6 @@ from producer.context import Producer
 from producer.partitioning import (
     PartitionCountChanged,
     Partitions,
-    PartitionsNotServed,
     TooFewPartitions,
     check_partitions,
     partition_of,
@@ -98,11 +97,28 @@ async def test_data_written_before_partitions_counts_as_one(
     assert await redis.get("cliq:partitions") == "1"
 
 
-async def test_more_partitions_than_this_build_serves_are_refused(redis_url: str) -> None:
-    settings = ProducerSettings.from_env({"REDIS_URL": redis_url, "PARTITIONS": "3"})
+async def test_the_first_endpoint_of_three_partitions_stores_three(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    settings = ProducerSettings.from_env(
+        {"REDIS_URL": redis_url, "PARTITIONS": "3", "ALLOW_PRIVATE_DESTINATIONS": "1"}
+    )
     async with Producer(settings) as producer:
-        with pytest.raises(PartitionsNotServed):
-            await producer.check_partitions()
+        await producer.check_partitions()
+        assert await redis.dbsize() == 0
+        await producer.endpoints.create(
+            workspace_id="ws_1",
+            events=["issue.created"],
+            url="http://127.0.0.1:9/",
+            owner_email="ana@example.com",
+        )
+    assert await redis.get("cliq:partitions") == "3"
+    client = redis_client(redis_url)
+    try:
+        with pytest.raises(PartitionCountChanged, match="PARTITIONS=3"):
+            await check_partitions(client, Partitions(), below_primaries=False)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="module")

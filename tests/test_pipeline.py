@@ -712,5 +712,5 @@ async def test_the_oldest_waiting_gauge_counts_the_ready_list(
     created = int(time.time() * 1000) - 60_000
     await redis.hset(producer.keys.delivery(delivery.id), "c", created)
     service = WorkerService(WorkerSettings.from_env(worker_env(redis_url)))
-    await service._refresh_gauges(producer.dispatcher, redis)
+    await service._refresh_gauges(producer)
     assert 59 < service.metrics.oldest_waiting._value.get() < 70

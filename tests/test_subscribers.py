@@ -87,9 +87,7 @@ class RacingRegistry(EndpointRegistry):
     """Changes the workspace right after reading it, ``races`` times."""
 
     def __init__(self, producer: Producer, races: int) -> None:
-        super().__init__(
-            producer.redis, producer.partitions, producer.catalogue, producer.secret_box
-        )
+        super().__init__(producer.redis, producer.keys, producer.catalogue, producer.secret_box)
         self.producer = producer
         self.races = races
         self.reads = 0
@@ -142,9 +140,7 @@ class StaleReads(EndpointRegistry):
     """Reads an endpoint as it was before a worker changed its status (a race, made sure)."""
 
     def __init__(self, producer: Producer, stale: Endpoint) -> None:
-        super().__init__(
-            producer.redis, producer.partitions, producer.catalogue, producer.secret_box
-        )
+        super().__init__(producer.redis, producer.keys, producer.catalogue, producer.secret_box)
         self.stale = stale
 
     async def get(self, endpoint_id: str) -> Endpoint:

@@ -72,11 +72,14 @@ class DeliveryProcessor:
         keep_per_endpoint: int,
         pauser: Pauser,
         operations: bool = False,
+        slots: Slots | None = None,
     ) -> None:
         """``to_log_outbox``: outcomes also go to the log outbox (``DATABASE_URL`` is set);
         else ``keep_per_endpoint`` delivered deliveries stay in Redis per endpoint.
         ``pauser``: where items of disabled endpoints go instead of an attempt.
-        ``operations``: outcomes cause operational events (``OPERATIONS_WEBHOOK_URL``)."""
+        ``operations``: outcomes cause operational events (``OPERATIONS_WEBHOOK_URL``).
+        ``slots``: the process's HTTP slots, shared by the processors of every partition
+        (default: ``concurrency`` of its own)."""
         self._pauser = pauser
         self._schedule = schedule
         self._sender = sender
@@ -84,7 +87,7 @@ class DeliveryProcessor:
         self._metrics = metrics
         self._limiter = limiter
         self._box = box
-        self._slots = Slots(concurrency)
+        self._slots = slots or Slots(concurrency)
         self._in_flight = 0
         self._load = load_script(redis, keys, "worker", "load.lua")
         self._recorder = Recorder(

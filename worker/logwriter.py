@@ -156,7 +156,7 @@ class LogWriter:
     async def measure(self) -> int:
         """Set the gauge of the entries waiting (read or not); returns it."""
         waiting = int(await self._redis.xlen(self._keys.log_outbox))
-        self._metrics.log_outbox.set(waiting)
+        self._metrics.log_outbox_waiting(self._keys.prefix, waiting)
         return waiting
 
     async def _take(self, block_ms: int | None) -> list[LogEntry]:

@@ -186,6 +186,7 @@ class Metrics:
             "Failed writes of a batch to the delivery log's database (retried).",
             registry=r,
         )
+        self._log_outbox_by_partition: dict[str, int] = {}
         self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}
         # Every series exists from the start, at 0: rate() and increase() then see the
         # first events too, not only those after the series' first scrape.
@@ -202,6 +203,11 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+
+    def log_outbox_waiting(self, partition: str, waiting: int) -> None:
+        """One partition's log outbox holds ``waiting`` entries: the gauge is the sum."""
+        self._log_outbox_by_partition[partition] = waiting
+        self.log_outbox.set(sum(self._log_outbox_by_partition.values()))
 
     def attempt(self, status: int | None, duration_s: float) -> None:
         """Count one HTTP attempt (children looked up once: this runs per delivery)."""

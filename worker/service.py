@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from producer.context import Producer
 from producer.health import liveness, readiness
-from producer.jobs import JobDispatcher, QueueOptions, ready_item
+from producer.jobs import QueueOptions, ready_item
 from producer.keys import (
     DELIVERY_FIELDS,
     DELIVERY_QUEUE,
@@ -42,10 +42,9 @@ from producer.keys import (
 from producer.pausing import PauseEvents
 from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
 from producer.redis_guard import RedisGuard
+from producer.totals import hot_totals
 from worker import __version__
-from worker.autodisable import AutoDisabler
-from worker.delivery import DeliveryProcessor
-from worker.limits import LEASE_TTL_S, EndpointLimiter
+from worker.lanes import Lane, Shared, build_lane
 from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
@@ -54,13 +53,10 @@ from worker.operations import (
     check_operations_destination,
     register_operations_endpoint,
 )
-from worker.pauses import Pauser
-from worker.pickup import Pickup
 from worker.request import user_agent
-from worker.resume import FeedLimits, Resumer
 from worker.sender import Sender
 from worker.settings import WorkerSettings
-from worker.testsend import SendTestListener
+from worker.slots import Slots
 
 log = structlog.get_logger("cliq.worker.service")
 
@@ -87,11 +83,13 @@ class WorkerService:
         self._exit_code = 0
         self._queue_workers: list[Worker] = []
         self._loops: list[asyncio.Task[None]] = []
-        self._pickup: asyncio.Task[None] | None = None
+        self._pickups: list[asyncio.Task[None]] = []
+        # Its parts per partition, once run() has made them (worker/lanes.py).
+        self.lanes: list[Lane] = []
         self._intake_stopped = False
         # Its Redis checks (producer.redis_guard), once run() has made them.
         self.guard: RedisGuard | None = None
-        # The log outbox's writer, with DATABASE_URL, once run() has made it.
+        # Partition 0's log outbox writer, with DATABASE_URL, once run() has made it.
         self.log_writer: LogWriter | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -128,7 +126,7 @@ class WorkerService:
             await producer.close()
             raise
         self.guard = guard
-        redis, dispatcher, registry = producer.redis, producer.dispatcher, producer.endpoints
+        redis, registry = producer.redis, producer.endpoints
         pause_events = self.pause_events or producer.publisher.pause_events
         operations = bool(s.operations_webhook_url)
         if operations:
@@ -148,47 +146,23 @@ class WorkerService:
             user_agent=user_agent(),
         )
         await sender.start()
-        limiter = EndpointLimiter(
-            redis,
-            self.keys,
+        shared = Shared(
+            settings=s,
+            producer=producer,
             worker_id=self.worker_id,
-            lease_ttl_s=min(LEASE_TTL_S, s.job_lock_timeout),
-            stalled_budget=s.stalled_budget,
-            metrics=self.metrics,
-        )
-        processor = DeliveryProcessor(
-            redis=redis,
-            keys=self.keys,
-            schedule=s.retry_schedule,
-            retention_s=s.producer.delivery_retention,
-            concurrency=s.worker_concurrency,
             sender=sender,
-            dispatcher=dispatcher,
+            slots=Slots(s.worker_concurrency),
             metrics=self.metrics,
-            limiter=limiter,
-            box=producer.secret_box,
-            to_log_outbox=producer.log_store is not None,
-            keep_per_endpoint=s.producer.log_keep_per_endpoint,
-            pauser=Pauser(
-                redis,
-                self.keys,
-                s.producer.paused_max_per_endpoint,
-                self.metrics,
-                pause_events,
-            ),
+            pause_events=pause_events,
             operations=operations,
+            job_concurrency=self._job_concurrency(),
         )
-        if producer.log_store is not None:
-            self.log_writer = LogWriter(
-                redis,
-                self.keys,
-                producer.log_store,
-                consumer=self.worker_id,
-                metrics=self.metrics,
-                claim_idle_ms=int(s.job_lock_timeout * 1000),
-                marker_ttl_s=s.producer.idempotency_window,
-            )
-            await self.log_writer.start()
+        # One lane per partition (worker/lanes.py): every worker serves every partition.
+        self.lanes = lanes = [build_lane(shared, k) for k in range(producer.partitions.count)]
+        writers = [lane.log_writer for lane in lanes if lane.log_writer is not None]
+        self.log_writer = writers[0] if writers else None
+        for writer in writers:
+            await writer.start()
         notifier = Notifier(
             registry=registry,
             smtp_url=s.smtp_url,
@@ -203,62 +177,35 @@ class WorkerService:
             metrics=self.metrics,
             public_url=s.public_url,
         )
-        pickup = Pickup(
-            redis,
-            self.keys,
-            processor,
-            worker_id=self.worker_id,
-            batch_size=s.producer.batch_size,
-            max_claims=self._job_concurrency(),
-            ttl_s=s.job_lock_timeout,
-        )
-        processor.keep_stalled_in(pickup)
-        test_sends = SendTestListener(
-            redis,
-            self.keys,
-            registry,
-            registry.catalogue,
-            sender,
-            s.producer.max_payload_bytes,
-            s.producer.delivery_retention,
-        )
         runner = await self._start_http(lambda: ping(redis, self.keys.prefix), guard)
-        housekeeping = asyncio.create_task(
-            self._housekeeping(dispatcher, redis, processor, pickup, guard)
-        )
-        lease_keeping = asyncio.create_task(limiter.maintain())
-        answering = asyncio.create_task(test_sends.run())
-        feed = FeedLimits(
-            s.producer.poll_max_per_endpoint,
-            s.producer.delivery_retention,
-            bool(s.producer.database_url),
-        )
-        pause_loops = [asyncio.create_task(Resumer(redis, self.keys, feed=feed).run(self._stop))]
-        if s.disable_failing_after > 0:
-            disabler = AutoDisabler(
-                redis,
-                self.keys,
-                dispatcher,
-                s.disable_failing_after,
-                pause_events,
-                self.metrics,
+        housekeeping = asyncio.create_task(self._housekeeping(producer, guard))
+        side_loops = [
+            task
+            for lane in lanes
+            for task in (
+                asyncio.create_task(lane.limiter.maintain()),
+                asyncio.create_task(lane.test_sends.run()),
+                asyncio.create_task(lane.resumer.run(self._stop)),
+                *([asyncio.create_task(lane.disabler.run(self._stop))] if lane.disabler else []),
             )
-            pause_loops.append(asyncio.create_task(disabler.run(self._stop)))
-        writing: list[asyncio.Task[None]] = []
-        if self.log_writer is not None and producer.log_store is not None:
-            writing = [
-                asyncio.create_task(self.log_writer.run()),
+        ]
+        writing = [asyncio.create_task(writer.run()) for writer in writers]
+        if producer.log_store is not None:
+            writing.append(
                 asyncio.create_task(
                     keep_partitions(producer.log_store, s.producer.delivery_retention)
-                ),
-            ]
+                )
+            )
         self._queue_workers = [
-            self._queue_worker(DELIVERY_QUEUE, processor.process, self._job_concurrency()),
-            # Both queues share the processor's HTTP slots; this one's loop only keeps
-            # due retries from waiting behind the backlog of new deliveries.
-            self._queue_worker(RETRY_QUEUE, processor.process, self._job_concurrency()),
-            self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY),
+            self._queue_worker(queue, lane.processor.process, self._job_concurrency(), lane.keys)
+            # Both queues share the processor's HTTP slots; the retry queue's loop only
+            # keeps due retries from waiting behind the backlog of new deliveries.
+            for lane in lanes
+            for queue in (DELIVERY_QUEUE, RETRY_QUEUE)
         ]
+        self._queue_workers.append(
+            self._queue_worker(NOTIFICATION_QUEUE, notifier.process, NOTIFICATION_CONCURRENCY)
+        )
         if operations:
             # Without OPERATIONS_WEBHOOK_URL its jobs wait for a worker that has it.
             self._queue_workers.append(
@@ -269,7 +216,7 @@ class WorkerService:
         # Our own tasks around bullmq's loops: when one ends while we are not
         # stopping, the loop died (bullmq only prints the traceback).
         self._loops = [asyncio.create_task(w.run()) for w in self._queue_workers]
-        self._pickup = asyncio.create_task(pickup.run())
+        self._pickups = [asyncio.create_task(lane.pickup.run()) for lane in lanes]
         self.metrics.worker_up.set(1)
         log.info(
             "worker_started",
@@ -285,20 +232,25 @@ class WorkerService:
         finally:
             self.metrics.worker_up.set(0)
             grace_ends = time.monotonic() + s.shutdown_grace
-            await cancel_until_done(self._pickup)
-            await asyncio.gather(self._drain(), pickup.drain(s.shutdown_grace))
+            for task in self._pickups:
+                await cancel_until_done(task)
+            await asyncio.gather(
+                self._drain(), *(lane.pickup.drain(s.shutdown_grace) for lane in lanes)
+            )
             # Requests that batches left behind (stalled endpoints) get what is left; the
             # claims of those cancelled are given back with the rest.
-            await processor.close(grace_ends - time.monotonic())
-            await pickup.close()
-            for task in (housekeeping, lease_keeping, answering, *pause_loops):
+            for lane in lanes:
+                await lane.processor.close(grace_ends - time.monotonic())
+                await lane.pickup.close()
+            for task in (housekeeping, *side_loops):
                 await cancel_until_done(task)
             # Whatever the writer had not written yet waits in the log outbox for the next.
             for task in writing:
                 await cancel_until_done(task)
-            await test_sends.close()
-            with contextlib.suppress(Exception):  # unreturned leases expire on their own
-                await limiter.close()
+            for lane in lanes:
+                await lane.test_sends.close()
+                with contextlib.suppress(Exception):  # unreturned leases expire on their own
+                    await lane.limiter.close()
             await sender.close()
             await producer.close()
             if runner is not None:
@@ -316,15 +268,21 @@ class WorkerService:
         return max(4, self.settings.worker_concurrency // 12)
 
     def _queue_worker(
-        self, queue: str, process: Callable[[Any, str], Awaitable[Any]], concurrency: int
+        self,
+        queue: str,
+        process: Callable[[Any, str], Awaitable[Any]],
+        concurrency: int,
+        keys: Keys | None = None,
     ) -> Worker:
+        """A bullmq worker of ``queue`` in the partition of ``keys`` (default: partition 0,
+        where the notification and operations queues are)."""
         lock_ms = int(self.settings.job_lock_timeout * 1000)
         return Worker(
             queue,
             process,
             {
                 "connection": bullmq_connection(self.settings.producer.effective_redis_url),
-                "prefix": self.keys.prefix,
+                "prefix": (keys or self.keys).prefix,
                 "concurrency": concurrency,
                 "lockDuration": lock_ms,
                 "stalledInterval": lock_ms,
@@ -368,25 +326,18 @@ class WorkerService:
         log.info("signal_received", signal=sig.name)
 
     def _alive(self) -> bool:
-        loops = [*self._loops, *([self._pickup] if self._pickup else [])]
+        loops = [*self._loops, *self._pickups]
         return all(not loop.done() for loop in loops)
 
     def _healthy(self) -> bool:
         # Not before the queue loops run: a supervisor would count a starting worker.
         return bool(self._loops) and self._alive() and not self._stop.is_set()
 
-    async def _housekeeping(
-        self,
-        dispatcher: JobDispatcher,
-        redis: Any,
-        processor: DeliveryProcessor,
-        pickup: Pickup,
-        guard: RedisGuard,
-    ) -> None:
-        """Check Redis (policy, generation), sweep the outbox, give back dead workers'
-        claims, refresh gauges, watch the loops."""
+    async def _housekeeping(self, producer: Producer, guard: RedisGuard) -> None:
+        """Check Redis (policy, generation), sweep every partition's outbox, give back dead
+        workers' claims in each, refresh gauges, watch the loops."""
         while not self._stop.is_set():
-            self.metrics.in_flight.set(processor.in_flight)
+            self.metrics.in_flight.set(sum(lane.processor.in_flight for lane in self.lanes))
             if not self._alive():
                 log.error("queue_loop_died", hint="the supervisor should restart this process")
                 self._exit_code = 1
@@ -394,14 +345,20 @@ class WorkerService:
                 return
             try:
                 await guard.check()
-                await self._follow_guard(guard, pickup)
-                swept = await dispatcher.sweep(OUTBOX_GRACE_S)
-                if swept:
-                    log.warning("outbox_swept", jobs=swept)
-                returned = await pickup.reclaim()
-                if returned:
-                    log.warning("claims_returned", entries=returned, reason="worker gone")
-                await self._refresh_gauges(dispatcher, redis)
+                await self._follow_guard(guard)
+                for lane in self.lanes:
+                    swept = await lane.dispatcher.sweep(OUTBOX_GRACE_S)
+                    if swept:
+                        log.warning("outbox_swept", jobs=swept, partition=lane.index)
+                    returned = await lane.pickup.reclaim()
+                    if returned:
+                        log.warning(
+                            "claims_returned",
+                            entries=returned,
+                            reason="worker gone",
+                            partition=lane.index,
+                        )
+                await self._refresh_gauges(producer)
             except Exception as exc:  # Redis down: report and keep trying
                 log.warning("housekeeping_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
@@ -418,17 +375,19 @@ class WorkerService:
             f"{self.settings.log_outbox_max}): new work waits until they are written"
         )
 
-    async def _follow_guard(self, guard: RedisGuard, pickup: Pickup) -> None:
+    async def _follow_guard(self, guard: RedisGuard) -> None:
         """Take no jobs while Redis may evict keys (and that is not allowed), or while the
         log outbox is full; take them again once that is over. Jobs in progress finish."""
         reason = guard.refusal or self._log_outbox_full()
         stop = reason is not None
         if stop:
-            pickup.pause()
+            for lane in self.lanes:
+                lane.pickup.pause()
             for queue_worker in self._queue_workers:
                 await queue_worker.pause(do_not_wait_active=True)
         else:
-            pickup.resume()
+            for lane in self.lanes:
+                lane.pickup.resume()
             for queue_worker in self._queue_workers:
                 queue_worker.resume()
         if stop != self._intake_stopped:
@@ -438,31 +397,33 @@ class WorkerService:
             else:
                 log.warning("intake_resumed")
 
-    async def _refresh_gauges(self, dispatcher: JobDispatcher, redis: Any) -> None:
-        stats = await redis.hgetall(self.keys.stats)
+    async def _refresh_gauges(self, producer: Producer) -> None:
+        """The queue and state gauges, each summed over the partitions (producer.totals)."""
+        redis = producer.redis
+        states = ("wait", "active", "delayed", "failed", "prioritized")
+        totals = await hot_totals(redis, producer.partitions, producer.dispatchers, states)
         for state in ("queued", "scheduled"):
-            self.metrics.queue_depth.labels(state).set(int(stats.get(state, 0)))
-        self.metrics.poll_backlog.set(int(stats.get("polling", 0)))
-        self.metrics.poll_dropped.set(int(stats.get("poll_dropped", 0)))
-        self.metrics.endpoints_failing.set(await redis.scard(self.keys.failing))
-        for name, queue in dispatcher.queues.items():
-            counts = await queue.getJobCounts("wait", "active", "delayed", "failed", "prioritized")
+            self.metrics.queue_depth.labels(state).set(totals.stats.get(state, 0))
+        self.metrics.poll_backlog.set(totals.stats.get("polling", 0))
+        self.metrics.poll_dropped.set(totals.stats.get("poll_dropped", 0))
+        self.metrics.endpoints_failing.set(totals.failing)
+        for name, counts in totals.jobs.items():
             for state, value in counts.items():
                 self.metrics.queue_jobs.labels(name, state).set(value)
         stamps = []
-        oldest = await redis.lindex(self.keys.queue_key(DELIVERY_QUEUE, "wait"), -1)
-        if oldest is not None:
-            stamps.append(
-                await redis.hget(self.keys.queue_key(DELIVERY_QUEUE, oldest), "timestamp")
-            )
-        # Items on the ready list are waiting deliveries too (their hash has created ms).
-        ready = await redis.lindex(self.keys.ready, 0)
-        if ready is not None:
-            with contextlib.suppress(ValueError):
-                item = ready_item(ready)
-                stamps.append(
-                    await redis.hget(self.keys.delivery(item.delivery_id), DELIVERY_FIELDS.created)
-                )
+        for keys in producer.partitions.all:
+            oldest = await redis.lindex(keys.queue_key(DELIVERY_QUEUE, "wait"), -1)
+            if oldest is not None:
+                job = keys.queue_key(DELIVERY_QUEUE, str(oldest))
+                stamps.append(await redis.hget(job, "timestamp"))
+            # Items on the ready list are waiting deliveries too (their hash has created ms).
+            ready = await redis.lindex(keys.ready, 0)
+            if ready is not None:
+                with contextlib.suppress(ValueError):
+                    item = ready_item(str(ready))
+                    stamps.append(
+                        await redis.hget(keys.delivery(item.delivery_id), DELIVERY_FIELDS.created)
+                    )
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
 

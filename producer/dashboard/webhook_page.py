@@ -150,7 +150,9 @@ async def _detail_page(
         # A row's Replay button follows its delivery's state now, not its attempt's.
         loaded = await producer.deliveries.load(sorted({e["delivery_id"] for e in entries}))
         states = {d.id: d.state.value for d in loaded if d is not None}
-        tests = await testlog.recent(producer.redis, producer.keys, endpoint_id)
+        tests = await testlog.recent(
+            producer.redis, await producer.keys_for_endpoint(endpoint_id), endpoint_id
+        )
         charts = await endpoint_charts(producer, endpoint_id)
         if "replay" in request.query:
             progress = await _replay_progress(producer, request.query["replay"])
@@ -201,7 +203,13 @@ async def send_test(request: web.Request) -> web.Response:
     if reason is not None:
         return await _detail_page(request, test=TestPanel(event_type, error=reason), status=409)
     wait_s = settings_of(request).test_send_wait_s
-    result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
+    result = await request_test_send(
+        producer.redis,
+        await producer.keys_for_endpoint(endpoint_id),
+        endpoint_id,
+        event_type,
+        wait_s,
+    )
     if result is None:
         panel = TestPanel(
             event_type, error=f"No worker answered within {wait_s:g} s: is a worker running?"

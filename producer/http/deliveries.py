@@ -107,7 +107,7 @@ async def event_attempts(request: web.Request) -> web.Response:
     producer = producer_of(request)
     async with redis_deadline("Redis is unavailable; the attempts could not be read."):
         deliveries = await producer.deliveries.for_event(event_id)
-        if not deliveries and not await producer.redis.exists(producer.keys.event(event_id)):
+        if not deliveries and await producer.event_workspace(event_id) is None:
             raise missing("event", event_id)
     # An event has one delivery per subscribed endpoint: few enough to sort in full.
     keyed = sorted(

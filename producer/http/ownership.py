@@ -55,8 +55,8 @@ async def workspace_of(request: web.Request, owner: Owner, ident: str) -> str | 
         except UserNotFound:
             return None
     if owner is Owner.EVENT:
-        stored = await producer.redis.hget(producer.keys.event(ident), "w")
-        if isinstance(stored, str):
+        stored = await producer.event_workspace(ident)
+        if stored is not None:
             return stored
         # Gone from Redis (kept by the delivery log only): its deliveries tell.
         deliveries = await producer.deliveries.for_event(ident)

@@ -50,7 +50,13 @@ async def send_test(request: web.Request) -> web.Response:
     if reason is not None:
         raise Problem(POLL_ENDPOINT, reason + ".")
     wait_s = request.app[SETTINGS].test_send_wait_s
-    result = await request_test_send(producer.redis, producer.keys, endpoint_id, event_type, wait_s)
+    result = await request_test_send(
+        producer.redis,
+        await producer.keys_for_endpoint(endpoint_id),
+        endpoint_id,
+        event_type,
+        wait_s,
+    )
     if result is None:
         raise Problem(
             TEST_TIMEOUT, f"no worker answered within {wait_s:g} s — is a worker running?"

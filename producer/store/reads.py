@@ -178,8 +178,12 @@ class StoredDeliveryLog(DeliveryLog):
     async def dead_overall(self) -> int:
         """How many dead deliveries are kept for replay, over every endpoint, in either."""
         counts = await self.store.state_counts()
+        return counts[DeliveryState.DEAD] + await self.dead_only_in_redis()
+
+    async def dead_only_in_redis(self) -> int:
+        """How many dead deliveries of this partition's endpoints only Redis has as dead."""
         endpoint_ids = cast(list[str], await self._redis.zrange(self._keys.endpoints, 0, -1))
-        return counts[DeliveryState.DEAD] + await self._dead_only_in_redis(endpoint_ids)
+        return await self._dead_only_in_redis(endpoint_ids)
 
     async def _dead_only_in_redis(self, endpoint_ids: Sequence[str]) -> int:
         """How many of these endpoints' dead deliveries in Redis the store does not have

@@ -1,0 +1,190 @@
+"""PARTITIONS=3 on one private Redis: publishing routed by workspace, workers serving every
+partition, lookups by endpoint id, replay and totals over the partitions (real Redis and
+in-process workers, a real receiver)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from standardwebhooks.webhooks import Webhook
+
+from producer.context import Producer
+from producer.deliveries import DeliveryState
+from producer.endpoint_rules import EndpointNotFound
+from producer.endpoints import Endpoint
+from producer.events import Event, parse_event
+from producer.partitioning import partition_of
+from producer.settings import ProducerSettings
+from producer.totals import hot_totals
+
+from harness import Receiver
+from harness.polling import wait_until
+from support import RunningWorker
+
+PARTITIONS = "3"
+# Twelve workspaces: every one of the three partitions has some (asserted below).
+WORKSPACES = [f"ws_{n}" for n in range(12)]
+
+PRODUCER_ENV = {"PARTITIONS": PARTITIONS, "ALLOW_PRIVATE_DESTINATIONS": "1"}
+Factory = Callable[..., Awaitable[RunningWorker]]
+
+
+@pytest.fixture
+async def partitioned(redis_url: str, log_env: dict[str, str]) -> AsyncIterator[Producer]:
+    """A producer with PARTITIONS=3 (and the delivery log ``log_env`` chooses)."""
+    settings = ProducerSettings.from_env(PRODUCER_ENV | log_env | {"REDIS_URL": redis_url})
+    async with Producer(settings) as producer:
+        await producer.check_partitions()
+        await producer.open_log_store()
+        yield producer
+
+
+def event_of(producer: Producer, workspace: str, n: int, **fields: Any) -> Event:
+    raw = {"type": "issue.created", "workspace_id": workspace, "data": {"n": n}, **fields}
+    return parse_event(raw, producer.catalogue, max_payload_bytes=256 * 1024)
+
+
+async def endpoints_of(
+    producer: Producer, receiver: Receiver, **options: Any
+) -> dict[str, Endpoint]:
+    return {
+        ws: await producer.endpoints.create(
+            workspace_id=ws,
+            url=receiver.url(f"/hook/{ws}"),
+            events=["*"],
+            owner_email="o@example.com",
+            **options,
+        )
+        for ws in WORKSPACES
+    }
+
+
+async def delivered(producer: Producer) -> int:
+    return (await hot_totals(producer.redis, producer.partitions, producer.dispatchers)).stats.get(
+        DeliveryState.DELIVERED.value, 0
+    )
+
+
+def test_the_workspaces_span_every_partition() -> None:
+    assert {partition_of(ws, 3) for ws in WORKSPACES} == {0, 1, 2}
+
+
+@pytest.mark.both_stores
+async def test_every_workspace_is_delivered_once_signed_from_its_partition(
+    partitioned: Producer,
+    receiver: Receiver,
+    redis: aioredis.Redis,
+    worker_factory: Factory,
+    log_env: dict[str, str],
+) -> None:
+    producer = partitioned
+    endpoints = await endpoints_of(producer, receiver)
+    # Each endpoint's hash is in its workspace's partition, and only there.
+    for ws, ep in endpoints.items():
+        home = partition_of(ws, 3)
+        for k, keys in enumerate(producer.partitions.all):
+            assert bool(await redis.exists(keys.endpoint(ep.id))) == (k == home)
+    events = [event_of(producer, ws, n) for n in range(5) for ws in WORKSPACES]
+    results = await producer.publisher.publish_many(events)
+    assert [r.deliveries for r in results] == [1] * len(events)
+    for event in events:
+        (delivery,) = await producer.deliveries.for_event(event.id)
+        keys = producer.partitions.for_workspace(event.workspace_id)
+        assert await redis.exists(keys.delivery(delivery.id), keys.event(event.id)) == 2
+    await worker_factory(PARTITIONS=PARTITIONS, WORKER_CONCURRENCY="20", **log_env)
+    await wait_until(lambda: _equals(delivered(producer), len(events)), 20, 0.05)
+    received = receiver.received
+    assert len(received) == len(events)  # every delivery recorded, each sent once
+    ids = {r.headers["webhook-id"] for r in received}
+    assert len(ids) == len(events)
+    for request in received:
+        ws = request.path.rsplit("/", 1)[1]
+        verified = Webhook(endpoints[ws].secret).verify(request.body, dict(request.headers))
+        assert verified["workspace_id"] == ws
+    # Idempotency per workspace: the same ids again store nothing new.
+    again = await producer.publisher.publish_many(events)
+    assert all(r.duplicate and r.deliveries == 0 for r in again)
+
+    # The totals over the partitions are the per-endpoint counts (with DATABASE_URL
+    # once the log writers wrote every outcome).
+    async def per_endpoint() -> int:
+        found = 0
+        for ep in endpoints.values():
+            listed = await producer.deliveries.for_endpoint(ep.id)
+            found += sum(d.state == DeliveryState.DELIVERED for d in listed)
+        return found
+
+    await wait_until(lambda: _equals(per_endpoint(), len(events)), 20, 0.05)
+    assert await delivered(producer) == len(events)
+    assert len(receiver.received) == len(events)
+
+
+async def _equals(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
+
+
+async def test_an_endpoint_is_found_by_id_alone_in_every_partition(
+    partitioned: Producer, receiver: Receiver, redis_url: str, redis: aioredis.Redis
+) -> None:
+    endpoints = await endpoints_of(partitioned, receiver)
+    settings = ProducerSettings.from_env(PRODUCER_ENV | {"REDIS_URL": redis_url})
+    # A process that did not create them (no remembered partition) finds each by id.
+    async with Producer(settings) as fresh:
+        for ws, ep in endpoints.items():
+            assert (await fresh.endpoints.get(ep.id)).workspace_id == ws
+            assert await fresh.partition_of_endpoint(ep.id) == partition_of(ws, 3)
+        listed = await fresh.endpoints.all()
+        assert {e.id for e in listed} == {e.id for e in endpoints.values()}
+        page, cursor = await fresh.endpoints.scan(None, None, 5)
+        seen = [e.id for e in page]
+        while cursor is not None:
+            page, cursor = await fresh.endpoints.scan(None, cursor, 5)
+            seen += [e.id for e in page]
+        assert seen == [e.id for e in sorted(listed, key=lambda e: (e.created_ms, e.id))]
+        gone = endpoints[WORKSPACES[1]]
+        await fresh.endpoints.delete(gone.id)
+    index = partitioned.partitions.home.endpoint_partitions
+    assert not await redis.hexists(index, gone.id)
+    assert await redis.hlen(index) == len(WORKSPACES) - 1
+    with pytest.raises(EndpointNotFound):
+        await partitioned.endpoints.get(gone.id)
+
+
+async def test_fifo_order_holds_per_endpoint_in_every_partition(
+    partitioned: Producer, receiver: Receiver, worker_factory: Factory
+) -> None:
+    producer = partitioned
+    await endpoints_of(producer, receiver, ordering="fifo")
+    for n in range(8):  # one at a time, so each workspace's order is publish order
+        await producer.publisher.publish_many([event_of(producer, ws, n) for ws in WORKSPACES])
+    await worker_factory(PARTITIONS=PARTITIONS, WORKER_CONCURRENCY="20")
+    await receiver.wait_for(8 * len(WORKSPACES), timeout=30)
+    for ws in WORKSPACES:
+        order = [r.json()["data"]["n"] for r in receiver.received if r.path.endswith(f"/{ws}")]
+        assert order == list(range(8)), ws
+
+
+@pytest.mark.both_stores
+async def test_dead_deliveries_of_every_partition_are_replayed(
+    partitioned: Producer, receiver: Receiver, worker_factory: Factory, log_env: dict[str, str]
+) -> None:
+    producer = partitioned
+    endpoints = await endpoints_of(producer, receiver)
+    receiver.respond(500, times=len(WORKSPACES))
+    await producer.publisher.publish_many([event_of(producer, ws, 1) for ws in WORKSPACES])
+    await worker_factory(PARTITIONS=PARTITIONS, RETRY_SCHEDULE="0", **log_env)
+
+    async def all_dead() -> bool:
+        return await producer.deliveries.dead_overall() == len(WORKSPACES)
+
+    await wait_until(all_dead, 20, 0.05)
+    dead = [i for ep in endpoints.values() for i in await producer.deliveries.dead_ids(ep.id)]
+    assert len(dead) == len(WORKSPACES)
+    replayed = await producer.deliveries.replay(dead)
+    assert sorted(replayed) == sorted(dead)
+    await wait_until(lambda: _equals(delivered(producer), len(WORKSPACES)), 20, 0.05)
+    assert await producer.deliveries.dead_overall() == 0
+    assert len(receiver.received) == 2 * len(WORKSPACES)
