@@ -1,6 +1,6 @@
 """PARTITIONS=3 on one private Redis: publishing routed by workspace, workers serving every
-partition, lookups by endpoint id, replay and totals over the partitions (real Redis and
-in-process workers, a real receiver)."""
+partition, lookups by endpoint id, replay, pause and resume, poll feeds, test sends and
+totals over the partitions (real Redis and in-process workers, a real receiver)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from producer.endpoints import Endpoint
 from producer.events import Event, parse_event
 from producer.partitioning import partition_of
 from producer.settings import ProducerSettings
+from producer.testsends import request_test_send
 from producer.totals import hot_totals
 
 from harness import Receiver
@@ -188,3 +189,67 @@ async def test_dead_deliveries_of_every_partition_are_replayed(
     await wait_until(lambda: _equals(delivered(producer), len(WORKSPACES)), 20, 0.05)
     assert await producer.deliveries.dead_overall() == 0
     assert len(receiver.received) == 2 * len(WORKSPACES)
+
+
+async def test_disabled_endpoints_of_every_partition_pause_and_resume_in_order(
+    partitioned: Producer, receiver: Receiver, worker_factory: Factory
+) -> None:
+    producer = partitioned
+    endpoints = await endpoints_of(producer, receiver)
+    await worker_factory(PARTITIONS=PARTITIONS, WORKER_CONCURRENCY="20")
+    for ep in endpoints.values():
+        await producer.pausing.disable(ep.id)
+    for n in range(3):
+        await producer.publisher.publish_many([event_of(producer, ws, n) for ws in WORKSPACES])
+
+    async def all_paused() -> bool:
+        counts = [await producer.pausing.paused(ep.id) for ep in endpoints.values()]
+        return counts == [3] * len(WORKSPACES)
+
+    await wait_until(all_paused, 10, 0.05)
+    assert receiver.received == []  # no attempt spent while paused
+    for ep in endpoints.values():
+        await producer.pausing.enable(ep.id)
+    await receiver.wait_for(3 * len(WORKSPACES), timeout=20)
+    await wait_until(lambda: _equals(delivered(producer), 3 * len(WORKSPACES)), 20, 0.05)
+    for ws in WORKSPACES:
+        order = [r.json()["data"]["n"] for r in receiver.received if r.path.endswith(f"/{ws}")]
+        assert sorted(order) == [0, 1, 2], ws
+    assert all([await producer.pausing.paused(ep.id) == 0 for ep in endpoints.values()])
+
+
+async def test_poll_endpoints_of_every_partition_are_fetched_and_acknowledged(
+    partitioned: Producer, redis: aioredis.Redis
+) -> None:
+    producer = partitioned
+    endpoints = {
+        ws: await producer.endpoints.create(workspace_id=ws, kind="poll", events=["*"])
+        for ws in WORKSPACES
+    }
+    events = {ws: [event_of(producer, ws, n) for n in range(3)] for ws in WORKSPACES}
+    await producer.publisher.publish_many([e for batch in events.values() for e in batch])
+    for ws, ep in endpoints.items():
+        # The feed is in the workspace's partition, in publish order.
+        feed = producer.partitions.for_workspace(ws).endpoint_feed(ep.id)
+        assert await redis.zcard(feed) == 3
+        entries = await producer.feeds.entries(ep.id, 0, 10)
+        assert [e.event_id for e in entries] == [e.id for e in events[ws]]
+        assert await producer.feeds.ack(ep.id, entries[-1].cursor) == 3
+        assert await producer.feeds.backlog(ep.id) == 0
+        assert await producer.feeds.entries(ep.id, 0, 10) == []
+    assert await delivered(producer) == 3 * len(WORKSPACES)
+
+
+async def test_test_sends_reach_endpoints_of_every_partition_through_a_worker(
+    partitioned: Producer, receiver: Receiver, worker_factory: Factory
+) -> None:
+    producer = partitioned
+    endpoints = await endpoints_of(producer, receiver)
+    await worker_factory(PARTITIONS=PARTITIONS)
+    for ws, ep in endpoints.items():
+        keys = await producer.keys_for_endpoint(ep.id)
+        assert keys == producer.partitions.for_workspace(ws)
+        result = await request_test_send(producer.redis, keys, ep.id, "issue.created", 10)
+        assert result is not None, ws
+        assert result.ok, ws
+    assert sorted(r.path for r in receiver.received) == sorted(f"/hook/{ws}" for ws in WORKSPACES)
