@@ -548,16 +548,17 @@ class EndpointRegistry:
         return bool(await self._redis.exists(self._keys.endpoint(OPERATIONS_ENDPOINT_ID)))
 
     async def _add(self, endpoint: Endpoint) -> None:
-        """Store a new endpoint (recorded in the index first, which stamps the generation
-        marker then; without an index this transaction does)."""
+        """Store a new endpoint (recorded in the index first, which stamps partition 0's
+        generation marker; this transaction stamps its own partition's)."""
         if self._index is not None:
             await self._index.add(endpoint.id, self.partition)
         async with self._redis.pipeline(transaction=True) as pipe:
             self._stage(pipe, endpoint)
             pipe.sadd(self._keys.workspace_endpoints(endpoint.workspace_id), endpoint.id)
             pipe.zadd(self._keys.endpoints, {endpoint.id: endpoint.created_ms})
+            # Each partition's own marker (producer.redis_guard checks every one).
+            stage_generation(pipe, self._keys)
             if self._index is None:
-                stage_generation(pipe, self._keys)
                 stage_partition_count(pipe, self._keys, 1)  # no index: one partition
             await pipe.execute()
 

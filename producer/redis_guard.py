@@ -1,9 +1,10 @@
 """A Redis that keeps what it acknowledged: no eviction, and no data lost unnoticed.
 
 The API and every worker run a :class:`RedisGuard` on the Redis they write to (behind
-Sentinel, the current primary; on a cluster, the primary serving our slot, where every
-key of ours and bullmq's lives): at start, then every :data:`CHECK_INTERVAL_S`, so
-that a reconnection to a restarted or failed-over server is checked too.
+Sentinel, the current primary; on a cluster, the primary serving each partition's slot,
+where its keys and bullmq's live): at start, then every :data:`CHECK_INTERVAL_S`, so
+that a reconnection to a restarted or failed-over server is checked too. Each partition
+(``PARTITIONS``) has its own generation marker, checked like partition 0's.
 
 * **Eviction.** ``maxmemory-policy`` must be ``noeviction``; any other policy lets
   Redis delete keys when its memory is full (endpoints, events, queued deliveries)
@@ -28,7 +29,7 @@ import asyncio
 import secrets
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -84,12 +85,14 @@ class DataLoss:
     previous: str
     current: str
     at: float  # time.time()
+    partition: int = 0
 
     def describe(self) -> str:
         """A sentence for ``/readyz``."""
         when = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        where = f" (partition {self.partition})" if self.partition else ""
         return (
-            f"Redis lost its data (noticed {when}): generation {self.previous} was gone, "
+            f"Redis lost its data{where} (noticed {when}): generation {self.previous} was gone, "
             f"now {self.current}. Endpoints, events and deliveries stored before then are "
             f"lost; see {RUNBOOK}"
         )
@@ -120,17 +123,18 @@ class RedisGuard:
     def __init__(
         self,
         redis: RedisClient,
-        keys: Keys,
+        partitions: Sequence[Keys],
         metrics: GuardMetrics,
         *,
         allow_evicting: bool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``partitions``: the keys of every partition, partition 0 first."""
         # bullmq warns of an evicting Redis on stderr, outside the JSON log, on every
         # connection: this guard reports it in the log instead (refused or every minute).
         warnings.filterwarnings("ignore", "IMPORTANT! Eviction policy", UserWarning, r"bullmq\.")
         self._redis = redis
-        self._keys = keys
+        self._partitions = tuple(partitions)
         self._metrics = metrics
         self._allow_evicting = allow_evicting
         self._clock = clock
@@ -138,8 +142,14 @@ class RedisGuard:
         self.policy: str | None = None
         self._policy_error: str | None = None
         self._evicting_logged_at: float | None = None
-        self.generation: str | None = None
+        # The generation each partition had when last checked (None: none seen yet).
+        self._generations: list[str | None] = [None] * len(self._partitions)
         self.data_lost: DataLoss | None = None
+
+    @property
+    def generation(self) -> str | None:
+        """Partition 0's generation, as last checked."""
+        return self._generations[0]
 
     @property
     def refusal(self) -> str | None:
@@ -229,19 +239,28 @@ class RedisGuard:
             )
 
     async def _read_policy(self) -> str | None:
-        try:
-            reply = await self._redis.config_get(
-                "maxmemory-policy", **await server_of(self._redis, self._keys.prefix)
-            )
-        except redis_errors.ResponseError as exc:  # CONFIG renamed, disabled or denied
-            self._policy_unknown(str(exc))
-            return None
-        policy = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
-        if not isinstance(policy, str):
-            self._policy_unknown(f"CONFIG GET answered {reply!r}")
-            return None
+        """The policy of the servers holding the partitions: the first that evicts, else
+        noeviction; None when one refused to say."""
+        servers: dict[str, dict[str, object]] = {}
+        for keys in self._partitions:
+            target = await server_of(self._redis, keys.prefix)
+            node = target.get("target_nodes")
+            servers.setdefault("" if node is None else str(node.name), target)
+        found = NOEVICTION
+        for target in servers.values():
+            try:
+                reply = await self._redis.config_get("maxmemory-policy", **target)
+            except redis_errors.ResponseError as exc:  # CONFIG renamed, disabled or denied
+                self._policy_unknown(str(exc))
+                return None
+            policy = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+            if not isinstance(policy, str):
+                self._policy_unknown(f"CONFIG GET answered {reply!r}")
+                return None
+            if found == NOEVICTION:
+                found = policy
         self._policy_error = None
-        return policy
+        return found
 
     def _policy_unknown(self, error: str) -> None:
         if self._policy_error is None:
@@ -254,22 +273,26 @@ class RedisGuard:
         self._policy_error = error
 
     async def _check_generation(self) -> None:
-        current = await self._read(self._keys.generation)
-        if current is None and (
-            self.generation is not None or await self._redis.exists(self._keys.endpoints)
-        ):
+        for k, keys in enumerate(self._partitions):
+            await self._check_partition(k, keys)
+
+    async def _check_partition(self, k: int, keys: Keys) -> None:
+        seen = self._generations[k]
+        current = await self._read(keys.generation)
+        if current is None and (seen is not None or await self._redis.exists(keys.endpoints)):
             # Lost (this process had seen one), or endpoints from before markers existed:
             # start a new generation, the same for every process (SET NX).
-            await self._redis.set(self._keys.generation, new_generation(), nx=True)
-            current = await self._read(self._keys.generation)
-        previous, self.generation = self.generation, current
-        if previous is None or current == previous:
+            await self._redis.set(keys.generation, new_generation(), nx=True)
+            current = await self._read(keys.generation)
+        self._generations[k] = current
+        if seen is None or current == seen:
             return
-        self.data_lost = DataLoss(previous, str(current), time.time())
+        self.data_lost = DataLoss(seen, str(current), time.time(), k)
         self._metrics.data_lost.inc()
         log.error(
             "redis_data_lost",
-            previous_generation=previous,
+            partition=k,
+            previous_generation=seen,
             generation=current,
             detail=self.data_lost.describe(),
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
 from producer.context import Producer
@@ -17,6 +18,7 @@ from producer.endpoint_rules import EndpointNotFound
 from producer.endpoints import Endpoint
 from producer.events import Event, parse_event
 from producer.partitioning import partition_of
+from producer.redis_guard import GuardMetrics, RedisGuard
 from producer.settings import ProducerSettings
 from producer.testsends import request_test_send
 from producer.totals import hot_totals
@@ -253,3 +255,31 @@ async def test_test_sends_reach_endpoints_of_every_partition_through_a_worker(
         assert result is not None, ws
         assert result.ok, ws
     assert sorted(r.path for r in receiver.received) == sorted(f"/hook/{ws}" for ws in WORKSPACES)
+
+
+async def test_a_partition_that_lost_its_data_is_noticed(
+    partitioned: Producer, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    producer = partitioned
+    await endpoints_of(producer, receiver)
+    guard = RedisGuard(
+        producer.redis,
+        producer.partitions.all,
+        GuardMetrics(CollectorRegistry()),
+        allow_evicting=False,
+    )
+    await guard.check()
+    markers = [await redis.get(keys.generation) for keys in producer.partitions.all]
+    assert None not in markers
+    assert len(set(markers)) == 3  # one per partition
+    await guard.check()
+    assert guard.data_lost is None
+    # The shard of partition 2 comes back empty (a restart without persistence).
+    lost = producer.partitions.of(2)
+    async for key in redis.scan_iter(f"{lost.prefix}:*"):
+        await redis.delete(key)
+    await guard.check()
+    assert guard.data_lost is not None
+    assert guard.data_lost.partition == 2
+    assert guard.data_lost.previous == markers[2]
+    assert "partition 2" in guard.data_lost.describe()

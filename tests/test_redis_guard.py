@@ -299,7 +299,11 @@ async def test_the_override_logs_an_error_every_minute(
     now = [1000.0]
     client = aioredis.Redis.from_url(server.url, decode_responses=True)
     guard = RedisGuard(
-        client, Keys(), GuardMetrics(CollectorRegistry()), allow_evicting=True, clock=lambda: now[0]
+        client,
+        [Keys()],
+        GuardMetrics(CollectorRegistry()),
+        allow_evicting=True,
+        clock=lambda: now[0],
     )
     try:
         with structlog.testing.capture_logs() as logs:

@@ -114,7 +114,7 @@ class WorkerService:
         )
         guard = RedisGuard(
             producer.redis,
-            self.keys,
+            producer.partitions.all,
             self.metrics.redis,
             allow_evicting=s.producer.allow_evicting_redis,
         )

@@ -124,7 +124,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     probe = probe_client(settings.producer.effective_redis_url)
     guard = RedisGuard(
         producer.redis,
-        producer.keys,
+        producer.partitions.all,
         app[METRICS].redis,
         allow_evicting=settings.producer.allow_evicting_redis,
     )
