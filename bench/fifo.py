@@ -23,7 +23,7 @@ from bench.results import Run
 from bench.workers import DeliveryWatch, Window, start_workers, stop_all
 from bench.workload import make_events, publish_all
 from producer.context import Producer
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 
 FIFO_WORKSPACE = "ws_bench_fifo"
 # Run 3's FIFO backlog lasts this many times the ordinary endpoint's expected drain.

@@ -28,7 +28,7 @@ import uvloop
 
 from bench.cpu import machine_busy_seconds
 from bench.workload import sample_body, sample_endpoint
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.jobs import DeliveryItem
 from producer.signing import request_headers
 

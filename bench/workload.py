@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from producer.context import Producer
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import new_secret
-from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import Catalogue, Event, example_data, parse_event
 
 WORKSPACE = "ws_bench"

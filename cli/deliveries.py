@@ -18,7 +18,7 @@ from cli.base import (
 from cli.output import emit, plural, render_fields, render_table, when
 from producer.context import Producer
 from producer.deliveries import AttemptFilter, AttemptOutcome
-from producer.endpoints import EndpointStatus
+from producer.endpoint import EndpointStatus
 from producer.events import EventError, parse_timestamp
 from producer.testsends import (
     DEFAULT_TEST_EVENT_TYPE,

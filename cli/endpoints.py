@@ -9,11 +9,11 @@ from typing import Any
 from cli.base import UsageError, add_command, producer_settings
 from cli.output import emit, render_fields, render_table
 from producer.context import Producer
+from producer.endpoint import EndpointStatus
 from producer.endpoint_fields import invalid_fields
 from producer.endpoint_kind import EndpointKind
 from producer.endpoint_options import parse_header_line
 from producer.endpoint_rules import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointError
-from producer.endpoints import EndpointStatus
 from producer.fifo import Ordering
 from producer.settings import DELIVERY_TIMEOUT, PRODUCER_OPTIONS, env_with_flags
 

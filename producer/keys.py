@@ -51,7 +51,7 @@ LAYOUT: dict[str, str] = {
     # Hash: event (e), endpoint (p), state (s), attempts made (n), attempts before the
     # current round (r), created (c), updated (u), next due (x), attempt k as JSON (ak).
     "delivery": "dlv:{}",
-    # Hash: one endpoint (fields: producer.endpoints.Endpoint.to_hash).
+    # Hash: one endpoint (fields: producer.endpoint.Endpoint.to_hash).
     "endpoint": "ep:{}",
     # Sorted set: an endpoint's deliveries by creation time (ms), for the delivery log of
     # Redis (without DATABASE_URL: with it the database has the index).
@@ -251,7 +251,7 @@ class EventFields:
 @dataclass(frozen=True)
 class EndpointPauseFields:
     """Fields of the endpoint hash (``LAYOUT["endpoint"]``) that only the pause logic
-    writes, outside :class:`producer.endpoints.Endpoint` (docs/endpoint-states.md)."""
+    writes, outside :class:`producer.endpoint.Endpoint` (docs/endpoint-states.md)."""
 
     # "1": disabled with drop (its deliveries end dead), else disabled pauses them.
     drop: str = "drop"

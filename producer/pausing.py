@@ -20,7 +20,8 @@ from typing import Protocol
 
 import structlog
 
-from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
+from producer.endpoints import EndpointRegistry
 from producer.jobs import JobDispatcher
 from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
 from producer.operations import (

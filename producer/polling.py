@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producer.backoff import TEST_POLL_FIRST_S, next_poll_s
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.feeds import FeedEntry, PollFeeds
 from producer.jobs import DeliveryItem
 from producer.signing import request_headers

@@ -11,8 +11,9 @@ import orjson
 import redis.exceptions
 from redis.typing import EncodableT
 
+from producer.endpoint import Subscribers
 from producer.endpoint_kind import EndpointKind
-from producer.endpoints import EndpointRegistry, Subscribers
+from producer.endpoints import EndpointRegistry
 from producer.events import Event
 from producer.fifo import Ordering
 from producer.jobs import JobDispatcher

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from producer.activity import OutcomeCounts, SentEvent
 from producer.deliveries import AttemptFilter, Delivery, DeliveryLog, LogPosition, RecentSummary
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import EndpointNotFound
-from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import Event
 from producer.feeds import FeedEntry, PollFeeds
 from producer.partitioning import partition_of

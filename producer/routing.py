@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from producer.endpoint import Endpoint, EndpointStatus, Subscribers
 from producer.endpoint_index import EndpointIndex
 from producer.endpoint_kind import EndpointKind
 from producer.endpoint_rules import DEFAULT_MAX_IN_FLIGHT, ROTATION_GRACE_S, EndpointNotFound
-from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus, Subscribers
+from producer.endpoints import EndpointRegistry
 from producer.fifo import Ordering
 from producer.partitioning import partition_of
 

@@ -22,8 +22,8 @@ import functools
 import hmac
 from collections.abc import Mapping, Sequence
 
+from producer.endpoint import Endpoint
 from producer.endpoint_rules import SECRET_PREFIX
-from producer.endpoints import Endpoint
 from producer.jobs import DeliveryItem
 
 

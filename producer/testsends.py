@@ -24,8 +24,8 @@ from typing import cast
 import orjson
 
 from producer.backoff import TEST_POLL_FIRST_S, next_poll_s
+from producer.endpoint import Endpoint
 from producer.endpoint_kind import EndpointKind
-from producer.endpoints import Endpoint
 from producer.keys import Keys
 from producer.messages import TestSendRequest, TestSendResult
 from producer.redis.clients import RedisClient

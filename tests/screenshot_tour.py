@@ -30,7 +30,7 @@ from producer import logs, testlog
 from producer.activity import HOUR_MS
 from producer.context import Producer
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.events import example_data, parse_event
 from producer.http.app import create_app
 from producer.http.state import ApiSettings

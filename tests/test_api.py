@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producer.__main__ import build_parser
 from producer.context import Producer
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.http.app import create_app
 from producer.http.events import MAX_BATCH_EVENTS, SINGLE_EVENT_SLACK_BYTES
 from producer.http.problems import PROBLEM_BASE

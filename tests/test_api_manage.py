@@ -26,8 +26,8 @@ from test_api import ApiFactory, Client, problem
 from producer import scans
 from producer.context import Producer
 from producer.deliveries import RECENT_WINDOW, Delivery, DeliveryState
+from producer.endpoint import EndpointStatus
 from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH
-from producer.endpoints import EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, iso_time, parse_event
 from producer.http import catalogue, deliveries, endpoints_spec, testsends
 from producer.http.app import create_app

@@ -16,7 +16,7 @@ import pytest
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.durations import parse_duration
-from producer.endpoints import Endpoint, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.keys import ENDPOINT_PAUSE_FIELDS
 from producer.pausing import AUTO_DISABLE_REASON
 from producer.settings import SettingsError

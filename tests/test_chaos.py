@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from producer.context import Producer
 from producer.deliveries import Delivery, DeliveryState
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.events import Event, parse_event
 from producer.settings import ProducerSettings
 

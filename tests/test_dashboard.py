@@ -29,7 +29,8 @@ from test_tokens import FakeClock
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
-from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
+from producer.endpoints import EndpointRegistry
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
 from producer.settings import ProducerSettings

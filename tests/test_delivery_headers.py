@@ -9,8 +9,8 @@ from dataclasses import replace
 from producer.activity import SentEvent
 from producer.dashboard.delivery_page import HIDDEN, sent_attempts
 from producer.deliveries import Attempt, AttemptOutcome, Delivery, DeliveryState
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import ROTATION_GRACE_S, new_secret
-from producer.endpoints import Endpoint, EndpointStatus
 from producer.jobs import DeliveryItem
 from producer.signing import cliq_signature, request_headers
 

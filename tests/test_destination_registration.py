@@ -19,7 +19,7 @@ from test_cli import cli
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
-from producer.endpoints import EndpointStatus
+from producer.endpoint import EndpointStatus
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
 

@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from producer.context import Producer
 from producer.deliveries import AttemptOutcome, Delivery, DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.events import Event, parse_event
 from worker.http_parser import DRAIN_LIMIT_BYTES
 from worker.localredis import free_port

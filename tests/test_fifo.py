@@ -25,8 +25,8 @@ from aiohttp import web
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
+from producer.endpoint import Endpoint
 from producer.endpoint_rules import EndpointError
-from producer.endpoints import Endpoint
 from producer.events import Event
 from producer.fifo import FifoLines, Ordering
 from producer.keys import DELIVERY_FIELDS, Keys

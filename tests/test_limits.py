@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from producer.backoff import MAX_DEFERRAL_S, MAX_STALLED_DEFERRAL_S, deferral_delay_s
 from producer.context import Producer
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.events import parse_event
 from producer.keys import Keys
 from worker.limits import (

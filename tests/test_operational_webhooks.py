@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import EndpointError
-from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import EVENT_FIELDS, OPERATIONS_WORKSPACE, EventError
 from producer.http.app import create_app
 from producer.http.state import ApiSettings

@@ -18,7 +18,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from producer.context import Producer
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.events import Event
 from producer.keys import LAYOUT, Keys
 

@@ -14,8 +14,8 @@ from standardwebhooks.webhooks import Webhook
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
+from producer.endpoint import Endpoint
 from producer.endpoint_rules import EndpointNotFound
-from producer.endpoints import Endpoint
 from producer.events import Event, parse_event
 from producer.partitioning import partition_of
 from producer.redis_guard import GuardMetrics, RedisGuard

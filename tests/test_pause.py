@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from producer.context import Producer
 from producer.deliveries import AttemptOutcome, Delivery, DeliveryState
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.pausing import BACKLOG_FULL, DROPPED_BY_DISABLE
 from producer.settings import ProducerSettings
 from worker.resume import Resumer

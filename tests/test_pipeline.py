@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 
 from producer.context import Producer
 from producer.deliveries import Delivery, DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.keys import DELIVERY_QUEUE, RETRY_QUEUE
 from producer.settings import ProducerSettings
 

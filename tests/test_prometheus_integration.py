@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from producer.context import Producer
-from producer.endpoints import EndpointStatus
+from producer.endpoint import EndpointStatus
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
-from producer.endpoints import EndpointStatus
+from producer.endpoint import EndpointStatus
 
 from harness import ReceiverFactory, RedisServer, ScriptedResponse, SmtpServer
 from harness.polling import wait_until

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from cli.base import worker_settings
 from cli.main import build_parser
 from producer.context import Producer
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.keys import Keys
 from producer.settings import SettingsError
 from worker.limits import STALLED_AFTER_S, Deferral, EndpointLimiter

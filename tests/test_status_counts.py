@@ -23,7 +23,7 @@ import pytest
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until

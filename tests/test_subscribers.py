@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import TryAgainError
 
 from producer.context import Producer
-from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus, Subscribers
+from producer.endpoint import Endpoint, EndpointStatus, Subscribers
+from producer.endpoints import EndpointRegistry
 from producer.publisher import STALE_TRIES, Publisher, SubscribersChanging
 
 from harness import Receiver

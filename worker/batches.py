@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producer.deliveries import DeliveryState
-from producer.endpoints import Endpoint, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.jobs import DeliveryItem
 from producer.keys import ENDPOINT_PAUSE_FIELDS
 from producer.secretbox import SecretBox

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from producer import jsonwire, logs
 from producer.context import Producer
-from producer.endpoints import Endpoint, EndpointStatus
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.events import BUILTIN_EVENT_TYPES, example_data, parse_event
 from producer.http.app import create_app
 from producer.http.state import ApiKeys, ApiSettings

@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script

@@ -17,8 +17,9 @@ import structlog
 
 from producer.deliveries import AttemptOutcome
 from producer.destinations import DestinationPolicy, DestinationRefused, RegistrationCheck
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import DestinationError, EndpointNotFound, url_host_port
-from producer.endpoints import Endpoint, EndpointRegistry, EndpointStatus
+from producer.endpoints import EndpointRegistry
 from producer.events import OPERATIONS_WORKSPACE, Event, iso_time
 from producer.jsonwire import JSONValue
 from producer.keys import OPERATIONS_QUEUE

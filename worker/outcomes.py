@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.endpoints import Endpoint
+from producer.endpoint import Endpoint
 from producer.jobs import DeliveryItem
 from worker.batches import Target, Unsendable
 from worker.schedule import RetrySchedule

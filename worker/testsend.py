@@ -19,8 +19,9 @@ import orjson
 import structlog
 
 from producer import testlog
+from producer.endpoint import Endpoint
 from producer.endpoint_rules import EndpointNotFound
-from producer.endpoints import Endpoint, EndpointRegistry
+from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue, EventError, example_data, parse_event
 from producer.jobs import DeliveryItem
 from producer.keys import Keys

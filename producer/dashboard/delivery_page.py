@@ -21,8 +21,8 @@ from producer.activity import SentEvent
 from producer.dashboard.pages import producer_of, render
 from producer.dashboard.webhook_forms import endpoint_errors, endpoint_id_of
 from producer.deliveries import Attempt, Delivery, DeliveryNotFound, DeliveryState
+from producer.endpoint import Endpoint
 from producer.endpoint_rules import ROTATION_GRACE_S, EndpointNotFound
-from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN
 from producer.http.problems import redis_deadline
 from producer.jobs import DeliveryItem

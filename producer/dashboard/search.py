@@ -18,8 +18,8 @@ from producer.context import Producer
 from producer.dashboard.pages import producer_of, render, see_other, session_of
 from producer.dashboard.webhook_forms import PAGE_SIZE, page_url
 from producer.deliveries import Delivery, DeliveryNotFound
+from producer.endpoint import Endpoint
 from producer.endpoint_rules import EndpointNotFound
-from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN
 from producer.http.access import Owner
 from producer.http.bodies import ENDPOINT_CURSOR, decode_cursor, encode_cursor

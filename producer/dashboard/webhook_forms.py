@@ -19,6 +19,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from producer.deliveries import AttemptFilter, AttemptOutcome, RecentSummary
+from producer.endpoint import Endpoint
 from producer.endpoint_kind import EndpointKind, destination_errors, validate_kind
 from producer.endpoint_options import parse_header_line, validate_headers
 from producer.endpoint_rules import (
@@ -28,7 +29,6 @@ from producer.endpoint_rules import (
     validate_filter,
     validate_workspace,
 )
-from producer.endpoints import Endpoint
 from producer.events import ID_PATTERN, Catalogue
 from producer.fifo import Ordering, validate_ordering
 from producer.filters import PayloadFilter, parse_filter_text

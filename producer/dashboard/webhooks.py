@@ -36,8 +36,8 @@ from producer.dashboard.webhook_forms import (
     page_url,
 )
 from producer.deliveries import RECENT_WINDOW
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH, EndpointError
-from producer.endpoints import Endpoint, EndpointStatus
 from producer.http.bodies import ENDPOINT_CURSOR, decode_cursor, encode_cursor
 from producer.http.problems import redis_deadline
 

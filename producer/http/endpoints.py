@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from producer import jsonwire
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_fields import invalid_fields
 from producer.endpoint_kind import KINDS, EndpointKind
 from producer.endpoint_rules import MAX_DESCRIPTION_LENGTH, MAX_IN_FLIGHT_LIMIT, ROTATION_GRACE_S
-from producer.endpoints import Endpoint, EndpointStatus
 from producer.events import ID_PATTERN
 from producer.http.access import Access, Owner, Routes, Scope, caller_workspace
 from producer.http.bodies import (

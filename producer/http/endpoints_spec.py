@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from producer.deliveries import RECENT_WINDOW
+from producer.endpoint import EndpointStatus
 from producer.endpoint_kind import EndpointKind
 from producer.endpoint_options import MAX_HEADERS, MAX_HEADERS_BYTES
 from producer.endpoint_rules import (
@@ -14,7 +15,6 @@ from producer.endpoint_rules import (
     MAX_URL_LENGTH,
     ROTATION_GRACE_S,
 )
-from producer.endpoints import EndpointStatus
 from producer.events import ID_PATTERN
 from producer.fifo import Ordering
 from producer.filters import MAX_DEPTH, MAX_FILTER_BYTES, MAX_NODES

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from producer.endpoint import Endpoint
 from producer.endpoint_kind import EndpointKind
-from producer.endpoints import Endpoint
 from producer.http.access import Access, Owner, Routes, Scope
 from producer.http.bodies import path_id, read_json_object, reject_unknown
 from producer.http.openapi import (
