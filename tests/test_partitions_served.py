@@ -4,6 +4,7 @@ totals over the partitions (real Redis and in-process workers, a real receiver).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from producer.endpoint_rules import EndpointNotFound
 from producer.events import Event, parse_event
 from producer.partitioning import partition_of
 from producer.redis_guard import GuardMetrics, RedisGuard
+from producer.routed import RoutedDeliveryLog, RoutedFeeds, RoutedPausing, RoutedPublisher
+from producer.routing import RoutedRegistry
 from producer.settings import ProducerSettings
 from producer.testsends import request_test_send
 from producer.totals import hot_totals
@@ -283,3 +286,21 @@ async def test_a_partition_that_lost_its_data_is_noticed(
     assert guard.data_lost.partition == 2
     assert guard.data_lost.previous == markers[2]
     assert "partition 2" in guard.data_lost.describe()
+
+
+@pytest.mark.parametrize(
+    ("routed", "inherited"),
+    [
+        (RoutedPublisher, {"publish"}),  # calls publish_many
+        (RoutedFeeds, set()),
+        (RoutedPausing, set()),
+        (RoutedDeliveryLog, {"get"}),  # calls load
+        (RoutedRegistry, set()),
+    ],
+)
+def test_the_routed_parts_route_every_public_method(routed: type, inherited: set[str]) -> None:
+    # A method inherited unrouted would run on a base whose state the routed class never
+    # set up (or on partition 0 only): each is overridden, or named here with its reason.
+    base = routed.__mro__[1]
+    public = {n for n, v in inspect.getmembers(base, inspect.isfunction) if not n.startswith("_")}
+    assert {n for n in public if n not in routed.__dict__} == inherited
