@@ -45,6 +45,9 @@ class BenchCluster:
     def __init__(self, workdir: Path) -> None:
         self._dir = workdir / "cluster"
         self.ports = [free_port() for _ in range(PRIMARIES)]
+        # A bus port of its own each: Redis's default (port + 10000) is refused above
+        # 55535, where a free port may well be.
+        self.bus_ports = [free_port() for _ in range(PRIMARIES)]
         self._nodes: list[Child] = []
 
     @property
@@ -56,10 +59,11 @@ class BenchCluster:
         """Start the nodes, give out the slots, join them and wait for ``cluster_state:ok``."""
         self._dir.mkdir(parents=True, exist_ok=True)
         binary = find_redis_server()
-        for port in self.ports:
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
             argv = [
                 binary,
                 "--port", str(port),
+                "--cluster-port", str(bus),
                 "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(self._dir / f"nodes-{port}.conf"),
@@ -77,7 +81,9 @@ class BenchCluster:
             )
             await self._command(port, "CLUSTER", "ADDSLOTSRANGE", index * share, last)
         for port in self.ports[1:]:
-            await self._command(port, "CLUSTER", "MEET", "127.0.0.1", self.ports[0])
+            await self._command(
+                port, "CLUSTER", "MEET", "127.0.0.1", self.ports[0], self.bus_ports[0]
+            )
         deadline = time.monotonic() + CLUSTER_READY_S
         while not await self._ready():
             if time.monotonic() > deadline:
