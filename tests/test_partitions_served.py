@@ -304,3 +304,17 @@ def test_the_routed_parts_route_every_public_method(routed: type, inherited: set
     base = routed.__mro__[1]
     public = {n for n, v in inspect.getmembers(base, inspect.isfunction) if not n.startswith("_")}
     assert {n for n in public if n not in routed.__dict__} == inherited
+
+
+async def test_the_lanes_of_a_worker_share_its_slots_and_its_stalled_budget(
+    partitioned: Producer, worker_factory: Factory
+) -> None:
+    worker = await worker_factory(
+        PARTITIONS=PARTITIONS, WORKER_CONCURRENCY="40", STALLED_CONCURRENCY_SHARE="0.25"
+    )
+    lanes = worker.service.lanes
+    assert len(lanes) == 3
+    # One budget for the process: the stalled share bounds the worker, not each partition.
+    budgets = {id(lane.limiter._budget) for lane in lanes}
+    assert len(budgets) == 1
+    assert lanes[0].limiter._budget.size == 10

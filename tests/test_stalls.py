@@ -21,7 +21,7 @@ from producer.keys import Keys
 from producer.settings import SettingsError
 from worker.limits import STALLED_AFTER_S, Deferral, EndpointLimiter
 from worker.settings import WorkerSettings
-from worker.stalls import IDLE_AFTER_S
+from worker.stalls import IDLE_AFTER_S, Stalls
 
 from harness import ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
@@ -45,7 +45,9 @@ async def test_endpoints_not_known_to_answer_share_one_budget(
 ) -> None:
     new, other, third, healthy = [await an_endpoint(producer) for _ in range(4)]
     now = [1000.0]
-    limiter = EndpointLimiter(redis, Keys(), "w", clock=lambda: now[0], stalled_budget=2)
+    limiter = EndpointLimiter(
+        redis, Keys(), "w", clock=lambda: now[0], stalls=Stalls.of(2, STALLED_AFTER_S)
+    )
     # Never seen answering: each request counts, and the third one finds no room
     # (deferred briefly: it is not known to stall either).
     assert await limiter.acquire(new) is None

@@ -30,6 +30,7 @@ from worker.resume import FeedLimits, Resumer
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.slots import Slots
+from worker.stalls import Stalls
 from worker.testsend import SendTestListener
 
 
@@ -62,6 +63,7 @@ class Shared:
     pause_events: PauseEvents
     operations: bool
     job_concurrency: int
+    stalls: Stalls
 
 
 def build_lane(shared: Shared, index: int) -> Lane:
@@ -75,7 +77,7 @@ def build_lane(shared: Shared, index: int) -> Lane:
         keys,
         worker_id=shared.worker_id,
         lease_ttl_s=min(LEASE_TTL_S, s.job_lock_timeout),
-        stalled_budget=s.stalled_budget,
+        stalls=shared.stalls,
         metrics=metrics,
     )
     processor = DeliveryProcessor(

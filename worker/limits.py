@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from worker.metrics import Metrics
-from worker.stalls import IdleDeferrals, StallBudget
+from worker.stalls import Stalls
 
 log = structlog.get_logger("cliq.worker.limits")
 
@@ -108,11 +107,12 @@ class EndpointLimiter:
         lease_ttl_s: float = LEASE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         *,
-        stalled_budget: int | None = None,
+        stalls: Stalls | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """``stalled_budget``: requests that endpoints not known to answer may hold here
-        together (worker/stalls.py); None: no such bound."""
+        """``stalls``: the stalled-request budget and idle deferrals of this worker
+        process (worker/stalls.py), shared by the limiters of its lanes; None: a budget
+        of its own without a bound."""
         self._clock = clock
         self._redis = redis
         self._keys = keys
@@ -120,10 +120,8 @@ class EndpointLimiter:
         self._lease_ttl_ms = int(lease_ttl_s * 1000)
         self._script = load_script(redis, keys, "worker", "leases.lua")
         self._endpoints: dict[str, EndpointSlots] = {}
-        self._budget = StallBudget(
-            sys.maxsize if stalled_budget is None else stalled_budget, STALLED_AFTER_S
-        )
-        self._idle = IdleDeferrals()
+        stalls = stalls or Stalls.of(None, STALLED_AFTER_S)
+        self._budget, self._idle = stalls.budget, stalls.idle
         self._metrics = metrics or Metrics()
 
     async def acquire(self, endpoint: Endpoint) -> Deferral | None:

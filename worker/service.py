@@ -45,6 +45,7 @@ from producer.redis_guard import RedisGuard
 from producer.totals import hot_totals
 from worker import __version__
 from worker.lanes import Lane, Shared, build_lane
+from worker.limits import STALLED_AFTER_S
 from worker.logwriter import LogWriter, keep_partitions
 from worker.metrics import Metrics
 from worker.notify import Notifier
@@ -57,6 +58,7 @@ from worker.request import user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
 from worker.slots import Slots
+from worker.stalls import Stalls
 
 log = structlog.get_logger("cliq.worker.service")
 
@@ -156,6 +158,7 @@ class WorkerService:
             pause_events=pause_events,
             operations=operations,
             job_concurrency=self._job_concurrency(),
+            stalls=Stalls.of(s.stalled_budget, STALLED_AFTER_S),
         )
         # One lane per partition (worker/lanes.py): every worker serves every partition.
         self.lanes = lanes = [build_lane(shared, k) for k in range(producer.partitions.count)]

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 # An endpoint none of whose requests ended for this long is not known to answer.
@@ -89,3 +90,20 @@ class IdleDeferrals:
             if now - last >= IDLE_MEMORY_S:
                 del self._since[endpoint_id]
         return sum(1 for since, _ in self._since.values() if now - since >= IDLE_AFTER_S)
+
+
+@dataclass(frozen=True)
+class Stalls:
+    """A worker process's stalled-request budget and idle deferrals: one for all its
+    lanes (one per partition), so ``STALLED_BUDGET`` bounds the process, not a lane."""
+
+    budget: StallBudget
+    idle: IdleDeferrals
+
+    @classmethod
+    def of(cls, size: int | None, stalled_after_s: float) -> Stalls:
+        """``size``: requests stalled endpoints may hold together (None: no bound);
+        ``stalled_after_s``: how long unanswered requests take to count as stalled."""
+        return cls(
+            StallBudget(sys.maxsize if size is None else size, stalled_after_s), IdleDeferrals()
+        )
