@@ -9,6 +9,7 @@ import structlog
 from aiohttp.abc import AbstractResolver
 from redis import exceptions as redis_errors
 
+from producer.claims import EventClaims
 from producer.deliveries import DeliveryLog
 from producer.destinations import RegistrationCheck
 from producer.endpoint_index import EndpointIndex
@@ -98,7 +99,8 @@ class Producer:
             routed = RoutedRegistry(registries, self.index)
             self.endpoints = routed
             self.feeds = RoutedFeeds(feeds, routed)
-            self.publisher = RoutedPublisher(publishers, pause_events)
+            claims = EventClaims(self.redis, self.partitions, settings.idempotency_window)
+            self.publisher = RoutedPublisher(publishers, pause_events, claims)
             self.pausing = RoutedPausing(pausings, routed)
         self.deliveries = self._log([self._lane_log(k, None) for k in range(self.partitions.count)])
         # The delivery log's database (DATABASE_URL), once open_log_store() has opened it.

@@ -102,6 +102,13 @@ LAYOUT: dict[str, str] = {
     # is (so no endpoint a caller was told of is missing from it), removed after it is
     # deleted (producer.routing).
     "endpoint_partitions": "eps:part",
+    # Hash (TTL), PARTITIONS > 1 only: which workspace published an event id, in the
+    # partition of the id's own hash (producer/claims.py), so that an id is one
+    # workspace's across partitions as it is with one partition. The id is
+    # "<window s>:<bucket>:<shard>" (IDEMPOTENCY_WINDOW buckets, CLAIM_SHARD_HEX hex digits
+    # of the id's SHA-1), field = the next 16 hex digits, value = the workspace's tag
+    # (8 hex digits of its SHA-1); a bucket lasts until the next one ends.
+    "event_claim": "claim:{}",
     # Set: ids of endpoints whose status is failing.
     "failing": "failing",
     # Set: ids of endpoints enabled (or deleted) with paused deliveries left, which the
@@ -203,6 +210,11 @@ MARKER_SHARD_HEX_MAX = 6
 MARKER_SHARD_TARGET = 100
 # Bytes of the event id's SHA-1 in its marker's field, after the shard's: 76 bits or more.
 MARKER_DIGEST_BYTES = 8
+
+
+# The claims' hashes per bucket (16 ** CLAIM_SHARD_HEX): partitions are for high rates,
+# where 65,536 hashes keep each small (listpack) up to ~8 M events a window.
+CLAIM_SHARD_HEX = 4
 
 
 def event_marker(
@@ -386,6 +398,10 @@ class Keys:
         """See ``LAYOUT["endpoints"]``."""
         return self._key("endpoints")
 
+    def event_claim(self, claim_id: str) -> str:
+        """See ``LAYOUT["event_claim"]``."""
+        return self._key("event_claim", claim_id)
+
     @property
     def endpoint_partitions(self) -> str:
         """See ``LAYOUT["endpoint_partitions"]``."""
@@ -536,6 +552,7 @@ def lua_prelude() -> str:
         f"local MARKER_SHARD_HEX_MAX = {MARKER_SHARD_HEX_MAX}",
         f"local MARKER_SHARD_TARGET = {MARKER_SHARD_TARGET}",
         f"local MARKER_DIGEST_BYTES = {MARKER_DIGEST_BYTES}",
+        f"local CLAIM_SHARD_HEX = {CLAIM_SHARD_HEX}",
     ]
     for name, template in LAYOUT.items():
         head, _, tail = template.partition("{}")

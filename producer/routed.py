@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from producer.activity import OutcomeCounts, SentEvent
+from producer.claims import EventClaims
 from producer.deliveries import AttemptFilter, Delivery, DeliveryLog, LogPosition, RecentSummary
 from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoint_rules import EndpointNotFound
@@ -33,21 +34,30 @@ async def _lane_of(registry: RoutedRegistry, lanes: Sequence[Lane], endpoint_id:
 
 
 class RoutedPublisher(Publisher):
-    """Publishes each event through its workspace's partition."""
+    """Publishes each event through its workspace's partition, once its id is claimed
+    for its workspace (:mod:`producer.claims`)."""
 
-    def __init__(self, lanes: Sequence[Publisher], pause_events: PauseEvents) -> None:
+    def __init__(
+        self, lanes: Sequence[Publisher], pause_events: PauseEvents, claims: EventClaims
+    ) -> None:
         self.lanes = tuple(lanes)
         self.pause_events = pause_events
+        self._claims = claims
 
     async def publish_many(self, events: Sequence[Event]) -> list[PublishResult]:
         """Publish events: one batch (as few script calls as its size allows) per
-        partition touched; results in the order of ``events``."""
+        partition touched; results in the order of ``events``. An id another workspace
+        holds is a duplicate, as with one partition."""
+        results: list[PublishResult | None] = [None] * len(events)
         by_lane: dict[int, list[int]] = {}
+        owned = await self._claims.claim(events)
         for position, event in enumerate(events):
+            if not owned[position]:
+                results[position] = PublishResult(event.id, 0, True)
+                continue
             by_lane.setdefault(partition_of(event.workspace_id, len(self.lanes)), []).append(
                 position
             )
-        results: list[PublishResult | None] = [None] * len(events)
         for lane, positions in sorted(by_lane.items()):
             done = await self.lanes[lane].publish_many([events[p] for p in positions])
             for position, result in zip(positions, done, strict=True):

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
+from producer.claims import EventClaims
 from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.endpoint import Endpoint
@@ -318,3 +319,49 @@ async def test_the_lanes_of_a_worker_share_its_slots_and_its_stalled_budget(
     budgets = {id(lane.limiter._budget) for lane in lanes}
     assert len(budgets) == 1
     assert lanes[0].limiter._budget.size == 10
+
+
+async def test_an_event_id_is_one_workspaces_across_partitions(
+    partitioned: Producer, receiver: Receiver, redis: aioredis.Redis
+) -> None:
+    producer = partitioned
+    await endpoints_of(producer, receiver)
+    # Two workspaces of different partitions, and an id each would publish.
+    first, second = (
+        WORKSPACES[0],
+        next(ws for ws in WORKSPACES if partition_of(ws, 3) != partition_of(WORKSPACES[0], 3)),
+    )
+    ids = [f"evt_shared_{n}" for n in range(20)]
+    mine = await producer.publisher.publish_many(
+        [event_of(producer, first, n, id=i) for n, i in enumerate(ids)]
+    )
+    assert [r.deliveries for r in mine] == [1] * len(ids)
+    theirs = await producer.publisher.publish_many(
+        [event_of(producer, second, n, id=i) for n, i in enumerate(ids)]
+    )
+    # Refused as duplicates, as with one partition: nothing stored in their partition.
+    assert all(r.duplicate and r.deliveries == 0 for r in theirs)
+    keys = producer.partitions.for_workspace(second)
+    assert not any([await redis.exists(keys.event(i)) for i in ids])
+    for event_id in ids:
+        deliveries = await producer.deliveries.for_event(event_id)
+        assert [d.endpoint_id for d in deliveries] == [
+            (await producer.endpoints.workspace_endpoints([first]))[first].endpoints[0].id
+        ]
+    # The same workspace publishing its ids again (a retry) gets duplicates too, and a
+    # new id of the second workspace is published.
+    again = await producer.publisher.publish_many([event_of(producer, first, 0, id=ids[0])])
+    assert again[0].duplicate
+    new = await producer.publisher.publish_many([event_of(producer, second, 0, id="evt_own")])
+    assert new[0].deliveries == 1
+
+
+async def test_a_claim_stays_with_its_workspace(partitioned: Producer) -> None:
+    claims = EventClaims(partitioned.redis, partitioned.partitions, 60)
+    a = [event_of(partitioned, "ws_a", n, id=f"evt_c{n}") for n in range(30)]
+    b = [event_of(partitioned, "ws_b", n, id=f"evt_c{n}") for n in range(30)]
+    assert await claims.claim(a) == [True] * 30
+    assert await claims.claim(a) == [True] * 30  # its own: a retry passes
+    assert await claims.claim(b) == [False] * 30
+    mixed = [b[0], event_of(partitioned, "ws_b", 99, id="evt_b_only"), a[1]]
+    assert await claims.claim(mixed) == [False, True, True]
