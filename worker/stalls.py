@@ -95,7 +95,8 @@ class IdleDeferrals:
 @dataclass(frozen=True)
 class Stalls:
     """A worker process's stalled-request budget and idle deferrals: one for all its
-    lanes (one per partition), so ``STALLED_BUDGET`` bounds the process, not a lane."""
+    lanes (one per partition), so ``STALLED_CONCURRENCY_SHARE`` bounds the process, not
+    a lane."""
 
     budget: StallBudget
     idle: IdleDeferrals
