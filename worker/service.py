@@ -457,9 +457,11 @@ class WorkerService:
             ok = redis_ok and self._alive() and not self._stop.is_set() and not refused
             warnings = guard.warnings()
             details: dict[str, object] = {"redis": redis_ok}
-            if self.log_writer is not None:
+            writers = [lane.log_writer for lane in self.lanes if lane.log_writer is not None]
+            if writers:
                 # Delivering goes on while the database is down: a detail, not a refusal.
-                details["log_store"] = "failing" if self.log_writer.failing_since else "ok"
+                failing = any(w.failing_since is not None for w in writers)
+                details["log_store"] = "failing" if failing else "ok"
                 details["log_outbox"] = int(self.metrics.log_outbox._value.get())
             if warnings:
                 details["warnings"] = warnings
