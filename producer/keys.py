@@ -42,8 +42,9 @@ LAYOUT: dict[str, str] = {
     "event_seen": "seen:{}",
     # Hash (TTL: its bucket's): one bucket of markers, by "<window s>:<bucket>": its shard
     # width (F.marker_bucket.width, hex digits: set by its first writer from the previous
-    # bucket's count, see MARKER_SHARD_TARGET; absent: MARKER_SHARD_HEX_MIN, as every bucket
-    # written before widths adapted) and the markers written in it (F.marker_bucket.count).
+    # bucket's count, see MARKER_SHARD_TARGET; absent: MARKER_SHARD_HEX_UNKNOWN, as every
+    # bucket written before widths adapted) and the markers written in it
+    # (F.marker_bucket.count).
     "marker_bucket": "seenb:{}",
     # String: the window (s) of the markers written last, by which publish finds them; a
     # changed window hides the markers of the old one.
@@ -201,14 +202,18 @@ LAYOUT: dict[str, str] = {
 # a hashtable (about 60 B a marker) past it. The setting is not read: 128 is assumed, the
 # lowest these widths are made for (Redis's default is 512), and 100 leaves room for the
 # spread between shards and a rate rising by a quarter from one bucket to the next.
-# Width 3 serves up to 409,600 markers per window (4.7 events/s over 24 h), 4 up to
-# 6.6 M (76/s), 5 up to 105 M (1,200/s), 6 up to 1.7 G (19,000/s) and beyond.
-# MARKER_SHARD_HEX_MIN is also the width of a bucket without a stored one: every marker
-# written before widths adapted had that fixed width, so it must stay 3.
-MARKER_SHARD_HEX_MIN = 3
+# Width 0 (one hash) serves up to 100 markers per window, 1 up to 1,600, 2 up to 25,600,
+# 3 up to 409,600 (4.7 events/s over 24 h), 4 up to 6.6 M (76/s), 5 up to 105 M
+# (1,200/s), 6 up to 1.7 G (19,000/s) and beyond: a low rate needs few hashes, whose own
+# cost (about 100 B each) would otherwise dominate its markers'.
+MARKER_SHARD_HEX_MIN = 0
 MARKER_SHARD_HEX_MAX = 6
+# The width of a bucket without a stored one (every marker written before widths adapted
+# had this fixed width, so it must stay 3), and of a bucket whose previous bucket has no
+# count (the first one, or one after a quiet window): wide enough for a burst.
+MARKER_SHARD_HEX_UNKNOWN = 3
 MARKER_SHARD_TARGET = 100
-# Bytes of the event id's SHA-1 in its marker's field, after the shard's: 76 bits or more.
+# Bytes of the event id's SHA-1 in its marker's field, after the shard's: 64 bits or more.
 MARKER_DIGEST_BYTES = 8
 
 
@@ -218,7 +223,7 @@ CLAIM_SHARD_HEX = 4
 
 
 def event_marker(
-    event_id: str, window_s: int, now_s: int, width: int = MARKER_SHARD_HEX_MIN
+    event_id: str, window_s: int, now_s: int, width: int = MARKER_SHARD_HEX_UNKNOWN
 ) -> tuple[str, bytes]:
     """The ``LAYOUT["event_seen"]`` id and field of an event's marker written at
     ``now_s`` by Redis's clock in a bucket of shard width ``width`` (its
@@ -550,6 +555,7 @@ def lua_prelude() -> str:
         f"local DELIVERY_QUEUE = '{DELIVERY_QUEUE}'",
         f"local MARKER_SHARD_HEX_MIN = {MARKER_SHARD_HEX_MIN}",
         f"local MARKER_SHARD_HEX_MAX = {MARKER_SHARD_HEX_MAX}",
+        f"local MARKER_SHARD_HEX_UNKNOWN = {MARKER_SHARD_HEX_UNKNOWN}",
         f"local MARKER_SHARD_TARGET = {MARKER_SHARD_TARGET}",
         f"local MARKER_DIGEST_BYTES = {MARKER_DIGEST_BYTES}",
         f"local CLAIM_SHARD_HEX = {CLAIM_SHARD_HEX}",

@@ -35,15 +35,15 @@ local function marker_place(digest, window, bucket, width)
 end
 
 -- The widths of the buckets this script call looked at, by "<window>:<bucket>": each is
--- read once. A bucket without a stored width has MARKER_SHARD_HEX_MIN, the fixed width
--- of the markers written before widths adapted (and of a bucket never written).
+-- read once. A bucket without a stored width has MARKER_SHARD_HEX_UNKNOWN, the fixed
+-- width of the markers written before widths adapted (and of a bucket never written).
 local bucket_widths = {}
 local function bucket_width(window, bucket)
   local id = window .. ':' .. bucket
   local width = bucket_widths[id]
   if not width then
     width = tonumber(redis.call('HGET', K.marker_bucket(id), F.marker_bucket.width))
-      or MARKER_SHARD_HEX_MIN
+      or MARKER_SHARD_HEX_UNKNOWN
     bucket_widths[id] = width
   end
   return width
@@ -63,7 +63,9 @@ local function marker_bucket_open(window)
   if not width then
     local before = redis.call('HGET', K.marker_bucket(window .. ':' .. (bucket - 1)),
       F.marker_bucket.count)
-    width = marker_width(tonumber(before) or 0)
+    -- No count before (the first bucket, or one after a quiet window): no rate to
+    -- follow, so a width that takes a burst.
+    width = before and marker_width(tonumber(before)) or MARKER_SHARD_HEX_UNKNOWN
     redis.call('HSET', info, F.marker_bucket.width, width)
     redis.call('EXPIREAT', info, (bucket + 2) * window)
   end

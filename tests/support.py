@@ -20,7 +20,7 @@ from producer.events import Event, parse_event
 from producer.keys import (
     DELIVERY_QUEUES,
     MARKER_BUCKET_FIELDS,
-    MARKER_SHARD_HEX_MIN,
+    MARKER_SHARD_HEX_UNKNOWN,
     event_marker,
 )
 from producer.settings import ProducerSettings
@@ -95,7 +95,7 @@ async def marker_size(producer: Producer, event_id: str, window_s: int) -> int |
             producer.keys.marker_bucket(window_s, at_s // window_s), MARKER_BUCKET_FIELDS.width
         )
         marker_id, field = event_marker(
-            event_id, window_s, at_s, int(width or MARKER_SHARD_HEX_MIN)
+            event_id, window_s, at_s, int(width or MARKER_SHARD_HEX_UNKNOWN)
         )
         value = await producer.redis.hget(producer.keys.event_seen(marker_id), field)
         if value is not None:

@@ -103,16 +103,20 @@ async def test_a_rate_past_what_width_3_holds_gets_wider_buckets_that_stay_compa
     assert bucket.per_marker * 2 < before.per_marker, (before, bucket)
 
 
-async def test_few_markers_cost_the_width_3_hashes_at_most(redis_url: str) -> None:
-    """At a low rate a bucket has about a hash per marker (the shards' floor): more than
-    64 bytes each below a few thousand a window, but never more than 4,096 hashes."""
+async def test_few_markers_take_few_hashes_and_stay_under_64_bytes(redis_url: str) -> None:
+    """At a low rate a bucket takes as few hashes as its count asks (a hash costs about
+    100 bytes of its own): 50 markers a window in one hash, 1,000 in 16, 20,000 in 256.
+    The first bucket, with no count before it, has width 3 (4,096 hashes) for a burst."""
     redis = aioredis.Redis.from_url(redis_url)
+    measured_buckets = {}
     try:
-        _, low = await two_buckets(redis, 1_000)
-        await redis.flushall()
-        _, some = await two_buckets(redis, 20_000)
+        for markers in (50, 1_000, 20_000):
+            first, measured_buckets[markers] = await two_buckets(redis, markers)
+            assert first.width == 3
+            await redis.flushall()
     finally:
         await redis.aclose()
-    assert low.width == some.width == 3
-    assert low.bytes < 4096 * 130  # a small hash is about 100 bytes
-    assert some.per_marker <= BOUND, some
+    assert {n: b.width for n, b in measured_buckets.items()} == {50: 0, 1_000: 1, 20_000: 2}
+    for bucket in measured_buckets.values():
+        assert bucket.hashes == bucket.listpack == 16**bucket.width
+        assert bucket.per_marker <= BOUND, bucket

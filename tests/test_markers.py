@@ -60,8 +60,14 @@ def quiet_window(now_s: int) -> int:
 async def test_the_width_follows_the_previous_buckets_count(lua: MarkersLua) -> None:
     # The real values: at most 100 markers per hash if the rate stays the same.
     expected = {
-        0: 3,
-        1: 3,
+        0: 0,
+        1: 0,
+        100: 0,
+        101: 1,
+        1_600: 1,
+        1_601: 2,
+        25_600: 2,
+        25_601: 3,
         409_600: 3,
         409_601: 4,
         6_553_600: 4,
@@ -185,9 +191,10 @@ async def test_markers_written_before_widths_adapted_are_still_found(
         [make_event(producer, "issue.created", id=i) for i in [*ids, "new_7", "fresh_1"]]
     )
     assert [r.duplicate for r in published] == [True] * 61 + [False]
-    # The next bucket's width comes from the markers counted since the upgrade only.
+    # The next bucket's width comes from the markers counted since the upgrade only
+    # (50 of them: width 0, one hash).
     await lua.mark(window, "next_", 0, 0, (bucket + 1) * window)
-    assert await raw.hget(producer.keys.marker_bucket(window, bucket + 1), WIDTH) == b"3"
+    assert await raw.hget(producer.keys.marker_bucket(window, bucket + 1), WIDTH) == b"0"
 
 
 MARKING = re.compile(r"\b(mark_seen|forget_event_if_done|keep_latest)\(")
