@@ -203,11 +203,12 @@ async def send_test(args: argparse.Namespace) -> int:
     wait_s = settings.delivery_timeout + TEST_SEND_MARGIN_S
     async with Producer(settings.producer) as p:
         p.catalogue.require(args.type)
-        reason = untestable_reason(await p.endpoints.get(args.endpoint))
+        endpoint = await p.endpoints.get(args.endpoint)
+        reason = untestable_reason(endpoint)
         if reason is not None:
             raise UsageError(reason)
         result = await request_test_send(
-            p.redis, await p.keys_for_endpoint(args.endpoint), args.endpoint, args.type, wait_s
+            p.redis, p.keys_of(endpoint), args.endpoint, args.type, wait_s
         )
     if result is None:
         raise CommandFailed(

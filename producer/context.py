@@ -12,6 +12,7 @@ from redis import exceptions as redis_errors
 from producer.claims import EventClaims
 from producer.deliveries import DeliveryLog
 from producer.destinations import RegistrationCheck
+from producer.endpoint import Endpoint
 from producer.endpoint_index import EndpointIndex
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
@@ -135,16 +136,9 @@ class Producer:
                 [self._lane_log(k, store) for k in range(self.partitions.count)]
             )
 
-    async def partition_of_endpoint(self, endpoint_id: str) -> int:
-        """The partition holding the endpoint (0 with one partition, without a lookup);
-        :class:`producer.endpoint_rules.EndpointNotFound` if none does."""
-        if isinstance(self.endpoints, RoutedRegistry):
-            return await self.endpoints.partition_of_endpoint(endpoint_id)
-        return 0
-
-    async def keys_for_endpoint(self, endpoint_id: str) -> Keys:
-        """The keys of the endpoint's partition (see :meth:`partition_of_endpoint`)."""
-        return self.partitions.of(await self.partition_of_endpoint(endpoint_id))
+    def keys_of(self, endpoint: Endpoint) -> Keys:
+        """The keys of the partition an endpoint lives in: its workspace's."""
+        return self.partitions.for_workspace(endpoint.workspace_id)
 
     async def event_workspace(self, event_id: str) -> str | None:
         """The workspace of a stored event with this id, from the first partition that

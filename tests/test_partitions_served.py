@@ -142,7 +142,8 @@ async def test_an_endpoint_is_found_by_id_alone_in_every_partition(
     async with Producer(settings) as fresh:
         for ws, ep in endpoints.items():
             assert (await fresh.endpoints.get(ep.id)).workspace_id == ws
-            assert await fresh.partition_of_endpoint(ep.id) == partition_of(ws, 3)
+            assert isinstance(fresh.endpoints, RoutedRegistry)
+            assert await fresh.endpoints.partition_of_endpoint(ep.id) == partition_of(ws, 3)
         listed = await fresh.endpoints.all()
         assert {e.id for e in listed} == {e.id for e in endpoints.values()}
         page, cursor = await fresh.endpoints.scan(None, None, 5)
@@ -253,7 +254,7 @@ async def test_test_sends_reach_endpoints_of_every_partition_through_a_worker(
     endpoints = await endpoints_of(producer, receiver)
     await worker_factory(PARTITIONS=PARTITIONS)
     for ws, ep in endpoints.items():
-        keys = await producer.keys_for_endpoint(ep.id)
+        keys = producer.keys_of(ep)
         assert keys == producer.partitions.for_workspace(ws)
         result = await request_test_send(producer.redis, keys, ep.id, "issue.created", 10)
         assert result is not None, ws

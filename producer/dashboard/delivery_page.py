@@ -159,9 +159,7 @@ async def show_test(request: web.Request) -> web.Response:
     producer = producer_of(request)
     async with endpoint_errors("Redis is unavailable; the test send could not be read."):
         endpoint = await producer.endpoints.get(endpoint_id)
-        kept = await testlog.recent(
-            producer.redis, await producer.keys_for_endpoint(endpoint_id), endpoint_id
-        )
+        kept = await testlog.recent(producer.redis, producer.keys_of(endpoint), endpoint_id)
     sent = next((t for t in kept if t.delivery_id == delivery_id), None)
     if sent is None:
         raise web.HTTPNotFound(text="This webhook kept no test send with this id.")

@@ -150,9 +150,7 @@ async def _detail_page(
         # A row's Replay button follows its delivery's state now, not its attempt's.
         loaded = await producer.deliveries.load(sorted({e["delivery_id"] for e in entries}))
         states = {d.id: d.state.value for d in loaded if d is not None}
-        tests = await testlog.recent(
-            producer.redis, await producer.keys_for_endpoint(endpoint_id), endpoint_id
-        )
+        tests = await testlog.recent(producer.redis, producer.keys_of(endpoint), endpoint_id)
         charts = await endpoint_charts(producer, endpoint_id)
         if "replay" in request.query:
             progress = await _replay_progress(producer, request.query["replay"])
@@ -205,7 +203,7 @@ async def send_test(request: web.Request) -> web.Response:
     wait_s = settings_of(request).test_send_wait_s
     result = await request_test_send(
         producer.redis,
-        await producer.keys_for_endpoint(endpoint_id),
+        producer.keys_of(endpoint),
         endpoint_id,
         event_type,
         wait_s,

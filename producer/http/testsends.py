@@ -52,7 +52,7 @@ async def send_test(request: web.Request) -> web.Response:
     wait_s = request.app[SETTINGS].test_send_wait_s
     result = await request_test_send(
         producer.redis,
-        await producer.keys_for_endpoint(endpoint_id),
+        producer.keys_of(endpoint),
         endpoint_id,
         event_type,
         wait_s,
