@@ -7,7 +7,8 @@ deliveries and the keys its scripts touch with them live in the partition of its
 **workspace**: :func:`partition_of`, the CRC-32 of the UTF-8 workspace id modulo the
 count, a hash that never changes between releases or processes. A workspace's
 idempotency and FIFO order are then local to one slot, and a publish stays one script
-call per partition.
+call per partition (plus the claim of its event ids, in the partitions of the ids' own
+hashes, that keeps an id one workspace's: :mod:`producer.claims`).
 
 The tags of partitions 1..N-1 are chosen so that their slots fall in the N equal slot
 ranges that partition 0's slot leaves free (the layout of ``redis-cli --cluster create``
