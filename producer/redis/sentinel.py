@@ -11,7 +11,7 @@ so it follows a failover.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -60,8 +60,8 @@ class SentinelUrl:
         }
         if self.sentinel_password is not None:
             sentinel_options["password"] = self.sentinel_password
-        # redis-py leaves Sentinel's constructor untyped.
-        manager = Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+        # Called through Any: redis-py before 8 leaves Sentinel's constructor untyped.
+        manager = cast(Any, Sentinel)(list(self.sentinels), sentinel_kwargs=sentinel_options)
         client: aioredis.Redis = manager.master_for(
             self.primary,
             redis_class=SentinelMasterClient,
