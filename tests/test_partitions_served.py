@@ -194,7 +194,9 @@ async def test_dead_deliveries_of_every_partition_are_replayed(
     replayed = await producer.deliveries.replay(dead)
     assert sorted(replayed) == sorted(dead)
     await wait_until(lambda: _equals(delivered(producer), len(WORKSPACES)), 20, 0.05)
-    assert await producer.deliveries.dead_overall() == 0
+    # With the database the count is its own plus Redis's: a replayed delivery stays dead
+    # there until its writer has written the new round's attempt (up to a batch later).
+    await wait_until(lambda: _equals(producer.deliveries.dead_overall(), 0), 20, 0.05)
     assert len(receiver.received) == 2 * len(WORKSPACES)
 
 
