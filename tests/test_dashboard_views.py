@@ -413,12 +413,31 @@ async def test_on_a_phone_cells_are_labelled_and_the_navigation_is_one_line(
             assert await page.evaluate(
                 "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
             ), path
-            tops = await page.locator("header.top > *, header.top nav > a").evaluate_all(
-                "items => items.map(i => Math.round(i.getBoundingClientRect().top))"
-            )
             header = await page.locator("header.top").bounding_box()
             assert header is not None
-            assert header["height"] < 60, (path, tops)  # one line
+            assert header["height"] < 60, path  # one line
+            # Side by side, none over another, all on the screen, the brand not cut.
+            items = page.locator("header.top .brand, header.top nav a, header.top .signout")
+            boxes = await items.evaluate_all(
+                "items => items.map(i => { const r = i.getBoundingClientRect();"
+                " return [r.left, r.right]; })"
+            )
+            assert len(boxes) == 5, path
+            edges = sorted(boxes)
+            assert all(a[1] <= b[0] for a, b in zip(edges, edges[1:], strict=False)), (path, edges)
+            assert edges[-1][1] <= PHONE["width"], (path, edges)
+            brand = page.locator("header.top .brand")
+            await expect(brand).to_have_text("cliq-webhooks")  # "cliq" shows on a phone
+            assert await brand.evaluate("a => a.scrollWidth <= a.clientWidth"), path
+            # Every cell with more than buttons in it says which column it is.
+            unlabelled = await page.locator(".table-wrap table td:not([data-label])").evaluate_all(
+                """cells => cells.filter(td => {
+                    const copy = td.cloneNode(true);
+                    copy.querySelectorAll("form, button").forEach(e => e.remove());
+                    return copy.textContent.trim() !== "";
+                }).map(td => td.outerHTML)"""
+            )
+            assert unlabelled == [], path
         await page.goto(dashboard.url(f"/ui/webhooks/{endpoint.id}"))
         cell = page.locator('table.log tbody td[data-label="Latency"]').first
         label = await cell.evaluate("td => getComputedStyle(td, '::before').content")
