@@ -228,7 +228,7 @@ async def test_every_route_naming_another_workspaces_resource_answers_404(
             continue
         values = {"token_id": "tok_0123456789abcdef", "name": "general"}
         values[access.parameter] = ids[access.owner]
-        body = {} if method in ("POST", "PUT", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
         response = await as_key(api, key, method, path.format(**values), body)
         document = await problem(response, 404, "not-found")
         assert ids[access.owner] in document["detail"], (method, path, document)
