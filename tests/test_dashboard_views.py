@@ -330,6 +330,32 @@ async def test_search_results_page_on(
 # ---------------------------------------------------------------- the log's rows
 
 
+@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+async def test_the_delivery_log_pages_on_and_says_when_a_filter_matches_nothing(
+    page: Page,
+    dashboard: Dashboard,
+    producer: Producer,
+    receiver: Receiver,
+    worker: RunningWorker,
+) -> None:
+    endpoint = await subscribe(producer, receiver)
+    await producer.publisher.publish_many([make_event(producer, data={"n": n}) for n in range(51)])
+
+    async def logged() -> bool:  # in the log the page reads (PostgreSQL: a moment later)
+        return (await producer.deliveries.recent(endpoint.id)).delivered == 51
+
+    await wait_until(logged, 20, message="the 51 deliveries never reached the log")
+    await sign_in(page, dashboard, f"/ui/webhooks/{endpoint.id}")
+    rows = page.locator("table.log tbody tr")
+    await expect(rows).to_have_count(50)
+    older = page.get_by_role("link", name="Older attempts →")
+    await older.click()
+    await expect(rows).to_have_count(1)
+    await expect(older).to_have_count(0)
+    await page.goto(dashboard.url(f"/ui/webhooks/{endpoint.id}?outcome=dead"))
+    await expect(page.locator("#log .empty")).to_have_text("No attempts match these filters.")
+
+
 async def test_test_sends_appear_in_the_log_marked_as_tests_and_open_what_was_sent(
     page: Page,
     dashboard: Dashboard,
