@@ -118,6 +118,8 @@ def validate_filter(patterns: Iterable[str], catalogue: Catalogue) -> tuple[str,
 
 def validate_workspace(workspace_id: str) -> str:
     """A workspace id: it becomes part of Redis keys."""
+    if workspace_id == "":
+        raise EndpointError("workspace", "is required")
     if not isinstance(workspace_id, str) or not ID_PATTERN.match(workspace_id):
         raise EndpointError("workspace", "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-'")
     if workspace_id == OPERATIONS_WORKSPACE:
@@ -128,6 +130,8 @@ def validate_workspace(workspace_id: str) -> str:
 
 def validate_email(email: str) -> str:
     """A plausible email address for failure notifications."""
+    if email == "":
+        raise EndpointError("email", "is required")
     if not isinstance(email, str) or not EMAIL_PATTERN.match(email):
         raise EndpointError("email", f"{email!r} is not an email address")
     return email

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +31,7 @@ from producer import logs, testlog
 from producer.activity import HOUR_MS
 from producer.context import Producer
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.endpoint import Endpoint
+from producer.endpoint import Endpoint, EndpointStatus
 from producer.events import example_data, parse_event
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
@@ -120,6 +121,8 @@ async def _backfill(producer: Producer, endpoints: list[Endpoint], now_ms: int) 
                     },
                     producer.catalogue,
                     max_payload_bytes=producer.settings.max_payload_bytes,
+                    # Its body's created_at is the time the event page shows.
+                    now=datetime.fromtimestamp(at / 1000, UTC),
                 )
                 delivery_id = new_delivery_id()
                 events.append(
@@ -193,6 +196,7 @@ async def _screens(page: Page, base: str, ids: dict[str, str]) -> list[str]:
         ("webhooks-workspace", f"/ui/webhooks?workspace={ids['workspace']}", None),
         ("webhooks-empty", "/ui/webhooks?status=disabled", None),
         ("webhook-new", "/ui/webhooks/new", None),
+        ("webhook-edit", f"/ui/webhooks/{ids['good']}/edit", None),
         ("webhook-healthy", f"/ui/webhooks/{ids['good']}", None),
         ("webhook-failing", f"/ui/webhooks/{ids['broken']}", ".chart details"),
         ("webhook-flaky", f"/ui/webhooks/{ids['flaky']}", None),
@@ -208,18 +212,47 @@ async def _screens(page: Page, base: str, ids: dict[str, str]) -> list[str]:
     ]
     for name, path, opens in screens:
         written.append(await _visit(page, base + path, name, opens))
-    return written + await _token_screens(page, base)
+    return written + await _create_screens(page, base) + await _token_screens(page, base)
+
+
+async def _api(base: str, method: str, path: str, body: object = None) -> object:
+    """A call with the operator's key; its JSON answer (``None`` when empty)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(
+            method, base + path, json=body, headers={"Authorization": f"Bearer {KEY}"}
+        ) as answer,
+    ):
+        assert answer.status < 300, await answer.text()
+        return await answer.json() if answer.status != 204 else None
+
+
+async def _create_screens(page: Page, base: str) -> list[str]:
+    """Create Webhook refusing an empty form, then the secret shown once; the webhook
+    is deleted again (the next width's tour shows the same list)."""
+    await page.goto(base + "/ui/webhooks/new")
+    await page.get_by_role("button", name="Create", exact=True).click()
+    await page.wait_for_selector(".field-error")
+    written = [await _save(page, "webhook-new-errors")]
+    await page.get_by_label("Endpoint URL").fill("https://hooks.example.com/cliq")
+    await page.get_by_label("Workspace id").fill("ws_acme")
+    await page.get_by_label("Owner email").fill("dave@example.com")
+    await page.get_by_role("group", name="Issue events").get_by_label("All issue events").check()
+    await page.get_by_role("button", name="Create", exact=True).click()
+    await page.wait_for_selector("#secret")
+    written.append(await _save(page, "webhook-created"))
+    href = await page.get_by_role("link", name="Continue to the webhook").get_attribute("href")
+    assert href is not None
+    await _api(base, "DELETE", "/v1/endpoints/" + href.rsplit("/", 1)[1])
+    return written
 
 
 async def _portal_link(base: str, path: str, body: dict[str, object]) -> str:
     """A portal link made with the operator's key (``POST {path}``)."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(base + path, json=body, headers={"Authorization": f"Bearer {KEY}"}) as answer,
-    ):
-        assert answer.status == 201, await answer.text()
-        url: str = (await answer.json())["url"]
-        return url
+    made = await _api(base, "POST", path, body)
+    assert isinstance(made, dict)
+    url: str = made["url"]
+    return url
 
 
 async def _token_screens(page: Page, base: str) -> list[str]:
@@ -242,14 +275,29 @@ async def _token_screens(page: Page, base: str) -> list[str]:
     secret = await page.get_by_label("Secret").input_value()
     await page.get_by_label("Authentication code").fill(code_at(secret, time.time()))
     await page.get_by_role("button", name="Continue").click()
+    values = []
     for name in ("CI deploys", "Alerts bot"):
         await page.get_by_label("Name", exact=True).fill(name)
         await page.get_by_role("button", name="Generate New Token").click()
+        values.append(await page.locator("#new-token").input_value())
     await page.locator("table.tokens tbody tr").last.get_by_role("switch").click()
     await page.wait_for_selector('table.tokens [aria-checked="false"]')
     written.append(await _save(page, "tokens-table"))
+    # A channel of theirs, posted to once with the first token: its usage history.
+    channel = f"deploys{width}"  # a name has one owner: one per width's user
+    await _api(base, "PUT", f"/v1/users/{user}/channels/{channel}")
+    posted = f"/api/v2/channelsbyname/{channel}/message?zapikey={values[0]}"
+    await _api(base, "POST", posted, {"text": "v2.4.1 deployed"})
+    token = f"/ui/tokens/{user}/tokens/{values[0].split('.')[0]}"
+    written.append(await _visit(page, base + token, "token"))
+    written.append(await _visit(page, base + token + "?url=1#webhook-url", "token-webhook-url"))
+    # Their next link asks for a code first (a new session, no 2FA session in it).
+    await page.goto(await _portal_link(base, f"/v1/users/{user}/portal-links", {}))
+    await page.wait_for_selector("text=Authentication code")
+    written.append(await _save(page, "tokens-verify"))
     link = await _portal_link(base, "/v1/workspaces/ws_acme/portal-links", {"read_only": True})
     written.append(await _visit(page, link, "portal-read-only"))
+    written.append(await _visit(page, link, "portal-link-used"))
     return written
 
 
@@ -351,7 +399,9 @@ async def _seed(settings: WorkerSettings, port: int) -> dict[str, str]:
         while time.monotonic() < deadline:
             dead = await producer.deliveries.dead_ids(broken.id)
             done = [d for d in await producer.deliveries.for_endpoint(good.id, 5) if d.attempts]
-            if dead and done and len(dead) >= 3:
+            # The broken receiver's endpoint shown failing on every screen, at both widths.
+            status = (await producer.endpoints.get(broken.id)).status
+            if done and len(dead) >= 3 and status == EndpointStatus.FAILING:
                 break
             await asyncio.sleep(0.5)
         else:

@@ -5,18 +5,24 @@ made through ``POST /v1/api-keys``. Time moves by the injected clock, never by s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from test_api import problem
-from test_tokens import KEY, Api, ApiFactory, api_factory_for, enrolled_user, ok
+from test_tokens import KEY, START, Api, ApiFactory, api_factory_for, enrolled_user, ok
 
+from producer.dashboard.sessions import COOKIE_NAME
+from producer.events import iso_time
+from producer.http.access import ROUTE_ACCESS, Owner
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
+from producer.keys import Keys
 
 OTHER = "ws_other"
 MINE = "ws_mine"
@@ -105,6 +111,32 @@ async def test_keys_are_shown_once_listed_and_revoked(api_factory: ApiFactory) -
     await problem(await api.call("DELETE", f"/v1/api-keys/{item['id']}"), 404, "not-found")
 
 
+async def everything_stored(redis: aioredis.Redis) -> str:
+    """Every key name and value in Redis, as one text."""
+    parts: list[str] = []
+    async for name in redis.scan_iter():
+        kind = await redis.type(name)
+        if kind == "hash":
+            value: object = await redis.hgetall(name)
+        elif kind == "zset":
+            value = await redis.zrange(name, 0, -1, withscores=True)
+        elif kind == "string":
+            value = await redis.get(name)
+        else:
+            value = kind
+        parts.append(f"{name} {value}")
+    return "\n".join(parts)
+
+
+async def test_a_key_is_kept_as_its_digest_only(api: Api, redis: aioredis.Redis) -> None:
+    key = await scoped_key(api, scopes=["endpoints:read"])
+    secret = key.split(".")[1]
+    stored = await everything_stored(redis)
+    assert secret not in stored
+    assert hashlib.sha256(secret.encode()).hexdigest() in stored
+    await ok(await as_key(api, key, "GET", "/v1/endpoints"))  # and it authenticates
+
+
 async def test_a_new_key_names_every_bad_field(api: Api) -> None:
     body = {"workspace_id": "bad id", "name": "", "scopes": ["endpoints:read", "root"]}
     response = await api.call("POST", "/v1/api-keys", body)
@@ -171,6 +203,43 @@ async def test_a_scoped_key_sees_its_workspace_only(api_factory: ApiFactory) -> 
     await ok(await as_key(api, key, "GET", f"/v1/events/{own['id']}"))
 
 
+async def test_every_route_naming_another_workspaces_resource_answers_404(
+    api_factory: ApiFactory,
+) -> None:
+    """Every declared route whose path names a resource, read from the table (so a route
+    added later is tried too), answers a key of another workspace 404 and changes nothing."""
+    api = await api_factory(ALLOW_PRIVATE_DESTINATIONS="1")
+    theirs = await endpoint_of(api, OTHER)
+    await ok(await api.call("PUT", "/v1/users/theirs", {"workspace_id": OTHER}), 201)
+    event = {"type": "issue.created", "workspace_id": OTHER, "data": {"id": "i1"}}
+    published = await ok(await api.call("POST", "/v1/events", event), 202)
+    shown = await ok(await api.call("GET", f"/v1/events/{published['id']}"))
+    ids = {
+        Owner.ENDPOINT: theirs["id"],
+        Owner.EVENT: published["id"],
+        Owner.DELIVERY: shown["deliveries"][0]["id"],
+        Owner.USER: "theirs",
+        Owner.WORKSPACE: OTHER,
+    }
+    key = await scoped_key(api)
+    tried: set[Owner] = set()
+    for (path, method), access in sorted(api.client.app[ROUTE_ACCESS].items()):
+        if access.owner is None or method == "HEAD":
+            continue
+        values = {"token_id": "tok_0123456789abcdef", "name": "general"}
+        values[access.parameter] = ids[access.owner]
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
+        response = await as_key(api, key, method, path.format(**values), body)
+        document = await problem(response, 404, "not-found")
+        assert ids[access.owner] in document["detail"], (method, path, document)
+        tried.add(access.owner)
+    assert tried == set(Owner)
+    # All still there, unchanged, for the operator.
+    assert (await ok(await api.call("GET", f"/v1/endpoints/{theirs['id']}")))["status"] == "active"
+    assert (await ok(await api.call("GET", "/v1/users/theirs")))["workspace_id"] == OTHER
+    assert (await ok(await api.call("GET", f"/v1/events/{published['id']}"))) == shown
+
+
 async def test_a_scoped_key_sees_its_workspaces_users_only(api: Api) -> None:
     await enrolled_user(api, "theirs", OTHER)
     await enrolled_user(api, "mine", MINE)
@@ -212,6 +281,31 @@ async def test_portal_links_for_the_keys_workspace_only(api: Api) -> None:
     assert operator["read_only"] is True
     bad = await api.call("POST", f"/v1/workspaces/{OTHER}/portal-links", {"ttl_s": 0})
     await problem(bad, 422, "invalid-fields")
+
+
+async def test_a_link_lasts_15_minutes_and_its_session_dashboard_session_ttl(
+    api_factory: ApiFactory, redis: aioredis.Redis
+) -> None:
+    api = await api_factory(DASHBOARD_SESSION_TTL="5000")
+    made = await ok(await api.call("POST", f"/v1/workspaces/{MINE}/portal-links"), 201)
+    assert made["expires_at"] == iso_time(int((START + 15 * 60) * 1000))
+    link = "/ui/portal/" + made["url"].rsplit("/", 1)[1]
+    (stored,) = [k async for k in redis.scan_iter(Keys().portal_link("*"))]
+    assert 0 < await redis.ttl(stored) <= 15 * 60  # an unused link leaves Redis too
+    async with api.client.get(link, allow_redirects=False) as opened:
+        assert opened.status == 303
+        assert opened.headers["Location"] == "/ui/webhooks"
+        cookie = opened.cookies[COOKIE_NAME].value
+    session = Keys().dashboard_session(hashlib.sha256(cookie.encode()).hexdigest())
+    assert 4990 < await redis.ttl(session) <= 5000  # not the link's 15 minutes
+    assert await redis.exists(stored) == 0  # used up
+    # The injected clock decides expiry: a link made now is refused 15 minutes later.
+    late = await ok(await api.call("POST", f"/v1/workspaces/{MINE}/portal-links"), 201)
+    api.clock.advance(15 * 60)
+    async with api.client.get(
+        "/ui/portal/" + late["url"].rsplit("/", 1)[1], allow_redirects=False
+    ) as refused:
+        assert refused.status == 404
 
 
 async def test_operator_keys_keep_full_access(api_factory: ApiFactory) -> None:

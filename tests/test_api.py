@@ -551,11 +551,36 @@ def test_settings_hash_api_keys_and_never_repeat_them() -> None:
         ({"PORT": "http"}, "PORT"),
         ({"EVENT_TYPES_EXTRA": "NotAType"}, "EVENT_TYPES_EXTRA"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"PORTAL_FRAME_ANCESTORS": "*"}, "PORTAL_FRAME_ANCESTORS"),
+        ({"PORTAL_FRAME_ANCESTORS": "https://app.example.com/path"}, "PORTAL_FRAME_ANCESTORS"),
+        # A ';' would add a directive to the Content-Security-Policy.
+        ({"PORTAL_FRAME_ANCESTORS": "https://a.example;sandbox"}, "PORTAL_FRAME_ANCESTORS"),
+        ({"PORTAL_FRAME_ANCESTORS": "'none' https://a.example"}, "PORTAL_FRAME_ANCESTORS"),
+        ({"PORTAL_BRAND_NAME": " "}, "PORTAL_BRAND_NAME"),
+        ({"PORTAL_BRAND_NAME": "x" * 61}, "PORTAL_BRAND_NAME"),
+        ({"PORTAL_ACCENT_COLOR": "red"}, "PORTAL_ACCENT_COLOR"),
+        ({"PORTAL_ACCENT_COLOR": "#0a7d5a; }"}, "PORTAL_ACCENT_COLOR"),
     ],
 )
 def test_bad_settings_name_their_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         ApiSettings.from_env(env)
+
+
+def test_the_portal_settings_take_origins_a_name_and_a_colour() -> None:
+    settings = ApiSettings.from_env(
+        {
+            "PORTAL_FRAME_ANCESTORS": "'self'  https://*.example.com http://[::1]:8000",
+            "PORTAL_BRAND_NAME": " Acme Hooks ",
+            "PORTAL_ACCENT_COLOR": "#0A7D5A",
+        }
+    )
+    assert settings.portal_frame_ancestors == "'self' https://*.example.com http://[::1]:8000"
+    assert settings.portal_embeddable
+    assert (settings.portal_brand_name, settings.portal_accent_color) == ("Acme Hooks", "#0a7d5a")
+    default = ApiSettings.from_env({})
+    assert (default.portal_frame_ancestors, default.portal_embeddable) == ("'none'", False)
+    assert (default.portal_brand_name, default.portal_accent_color) == ("cliq-webhooks", "")
 
 
 def test_port_comes_from_env_and_a_flag_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:

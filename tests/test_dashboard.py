@@ -273,7 +273,7 @@ async def test_create_webhook_shows_errors_by_their_fields_then_the_secret_once(
     await expect(page.locator("#url-error")).to_contain_text("must use http or https")
     await expect(page.locator("#owner_email-error")).to_contain_text("is not an email address")
     await expect(page.locator("#events-error")).to_contain_text("select at least one event")
-    await expect(page.locator("#workspace_id-error")).to_be_visible()
+    await expect(page.locator("#workspace_id-error")).to_have_text("is required")
     await screenshot(page, "create-errors")
     assert await producer.endpoints.all() == []
 
@@ -631,11 +631,17 @@ async def test_webhook_tokens_behind_2fa_from_enrolment_to_webhook_url(
     await expect(page.locator(".flash")).to_have_text("Token renamed to Deploy <bot>.")
     await expect(row.locator(".rename-toggle")).to_have_text("Deploy <bot>")
 
-    # The status switch.
+    # The status switch: on is its knob on the right of its text, off on the left.
     system = dashboard.app[TOKEN_SYSTEM]
+    knob_right = (
+        "b => b.querySelector('.knob').getBoundingClientRect().left"
+        " > b.querySelector('.switch-text').getBoundingClientRect().left"
+    )
     await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    assert await row.get_by_role("switch").evaluate(knob_right)
     await row.get_by_role("switch").click()
     await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "false")
+    assert not await row.get_by_role("switch").evaluate(knob_right)
     assert (await system.tokens.get("user_ada", token_id)).status == TokenStatus.DISABLED
     await row.get_by_role("switch").click()
     await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from itertools import pairwise
 
 import aiohttp
 import pytest
@@ -216,6 +217,7 @@ async def test_the_charts_count_delivered_retried_and_dead_attempts_from_the_log
 # ---------------------------------------------------------------- finding things
 
 
+@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
 async def test_search_finds_endpoints_by_url_or_id_events_and_deliveries(
     page: Page,
     dashboard: Dashboard,
@@ -306,7 +308,52 @@ async def test_the_list_pages_on_within_a_workspace(
     await expect(rows.first).to_contain_text(last.url)
 
 
+async def test_search_results_page_on(
+    page: Page, dashboard: Dashboard, producer: Producer, receiver: Receiver
+) -> None:
+    for n in range(51):  # PAGE_SIZE + 1
+        await producer.endpoints.create(
+            workspace_id="ws_many",
+            url=receiver.url(f"/paged/{n}"),
+            events=["*"],
+            owner_email="o@example.com",
+        )
+    await sign_in(page, dashboard, "/ui/search?q=/PAGED/")
+    rows = page.locator("table.webhooks tbody tr")
+    await expect(rows).to_have_count(50)
+    more = page.get_by_role("link", name="More results →")
+    await more.click()
+    await expect(rows).to_have_count(1)
+    await expect(more).to_have_count(0)
+
+
 # ---------------------------------------------------------------- the log's rows
+
+
+@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
+async def test_the_delivery_log_pages_on_and_says_when_a_filter_matches_nothing(
+    page: Page,
+    dashboard: Dashboard,
+    producer: Producer,
+    receiver: Receiver,
+    worker: RunningWorker,
+) -> None:
+    endpoint = await subscribe(producer, receiver)
+    await producer.publisher.publish_many([make_event(producer, data={"n": n}) for n in range(51)])
+
+    async def logged() -> bool:  # in the log the page reads (PostgreSQL: a moment later)
+        return (await producer.deliveries.recent(endpoint.id)).delivered == 51
+
+    await wait_until(logged, 20, message="the 51 deliveries never reached the log")
+    await sign_in(page, dashboard, f"/ui/webhooks/{endpoint.id}")
+    rows = page.locator("table.log tbody tr")
+    await expect(rows).to_have_count(50)
+    older = page.get_by_role("link", name="Older attempts →")
+    await older.click()
+    await expect(rows).to_have_count(1)
+    await expect(older).to_have_count(0)
+    await page.goto(dashboard.url(f"/ui/webhooks/{endpoint.id}?outcome=dead"))
+    await expect(page.locator("#log .empty")).to_have_text("No attempts match these filters.")
 
 
 async def test_test_sends_appear_in_the_log_marked_as_tests_and_open_what_was_sent(
@@ -338,6 +385,7 @@ async def test_test_sends_appear_in_the_log_marked_as_tests_and_open_what_was_se
     await screenshot(page, "test-send-page")
 
 
+@pytest.mark.parametrize("log_env", LOG_STORES, indirect=True)
 async def test_a_replayed_delivery_since_delivered_has_no_replay_button(
     page: Page,
     dashboard: Dashboard,
@@ -367,7 +415,7 @@ async def test_a_replayed_delivery_since_delivered_has_no_replay_button(
     await expect(row).to_contain_text("replayed: now delivered")
 
 
-# ---------------------------------------------------------------- dates, phones, the switch
+# ---------------------------------------------------------------- dates, phones
 
 
 async def test_times_are_iso_utc_in_text_and_in_the_time_fields(
@@ -413,12 +461,31 @@ async def test_on_a_phone_cells_are_labelled_and_the_navigation_is_one_line(
             assert await page.evaluate(
                 "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
             ), path
-            tops = await page.locator("header.top > *, header.top nav > a").evaluate_all(
-                "items => items.map(i => Math.round(i.getBoundingClientRect().top))"
-            )
             header = await page.locator("header.top").bounding_box()
             assert header is not None
-            assert header["height"] < 60, (path, tops)  # one line
+            assert header["height"] < 60, path  # one line
+            # Side by side, none over another, all on the screen, the brand not cut.
+            items = page.locator("header.top .brand, header.top nav a, header.top .signout")
+            boxes = await items.evaluate_all(
+                "items => items.map(i => { const r = i.getBoundingClientRect();"
+                " return [r.left, r.right]; })"
+            )
+            assert len(boxes) == 5, path
+            edges = sorted(boxes)
+            assert all(a[1] <= b[0] for a, b in pairwise(edges)), (path, edges)
+            assert edges[-1][1] <= PHONE["width"], (path, edges)
+            brand = page.locator("header.top .brand")
+            await expect(brand).to_have_text("cliq-webhooks")  # "cliq" shows on a phone
+            assert await brand.evaluate("a => a.scrollWidth <= a.clientWidth"), path
+            # Every cell with more than buttons in it says which column it is.
+            unlabelled = await page.locator(".table-wrap table td:not([data-label])").evaluate_all(
+                """cells => cells.filter(td => {
+                    const copy = td.cloneNode(true);
+                    copy.querySelectorAll("form, button").forEach(e => e.remove());
+                    return copy.textContent.trim() !== "";
+                }).map(td => td.outerHTML)"""
+            )
+            assert unlabelled == [], path
         await page.goto(dashboard.url(f"/ui/webhooks/{endpoint.id}"))
         cell = page.locator('table.log tbody td[data-label="Latency"]').first
         label = await cell.evaluate("td => getComputedStyle(td, '::before').content")
@@ -426,22 +493,3 @@ async def test_on_a_phone_cells_are_labelled_and_the_navigation_is_one_line(
         await screenshot(page, "phone-log-labelled")
     finally:
         await context.close()
-
-
-async def test_the_token_switch_is_on_when_its_knob_is_right(
-    page: Page, dashboard: Dashboard
-) -> None:
-    await sign_in(page, dashboard)
-    positions = await page.evaluate(
-        """() => ["true", "false"].map(checked => {
-            const b = document.createElement("button");
-            b.className = "switch"; b.setAttribute("role", "switch");
-            b.setAttribute("aria-checked", checked);
-            b.innerHTML = '<span class="knob"></span><span class="switch-text">active</span>';
-            document.querySelector("main").append(b);
-            const knob = b.querySelector(".knob").getBoundingClientRect();
-            const text = b.querySelector(".switch-text").getBoundingClientRect();
-            return knob.left > text.left;
-        })"""
-    )
-    assert positions == [True, False]  # on: knob right of its text; off: left

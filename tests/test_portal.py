@@ -22,9 +22,12 @@ from test_tokens import FakeClock
 
 from producer import dashboard
 from producer.dashboard.app import CONTENT_SECURITY_POLICY
+from producer.dashboard.qr import qr_svg
 from producer.http.app import create_app
 from producer.http.state import ApiSettings
 from producer.tokens.context import CLOCK, Clock
+from producer.tokens.totp import otpauth_uri
+from producer.tokens.twofactor import ISSUER
 
 from harness.polling import wait_until
 
@@ -170,7 +173,12 @@ async def test_a_workspace_session_sees_and_changes_its_workspace_only(
     assert unknown.status == 404
     nope_text = await page.locator("main").inner_text()
     tid = theirs["id"]
-    for path in (f"/ui/webhooks/{theirs['id']}", f"/ui/webhooks/{theirs['id']}/edit"):
+    for path in (
+        f"/ui/webhooks/{tid}",
+        f"/ui/webhooks/{tid}/edit",
+        f"/ui/webhooks/{tid}/tests/{delivery['id']}",
+        f"/ui/webhooks/{tid}/replays/rpl_0123456789abcdef",
+    ):
         response = await page.goto(server.url(path))
         assert response is not None
         assert response.status == 404, path
@@ -203,6 +211,9 @@ async def test_a_workspace_session_sees_and_changes_its_workspace_only(
         f"/ui/webhooks/{tid}/rotate-secret",
     ):
         assert await post_status(page, path, csrf) == 404, path
+    # Nor through a webhook of its own.
+    theirs_via_mine = f"/ui/webhooks/{mine['id']}/deliveries/{delivery['id']}/replay"
+    assert await post_status(page, theirs_via_mine, csrf) == 404
     await server.call("GET", f"/v1/endpoints/{tid}")  # still there, untouched
     # Another workspace's user: their tokens screens are 404 too.
     response = await page.goto(server.url("/ui/tokens/their_user"))
@@ -401,6 +412,10 @@ async def test_a_users_link_opens_their_own_tokens_and_2fa_only(
     assert box is not None
     assert box["width"] > 100
     secret = await page.get_by_label("Secret").input_value()
+    # The QR code is of the secret shown: the very otpauth:// URI, drawn on the server.
+    found = re.search(r' d="([^"]+)"', qr_svg(otpauth_uri(secret, "ada", ISSUER)))
+    assert found is not None
+    await expect(qr.locator("path")).to_have_attribute("d", found[1])
     # The operator never reads it: not in the user, and the API refuses to enrol.
     assert secret not in str(await server.call("GET", "/v1/users/ada"))
     await server.call("POST", "/v1/users/ada/2fa/enroll", None, 403)

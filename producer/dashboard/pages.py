@@ -8,6 +8,7 @@ refuses inline scripts besides.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,8 @@ from producer.http.state import PRODUCER, SETTINGS, ApiSettings
 
 # The request's session (absent: the browser has none), set by the session gate.
 SESSION_KEY = web.RequestKey("dashboard_session", Session)
+# Where a brand name's phone form ends (:func:`brand_parts`).
+BRAND_BREAK = re.compile(r"[ -]")
 # Pages show private data: no cache may keep them.
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -41,6 +44,13 @@ def format_ms(ms: int | float | None) -> str:
 
 
 ENVIRONMENT.filters["when"] = format_ms
+
+
+def brand_parts(name: str) -> tuple[str, str]:
+    """``name`` as its first word and the rest (from the first space or hyphen on), which
+    phones leave out so that the navigation keeps to one line: "cliq" of "cliq-webhooks"."""
+    found = BRAND_BREAK.search(name, 1)
+    return (name, "") if found is None else (name[: found.start()], name[found.start() :])
 
 
 def producer_of(request: web.Request) -> Producer:
@@ -86,6 +96,7 @@ async def render(
         # A portal session's grant (its workspace, maybe one user), the operator's brand.
         portal=session.portal if session else None,
         brand_name=settings.portal_brand_name,
+        brand_parts=brand_parts(settings.portal_brand_name),
         brand_css=bool(settings.portal_accent_color),
         csrf=session.csrf if session else "",
         signed_in=bool(session and session.signed_in),

@@ -102,6 +102,12 @@ def parse_public_url(raw: str) -> str:
     return url
 
 
+# The host and port of a frame-ancestors origin: example.com, *.example.com:8443, [::1].
+ORIGIN_HOST = re.compile(
+    r"((\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:(\d{1,5}|\*))?"
+)
+
+
 def parse_frame_ancestors(raw: str) -> str:
     """A CSP ``frame-ancestors`` source list: ``'none'``, ``'self'`` or origins."""
     sources = raw.split()
@@ -111,7 +117,15 @@ def parse_frame_ancestors(raw: str) -> str:
         if source in ("'none'", "'self'"):
             continue
         parts = urlsplit(source)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        # A host (maybe *.domain) and port only: a ';' would end the directive and start
+        # another in the Content-Security-Policy.
+        if (
+            parts.scheme not in ("http", "https")
+            or not ORIGIN_HOST.fullmatch(parts.netloc)
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
             raise ValueError(
                 f"{source!r} is not an origin such as https://app.example.com, 'self' or 'none'"
             )
