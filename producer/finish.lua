@@ -7,9 +7,11 @@
 local function finish_delivery(key, event_id, retention)
   redis.call('EXPIRE', key, retention)
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
+  -- Read first: HINCRBY would create an event that has left Redis.
+  local row = redis.call('HMGET', event_key, F.event.open, F.event.sole)
+  if row[1] and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
     redis.call('EXPIRE', event_key, retention)
-    redis.call('EXPIRE', K.event_deliveries(event_id), retention)
+    if not row[2] then redis.call('EXPIRE', K.event_deliveries(event_id), retention) end
   end
 end
 
@@ -28,7 +30,7 @@ local function keep_latest(endpoint_id, scored, now, retention, keep)
     local popped = redis.call('ZPOPMIN', done, excess)
     for i = 1, #popped, 2 do
       local event_id = forget_final(popped[i], nil, false)
-      if event_id then forget_event_if_done(event_id, retention) end
+      if event_id then forget_event_if_done(event_id, retention, {[popped[i]] = true}) end
     end
   end
 end
