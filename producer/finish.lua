@@ -3,13 +3,16 @@
 -- (producer/poll_ack.lua), a poll endpoint's full or deleted feed (producer/feed.lua).
 -- Uses forget.lua's functions.
 
--- A finished delivery expires after the retention; its event too, once none is open.
+-- A finished delivery expires after `retention` s; its event too, once none is open.
+-- `retention` nil: they do not expire, because the delivery log's database is about to
+-- hold the record and logdone.lua then deletes them (however long the database is down:
+-- the log outbox keeps every entry until it is written).
 local function finish_delivery(key, event_id, retention)
-  redis.call('EXPIRE', key, retention)
+  if retention then redis.call('EXPIRE', key, retention) end
   local event_key = K.event(event_id)
   -- Read first: HINCRBY would create an event that has left Redis.
   local row = redis.call('HMGET', event_key, F.event.open, F.event.sole)
-  if row[1] and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
+  if row[1] and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 and retention then
     redis.call('EXPIRE', event_key, retention)
     if not row[2] then redis.call('EXPIRE', K.event_deliveries(event_id), retention) end
   end
