@@ -262,9 +262,12 @@ class DeliveryLog:
 
     async def for_event(self, event_id: str) -> list[Delivery]:
         """Every delivery of an event, in fan-out order."""
-        ids = cast(
-            list[str], await self._redis.lrange(self._keys.event_deliveries(event_id), 0, -1)
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            # An event of one delivery keeps its id in its hash, not a list (keys.LAYOUT).
+            pipe.hget(self._keys.event(event_id), EVENT_FIELDS.sole)
+            pipe.lrange(self._keys.event_deliveries(event_id), 0, -1)
+            sole, listed = await pipe.execute()
+        ids = [cast(str, sole)] if sole else cast(list[str], listed)
         return [d for d in await self.load(ids) if d is not None]
 
     async def dead_ids(self, endpoint_id: str, since_ms: int = 0) -> list[str]:

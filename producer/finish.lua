@@ -3,13 +3,18 @@
 -- (producer/poll_ack.lua), a poll endpoint's full or deleted feed (producer/feed.lua).
 -- Uses forget.lua's functions.
 
--- A finished delivery expires after the retention; its event too, once none is open.
+-- A finished delivery expires after `retention` s; its event too, once none is open.
+-- `retention` nil: they do not expire, because the delivery log's database is about to
+-- hold the record and logdone.lua then deletes them (however long the database is down:
+-- the log outbox keeps every entry until it is written).
 local function finish_delivery(key, event_id, retention)
-  redis.call('EXPIRE', key, retention)
+  if retention then redis.call('EXPIRE', key, retention) end
   local event_key = K.event(event_id)
-  if redis.call('EXISTS', event_key) == 1 and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 then
+  -- Read first: HINCRBY would create an event that has left Redis.
+  local row = redis.call('HMGET', event_key, F.event.open, F.event.sole)
+  if row[1] and redis.call('HINCRBY', event_key, F.event.open, -1) <= 0 and retention then
     redis.call('EXPIRE', event_key, retention)
-    redis.call('EXPIRE', K.event_deliveries(event_id), retention)
+    if not row[2] then redis.call('EXPIRE', K.event_deliveries(event_id), retention) end
   end
 end
 
@@ -28,7 +33,7 @@ local function keep_latest(endpoint_id, scored, now, retention, keep)
     local popped = redis.call('ZPOPMIN', done, excess)
     for i = 1, #popped, 2 do
       local event_id = forget_final(popped[i], nil, false)
-      if event_id then forget_event_if_done(event_id, retention) end
+      if event_id then forget_event_if_done(event_id, retention, {[popped[i]] = true}) end
     end
   end
 end

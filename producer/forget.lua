@@ -24,17 +24,27 @@ local function forget_final(delivery_id, number, dead_too)
   return row[4]
 end
 
+-- An event's delivery ids: `sole`, its hash's F.event.sole (read by the caller with
+-- its other fields), else its fan-out list.
+local function fan_out_of(event_id, sole)
+  if sole then return {sole} end
+  return redis.call('LRANGE', K.event_deliveries(event_id), 0, -1)
+end
+
 -- Delete an event none of whose deliveries is left in Redis, with its fan-out list,
 -- leaving its marker for `window` seconds (markers.lua): publishing the id again is a
--- duplicate. Returns 1 when deleted.
-local function forget_event_if_done(event_id, window)
+-- duplicate. `gone`: the delivery ids this call deleted (nil: none), not looked up
+-- again. Returns 1 when deleted.
+local function forget_event_if_done(event_id, window, gone)
   local key = K.event(event_id)
-  if tonumber(redis.call('HGET', key, F.event.open) or '1') > 0 then return 0 end
-  local fan_out = K.event_deliveries(event_id)
-  for _, delivery_id in ipairs(redis.call('LRANGE', fan_out, 0, -1)) do
-    if redis.call('EXISTS', K.delivery(delivery_id)) == 1 then return 0 end
+  local row = redis.call('HMGET', key, F.event.open, F.event.sole)
+  if tonumber(row[1] or '1') > 0 then return 0 end
+  for _, delivery_id in ipairs(fan_out_of(event_id, row[2])) do
+    if not (gone and gone[delivery_id]) and redis.call('EXISTS', K.delivery(delivery_id)) == 1 then
+      return 0
+    end
   end
-  redis.call('DEL', key, fan_out)
+  redis.call('DEL', key, K.event_deliveries(event_id))
   mark_seen(event_id, window)
   return 1
 end

@@ -26,9 +26,11 @@ OPERATIONS_QUEUE = "operations"
 # name -> key after "{prefix}:"; "{}" is the id. The comments are the reference.
 LAYOUT: dict[str, str] = {
     # Hash: the delivered body (b, stored once), type (t), workspace (w), created ms (c),
-    # deliveries still open (o).
+    # deliveries still open (o), and for an event of one delivery its id (s).
     "event": "evt:{}",
-    # List: the delivery ids an event fanned out to.
+    # List: the delivery ids an event of more than one delivery fanned out to (one of a
+    # single delivery, most events, keeps it in its hash instead: a key fewer to write,
+    # read and expire; forget.lua's fan_out reads either).
     "event_deliveries": "evt:{}:dlv",
     # Hash (TTL): idempotency markers of events whose records left Redis (for the delivery
     # log's database, worker/logdone.lua, or past LOG_KEEP_PER_ENDPOINT, record.lua): field
@@ -263,6 +265,8 @@ class EventFields:
     workspace: str = "w"
     created: str = "c"
     open: str = "o"
+    # The delivery of an event that has one and no LAYOUT["event_deliveries"] list.
+    sole: str = "s"
 
 
 @dataclass(frozen=True)

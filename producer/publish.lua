@@ -60,9 +60,15 @@ for e, event in ipairs(events) do
   if redis.call('EXISTS', event_key) == 1 or marked(event_id, window) then
     results[e] = -1
   else
-    redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,
-      F.event.workspace, workspace, F.event.created, created, F.event.open, count)
-    if count == 0 then redis.call('EXPIRE', event_key, retention) end
+    if count == 1 then
+      redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,
+        F.event.workspace, workspace, F.event.created, created, F.event.open, 1,
+        F.event.sole, targets[1])
+    else
+      redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,
+        F.event.workspace, workspace, F.event.created, created, F.event.open, count)
+      if count == 0 then redis.call('EXPIRE', event_key, retention) end
+    end
     for d = 1, #targets, 2 do
       local delivery_id, endpoint_id = targets[d], targets[d + 1]
       redis.call('HSET', K.delivery(delivery_id),
@@ -75,7 +81,7 @@ for e, event in ipairs(events) do
         scored[#scored + 1] = delivery_id
         indexes[endpoint_id] = scored
       end
-      redis.call('RPUSH', K.event_deliveries(event_id), delivery_id)
+      if count > 1 then redis.call('RPUSH', K.event_deliveries(event_id), delivery_id) end
       if pausing[endpoint_id] == nil then pausing[endpoint_id] = pauses(endpoint_id) end
       if pausing[endpoint_id] then
         if pause_delivery(delivery_id, endpoint_id, nil, order + e, paused_max, now, dropped) == 1 then

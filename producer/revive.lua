@@ -34,7 +34,12 @@ for _, d in ipairs(cjson.decode(ARGV[6])) do
     redis.call('HINCRBY', event_key, F.event.open, 1)
     redis.call('PERSIST', event_key)
     local fan_out = K.event_deliveries(event_id)
-    if not redis.call('LPOS', fan_out, delivery_id) then
+    local sole = redis.call('HGET', event_key, F.event.sole)
+    if sole and sole ~= delivery_id then
+      -- A second delivery of an event of one: it keeps a list from now on.
+      redis.call('RPUSH', fan_out, sole, delivery_id)
+      redis.call('HDEL', event_key, F.event.sole)
+    elseif not sole and not redis.call('LPOS', fan_out, delivery_id) then
       redis.call('RPUSH', fan_out, delivery_id)
     end
     redis.call('PERSIST', fan_out)

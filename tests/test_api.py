@@ -27,7 +27,7 @@ from producer.http.app import create_app
 from producer.http.events import MAX_BATCH_EVENTS, SINGLE_EVENT_SLACK_BYTES
 from producer.http.problems import PROBLEM_BASE
 from producer.http.state import MAX_BATCH_BYTES, SERVE_OPTIONS, ApiSettings
-from producer.keys import DELIVERY_QUEUE
+from producer.keys import DELIVERY_QUEUE, EVENT_FIELDS
 from producer.settings import SettingsError, env_with_flags
 
 from harness.polling import wait_until
@@ -130,13 +130,30 @@ async def test_publish_one_event_stores_it_and_enqueues_its_deliveries(
     assert response.status == 202, await response.text()
     assert await response.json() == {"id": "evt_one", "deliveries": 1, "duplicate": False}
     assert response.headers["Location"] == "/v1/events/evt_one"
-    assert await redis.llen(producer.keys.event_deliveries("evt_one")) == 1
+    # An event of one delivery keeps its id in its hash, with no fan-out list.
+    delivery_id = await redis.hget(producer.keys.event("evt_one"), EVENT_FIELDS.sole)
+    assert delivery_id
+    assert not await redis.exists(producer.keys.event_deliveries("evt_one"))
     # A partial batch: its delivery waits on the ready list for a worker, with no job.
-    delivery_id = await redis.lindex(producer.keys.event_deliveries("evt_one"), 0)
     ready = await redis.lrange(producer.keys.ready, 0, -1)
     assert [json.loads(entry) for entry in ready] == [[delivery_id, 1]]
     assert await redis.zcard(producer.keys.outbox) == 0
     assert await redis.llen(producer.keys.queue_key(DELIVERY_QUEUE, "wait")) == 0
+
+
+async def test_an_event_of_several_deliveries_lists_them_in_fan_out_order(
+    api: Client, producer: Producer, redis: aioredis.Redis
+) -> None:
+    await subscribe(producer, "issue.*")
+    await subscribe(producer, "*")
+
+    response = await api.post("/v1/events", json=event(id="evt_two"))
+
+    assert response.status == 202, await response.text()
+    listed = await redis.lrange(producer.keys.event_deliveries("evt_two"), 0, -1)
+    assert len(listed) == 2
+    assert not await redis.hexists(producer.keys.event("evt_two"), EVENT_FIELDS.sole)
+    assert [d.id for d in await producer.deliveries.for_event("evt_two")] == listed
 
 
 async def test_an_event_without_id_gets_a_generated_one(api: Client) -> None:
@@ -184,7 +201,7 @@ async def test_publishing_an_id_again_is_a_duplicate_with_nothing_enqueued(
         {"id": "evt_new", "deliveries": 1, "duplicate": False},
         {"id": "evt_new", "deliveries": 0, "duplicate": True},
     ]
-    assert await redis.llen(producer.keys.event_deliveries("evt_same")) == 1
+    assert len(await producer.deliveries.for_event("evt_same")) == 1
     assert await redis.hget(producer.keys.stats, "queued") == "2"
 
 

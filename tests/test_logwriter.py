@@ -236,6 +236,11 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
             return len(found) == 5 and all(d.state == DeliveryState.DELIVERED for d in found)
 
         await wait_until(delivered_in_redis, 15, message="not delivered")
+        # Their records wait for the database without expiring (finish.lua), as do
+        # their events: however long it is down, they leave once written.
+        for delivery in await redis_deliveries(producer, during):
+            assert await redis.ttl(producer.keys.delivery(delivery.id)) == -1
+            assert await redis.ttl(producer.keys.event(delivery.event_id)) == -1
         # One outcome per attempt of `during`, waiting in Redis.
         waiting = int(await redis.xlen(producer.keys.log_outbox))
         assert waiting == 5

@@ -134,7 +134,7 @@ async def test_publishing_an_event_id_twice_creates_no_second_delivery(
     again = await producer.publisher.publish(make_event(producer, "issue.created", id="evt_same"))
     assert (first.deliveries, first.duplicate) == (1, False)
     assert (again.deliveries, again.duplicate) == (0, True)
-    assert await redis.llen(producer.keys.event_deliveries("evt_same")) == 1
+    assert len(await producer.deliveries.for_event("evt_same")) == 1
     assert await redis.hget(producer.keys.stats, "queued") == "1"
 
 

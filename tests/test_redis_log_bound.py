@@ -65,6 +65,11 @@ async def test_an_endpoint_keeps_its_latest_delivered_and_the_rest_leaves_redis(
     kept = await producer.deliveries.for_endpoint(ep.id)
     assert [d.event_id for d in kept] == [e.id for e in reversed(events[-KEEP:])]
     assert all(d.state == DeliveryState.DELIVERED for d in kept)
+    # Kept no longer than the retention, with their events (finish.lua).
+    retention = producer.settings.delivery_retention
+    for delivery in kept:
+        assert 0 < await redis.ttl(producer.keys.delivery(delivery.id)) <= retention
+        assert 0 < await redis.ttl(producer.keys.event(delivery.event_id)) <= retention
     assert await redis.zcard(producer.keys.endpoint_done(ep.id)) == KEEP
     assert await redis.zcard(producer.keys.endpoint_deliveries(ep.id)) == KEEP
     # The trimmed deliveries' events left too, each leaving a small marker.

@@ -20,16 +20,18 @@ if #ids > 0 then
   entries = redis.call('XDEL', key, unpack(ids))
 end
 
-local deliveries, events, touched = 0, 0, {}
+local deliveries, events, touched, gone = 0, 0, {}, {}
 for t = 0, n - 1 do
-  local event_id = forget_final(ARGV[5 + 2 * t], ARGV[6 + 2 * t], true)
+  local delivery_id = ARGV[5 + 2 * t]
+  local event_id = forget_final(delivery_id, ARGV[6 + 2 * t], true)
   if event_id then
     deliveries = deliveries + 1
     touched[event_id] = true
+    gone[delivery_id] = true
   end
 end
 for event_id in pairs(touched) do
-  events = events + forget_event_if_done(event_id, ttl)
+  events = events + forget_event_if_done(event_id, ttl, gone)
 end
 count_marks()
 return {entries, deliveries, events}

@@ -25,7 +25,9 @@ local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local outcomes = cjson.decode(ARGV[4])
 local log_outbox = nil
-if ARGV[5] == '1' then log_outbox = K.log_outbox() end
+-- How long a finished record stays (finish.lua): nil when the database's writer deletes it.
+local expiry = retention
+if ARGV[5] == '1' then log_outbox, expiry = K.log_outbox(), nil end
 local keep = tonumber(ARGV[6])
 local outbox, stats = K.outbox(), K.stats()
 local codes, members = {}, {}
@@ -96,7 +98,7 @@ for k, outcome in ipairs(outcomes) do
       redis.call('HSET', key, F.delivery.due, due)
       count('scheduled', 1)
     elseif kind == 'delivered' then
-      finish_delivery(key, event_id, retention)
+      finish_delivery(key, event_id, expiry)
       finished_in_line(endpoint_id, delivery_id)
       count('delivered', 1)
       if not log_outbox then
@@ -112,7 +114,7 @@ for k, outcome in ipairs(outcomes) do
         codes[k] = 'recovered'
       end
     else
-      finish_delivery(key, event_id, retention)
+      finish_delivery(key, event_id, expiry)
       finished_in_line(endpoint_id, delivery_id)
       count('dead', 1)
       redis.call('ZADD', K.endpoint_dead(endpoint_id), now, delivery_id)
