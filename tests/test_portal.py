@@ -230,6 +230,23 @@ async def test_a_workspace_session_sees_and_changes_its_workspace_only(
     assert [e["id"] for e in listed["items"]] == [tid]
 
 
+async def test_a_portals_search_pages_through_its_workspaces_webhooks_only(
+    page: Page, start: ServerFactory
+) -> None:
+    server = await start()
+    # A full page of another workspace's matches first, then two of mine.
+    for _ in range(51):  # PAGE_SIZE + 1
+        await server.endpoint(OTHER)
+    mine = [(await server.endpoint(MINE))["id"] for _ in range(2)]
+    await page.goto(await server.link())
+    await page.goto(server.url("/ui/search?q=127.0.0.1:9"))
+    rows = page.locator("table.webhooks tbody tr")
+    await expect(rows).to_have_count(2)
+    text = await page.locator("main").inner_text()
+    assert all(endpoint_id in text for endpoint_id in mine)
+    await expect(page.get_by_role("link", name="More results →")).to_have_count(0)
+
+
 async def test_links_work_once_and_expire(browser: Browser, start: ServerFactory) -> None:
     server = await start()
     link = await server.link(ttl_s=60)

@@ -75,15 +75,20 @@ async def _by_id(producer: Producer, text: str) -> Found:
     )
 
 
-async def _by_url(producer: Producer, text: str, cursor: str | None) -> Found:
-    """Endpoints whose URL contains ``text`` (any case), a page at a time."""
+async def _by_url(
+    producer: Producer, text: str, cursor: str | None, workspace: str | None
+) -> Found:
+    """Endpoints whose URL contains ``text`` (any case), a page at a time; only those of
+    ``workspace`` when it is given (a portal's), chosen before the page is cut."""
     after: tuple[int, str] | None = None
     if cursor:
         created_ms, endpoint_id = decode_cursor(cursor, ENDPOINT_CURSOR, (int, str))
         after = (created_ms, endpoint_id)
     needle = text.lower()
     scanned, position = await producer.endpoints.scan(None, after, SCAN_BUDGET)
-    matches = [e for e in scanned if needle in e.url.lower()]
+    matches = [
+        e for e in scanned if needle in e.url.lower() and workspace in (None, e.workspace_id)
+    ]
     if len(matches) > PAGE_SIZE:
         last = matches[PAGE_SIZE - 1]
         position = (last.created_ms, last.id)
@@ -122,14 +127,15 @@ async def search(request: web.Request) -> web.Response:
     found = Found()
     if text:
         producer = producer_of(request)
+        session = session_of(request)
+        portal = session.portal.workspace_id if session and session.portal else None
         async with redis_deadline("Redis is unavailable; nothing could be searched."):
             if ID_PATTERN.match(text) and not cursor:
                 found = await _by_id(producer, text)
+                if portal is not None:
+                    found = await _within(request, found, portal)
             if not found.count:
-                found = await _by_url(producer, text, cursor)
-            session = session_of(request)
-            if session is not None and session.portal is not None:
-                found = await _within(request, found, session.portal.workspace_id)
+                found = await _by_url(producer, text, cursor, portal)
         only = found.only_link()
         if only is not None and not cursor:
             return see_other(only)
