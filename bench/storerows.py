@@ -11,7 +11,8 @@ REDIS_US_TARGET = "target <= 25 µs"
 
 def hot_path_rows(b: TableBuilder) -> None:
     """Redis's memory and CPU per delivery with the log in Redis and in PostgreSQL, the
-    worker's rate with PostgreSQL, and the log writer's."""
+    worker's rate with PostgreSQL (its writer in the worker, and in a log-writer
+    process), and the log writer's."""
     name = "hot-path"
     for store, label in (("redis", "log in redis"), ("pg", "log in postgresql")):
         b.add(
@@ -33,15 +34,30 @@ def hot_path_rows(b: TableBuilder) -> None:
         )
     b.add(
         name,
+        "pgw_rate",
+        "deliveries/s",
+        label="hot-path worker, postgresql, writer in worker",
+        ratio=b.own_ratio(name, "pgw_ratio", "log in redis"),
+        notes=f"one worker (LOG_WRITER=worker), fan-out 1; log in redis: "
+        f"{number(b.m(name, 'redis_rate'))}/s; worker cpu/delivery: "
+        f"{number(b.m(name, 'pgw_worker_us'), 1)} µs, log in redis "
+        f"{number(b.m(name, 'redis_worker_us'), 1)} µs; worker "
+        f"{percent(b.m(name, 'pgw_cpu_worker0'))} ({percent(b.m(name, 'redis_cpu_worker0'))}), "
+        f"other {percent(b.m(name, 'pgw_cpu_other'))} ({percent(b.m(name, 'redis_cpu_other'))})",
+    )
+    b.add(
+        name,
         "pg_rate",
         "deliveries/s",
         label="hot-path worker, postgresql",
         ratio=b.own_ratio(name, "pg_ratio", "log in redis"),
-        notes=f"one worker, fan-out 1; log in redis: {number(b.m(name, 'redis_rate'))}/s; "
-        f"worker cpu/delivery: {number(b.m(name, 'pg_worker_us'), 1)} µs, "
-        f"log in redis {number(b.m(name, 'redis_worker_us'), 1)} µs; worker "
-        f"{percent(b.m(name, 'pg_cpu_worker0'))} ({percent(b.m(name, 'redis_cpu_worker0'))}), "
-        f"other {percent(b.m(name, 'pg_cpu_other'))} ({percent(b.m(name, 'redis_cpu_other'))})",
+        notes=f"one worker (LOG_WRITER=separate) + a log-writer process, fan-out 1; cpu/delivery: "
+        f"worker {number(b.m(name, 'pg_worker_us'), 1)} µs, log-writer "
+        f"{number(b.m(name, 'pg_writer_us'), 1)} µs (worker, log in redis: "
+        f"{number(b.m(name, 'redis_worker_us'), 1)} µs); worker "
+        f"{percent(b.m(name, 'pg_cpu_worker0'))}, log-writer "
+        f"{percent(b.m(name, 'pg_cpu_logwriter'))}, other {percent(b.m(name, 'pg_cpu_other'))}; "
+        f"log written {number(b.m(name, 'pg_drain_s'), 1)} s after the last delivery",
     )
     b.add(
         name,
