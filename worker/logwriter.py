@@ -2,21 +2,24 @@
 
 ``record.lua`` appends every attempt it records to the log outbox (a Redis stream,
 ``LAYOUT["log_outbox"]``) in the same script call, so an outcome is never recorded
-without its log entry. Each worker runs a :class:`LogWriter`: it reads entries through
-the consumer group ``writers``, writes a batch to the store in one round trip (the
-store's writes are idempotent: a batch written twice leaves each row once), then
-acknowledges and deletes those entries (``logdone.lua``), in the same script call deleting
-from Redis the final deliveries (delivered or dead) they finished and the events none of
-whose deliveries is left there (an idempotency marker stays for ``IDEMPOTENCY_WINDOW``).
-A dead delivery is then replayed from the database (``producer/revive.lua``). An
-entry read but not acknowledged stays pending under its reader: the writer retries its
-own first, and takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT``
-(a dead worker's).
+without its log entry. Each worker runs a :class:`LogWriter` per partition, or with
+``LOG_WRITER=separate`` the ``cliq-webhooks log-writer`` processes do
+(worker/logproc.py): it reads entries through the consumer group ``writers``, writes a
+batch to the store in one round trip (the store's writes are idempotent: a batch
+written twice leaves each row once), then acknowledges and deletes those entries
+(``logdone.lua``), in the same script call deleting from Redis the final deliveries
+(delivered or dead) they finished and the events none of whose deliveries is left there
+(an idempotency marker stays for ``IDEMPOTENCY_WINDOW``). A dead delivery is then
+replayed from the database (``producer/revive.lua``). An entry read but not
+acknowledged stays pending under its reader: the writer retries its own first, and
+takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT`` (a dead
+worker's or log-writer's).
 
 When the database is unreachable, deliveries go on and the entries wait in Redis: the
 gauge ``cliq_log_outbox_entries`` grows, a warning is logged when a streak of failures
 starts and then once a minute, and the worker's ``/readyz`` says so (it stays ready:
-delivering is unaffected). The next successful write drains the backlog.
+delivering is unaffected; worker/logwatch.py). The next successful write drains the
+backlog.
 """
 
 from __future__ import annotations
