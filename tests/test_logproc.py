@@ -19,6 +19,7 @@ from producer.context import Producer
 from producer.settings import SettingsError
 from producer.store.migrate import migrate
 from producer.store.postgres import PostgresLogStore
+from worker.localredis import free_port
 from worker.logwatch import LIVE_S
 from worker.logwriter import GROUP
 from worker.settings import WorkerSettings
@@ -275,3 +276,16 @@ async def test_without_a_database_the_log_writer_idles_not_ready_until_stopped(
     assert "log_writer_idle" in writer.log_events()
     writer.signal(signal.SIGTERM)
     assert await writer.wait(15) == 0
+
+
+async def test_the_log_writer_refuses_an_older_schema_and_an_unreachable_database(
+    postgres_empty_url: str, spawn_worker: Spawn
+) -> None:
+    unmigrated = spawn_worker(LOG_WRITER_COMMAND, DATABASE_URL=postgres_empty_url)
+    assert await unmigrated.wait(30) == 2
+    assert "cliq-webhooks migrate" in unmigrated.log_text()
+    gone = f"postgresql://cliq:secret@127.0.0.1:{free_port()}/cliq"
+    unreachable = spawn_worker(LOG_WRITER_COMMAND, DATABASE_URL=gone)
+    assert await unreachable.wait(30) == 1
+    assert "cannot reach the database" in unreachable.log_text()
+    assert "secret" not in unreachable.log_text()

@@ -159,6 +159,7 @@ class LogWriterService:
     async def _watch(self, producer: Producer) -> None:
         """Until stopped: tell the workers every :data:`BEAT_S` that this process writes
         (and whether it fails), and stop with exit status 1 when a writer has died."""
+        beat_failed = False
         while not self._stop.is_set():
             if not self._healthy():
                 log.error("log_writer_died", hint="the supervisor should restart this process")
@@ -169,8 +170,11 @@ class LogWriterService:
                 try:
                     failing = self._state() == "failing"
                     await beat(producer.redis, producer.partitions.home, self.writer_id, failing)
-                except Exception as exc:  # Redis down: the writers say so too
-                    log.warning("log_writer_beat_failed", error=str(exc) or type(exc).__name__)
+                    beat_failed = False
+                except Exception as exc:  # Redis down: said once, the writers say more
+                    if not beat_failed:
+                        log.warning("log_writer_beat_failed", error=str(exc) or type(exc).__name__)
+                    beat_failed = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), BEAT_S)
 
