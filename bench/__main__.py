@@ -30,9 +30,10 @@ from bench.context import Context
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import BenchError
 from bench.results import Results, write_json
+from bench.rows import render
 from bench.scenarios import SCENARIOS, SLOW_SCENARIOS
 from bench.sink import Sink, start_aiohttp, start_throughput_sink
-from bench.table import build_rows, render
+from bench.table import build_rows
 from producer.logs import configure as configure_logging
 from producer.loop import run_event_loop
 from producer.redis.clients import redis_client

@@ -103,12 +103,19 @@ async def scrape(port: int) -> dict[str, float]:
         raise BenchError(f"cannot read the worker's /metrics on port {port}: {exc!r}") from exc
 
 
-def cpu_meter(redis: aioredis.Redis, workers: Sequence[Child], sink: Sink) -> CpuMeter:
-    """A meter of the workers (``worker0``...), the sink, Redis, the bench and the machine."""
+def cpu_meter(
+    redis: aioredis.Redis,
+    workers: Sequence[Child],
+    sink: Sink,
+    others: Mapping[str, Child] | None = None,
+) -> CpuMeter:
+    """A meter of the workers (``worker0``...), the sink, the ``others`` by name (such as
+    a log-writer process), Redis, the bench and the machine."""
     processes: dict[str, Callable[[], float]] = {
         f"worker{n}": worker.cpu_seconds for n, worker in enumerate(workers)
     }
     processes["sink"] = sink.cpu_seconds
+    processes.update({name: child.cpu_seconds for name, child in (others or {}).items()})
     return CpuMeter(redis, processes)
 
 
@@ -135,7 +142,8 @@ class DeliveryWatch:
     """Polls the ``delivered`` total of the stats hash while workers drain a backlog.
 
     ``delivered`` replaces that total with another count read from Redis (the
-    node-bullmq peer has no stats hash: bench/peers.py).
+    node-bullmq peer has no stats hash: bench/peers.py). ``others`` are more processes
+    to meter (and to check alive) by name, such as a log-writer.
     """
 
     def __init__(
@@ -145,19 +153,20 @@ class DeliveryWatch:
         workers: Sequence[Child],
         sink: Sink,
         delivered: Callable[[], Awaitable[int]] | None = None,
+        others: Mapping[str, Child] | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._workers = workers
+        self._children = [*workers, *(others or {}).values()]
         self._sink = sink
-        self._meter = cpu_meter(redis, workers, sink)
+        self._meter = cpu_meter(redis, workers, sink, others)
         self._delivered = delivered or self._stats_delivered
 
     async def _stats_delivered(self) -> int:
         return int(await self._redis.hget(self._keys.stats, "delivered") or 0)
 
     def _check_alive(self) -> None:
-        for worker in self._workers:
+        for worker in self._children:
             if not worker.running:
                 raise worker.failure("exited while deliveries were pending")
         self._sink.check_alive()

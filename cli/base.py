@@ -7,19 +7,37 @@ import argparse
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from producer.settings import PRODUCER_OPTIONS, Option, ProducerSettings, add_flags, env_with_flags
-from worker.settings import WORKER_OPTIONS, WorkerSettings
+from producer.settings import (
+    PROCESS_OPTIONS,
+    PRODUCER_OPTIONS,
+    Option,
+    ProducerSettings,
+    add_flags,
+    env_with_flags,
+)
+from worker.settings import (
+    JOB_LOCK_TIMEOUT,
+    METRICS_HOST,
+    METRICS_PORT,
+    WORKER_OPTIONS,
+    WorkerSettings,
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 # What a command needs when it sends or runs anything (a worker's settings too).
 DELIVERY_OPTIONS: tuple[Option, ...] = PRODUCER_OPTIONS + WORKER_OPTIONS
+# What a log-writer process reads (worker/logproc.py): JOB_LOCK_TIMEOUT is how long a
+# batch pending under a writer waits before another takes it over.
+LOG_WRITER_OPTIONS: tuple[Option, ...] = (
+    PRODUCER_OPTIONS + PROCESS_OPTIONS + (METRICS_HOST, METRICS_PORT, JOB_LOCK_TIMEOUT)
+)
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 # Commands that say which Redis they use themselves (a log line), start their own (the
 # demo) or use none (migrate).
-_OWN_REDIS_NOTICE = frozenset({"worker", "demo", "migrate"})
+_OWN_REDIS_NOTICE = frozenset({"worker", "log-writer", "demo", "migrate"})
 
 
 class UsageError(Exception):

@@ -25,6 +25,7 @@ from cli.base import (
     DELIVERY_OPTIONS,
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    LOG_WRITER_OPTIONS,
     CommandFailed,
     Handler,
     UsageError,
@@ -59,6 +60,13 @@ async def run_worker(args: argparse.Namespace) -> int:
 
     tune_for_service()
     return await WorkerService(settings).run()
+
+
+async def run_log_writer(args: argparse.Namespace) -> int:
+    from worker.logproc import LogWriterService
+
+    tune_for_service()
+    return await LogWriterService(worker_settings(args)).run()
 
 
 async def demo(args: argparse.Namespace) -> int:
@@ -116,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N worker processes under one supervisor (restarts them, one /metrics)",
     )
 
+    add_command(
+        commands,
+        "log-writer",
+        run_log_writer,
+        "run a log-writer process: the delivery log's writing to DATABASE_URL, for workers "
+        "started with LOG_WRITER=separate",
+        LOG_WRITER_OPTIONS,
+    )
+
     api = commands.add_parser(
         "api",
         help="run the HTTP API and the dashboard (/ui/): what `python -m producer` runs",
@@ -164,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: {notice}", file=sys.stderr)
     handler: Handler = args.handler
     try:
-        if args.command == "worker":
+        if args.command in {"worker", "log-writer"}:
             return run_event_loop(handler(args))
         return asyncio.run(handler(args))
     except (UsageError, EventError, EndpointError, SettingsError, ValueError) as exc:

@@ -127,6 +127,11 @@ LAYOUT: dict[str, str] = {
     # its created ms (c), event (e), endpoint (p), the attempt as JSON (a). Taken, written
     # and deleted by worker/logwriter.py.
     "log_outbox": "log:outbox",
+    # Hash, in partition 0: log-writer process id -> "<ms>:<1 while its writes fail, else
+    # 0>", renewed every second by each `cliq-webhooks log-writer` and removed when it
+    # stops (a field not renewed for 10 s is dropped by its readers), so that workers
+    # which leave the writing to them can tell whether the log is written (worker/logwatch.py).
+    "log_writers": "log:writers",
     # Counter: source of unique batch job ids.
     "sequence": "seq",
     # List: new deliveries that did not fill a batch (events published one at a time),
@@ -440,6 +445,11 @@ class Keys:
     def log_outbox(self) -> str:
         """See ``LAYOUT["log_outbox"]``."""
         return self._key("log_outbox")
+
+    @property
+    def log_writers(self) -> str:
+        """See ``LAYOUT["log_writers"]``."""
+        return self._key("log_writers")
 
     @property
     def ready(self) -> str:

@@ -8,7 +8,7 @@ stopped by its own PID. No test ever talks to any other Redis (a system one may 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -233,6 +233,17 @@ async def postgres_url(
 
 
 @pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own, stopped and started again by it."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
 async def postgres_empty_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """A fresh empty database of the private server, dropped after the test."""
     name = await postgres_server.create_database()
@@ -296,13 +307,14 @@ async def worker_factory(
 
 @pytest.fixture
 def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Starts ``python -m worker`` processes on the test's Redis; kills them afterwards
-    and prints their logs (shown by pytest only when the test failed)."""
+    """Starts ``python -m worker`` processes (or, with ``command``, another of the
+    service's, such as ``support.LOG_WRITER_COMMAND``) on the test's Redis; kills them
+    afterwards and prints their logs (shown by pytest only when the test failed)."""
     processes: list[WorkerProcess] = []
 
-    def spawn(**overrides: str) -> WorkerProcess:
+    def spawn(command: Sequence[str] = ("-m", "worker"), **overrides: str) -> WorkerProcess:
         env = worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"), **overrides)
-        process = WorkerProcess(env, tmp_path / f"worker-{len(processes)}.log")
+        process = WorkerProcess(env, tmp_path / f"worker-{len(processes)}.log", command)
         processes.append(process)
         return process
 

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,17 +153,24 @@ async def start_worker(env: Mapping[str, str]) -> RunningWorker:
     return RunningWorker(service, task)
 
 
-class WorkerProcess:
-    """``python -m worker`` in a subprocess, signalled by its own PID."""
+# The command line of `cliq-webhooks log-writer` (worker/logproc.py), for WorkerProcess.
+LOG_WRITER_COMMAND = ("-m", "cli", "log-writer")
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+
+class WorkerProcess:
+    """``python -m worker`` (or another of the service's commands, such as
+    :data:`LOG_WRITER_COMMAND`) in a subprocess, signalled by its own PID."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, command: Sequence[str] = ("-m", "worker")
+    ) -> None:
         self.metrics_port = free_port()
         self._env = {**os.environ, **env, "METRICS_PORT": str(self.metrics_port)}
         self._env.setdefault("METRICS_HOST", "127.0.0.1")
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115  # closed in wait()/kill()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker"],
+            [sys.executable, *command],
             env=self._env,
             cwd=PROJECT,
             stdout=self._log,

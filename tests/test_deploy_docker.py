@@ -137,17 +137,20 @@ def test_the_compose_spec_check_notices_a_mistake(tmp_path: Path) -> None:
 
 def test_compose_runs_redis_with_aof_scalable_workers_prometheus_and_an_smtp_catcher() -> None:
     services = compose()["services"]
-    assert {"redis", "api", "worker", "prometheus", "mailpit"} <= set(services)
+    assert {"redis", "api", "worker", "log-writer", "prometheus", "mailpit"} <= set(services)
     command = services["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
     worker = services["worker"]
     assert worker["command"] == ["python", "-m", "worker"]
     assert services["api"]["command"] == ["python", "-m", "producer"]
+    # The workers leave the delivery log to the log-writer service.
+    assert services["log-writer"]["command"] == ["python", "-m", "cli", "log-writer"]
+    assert expand(worker["environment"])["LOG_WRITER"] == "separate"
     # Scalable: replicas, and nothing that would clash between them.
     assert worker["deploy"]["replicas"] >= 2
     assert "container_name" not in worker
     assert "ports" not in worker
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "log-writer"):
         env = expand(services[name]["environment"])
         check_settings(env)
         assert env["REDIS_URL"].startswith("redis://redis:")
@@ -165,11 +168,14 @@ def test_compose_prometheus_uses_deploy_prometheus_and_scrapes_the_compose_servi
         job["job_name"]: job for job in load_yaml(PROMETHEUS / "prometheus.yml")["scrape_configs"]
     }
     api_env = expand(services["api"]["environment"])
-    worker_env = expand(services["worker"]["environment"])
     assert jobs["cliq-webhooks-api"]["static_configs"][0]["targets"] == [f"api:{api_env['PORT']}"]
-    (discovery,) = jobs["cliq-webhooks-worker"]["dns_sd_configs"]
-    assert discovery["names"] == ["worker"]
-    assert discovery["port"] == int(worker_env["METRICS_PORT"])
+    for job, service in (
+        ("cliq-webhooks-worker", "worker"),
+        ("cliq-webhooks-log-writer", "log-writer"),
+    ):
+        (discovery,) = jobs[job]["dns_sd_configs"]
+        assert discovery["names"] == [service]
+        assert discovery["port"] == int(expand(services[service]["environment"])["METRICS_PORT"])
 
 
 def test_docker_compose_config_accepts_the_file() -> None:
@@ -199,7 +205,7 @@ def test_compose_keeps_the_delivery_log_in_postgresql_migrated_before_the_proces
     database_url = expand(migrate["environment"])["DATABASE_URL"]
     assert database_url.startswith("postgresql://cliq:")
     assert database_url.endswith("@postgres:5432/cliq")
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "log-writer"):
         assert expand(services[name]["environment"])["DATABASE_URL"] == database_url
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"

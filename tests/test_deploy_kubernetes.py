@@ -17,6 +17,7 @@ import yaml
 
 from producer.jobs import DeliveryBatch, DeliveryItem, JobDispatcher, JobSpec
 from producer.keys import DELIVERY_QUEUE, Keys
+from worker.settings import LOG_WRITER_SEPARATE, WorkerSettings
 
 from deploy_checks import (
     DEPLOY,
@@ -113,7 +114,7 @@ def test_kubernetes_validate_rejects_an_unknown_field(tmp_path: Path) -> None:
 def test_the_pods_get_settings_the_processes_accept() -> None:
     env = settings()
     check_settings(env)
-    for deployment in ("cliq-webhooks-api", "cliq-webhooks-worker"):
+    for deployment in ("cliq-webhooks-api", "cliq-webhooks-worker", "cliq-webhooks-log-writer"):
         refs = container(deployment)["envFrom"]
         assert {"configMapRef": {"name": "cliq-webhooks-config"}} in refs
         assert {"secretRef": {"name": "cliq-webhooks-secrets"}} in refs
@@ -121,7 +122,11 @@ def test_the_pods_get_settings_the_processes_accept() -> None:
 
 @pytest.mark.parametrize(
     ("deployment", "process", "port_setting"),
-    [("cliq-webhooks-api", "web", "PORT"), ("cliq-webhooks-worker", "worker", "METRICS_PORT")],
+    [
+        ("cliq-webhooks-api", "web", "PORT"),
+        ("cliq-webhooks-worker", "worker", "METRICS_PORT"),
+        ("cliq-webhooks-log-writer", "log-writer", "METRICS_PORT"),
+    ],
 )
 def test_deployments_probe_healthz_and_readyz_and_outlast_the_drain(
     deployment: str, process: str, port_setting: str
@@ -166,17 +171,25 @@ def test_monitors_scrape_with_the_job_names_the_alert_rules_use() -> None:
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
         assert endpoint["path"] == "/metrics"
 
-    pods = found[("PodMonitor", "cliq-webhooks-worker")]
-    assert pods["apiVersion"] == "monitoring.coreos.com/v1"
-    assert set(pods["spec"]) <= MONITOR_FIELDS
-    labels = pod_labels("cliq-webhooks-worker")
-    assert pods["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert labels[pods["spec"]["jobLabel"]] in jobs
-    ports = {p["name"] for p in container("cliq-webhooks-worker")["ports"]}
-    for endpoint in pods["spec"]["podMetricsEndpoints"]:
-        assert set(endpoint) <= ENDPOINT_FIELDS
-        assert endpoint["port"] in ports
-        assert endpoint["path"] == "/metrics"
+    for name in ("cliq-webhooks-worker", "cliq-webhooks-log-writer"):
+        pods = found[("PodMonitor", name)]
+        assert pods["apiVersion"] == "monitoring.coreos.com/v1"
+        assert set(pods["spec"]) <= MONITOR_FIELDS
+        labels = pod_labels(name)
+        assert pods["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert labels[pods["spec"]["jobLabel"]] == name
+        assert name in jobs
+        ports = {p["name"] for p in container(name)["ports"]}
+        for endpoint in pods["spec"]["podMetricsEndpoints"]:
+            assert set(endpoint) <= ENDPOINT_FIELDS
+            assert endpoint["port"] in ports
+            assert endpoint["path"] == "/metrics"
+
+
+def test_the_workers_leave_the_delivery_log_to_the_log_writer_deployment() -> None:
+    worker_env = {e["name"]: e["value"] for e in container("cliq-webhooks-worker")["env"]}
+    assert WorkerSettings.from_env(worker_env).log_writer == LOG_WRITER_SEPARATE
+    assert resources()[("Deployment", "cliq-webhooks-log-writer")]["spec"]["replicas"] >= 1
 
 
 def test_keda_scales_the_workers_on_the_exact_backlog_keys() -> None:

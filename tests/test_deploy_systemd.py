@@ -18,6 +18,7 @@ from deploy_checks import DEPLOY, check_settings, drain_grace_s, procfile_comman
 SYSTEMD = DEPLOY / "systemd"
 API_UNIT = SYSTEMD / "cliq-webhooks-api.service"
 WORKER_UNIT = SYSTEMD / "cliq-webhooks-worker@.service"
+LOG_WRITER_UNIT = SYSTEMD / "cliq-webhooks-log-writer.service"
 ENV_EXAMPLE = SYSTEMD / "cliq-webhooks.env.example"
 HARDENING = {
     "NoNewPrivileges": "yes",
@@ -62,7 +63,7 @@ def seconds(value: str) -> float:
     return sum(float(number) * units[unit] for number, unit in parts)
 
 
-@pytest.mark.parametrize("path", [API_UNIT, WORKER_UNIT], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [API_UNIT, WORKER_UNIT, LOG_WRITER_UNIT], ids=lambda p: p.name)
 def test_units_restart_on_failure_stop_after_the_drain_and_are_hardened(path: Path) -> None:
     service = parse_unit(path)["Service"]
     assert service["Restart"] == ["on-failure"]
@@ -80,6 +81,15 @@ def test_the_api_unit_runs_the_procfiles_web_process() -> None:
     (command,) = parse_unit(API_UNIT)["Service"]["ExecStart"]
     # The same command, with the venv's python.
     assert shlex.split(command)[1:] == procfile_command("web")[1:]
+
+
+def test_the_log_writer_unit_runs_the_procfiles_log_writer_on_a_port_of_its_own() -> None:
+    (command,) = parse_unit(LOG_WRITER_UNIT)["Service"]["ExecStart"]
+    argv = shlex.split(command)
+    assert argv[1:2] == procfile_command("log-writer")[1:]
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "log-writer"
+    assert args.setting_metrics_port == "9474"
 
 
 def test_the_worker_template_takes_its_metrics_port_from_the_instance_name() -> None:
@@ -127,8 +137,12 @@ def runnable_copy(path: Path, folder: Path, name: str) -> Path:
 
 @pytest.mark.parametrize(
     ("path", "name"),
-    [(API_UNIT, API_UNIT.name), (WORKER_UNIT, "cliq-webhooks-worker@9464.service")],
-    ids=["api", "worker"],
+    [
+        (API_UNIT, API_UNIT.name),
+        (WORKER_UNIT, "cliq-webhooks-worker@9464.service"),
+        (LOG_WRITER_UNIT, LOG_WRITER_UNIT.name),
+    ],
+    ids=["api", "worker", "log-writer"],
 )
 def test_systemd_analyze_verifies_the_units_and_rates_them_safe(
     path: Path, name: str, tmp_path: Path

@@ -4,7 +4,7 @@ is final and written leaves Redis; the delivery log is then read from the databa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from worker.logwriter import GROUP, LogWriter, upkeep_partitions
 from worker.metrics import Metrics
 
 from harness import Receiver, ReceiverFactory, ScriptedResponse
+from harness.logbatches import assert_each_attempt_once, logged
 from harness.polling import wait_until
 from harness.postgres import PostgresServer
 from support import (
@@ -46,17 +47,6 @@ async def store(postgres_url: str) -> AsyncIterator[PostgresLogStore]:
         yield opened
     finally:
         await opened.close()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL of this test's own, stopped and started again by it."""
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def endpoint_for(producer: Producer, receiver: Receiver) -> str:
@@ -81,22 +71,6 @@ async def redis_deliveries(producer: Producer, event_ids: list[str]) -> list[Del
 
 async def outbox_empty(redis: aioredis.Redis, producer: Producer) -> bool:
     return int(await redis.xlen(producer.keys.log_outbox)) == 0
-
-
-async def logged(store: PostgresLogStore, delivered: int, dead: int) -> bool:
-    counts = await store.state_counts()
-    return (
-        counts.get(DeliveryState.DELIVERED, 0) == delivered
-        and counts.get(DeliveryState.DEAD, 0) == dead
-    )
-
-
-async def assert_each_attempt_once(store: PostgresLogStore, total: int) -> None:
-    duplicates = await store.pool.fetch(
-        "SELECT delivery_id, number FROM attempts GROUP BY 1, 2 HAVING count(*) > 1"
-    )
-    assert duplicates == []
-    assert await store.pool.fetchval("SELECT count(*) FROM attempts") == total
 
 
 async def keys_of(redis: aioredis.Redis, producer: Producer, pattern: str) -> list[str]:
@@ -133,8 +107,8 @@ async def test_every_outcome_reaches_the_log_once_and_the_outbox_drains(
         await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
         total = 6 * 1 + 6 * FIVE_ATTEMPTS
         await assert_each_attempt_once(store, total)
-        assert worker.metrics.log_written._value.get() == total
-        assert worker.metrics.log_outbox._value.get() == 0
+        assert worker.metrics.log.written._value.get() == total
+        assert worker.metrics.log.outbox._value.get() == 0
         for event_id in event_ids:
             stored = await store.get_event(event_id)
             assert stored is not None
@@ -391,7 +365,7 @@ async def test_a_dead_writers_batch_is_taken_over_and_written_once(
             {"d": f"dlv_{n}", "c": "1700000000000", "e": f"evt_{n}", "p": "ep_1",
              "a": attempt.to_json()},
         )  # fmt: skip
-    metrics = Metrics()
+    metrics = Metrics().log
     # Writer a reads the batch, then its database goes away for good (as if it died).
     gone = await PostgresLogStore.open(postgres_url)
     await gone.close()

@@ -1,4 +1,5 @@
-"""The Procfile under honcho: `web` on $PORT, several workers each on its own $PORT."""
+"""The Procfile under honcho: `web` on $PORT, several workers and a log-writer each on its
+own $PORT."""
 
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ from support import PROJECT, worker_env
 
 
 def free_base_port() -> int:
-    """A port P with P, P+100 and P+101 free: honcho gives web P, worker.N P+100+N-1."""
+    """A port P with P, P+100, P+101 and P+200 free: honcho gives web P, worker.N
+    P+100+N-1, log-writer.1 P+200."""
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             base: int = sock.getsockname()[1]
-        if base + 101 > 65535:
+        if base + 200 > 65535:
             continue
         try:
             with contextlib.ExitStack() as stack:
-                for port in (base + 100, base + 101):
+                for port in (base + 100, base + 101, base + 200):
                     sock = stack.enter_context(socket.socket())
                     sock.bind(("127.0.0.1", port))
         except OSError:
@@ -35,12 +37,13 @@ def free_base_port() -> int:
 
 
 def start_honcho(base: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """``honcho start -c web=1,worker=2`` on the project's Procfile, ports from ``base``."""
+    """``honcho start -c web=1,worker=2,log-writer=1`` on the project's Procfile, ports
+    from ``base``."""
     honcho = str(Path(sys.executable).parent / "honcho")
     where = ["-f", str(PROJECT / "Procfile"), "-d", str(PROJECT), "-e", "/dev/null"]
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [honcho, *where, "start", "-p", str(base), "-c", "web=1,worker=2"],
+            [honcho, *where, "start", "-p", str(base), "-c", "web=1,worker=2,log-writer=1"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -48,7 +51,7 @@ def start_honcho(base: int, env: dict[str, str], log_path: Path) -> subprocess.P
         )
 
 
-async def test_honcho_runs_the_api_and_two_workers_each_on_its_own_port(
+async def test_honcho_runs_the_api_two_workers_and_a_log_writer_each_on_its_own_port(
     redis_url: str, tmp_path: Path
 ) -> None:
     base = free_base_port()
@@ -61,7 +64,9 @@ async def test_honcho_runs_the_api_and_two_workers_each_on_its_own_port(
         # The venv's python for the Procfile's `python -m …`.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    del env["METRICS_PORT"]  # as in production: each worker takes honcho's $PORT
+    # As in production: each worker and log-writer takes honcho's $PORT. Without
+    # DATABASE_URL the log-writer has nothing to write, and idles.
+    del env["METRICS_PORT"]
     process = start_honcho(base, env, tmp_path / "honcho.log")
     try:
         async with aiohttp.ClientSession() as http:
@@ -73,7 +78,7 @@ async def test_honcho_runs_the_api_and_two_workers_each_on_its_own_port(
                 except aiohttp.ClientError:
                     return False
 
-            for port in (base, base + 100, base + 101):
+            for port in (base, base + 100, base + 101, base + 200):
                 await wait_until(
                     lambda port=port: healthy(port),
                     30,
@@ -82,6 +87,8 @@ async def test_honcho_runs_the_api_and_two_workers_each_on_its_own_port(
                 )
             async with http.get(f"http://127.0.0.1:{base + 101}/metrics") as response:
                 assert "cliq_worker_up 1.0" in await response.text()
+            async with http.get(f"http://127.0.0.1:{base + 200}/metrics") as response:
+                assert "cliq_log_outbox_entries" in await response.text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) in (0, -signal.SIGTERM, 143)
     finally:

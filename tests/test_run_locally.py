@@ -137,6 +137,7 @@ def test_the_procfile_runs_the_one_cli() -> None:
     )
     assert procfile["web"] == "cliq-webhooks api"
     assert procfile["worker"].endswith("cliq-webhooks worker")
+    assert procfile["log-writer"].endswith("cliq-webhooks log-writer")
 
 
 def test_an_empty_redis_url_says_which_redis_is_used() -> None:
@@ -150,7 +151,7 @@ def test_an_empty_redis_url_says_which_redis_is_used() -> None:
     parser = build_parser()
     for command in (["status"], ["endpoint", "list"], ["publish", "--file", "x.jsonl"]):
         assert redis_notice(parser.parse_args(command), empty) == notice, command
-    for command in (["worker"], ["demo"], ["migrate"], ["event-types", "list"]):
+    for command in (["worker"], ["log-writer"], ["demo"], ["migrate"], ["event-types", "list"]):
         assert redis_notice(parser.parse_args(command), empty) is None, command
     assert redis_notice(parser.parse_args(["status"]), ProducerSettings()) is not None
     named = ProducerSettings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0"})

@@ -3,8 +3,9 @@
 Every worker serves every partition (:mod:`producer.partitioning`): for each it has a
 lane of its own, with that partition's keys, scripts and queues: the endpoint limiter,
 the delivery processor, the ready-list pickup, the test-send listener, the resumer and
-auto-disabler, and (``DATABASE_URL``) the log writer. The lanes share the process's HTTP
-sender and its HTTP slots (``WORKER_CONCURRENCY`` is the process's, not a lane's), its
+auto-disabler, and (``DATABASE_URL``, unless ``LOG_WRITER=separate``) the log writer.
+The lanes share the process's HTTP sender and its HTTP slots (``WORKER_CONCURRENCY`` is
+the process's, not a lane's), its
 metrics and its pause events; the notification and operations queues are partition 0's
 alone, consumed once per process (worker/service.py). With one partition the worker has
 one lane, over the keys it always had.
@@ -100,13 +101,13 @@ def build_lane(shared: Shared, index: int) -> Lane:
         slots=shared.slots,
     )
     log_writer = None
-    if producer.log_store is not None:
+    if producer.log_store is not None and s.writes_log:
         log_writer = LogWriter(
             redis,
             keys,
             producer.log_store,
             consumer=shared.worker_id,
-            metrics=metrics,
+            metrics=metrics.log,
             claim_idle_ms=int(s.job_lock_timeout * 1000),
             marker_ttl_s=s.producer.idempotency_window,
         )

@@ -2,21 +2,24 @@
 
 ``record.lua`` appends every attempt it records to the log outbox (a Redis stream,
 ``LAYOUT["log_outbox"]``) in the same script call, so an outcome is never recorded
-without its log entry. Each worker runs a :class:`LogWriter`: it reads entries through
-the consumer group ``writers``, writes a batch to the store in one round trip (the
-store's writes are idempotent: a batch written twice leaves each row once), then
-acknowledges and deletes those entries (``logdone.lua``), in the same script call deleting
-from Redis the final deliveries (delivered or dead) they finished and the events none of
-whose deliveries is left there (an idempotency marker stays for ``IDEMPOTENCY_WINDOW``).
-A dead delivery is then replayed from the database (``producer/revive.lua``). An
-entry read but not acknowledged stays pending under its reader: the writer retries its
-own first, and takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT``
-(a dead worker's).
+without its log entry. Each worker runs a :class:`LogWriter` per partition, or with
+``LOG_WRITER=separate`` the ``cliq-webhooks log-writer`` processes do
+(worker/logproc.py): it reads entries through the consumer group ``writers``, writes a
+batch to the store in one round trip (the store's writes are idempotent: a batch
+written twice leaves each row once), then acknowledges and deletes those entries
+(``logdone.lua``), in the same script call deleting from Redis the final deliveries
+(delivered or dead) they finished and the events none of whose deliveries is left there
+(an idempotency marker stays for ``IDEMPOTENCY_WINDOW``). A dead delivery is then
+replayed from the database (``producer/revive.lua``). An entry read but not
+acknowledged stays pending under its reader: the writer retries its own first, and
+takes over those of a writer idle for longer than ``JOB_LOCK_TIMEOUT`` (a dead
+worker's or log-writer's).
 
 When the database is unreachable, deliveries go on and the entries wait in Redis: the
 gauge ``cliq_log_outbox_entries`` grows, a warning is logged when a streak of failures
 starts and then once a minute, and the worker's ``/readyz`` says so (it stays ready:
-delivering is unaffected). The next successful write drains the backlog.
+delivering is unaffected; worker/logwatch.py). The next successful write drains the
+backlog.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from producer.scripts import load_script
 from producer.store.logstore import EventRecord, LogStore, OutcomeRecord
 from producer.store.partitions import drop_expired, ensure_ahead
 from producer.store.postgres import PostgresLogStore
-from worker.metrics import Metrics
+from worker.metrics import LogMetrics
 
 log = structlog.get_logger("cliq.worker.logwriter")
 
@@ -83,6 +86,15 @@ class LogEntry:
         return cls(entry_id, outcome)
 
 
+async def measure_outbox(redis: RedisClient, keys: Keys, metrics: LogMetrics) -> int:
+    """Set the gauge of the entries waiting in the log outbox of ``keys``' partition (read
+    or not); returns it. A worker whose log is written by log-writer processes measures
+    it so too, to stop at ``LOG_OUTBOX_MAX`` (worker/logwatch.py)."""
+    waiting = int(await redis.xlen(keys.log_outbox))
+    metrics.outbox_waiting(keys.prefix, waiting)
+    return waiting
+
+
 def _entries(reply: Any) -> list[Any]:
     """The entries of one stream's XREADGROUP reply (RESP2: ``[[key, entries]]``)."""
     return list(reply[0][1]) if reply else []
@@ -97,7 +109,7 @@ class LogWriter:
         keys: Keys,
         store: LogStore,
         consumer: str,
-        metrics: Metrics,
+        metrics: LogMetrics,
         claim_idle_ms: int,
         marker_ttl_s: int,
     ) -> None:
@@ -126,10 +138,12 @@ class LogWriter:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def run(self) -> None:
-        """Write batches until cancelled; a failing database is retried with backoff."""
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Write batches until cancelled, or until ``stop`` is set (then the batch under
+        way is finished first, so that none is left pending under this writer); a failing
+        database is retried with backoff."""
         backoff_s = 0.0
-        while True:
+        while stop is None or not stop.is_set():
             try:
                 written = await self.write_batch(BLOCK_MS)
                 backoff_s = 0.0
@@ -139,7 +153,11 @@ class LogWriter:
                 pause_s = backoff_s = log_write_pause_s(backoff_s)
             with contextlib.suppress(*REDIS_UNAVAILABLE_ERRORS):
                 await self.measure()
-            await asyncio.sleep(pause_s)
+            if stop is None:
+                await asyncio.sleep(pause_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause_s)
 
     async def write_batch(self, block_ms: int | None = None) -> int:
         """Take a batch, write it to the store, forget it; returns how many were written.
@@ -149,15 +167,13 @@ class LogWriter:
             outcomes = [entry.outcome for entry in entries]
             await self._store.write(await self._events(outcomes), outcomes)
             await self._forget(entries)
-            self._metrics.log_written.inc(len(entries))
+            self._metrics.written.inc(len(entries))
         self._recovered()
         return len(entries)
 
     async def measure(self) -> int:
         """Set the gauge of the entries waiting (read or not); returns it."""
-        waiting = int(await self._redis.xlen(self._keys.log_outbox))
-        self._metrics.log_outbox_waiting(self._keys.prefix, waiting)
-        return waiting
+        return await measure_outbox(self._redis, self._keys, self._metrics)
 
     async def _take(self, block_ms: int | None) -> list[LogEntry]:
         key = self._keys.log_outbox
@@ -194,7 +210,7 @@ class LogWriter:
             except ValueError as exc:
                 # It cannot be written however often it is retried: say so, and drop it.
                 log.error("log_entry_malformed", entry_id=entry_id, error=str(exc))
-                self._metrics.bad_jobs.inc()
+                self._metrics.bad_entries.inc()
                 bad.append(entry_id)
         if bad:
             await self._done(GROUP, self._marker_ttl_s, 0, *bad)
@@ -244,7 +260,7 @@ class LogWriter:
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()
         self._recheck_at = 0.0  # the batch just read waits among our pending entries
-        self._metrics.log_write_failures.inc()
+        self._metrics.write_failures.inc()
         if self.failing_since is None:
             self.failing_since = now
         elif now - self._last_warning < FAILURE_LOG_INTERVAL_S:

@@ -21,6 +21,51 @@ def status_class(status: int | None) -> str:
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
 
 
+def bad_jobs_counter(registry: CollectorRegistry) -> Counter:
+    """``cliq_bad_jobs_total`` in ``registry`` (a worker's, or a log-writer process's)."""
+    return Counter(
+        "cliq_bad_jobs_total",
+        "Jobs, or ready-list entries, whose data could not be processed (logged, skipped).",
+        registry=registry,
+    )
+
+
+class LogMetrics:
+    """The delivery log writers' metrics: in a worker's registry, or in a log-writer
+    process's (worker/logproc.py). ``bad_entries`` counts malformed outbox entries."""
+
+    def __init__(self, registry: CollectorRegistry, bad_entries: Counter) -> None:
+        self.outbox = Gauge(
+            "cliq_log_outbox_entries",
+            "Recorded outcomes waiting in Redis to be written to the delivery log's "
+            "database (DATABASE_URL): grows while it is unreachable.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.written = Counter(
+            "cliq_log_outcomes_written_total",
+            "Outcomes written to the delivery log's database.",
+            registry=registry,
+        )
+        self.write_failures = Counter(
+            "cliq_log_write_failures_total",
+            "Failed writes of a batch to the delivery log's database (retried).",
+            registry=registry,
+        )
+        self.bad_entries = bad_entries
+        self._outbox_by_partition: dict[str, int] = {}
+
+    def outbox_waiting(self, partition: str, waiting: int) -> None:
+        """One partition's log outbox holds ``waiting`` entries: the gauge is the sum."""
+        self._outbox_by_partition[partition] = waiting
+        self.outbox.set(sum(self._outbox_by_partition.values()))
+
+    @property
+    def waiting(self) -> int:
+        """The entries last seen waiting in every partition's log outbox."""
+        return sum(self._outbox_by_partition.values())
+
+
 class Metrics:
     """Every metric a worker exports, registered in its own registry."""
 
@@ -164,29 +209,8 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.bad_jobs = Counter(
-            "cliq_bad_jobs_total",
-            "Jobs, or ready-list entries, whose data could not be processed (logged, skipped).",
-            registry=r,
-        )
-        self.log_outbox = Gauge(
-            "cliq_log_outbox_entries",
-            "Recorded outcomes waiting in Redis to be written to the delivery log's "
-            "database (DATABASE_URL): grows while it is unreachable.",
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.log_written = Counter(
-            "cliq_log_outcomes_written_total",
-            "Outcomes written to the delivery log's database.",
-            registry=r,
-        )
-        self.log_write_failures = Counter(
-            "cliq_log_write_failures_total",
-            "Failed writes of a batch to the delivery log's database (retried).",
-            registry=r,
-        )
-        self._log_outbox_by_partition: dict[str, int] = {}
+        self.bad_jobs = bad_jobs_counter(r)
+        self.log = LogMetrics(r, self.bad_jobs)
         self._attempts_by_class = {c: self.attempts.labels(c) for c in STATUS_CLASSES}
         # Every series exists from the start, at 0: rate() and increase() then see the
         # first events too, not only those after the series' first scrape.
@@ -203,11 +227,6 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-
-    def log_outbox_waiting(self, partition: str, waiting: int) -> None:
-        """One partition's log outbox holds ``waiting`` entries: the gauge is the sum."""
-        self._log_outbox_by_partition[partition] = waiting
-        self.log_outbox.set(sum(self._log_outbox_by_partition.values()))
 
     def attempt(self, status: int | None, duration_s: float) -> None:
         """Count one HTTP attempt (children looked up once: this runs per delivery)."""

@@ -24,12 +24,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiohttp import web
 from bullmq import Worker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from producer.context import Producer
-from producer.health import liveness, readiness
 from producer.jobs import QueueOptions, ready_item
 from producer.keys import (
     DELIVERY_FIELDS,
@@ -40,13 +37,15 @@ from producer.keys import (
     Keys,
 )
 from producer.pausing import PauseEvents
-from producer.redis.clients import PROBE_TIMEOUT_S, bullmq_connection, ping
+from producer.redis.clients import bullmq_connection, ping
 from producer.redis_guard import RedisGuard
 from producer.totals import hot_totals
 from worker import __version__
 from worker.lanes import Lane, Shared, build_lane
 from worker.limits import STALLED_AFTER_S
+from worker.logwatch import LogWatch
 from worker.logwriter import LogWriter, keep_partitions
+from worker.loops import cancel_until_done
 from worker.metrics import Metrics
 from worker.notify import Notifier
 from worker.operations import (
@@ -54,6 +53,7 @@ from worker.operations import (
     check_operations_destination,
     register_operations_endpoint,
 )
+from worker.probes import answers, serve_probes
 from worker.request import user_agent
 from worker.sender import Sender
 from worker.settings import WorkerSettings
@@ -66,8 +66,6 @@ HOUSEKEEPING_INTERVAL_S = 2.0
 # Outbox members younger than this are still being dispatched by whoever wrote them.
 OUTBOX_GRACE_S = 5.0
 NOTIFICATION_CONCURRENCY = 4
-# How long a loop may take to end once cancelled before it is cancelled again.
-CANCEL_AGAIN_S = 0.5
 
 
 class WorkerService:
@@ -91,8 +89,11 @@ class WorkerService:
         self._intake_stopped = False
         # Its Redis checks (producer.redis_guard), once run() has made them.
         self.guard: RedisGuard | None = None
-        # Partition 0's log outbox writer, with DATABASE_URL, once run() has made it.
+        # Partition 0's log outbox writer, with DATABASE_URL and LOG_WRITER=worker, once
+        # run() has made it.
         self.log_writer: LogWriter | None = None
+        # What it knows of the delivery log's writing, with DATABASE_URL (worker/logwatch.py).
+        self.log_watch: LogWatch | None = None
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def stop(self) -> None:
@@ -166,6 +167,14 @@ class WorkerService:
         self.log_writer = writers[0] if writers else None
         for writer in writers:
             await writer.start()
+        if producer.log_store is not None:
+            self.log_watch = LogWatch(
+                redis,
+                producer.partitions.all,
+                self.metrics.log,
+                s.log_outbox_max,
+                writers,
+            )
         notifier = Notifier(
             registry=registry,
             smtp_url=s.smtp_url,
@@ -180,7 +189,13 @@ class WorkerService:
             metrics=self.metrics,
             public_url=s.public_url,
         )
-        runner = await self._start_http(lambda: ping(redis, self.keys.prefix), guard)
+        runner = await serve_probes(
+            s.metrics_host,
+            s.metrics_port,
+            self.metrics.registry,
+            self._healthy,
+            lambda: self._readiness(lambda: ping(redis, self.keys.prefix), guard),
+        )
         housekeeping = asyncio.create_task(self._housekeeping(producer, guard))
         side_loops = [
             task
@@ -193,7 +208,8 @@ class WorkerService:
             )
         ]
         writing = [asyncio.create_task(writer.run()) for writer in writers]
-        if producer.log_store is not None:
+        if writers and producer.log_store is not None:
+            # Else the log-writer processes keep the partitions (worker/logproc.py).
             writing.append(
                 asyncio.create_task(
                     keep_partitions(producer.log_store, s.producer.delivery_retention)
@@ -348,6 +364,8 @@ class WorkerService:
                 return
             try:
                 await guard.check()
+                if self.log_watch is not None:
+                    await self.log_watch.refresh()
                 await self._follow_guard(guard)
                 for lane in self.lanes:
                     swept = await lane.dispatcher.sweep(OUTBOX_GRACE_S)
@@ -366,17 +384,6 @@ class WorkerService:
                 log.warning("housekeeping_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL_S)
-
-    def _log_outbox_full(self) -> str | None:
-        """Why to take no new work while the log outbox holds ``LOG_OUTBOX_MAX`` outcomes
-        (the database is down or behind), else ``None``."""
-        waiting = int(self.metrics.log_outbox._value.get())
-        if self.log_writer is None or waiting < self.settings.log_outbox_max:
-            return None
-        return (
-            f"{waiting} outcomes wait in the log outbox for the database (LOG_OUTBOX_MAX "
-            f"{self.settings.log_outbox_max}): new work waits until they are written"
-        )
 
     async def _follow_guard(self, guard: RedisGuard) -> None:
         """Take no jobs while Redis may evict keys (and that is not allowed), or while the
@@ -430,72 +437,25 @@ class WorkerService:
         ages = [time.time() - int(stamp) / 1000 for stamp in stamps if stamp is not None]
         self.metrics.oldest_waiting.set(max([0.0, *ages]))
 
-    async def _start_http(
+    def _log_outbox_full(self) -> str | None:
+        return self.log_watch.full() if self.log_watch is not None else None
+
+    async def _readiness(
         self, ping: Callable[[], Awaitable[Any]], guard: RedisGuard
-    ) -> web.AppRunner | None:
-        """Serve /metrics, /healthz (queue loops alive) and /readyz (also Redis reachable
-        and not evicting keys; ``warnings`` tell of anything else amiss)."""
-        if self.settings.metrics_port == 0:
-            return None
-
-        async def metrics(_request: web.Request) -> web.Response:
-            return web.Response(
-                body=generate_latest(self.metrics.registry),
-                headers={"Content-Type": CONTENT_TYPE_LATEST},
-            )
-
-        async def healthz(_request: web.Request) -> web.Response:
-            return liveness(self._healthy())
-
-        async def readyz(_request: web.Request) -> web.Response:
-            try:
-                await asyncio.wait_for(ping(), PROBE_TIMEOUT_S)
-                redis_ok = True
-            except Exception:
-                redis_ok = False
-            refused = guard.refusal or self._log_outbox_full()
-            ok = redis_ok and self._alive() and not self._stop.is_set() and not refused
-            warnings = guard.warnings()
-            details: dict[str, object] = {"redis": redis_ok}
-            writers = [lane.log_writer for lane in self.lanes if lane.log_writer is not None]
-            if writers:
-                # Delivering goes on while the database is down: a detail, not a refusal.
-                failing = any(w.failing_since is not None for w in writers)
-                details["log_store"] = "failing" if failing else "ok"
-                details["log_outbox"] = int(self.metrics.log_outbox._value.get())
-            if warnings:
-                details["warnings"] = warnings
-            return readiness(ok, **details)
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
-        await site.start()
-        return runner
-
-
-async def cancel_until_done(task: asyncio.Task[Any]) -> None:
-    """Cancel one of the worker's loops and wait until it has ended (its outcome, even an
-    error, is of no interest by then).
-
-    A cancellation can be lost inside a blocking Redis call whose reply (a BRPOP's or
-    BLMOVE's timeout) comes at the same moment: the call returns as if nothing happened,
-    and the loop goes on, which held the shutdown for 13 s and more. So it is sent again.
-    """
-    while True:
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=CANCEL_AGAIN_S)
-        if done:
-            if not task.cancelled():
-                task.exception()  # retrieved: not reported as never retrieved
-            return
-        log.warning(
-            "cancel_repeated", task=getattr(task.get_coro(), "__qualname__", task.get_name())
-        )
+    ) -> tuple[bool, dict[str, object]]:
+        """/readyz: ready while Redis answers and does not evict keys, the loops run and
+        the log outbox is not full; the details tell of the delivery log's writing, and
+        ``warnings`` of anything else amiss."""
+        redis_ok = await answers(ping)
+        refused = guard.refusal or self._log_outbox_full()
+        ok = redis_ok and self._alive() and not self._stop.is_set() and not refused
+        details: dict[str, object] = {"redis": redis_ok}
+        if self.log_watch is not None:
+            details.update(self.log_watch.details())
+        warnings = guard.warnings()
+        if warnings:
+            details["warnings"] = warnings
+        return ok, details
 
 
 async def precise_waits(queue_worker: Worker) -> None:

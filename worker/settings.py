@@ -98,6 +98,30 @@ LOG_OUTBOX_MAX = Option(
     parse_positive_int,
 )
 
+# Where the log outbox is written to the database from: each worker's own writer, or
+# only the `cliq-webhooks log-writer` processes (worker/logproc.py), which spares the
+# workers' cores that work.
+LOG_WRITER_IN_WORKER = "worker"
+LOG_WRITER_SEPARATE = "separate"
+
+
+def parse_log_writer(raw: str) -> str:
+    """``worker`` or ``separate``."""
+    value = raw.strip().lower()
+    if value not in {LOG_WRITER_IN_WORKER, LOG_WRITER_SEPARATE}:
+        raise ValueError(f"must be {LOG_WRITER_IN_WORKER} or {LOG_WRITER_SEPARATE}")
+    return value
+
+
+LOG_WRITER = Option(
+    "LOG_WRITER",
+    LOG_WRITER_IN_WORKER,
+    "With DATABASE_URL: worker (each worker writes the log outbox to the database too) "
+    "or separate (only `cliq-webhooks log-writer` processes do; the workers still stop "
+    "at LOG_OUTBOX_MAX).",
+    parse_log_writer,
+)
+
 DISABLE_FAILING_AFTER = Option(
     "DISABLE_FAILING_AFTER",
     "0",
@@ -163,6 +187,7 @@ WORKER_OPTIONS: tuple[Option, ...] = (
     METRICS_PORT,
     JOB_LOCK_TIMEOUT,
     LOG_OUTBOX_MAX,
+    LOG_WRITER,
     DISABLE_FAILING_AFTER,
     OPERATIONS_WEBHOOK_URL,
     OPERATIONS_WEBHOOK_SECRET,
@@ -189,6 +214,7 @@ class WorkerSettings:
     log_level: str = LOG_LEVEL.value
     job_lock_timeout: float = JOB_LOCK_TIMEOUT.value
     log_outbox_max: int = LOG_OUTBOX_MAX.value
+    log_writer: str = LOG_WRITER.value
     disable_failing_after: float = DISABLE_FAILING_AFTER.value
     shutdown_grace: float = SHUTDOWN_GRACE.value
     operations_webhook_url: str = OPERATIONS_WEBHOOK_URL.value
@@ -201,6 +227,11 @@ class WorkerSettings:
                 "base64 of 32 random bytes, e.g. python3 -c 'import base64, secrets; "
                 'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\''
             )
+
+    @property
+    def writes_log(self) -> bool:
+        """Whether this worker runs log writers itself (with ``DATABASE_URL``)."""
+        return self.log_writer == LOG_WRITER_IN_WORKER
 
     @property
     def stalled_budget(self) -> int:

@@ -1,4 +1,5 @@
-"""Builders of delivery-log batches (events, outcomes) for the PostgreSQL store's tests."""
+"""Builders of delivery-log batches (events, outcomes) for the PostgreSQL store's tests,
+and checks of what the store holds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import date
 
 import asyncpg
 
-from producer.deliveries import Attempt, AttemptOutcome
+from producer.deliveries import Attempt, AttemptOutcome, DeliveryState
 from producer.store.logstore import EventRecord, OutcomeRecord
 from producer.store.partitions import day_start_ms, ensure_partitions
 from producer.store.postgres import PostgresLogStore
@@ -82,3 +83,21 @@ async def count_rows(pool: asyncpg.Pool, table: str) -> int:
     """Rows of one of the log's tables, all partitions."""
     value: int = await pool.fetchval(f"SELECT count(*) FROM {table}")
     return value
+
+
+async def logged(store: PostgresLogStore, delivered: int, dead: int) -> bool:
+    """Whether the store holds exactly ``delivered`` delivered and ``dead`` dead deliveries."""
+    counts = await store.state_counts()
+    return (
+        counts.get(DeliveryState.DELIVERED, 0) == delivered
+        and counts.get(DeliveryState.DEAD, 0) == dead
+    )
+
+
+async def assert_each_attempt_once(store: PostgresLogStore, total: int) -> None:
+    """The store holds ``total`` attempt rows, none of them twice."""
+    duplicates = await store.pool.fetch(
+        "SELECT delivery_id, number FROM attempts GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    assert duplicates == []
+    assert await store.pool.fetchval("SELECT count(*) FROM attempts") == total
