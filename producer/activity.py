@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from producer.events import iso_time
-from producer.keys import EVENT_FIELDS as E
+from producer.fields import EVENT_FIELDS as E
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS

@@ -17,8 +17,9 @@ from producer.endpoint_index import EndpointIndex
 from producer.endpoints import EndpointRegistry
 from producer.events import Catalogue
 from producer.feeds import PollFeeds
+from producer.fields import EVENT_FIELDS
 from producer.jobs import JobDispatcher, QueueOptions
-from producer.keys import EVENT_FIELDS, Keys
+from producer.keys import Keys
 from producer.partitioning import Partitions, check_partitions
 from producer.pausing import OperationalPauseEvents, Pausing
 from producer.publisher import Publisher

@@ -19,9 +19,10 @@ import orjson
 from producer import scans
 from producer.activity import OutcomeCounts, SentEvent, count_outcomes
 from producer.events import iso_time
+from producer.fields import DELIVERY_FIELDS as F
+from producer.fields import EVENT_FIELDS
 from producer.jobs import JobDispatcher
-from producer.keys import DELIVERY_FIELDS as F
-from producer.keys import EVENT_FIELDS, Keys
+from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 from producer.settings import DELIVERY_RETENTION, POLL_MAX_PER_ENDPOINT

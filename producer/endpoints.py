@@ -36,10 +36,11 @@ from producer.endpoint_rules import (
 )
 from producer.events import Catalogue
 from producer.feeds import PollFeeds
+from producer.fields import ENDPOINT_PAUSE_FIELDS
 from producer.fifo import FifoLines, Ordering, validate_ordering
 from producer.filters import compile_filter
 from producer.jobs import JobDispatcher
-from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
+from producer.keys import Keys
 from producer.operations import OPERATIONS_ENDPOINT_ID, endpoint_disabled, is_operational
 from producer.partitioning import stage_partition_count
 from producer.redis.clients import RedisClient

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from producer.keys import DELIVERY_FIELDS, EVENT_FIELDS, Keys
+from producer.fields import DELIVERY_FIELDS, EVENT_FIELDS
+from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
 

@@ -22,8 +22,9 @@ import structlog
 
 from producer.endpoint import Endpoint, EndpointStatus
 from producer.endpoints import EndpointRegistry
+from producer.fields import ENDPOINT_PAUSE_FIELDS
 from producer.jobs import JobDispatcher
-from producer.keys import ENDPOINT_PAUSE_FIELDS, Keys
+from producer.keys import Keys
 from producer.operations import (
     OPERATIONS_ENDPOINT_ID,
     OperationalJob,

@@ -17,9 +17,9 @@ import aiohttp
 
 from producer.context import Producer
 from producer.events import Event, parse_event
+from producer.fields import MARKER_BUCKET_FIELDS
 from producer.keys import (
     DELIVERY_QUEUES,
-    MARKER_BUCKET_FIELDS,
     MARKER_SHARD_HEX_UNKNOWN,
     event_marker,
 )

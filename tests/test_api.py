@@ -23,11 +23,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from producer.__main__ import build_parser
 from producer.context import Producer
 from producer.endpoint import Endpoint
+from producer.fields import EVENT_FIELDS
 from producer.http.app import create_app
 from producer.http.events import MAX_BATCH_EVENTS, SINGLE_EVENT_SLACK_BYTES
 from producer.http.problems import PROBLEM_BASE
 from producer.http.state import MAX_BATCH_BYTES, SERVE_OPTIONS, ApiSettings
-from producer.keys import DELIVERY_QUEUE, EVENT_FIELDS
+from producer.keys import DELIVERY_QUEUE
 from producer.settings import SettingsError, env_with_flags
 
 from harness.polling import wait_until

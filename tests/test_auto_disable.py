@@ -17,7 +17,7 @@ from producer.context import Producer
 from producer.deliveries import DeliveryState
 from producer.durations import parse_duration
 from producer.endpoint import Endpoint, EndpointStatus
-from producer.keys import ENDPOINT_PAUSE_FIELDS
+from producer.fields import ENDPOINT_PAUSE_FIELDS
 from producer.pausing import AUTO_DISABLE_REASON
 from producer.settings import SettingsError
 from worker.autodisable import AutoDisabler, check_interval

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from producer.context import Producer
 from producer.deliveries import DeliveryState
-from producer.keys import DELIVERY_FIELDS, EVENT_FIELDS
+from producer.fields import DELIVERY_FIELDS, EVENT_FIELDS
 from producer.settings import ProducerSettings
 from producer.store.logstore import EventRecord, OutcomeRecord
 from producer.store.postgres import PostgresLogStore

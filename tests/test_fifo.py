@@ -28,8 +28,9 @@ from producer.deliveries import DeliveryState
 from producer.endpoint import Endpoint
 from producer.endpoint_rules import EndpointError
 from producer.events import Event
+from producer.fields import DELIVERY_FIELDS
 from producer.fifo import FifoLines, Ordering
-from producer.keys import DELIVERY_FIELDS, Keys
+from producer.keys import Keys
 
 from harness.polling import wait_until
 from support import WorkerProcess, make_event, start_worker, worker_env

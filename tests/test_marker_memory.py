@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from producer.keys import MARKER_BUCKET_FIELDS, Keys
+from producer.fields import MARKER_BUCKET_FIELDS
+from producer.keys import Keys
 
 from harness import RedisServerFactory
 from markers_lua import MarkersLua

@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from producer.context import Producer
+from producer.fields import MARKER_BUCKET_FIELDS
 from producer.keys import (
-    MARKER_BUCKET_FIELDS,
     MARKER_DIGEST_BYTES,
     MARKER_SHARD_HEX_MAX,
     MARKER_SHARD_HEX_MIN,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from producer.fields import FIELDS
 from producer.http.state import API_OPTIONS, ApiSettings
-from producer.keys import FIELDS
 from producer.settings import PROCESS_OPTIONS, PRODUCER_OPTIONS, Option, ProducerSettings
 from worker.settings import WORKER_OPTIONS, WorkerSettings
 

@@ -19,8 +19,9 @@ from typing import cast
 import structlog
 
 from producer.events import iso_time
+from producer.fields import ENDPOINT_PAUSE_FIELDS
 from producer.jobs import JobDispatcher, JobSpec
-from producer.keys import ENDPOINT_PAUSE_FIELDS, NOTIFICATION_QUEUE, Keys
+from producer.keys import NOTIFICATION_QUEUE, Keys
 from producer.messages import NotificationJob
 from producer.pausing import AUTO_DISABLE_REASON, PauseEvents
 from producer.redis.clients import RedisClient

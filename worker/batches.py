@@ -17,8 +17,8 @@ from typing import Any
 
 from producer.deliveries import DeliveryState
 from producer.endpoint import Endpoint, EndpointStatus
+from producer.fields import ENDPOINT_PAUSE_FIELDS
 from producer.jobs import DeliveryItem
-from producer.keys import ENDPOINT_PAUSE_FIELDS
 from producer.secretbox import SecretBox
 
 # batch.lua's reply: {deliveries, events, endpoints} (see there).

@@ -37,7 +37,8 @@ import structlog
 
 from producer.backoff import log_write_pause_s
 from producer.deliveries import Attempt, AttemptOutcome
-from producer.keys import LOG_ENTRY_FIELDS, Keys
+from producer.fields import LOG_ENTRY_FIELDS
+from producer.keys import Keys
 from producer.redis.clients import RedisClient
 from producer.redis.errors import REDIS_UNAVAILABLE_ERRORS
 from producer.scripts import load_script

@@ -27,9 +27,9 @@ import structlog
 from bullmq import Worker
 
 from producer.context import Producer
+from producer.fields import DELIVERY_FIELDS
 from producer.jobs import QueueOptions, ready_item
 from producer.keys import (
-    DELIVERY_FIELDS,
     DELIVERY_QUEUE,
     NOTIFICATION_QUEUE,
     OPERATIONS_QUEUE,
