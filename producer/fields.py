@@ -39,8 +39,10 @@ class EventFields:
     workspace: str = "w"
     created: str = "c"
     open: str = "o"
-    # The delivery of an event that has one and no LAYOUT["event_deliveries"] list.
+    # The delivery of an event that has one and no LAYOUT["event_deliveries"] list,
+    # and its endpoint (what the log writer's worker/logevents.lua reads).
     sole: str = "s"
+    sole_endpoint: str = "p"
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ for e, event in ipairs(events) do
     if count == 1 then
       redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,
         F.event.workspace, workspace, F.event.created, created, F.event.open, 1,
-        F.event.sole, targets[1])
+        F.event.sole, targets[1], F.event.sole_endpoint, targets[2])
     else
       redis.call('HSET', event_key, F.event.body, ARGV[2 + e], F.event.type, etype,
         F.event.workspace, workspace, F.event.created, created, F.event.open, count)

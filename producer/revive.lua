@@ -38,7 +38,7 @@ for _, d in ipairs(cjson.decode(ARGV[6])) do
     if sole and sole ~= delivery_id then
       -- A second delivery of an event of one: it keeps a list from now on.
       redis.call('RPUSH', fan_out, sole, delivery_id)
-      redis.call('HDEL', event_key, F.event.sole)
+      redis.call('HDEL', event_key, F.event.sole, F.event.sole_endpoint)
     elseif not sole and not redis.call('LPOS', fan_out, delivery_id) then
       redis.call('RPUSH', fan_out, delivery_id)
     end

@@ -8,10 +8,14 @@ local found = {}
 for i = 2, #ARGV do
   local event_id = ARGV[i]
   local row = redis.call('HMGET', K.event(event_id),
-    F.event.body, F.event.type, F.event.workspace, F.event.created, F.event.sole)
-  if row[1] then
+    F.event.body, F.event.type, F.event.workspace, F.event.created, F.event.sole,
+    F.event.sole_endpoint)
+  if row[1] and row[5] then
+    -- An event of one delivery: the event is deleted with it, so it is still here.
+    found[#found + 1] = {row[1], row[2], row[3], row[4], {row[5], row[6]}}
+  elseif row[1] then
     local fan_out = {}
-    for _, delivery_id in ipairs(fan_out_of(event_id, row[5])) do
+    for _, delivery_id in ipairs(redis.call('LRANGE', K.event_deliveries(event_id), 0, -1)) do
       local endpoint_id = redis.call('HGET', K.delivery(delivery_id), F.delivery.endpoint)
       if endpoint_id then
         fan_out[#fan_out + 1] = delivery_id
