@@ -60,8 +60,8 @@ class SentinelUrl:
         }
         if self.sentinel_password is not None:
             sentinel_options["password"] = self.sentinel_password
-        # redis-py leaves Sentinel's constructor untyped.
-        manager = Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+        # redis-py before 8 leaves Sentinel's constructor untyped (8.x types it).
+        manager = Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call, unused-ignore]
         client: aioredis.Redis = manager.master_for(
             self.primary,
             redis_class=SentinelMasterClient,
