@@ -202,9 +202,35 @@ async def endpoint_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each state does to an endpoint's deliveries (docs/endpoint-states.md).
+STATES_HELP = """manage endpoints (subscriptions); what each state does to their deliveries:
+
+  active    delivered; a failed attempt is retried on RETRY_SCHEDULE
+  failing   a delivery failed every attempt and ended dead (replayable); its owner
+            was emailed once. Deliveries go on as for active; the next success makes
+            it active again (DISABLE_FAILING_AFTER, off by default, disables one still
+            failing that long)
+  disabled  paused (by disable, a 410 Gone answer or DISABLE_FAILING_AFTER): its
+            queued, retrying and new deliveries are kept as paused and spend no
+            attempt; at most PAUSED_MAX_PER_ENDPOINT (past it the oldest end dead,
+            'paused backlog full'). enable resumes them in publish order, each with
+            the attempts it had left
+  disabled with --drop
+            its paused deliveries end dead at once ('endpoint disabled (drop)'), its
+            queued, retrying and new ones when their attempt comes due ('endpoint
+            disabled'); dead deliveries are replayable once it is enabled
+  deleted   its queued, retrying and paused deliveries end dead ('endpoint deleted')
+"""
+
+
 def add_commands(commands: Any) -> None:
     """Add ``endpoint`` and its actions to the top-level ``commands``."""
-    endpoint = commands.add_parser("endpoint", help="manage endpoints (subscriptions)")
+    endpoint = commands.add_parser(
+        "endpoint",
+        help="manage endpoints (subscriptions)",
+        description=STATES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     endpoint_commands = endpoint.add_subparsers(
         dest="endpoint_command", required=True, metavar="ACTION"
     )
@@ -308,16 +334,22 @@ def add_commands(commands: Any) -> None:
             action.add_argument(
                 "--drop",
                 action="store_true",
-                help="end its paused and later deliveries dead ('endpoint disabled') "
-                "instead of pausing them",
+                help="instead of pausing them, end its paused deliveries dead at once "
+                "('endpoint disabled (drop)') and its queued, retrying and new ones when "
+                "their attempt comes due ('endpoint disabled'); replayable once enabled",
             )
     rotate = add_command(
         endpoint_commands,
         "rotate-secret",
         endpoint_rotate,
-        "new secret; the old one signs during a grace period",
+        "new secret, shown once; until the grace period ends X-Cliq-Signature is still "
+        "made with the old one (X-Cliq-Signature-New with the new one, webhook-signature "
+        "carries both), then with the new one only",
     )
     rotate.add_argument("id", help="endpoint id")
     rotate.add_argument(
-        "--grace", type=int, default=ROTATION_GRACE_S, help="seconds the old secret keeps signing"
+        "--grace",
+        type=int,
+        default=ROTATION_GRACE_S,
+        help="seconds until X-Cliq-Signature switches to the new secret (default: %(default)s)",
     )
