@@ -273,7 +273,11 @@ async def test_rotate_secret_says_exactly_when_the_seed_signature_switches(
     assert "X-Cliq-Signature-New" in rotated.stdout
 
 
-@pytest.mark.parametrize(("headers", "message"), HEADER_REFUSALS[::2])
+# Half of them (the API's test has all), none with a NUL: a command line cannot carry one.
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [case for case in HEADER_REFUSALS if "\0" not in "".join(case[0].values())][::2],
+)
 def test_endpoint_add_refuses_bad_headers_with_the_apis_message(
     redis_url: str, headers: dict[str, str], message: str
 ) -> None:
