@@ -34,7 +34,7 @@ def header_pairs(lines: list[str] | None) -> list[tuple[str, str]] | None:
     try:
         return [parse_header_line(line) for line in lines]
     except ValueError as exc:
-        raise EndpointError("headers", str(exc)) from None
+        raise flagged([EndpointError("headers", str(exc))]) from None
 
 
 def filter_source(text: str | None) -> object:
@@ -44,7 +44,7 @@ def filter_source(text: str | None) -> object:
     try:
         return json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        raise EndpointError("filter", f"is not valid JSON: {exc}") from None
+        raise flagged([EndpointError("filter", f"is not valid JSON: {exc}")]) from None
 
 
 def readable(shown: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -66,20 +66,26 @@ FLAGS = {
 }
 
 
+def flagged(errors: list[EndpointError]) -> UsageError:
+    """A usage error naming each bad field by its flag."""
+    return UsageError(
+        "; ".join(f"{FLAGS.get(e.field, '--' + e.field)}: {e.message}" for e in errors)
+    )
+
+
 def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
     """``fields``, or a usage error naming every bad one at once (not the first only),
     each by its flag."""
-    errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
+    given = {k: v for k, v in fields.items() if v is not None}
+    errors = invalid_fields(given, p.catalogue, p.endpoints.max_timeout_s)
     if errors:
-        raise UsageError(
-            "; ".join(f"{FLAGS.get(e.field, '--' + e.field)}: {e.message}" for e in errors)
-        )
+        raise flagged(errors)
     return fields
 
 
 async def endpoint_add(args: argparse.Namespace) -> int:
     async with changing_producer(args) as p:
-        fields = {
+        fields: dict[str, Any] = {
             "workspace_id": args.workspace,
             "kind": args.kind,
             "url": args.url,
@@ -90,13 +96,16 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "ordering": args.ordering,
             "filter": filter_source(args.filter),
+            "headers": header_pairs(args.header) or (),
+            "timeout_s": args.timeout,
         }
         checked = check_values(fields, p)
-        endpoint = await p.endpoints.create(
-            **{name: value for name, value in checked.items() if value is not None},
-            headers=header_pairs(args.header) or (),
-            timeout_s=args.timeout,
-        )
+        try:
+            endpoint = await p.endpoints.create(
+                **{name: value for name, value in checked.items() if value is not None}
+            )
+        except EndpointError as exc:  # the destination policy, checked last
+            raise flagged([exc]) from None
     shown = endpoint.public_dict(reveal_secret=True)
     emit(
         args,
@@ -141,7 +150,7 @@ async def endpoint_show(args: argparse.Namespace) -> int:
 async def endpoint_update(args: argparse.Namespace) -> int:
     headers = [] if args.clear_headers else header_pairs(args.header)
     async with changing_producer(args) as p:
-        fields = {
+        fields: dict[str, Any] = {
             "url": args.url,
             "events": args.events.split(",") if args.events is not None else None,
             "owner_email": args.email,
@@ -150,10 +159,13 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "ordering": args.ordering,
             "filter": filter_source(args.filter),
+            "headers": headers,
+            "timeout_s": args.timeout,
         }
-        endpoint = await p.endpoints.update(
-            args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
-        )
+        try:
+            endpoint = await p.endpoints.update(args.id, **check_values(fields, p))
+        except EndpointError as exc:  # the destination policy, checked last
+            raise flagged([exc]) from None
     shown = endpoint.public_dict()
     emit(args, shown, lambda: render_fields(readable(shown)))
     return 0

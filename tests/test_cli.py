@@ -287,7 +287,7 @@ def test_endpoint_add_refuses_bad_headers_with_the_apis_message(
         "--events", "*", "--email", "o@example.com", *flags,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout
-    assert f"headers: {message}" in result.stderr
+    assert f"--header: {message}" in result.stderr
 
 
 def test_endpoint_add_refuses_a_header_without_a_colon_and_a_long_timeout(
@@ -299,10 +299,10 @@ def test_endpoint_add_refuses_a_header_without_a_colon_and_a_long_timeout(
     )  # fmt: skip
     no_colon = cli(redis_url, *base, "--header", "X-Team team-a")
     assert no_colon.returncode == 2
-    assert "headers: 'X-Team team-a' is not of the form 'Name: value'" in no_colon.stderr
+    assert "--header: 'X-Team team-a' is not of the form 'Name: value'" in no_colon.stderr
     too_long = cli(redis_url, *base, "--timeout", "3", DELIVERY_TIMEOUT="2")
     assert too_long.returncode == 2
-    assert "timeout_s: must be a number of seconds from 0 to 2" in too_long.stderr
+    assert "--timeout: must be a number of seconds from 0 to 2" in too_long.stderr
 
 
 async def test_endpoint_add_and_update_keep_headers_and_timeout(redis_url: str) -> None:
