@@ -113,11 +113,17 @@ async def start_nginx(nginx: str, workdir: Path) -> Sink:
 
 
 async def start_aiohttp(
-    workdir: Path, processes: int, *, record: bool = False, status: int = 200
+    workdir: Path,
+    processes: int,
+    *,
+    record: bool = False,
+    status: int = 200,
+    delay_ms: float = 0.0,
 ) -> Sink:
     """``processes`` aiohttp receivers sharing one free loopback port; logs in ``workdir``.
 
-    They answer ``status`` to every POST, or record arrivals (``record``).
+    They answer ``status`` to every POST (``delay_ms`` after reading it), or record
+    arrivals (``record``).
     """
     port = free_port()
     argv = [PYTHON, "-m", "bench.sinkserver", "--port", str(port)]
@@ -129,6 +135,9 @@ async def start_aiohttp(
         role = f"sink-{status}"
     else:
         role = "sink"
+    if delay_ms:
+        argv += ["--delay-ms", str(delay_ms)]
+        role += f"-slow{delay_ms:g}ms"
     children = [
         Child(f"aiohttp {role} {n}", argv, log=workdir / f"{role}-{n}.log")
         for n in range(processes)

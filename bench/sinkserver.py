@@ -5,6 +5,8 @@ processes share one port (``SO_REUSEPORT``) when nginx is not installed. With
 ``--record`` it also notes when each event id first arrived, for the latency
 scenario, and ``GET /arrivals`` returns (and forgets) those times as JSON.
 ``--status 503`` answers every POST with that status instead (retry-timing).
+``--delay-ms D`` answers 200 only D ms after reading the request, like a slow receiver
+(fifo: a FIFO endpoint's turn held most of the time, at almost no CPU).
 ``--hang`` is no HTTP server at all: it accepts connections, reads what comes and
 never answers, like a receiver that hangs (isolation); a connection lasts until
 the client gives up and closes it.
@@ -30,11 +32,15 @@ READ_CHUNK_BYTES = 64 * 1024
 Closer = Callable[[], Awaitable[None]]
 
 
-def build_app(record: bool, status: int = 200) -> web.Application:
-    """The receiver: ``status`` for every POST, plus arrival times when ``record`` is set."""
+def build_app(record: bool, status: int = 200, delay_ms: float = 0.0) -> web.Application:
+    """The receiver: ``status`` for every POST (``delay_ms`` after reading it), plus
+    arrival times when ``record`` is set."""
     arrivals: dict[str, float] = {}
 
-    async def answer(_request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> web.Response:
+        if delay_ms:
+            await request.read()
+            await asyncio.sleep(delay_ms / 1000)
         return web.Response(status=status, text="ok" if status < 300 else "unavailable")
 
     async def recording(request: web.Request) -> web.Response:
@@ -56,9 +62,9 @@ def build_app(record: bool, status: int = 200) -> web.Application:
     return app
 
 
-async def start_http(port: int, record: bool, status: int) -> Closer:
+async def start_http(port: int, record: bool, status: int, delay_ms: float = 0.0) -> Closer:
     """The aiohttp receiver on ``127.0.0.1:port``."""
-    runner = web.AppRunner(build_app(record, status), access_log=None)
+    runner = web.AppRunner(build_app(record, status, delay_ms), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True, backlog=1024).start()
     return runner.cleanup
@@ -86,9 +92,9 @@ async def start_hang(port: int) -> Closer:
     return close
 
 
-async def serve(port: int, record: bool, status: int, hang: bool) -> int:
+async def serve(port: int, record: bool, status: int, hang: bool, delay_ms: float = 0.0) -> int:
     """Serve on ``127.0.0.1:port`` until SIGTERM or SIGINT."""
-    close = await (start_hang(port) if hang else start_http(port, record, status))
+    close = await (start_hang(port) if hang else start_http(port, record, status, delay_ms))
     # The parent waits for this line: with SO_REUSEPORT a successful connect does not
     # tell which of the processes sharing the port is already listening.
     print(READY, flush=True)
@@ -111,8 +117,9 @@ def main() -> int:
     mode.add_argument("--record", action="store_true", help="record arrival times")
     mode.add_argument("--status", type=int, default=200, help="answer every POST with this")
     mode.add_argument("--hang", action="store_true", help="accept, never answer")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer this much later")
     args = parser.parse_args()
-    return run_event_loop(serve(args.port, args.record, args.status, args.hang))
+    return run_event_loop(serve(args.port, args.record, args.status, args.hang, args.delay_ms))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.fifo import HELD_DELAY_MS
 from bench.results import Results
 from bench.rows import Row, TableBuilder, number, percent
 from bench.storerows import hot_path_rows, shard_rows
@@ -284,7 +285,9 @@ def retry_rows(b: TableBuilder) -> None:
 
 
 def fifo_rows(b: TableBuilder) -> None:
-    """A FIFO endpoint's rate against an ordinary one's, and the ordinary one's beside it."""
+    """A FIFO endpoint's rate against an ordinary one's, and the ordinary one's beside a
+    FIFO endpoint whose turn is held (what FIFO handling costs the others) and beside
+    one delivering as fast as it can (that plus the CPU its own deliveries take)."""
     name = "fifo"
     b.add(
         name,
@@ -292,7 +295,11 @@ def fifo_rows(b: TableBuilder) -> None:
         "deliveries/s",
         label="fifo: ordinary endpoint",
         ratio="1.00x (ref)",
-        notes="one parallel endpoint alone (max_in_flight 10), one worker",
+        notes=(
+            f"one parallel endpoint alone (max_in_flight 10), one worker "
+            f"({number(b.m(name, 'parallel_us'))} µs of its CPU per delivery); "
+            f"{cpu_notes(b, name, ONE_WORKER, 'parallel_')}"
+        ),
     )
     b.add(
         name,
@@ -302,10 +309,26 @@ def fifo_rows(b: TableBuilder) -> None:
         ratio=b.own_ratio(name, "fifo_share", "ordinary"),
         notes=(
             f"one at a time in publish order: one delivery per round trip of pickup, POST "
-            f"and record ({number(b.m(name, 'fifo_latency_ms'), 2)} ms); "
+            f"and record ({number(b.m(name, 'fifo_latency_ms'), 2)} ms), each a batch of "
+            f"one ({number(b.m(name, 'fifo_us'))} µs of worker CPU); "
             f"{cpu_notes(b, name, ONE_WORKER, 'fifo_')}"
         ),
     )
+    b.add(
+        name,
+        "held_rate",
+        "deliveries/s",
+        label="fifo: ordinary beside a held FIFO",
+        ratio=b.own_ratio(name, "held_ratio", "alone"),
+        notes=(
+            f"a FIFO endpoint of another workspace whose receiver answers in "
+            f"{HELD_DELAY_MS:g} ms, its turn held and its line waiting throughout "
+            f"({number(b.m(name, 'fifo_held_rate'))}/s): what FIFO handling costs the "
+            f"others; target 1.00x; {number(b.m(name, 'held_us'))} µs of worker CPU per "
+            f"ordinary delivery; {cpu_notes(b, name, ONE_WORKER, 'held_')}"
+        ),
+    )
+    share = b.m(name, "fifo_cpu_share")
     b.add(
         name,
         "beside_rate",
@@ -313,8 +336,36 @@ def fifo_rows(b: TableBuilder) -> None:
         label="fifo: ordinary beside a busy FIFO",
         ratio=b.own_ratio(name, "beside_ratio", "alone"),
         notes=(
-            f"a FIFO endpoint of another workspace busy throughout "
-            f"({number(b.m(name, 'fifo_busy_rate'))}/s meanwhile); target 1.00x; "
+            f"the FIFO endpoint on the fast sink instead "
+            f"({number(b.m(name, 'fifo_busy_rate'))}/s meanwhile), whose own deliveries "
+            f"took {percent(share)} of the worker's CPU: a worker with a core to itself "
+            f"then gives the ordinary one {1 - share:.2f}x (bench/README.md); "
             f"{cpu_notes(b, name, ONE_WORKER)}"
+        ),
+    )
+    b.add(
+        name,
+        "beside_us",
+        "µs/delivery",
+        label="fifo: ordinary's CPU beside a busy FIFO",
+        ratio=b.own_ratio(name, "beside_us_ratio", "alone"),
+        notes=(
+            "the worker's CPU per ordinary delivery in the busy run, the FIFO endpoint's "
+            "deliveries taken out at their cost alone, against the ordinary endpoint "
+            "alone: whether its deliveries got dearer (target 1.00x)"
+        ),
+    )
+    b.add(
+        name,
+        "beside_cmds",
+        "commands",
+        label="fifo: ordinary's Redis commands beside",
+        decimals=2,
+        ratio=b.own_ratio(name, "beside_cmds_ratio", "alone"),
+        notes=(
+            f"Redis commands per ordinary delivery in the busy run, the FIFO endpoint's "
+            f"taken out at their count alone ({number(b.m(name, 'fifo_cmds'), 1)} each), "
+            f"against the ordinary endpoint alone: no extra round trip on its path "
+            f"(target 1.00x; INFO commandstats, which the machine's load does not move)"
         ),
     )

@@ -34,7 +34,7 @@ def header_pairs(lines: list[str] | None) -> list[tuple[str, str]] | None:
     try:
         return [parse_header_line(line) for line in lines]
     except ValueError as exc:
-        raise EndpointError("headers", str(exc)) from None
+        raise flagged([EndpointError("headers", str(exc))]) from None
 
 
 def filter_source(text: str | None) -> object:
@@ -44,7 +44,7 @@ def filter_source(text: str | None) -> object:
     try:
         return json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        raise EndpointError("filter", f"is not valid JSON: {exc}") from None
+        raise flagged([EndpointError("filter", f"is not valid JSON: {exc}")]) from None
 
 
 def readable(shown: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -66,20 +66,26 @@ FLAGS = {
 }
 
 
+def flagged(errors: list[EndpointError]) -> UsageError:
+    """A usage error naming each bad field by its flag."""
+    return UsageError(
+        "; ".join(f"{FLAGS.get(e.field, '--' + e.field)}: {e.message}" for e in errors)
+    )
+
+
 def check_values(fields: dict[str, Any], p: Producer) -> dict[str, Any]:
     """``fields``, or a usage error naming every bad one at once (not the first only),
     each by its flag."""
-    errors = invalid_fields({k: v for k, v in fields.items() if v is not None}, p.catalogue)
+    given = {k: v for k, v in fields.items() if v is not None}
+    errors = invalid_fields(given, p.catalogue, p.endpoints.max_timeout_s)
     if errors:
-        raise UsageError(
-            "; ".join(f"{FLAGS.get(e.field, '--' + e.field)}: {e.message}" for e in errors)
-        )
+        raise flagged(errors)
     return fields
 
 
 async def endpoint_add(args: argparse.Namespace) -> int:
     async with changing_producer(args) as p:
-        fields = {
+        fields: dict[str, Any] = {
             "workspace_id": args.workspace,
             "kind": args.kind,
             "url": args.url,
@@ -90,13 +96,16 @@ async def endpoint_add(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "ordering": args.ordering,
             "filter": filter_source(args.filter),
+            "headers": header_pairs(args.header) or (),
+            "timeout_s": args.timeout,
         }
         checked = check_values(fields, p)
-        endpoint = await p.endpoints.create(
-            **{name: value for name, value in checked.items() if value is not None},
-            headers=header_pairs(args.header) or (),
-            timeout_s=args.timeout,
-        )
+        try:
+            endpoint = await p.endpoints.create(
+                **{name: value for name, value in checked.items() if value is not None}
+            )
+        except EndpointError as exc:  # the destination policy, checked last
+            raise flagged([exc]) from None
     shown = endpoint.public_dict(reveal_secret=True)
     emit(
         args,
@@ -141,7 +150,7 @@ async def endpoint_show(args: argparse.Namespace) -> int:
 async def endpoint_update(args: argparse.Namespace) -> int:
     headers = [] if args.clear_headers else header_pairs(args.header)
     async with changing_producer(args) as p:
-        fields = {
+        fields: dict[str, Any] = {
             "url": args.url,
             "events": args.events.split(",") if args.events is not None else None,
             "owner_email": args.email,
@@ -150,10 +159,13 @@ async def endpoint_update(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "ordering": args.ordering,
             "filter": filter_source(args.filter),
+            "headers": headers,
+            "timeout_s": args.timeout,
         }
-        endpoint = await p.endpoints.update(
-            args.id, **check_values(fields, p), headers=headers, timeout_s=args.timeout
-        )
+        try:
+            endpoint = await p.endpoints.update(args.id, **check_values(fields, p))
+        except EndpointError as exc:  # the destination policy, checked last
+            raise flagged([exc]) from None
     shown = endpoint.public_dict()
     emit(args, shown, lambda: render_fields(readable(shown)))
     return 0
@@ -202,9 +214,35 @@ async def endpoint_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each state does to an endpoint's deliveries (docs/endpoint-states.md).
+STATES_HELP = """manage endpoints (subscriptions); what each state does to their deliveries:
+
+  active    delivered; a failed attempt is retried on RETRY_SCHEDULE
+  failing   a delivery failed every attempt and ended dead (replayable); its owner
+            was emailed once. Deliveries go on as for active; the next success makes
+            it active again (DISABLE_FAILING_AFTER, off by default, disables one still
+            failing that long)
+  disabled  paused (by disable, a 410 Gone answer or DISABLE_FAILING_AFTER): its
+            queued, retrying and new deliveries are kept as paused and spend no
+            attempt; at most PAUSED_MAX_PER_ENDPOINT (past it the oldest end dead,
+            'paused backlog full'). enable resumes them in publish order, each with
+            the attempts it had left
+  disabled with --drop
+            its paused deliveries end dead at once ('endpoint disabled (drop)'), its
+            queued, retrying and new ones when their attempt comes due ('endpoint
+            disabled'); dead deliveries are replayable once it is enabled
+  deleted   its queued, retrying and paused deliveries end dead ('endpoint deleted')
+"""
+
+
 def add_commands(commands: Any) -> None:
     """Add ``endpoint`` and its actions to the top-level ``commands``."""
-    endpoint = commands.add_parser("endpoint", help="manage endpoints (subscriptions)")
+    endpoint = commands.add_parser(
+        "endpoint",
+        help="manage endpoints (subscriptions)",
+        description=STATES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     endpoint_commands = endpoint.add_subparsers(
         dest="endpoint_command", required=True, metavar="ACTION"
     )
@@ -308,16 +346,22 @@ def add_commands(commands: Any) -> None:
             action.add_argument(
                 "--drop",
                 action="store_true",
-                help="end its paused and later deliveries dead ('endpoint disabled') "
-                "instead of pausing them",
+                help="instead of pausing them, end its paused deliveries dead at once "
+                "('endpoint disabled (drop)') and its queued, retrying and new ones when "
+                "their attempt comes due ('endpoint disabled'); replayable once enabled",
             )
     rotate = add_command(
         endpoint_commands,
         "rotate-secret",
         endpoint_rotate,
-        "new secret; the old one signs during a grace period",
+        "new secret, shown once; until the grace period ends X-Cliq-Signature is still "
+        "made with the old one (X-Cliq-Signature-New with the new one, webhook-signature "
+        "carries both), then with the new one only",
     )
     rotate.add_argument("id", help="endpoint id")
     rotate.add_argument(
-        "--grace", type=int, default=ROTATION_GRACE_S, help="seconds the old secret keeps signing"
+        "--grace",
+        type=int,
+        default=ROTATION_GRACE_S,
+        help="seconds until X-Cliq-Signature switches to the new secret (default: %(default)s)",
     )

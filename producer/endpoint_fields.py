@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from producer.endpoint_options import validate_headers, validate_timeout
 from producer.endpoint_rules import (
     EndpointError,
     checked,
@@ -25,10 +26,13 @@ from producer.fifo import validate_ordering
 from producer.filters import compile_filter
 
 
-def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[EndpointError]:
+def invalid_fields(
+    fields: Mapping[str, Any], catalogue: Catalogue, max_timeout_s: float
+) -> list[EndpointError]:
     """Every error of the given endpoint fields (named as :meth:`EndpointRegistry.create`
-    takes them), each found by its field's own rule: a caller reports them all at
-    once instead of the first. The destination policy is checked on registering."""
+    takes them; ``headers`` as (name, value) pairs), each found by its field's own rule:
+    a caller reports them all at once instead of the first. ``max_timeout_s``: the
+    registry's (DELIVERY_TIMEOUT). The destination policy is checked on registering."""
     checks: dict[str, Callable[[Any], object]] = {
         "workspace_id": validate_workspace,
         "url": validate_url,
@@ -38,6 +42,8 @@ def invalid_fields(fields: Mapping[str, Any], catalogue: Catalogue) -> list[Endp
         "rate_limit": validate_rate_limit,
         "ordering": lambda value: checked("ordering", validate_ordering, value),
         "filter": lambda source: checked("filter", compile_filter, source),
+        "headers": lambda pairs: checked("headers", validate_headers, pairs),
+        "timeout_s": lambda value: checked("timeout_s", validate_timeout, value, max_timeout_s),
     }
     if fields.get("kind") == "poll":
         # A poll endpoint takes no URL and an optional email: the registry's rule of its

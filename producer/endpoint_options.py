@@ -30,7 +30,8 @@ SET_BY_US = frozenset(
         "x-cliq-attempt",
     }
 )
-# Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection, not the request.
+# Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection, not the request;
+# so do the Proxy-* ones, meant for a proxy on the way (all refused by their prefix).
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -67,9 +68,11 @@ def validate_headers(pairs: Iterable[tuple[str, str]]) -> Headers:
         lowered = name.lower()
         if lowered in SET_BY_US:
             raise ValueError(f"{name} is set by cliq-webhooks on every delivery")
+        if lowered.startswith("x-cliq-"):
+            raise ValueError(f"{name}: X-Cliq-* headers are cliq-webhooks' own")
         if lowered.startswith("webhook-"):
             raise ValueError(f"{name}: webhook-* headers are the Standard Webhooks signature's")
-        if lowered in HOP_BY_HOP:
+        if lowered in HOP_BY_HOP or lowered.startswith("proxy-"):
             raise ValueError(f"{name} is a hop-by-hop header: it describes a connection")
         if lowered in seen:
             raise ValueError(f"{name} is given twice")

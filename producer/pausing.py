@@ -9,8 +9,9 @@ until enabled, dead with the reason instead. A backlog holds at most
 ``PAUSED_MAX_PER_ENDPOINT``; past it the oldest end dead ("paused backlog full").
 docs/endpoint-states.md tells the whole story.
 
-:class:`PauseEvents` is where an operational notice of these happens (an endpoint
-disabled automatically, a backlog that overflowed): the default one logs.
+:class:`PauseEvents` is told of these (an endpoint disabled automatically, a backlog
+that overflowed): the default one logs, the workers' and the API's also send the
+backlog's operational webhook (an auto-disable's is written by worker/autodisable.lua).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from producer.operations import (
     OPERATIONS_ENDPOINT_ID,
     OperationalJob,
     emit,
-    endpoint_disabled,
     endpoint_paused_backlog_full,
 )
 from producer.redis.clients import RedisClient
@@ -47,7 +47,7 @@ AUTO_DISABLE_REASON = "failing without a success for DISABLE_FAILING_AFTER"
 
 
 class PauseEvents(Protocol):
-    """Notices of pause events, for operational webhooks (wired by the caller).
+    """Notices of pause events (wired by the caller).
 
     Called once per event, after it is stored: ``endpoint_disabled`` when an endpoint
     is disabled automatically (``DISABLE_FAILING_AFTER``), ``paused_backlog_full`` the
@@ -85,10 +85,11 @@ class LoggedPauseEvents:
 
 
 class OperationalPauseEvents(LoggedPauseEvents):
-    """The :class:`PauseEvents` of the API and the workers: the log line, and the
-    operational event (``endpoint.disabled`` with reason ``auto``,
-    ``endpoint.paused_backlog_full``) once a worker has registered the operations
-    endpoint (``OPERATIONS_WEBHOOK_URL``); without it nobody would receive them."""
+    """The :class:`PauseEvents` of the API and the workers: the log line, and for a full
+    backlog the operational event ``endpoint.paused_backlog_full`` once a worker has
+    registered the operations endpoint (``OPERATIONS_WEBHOOK_URL``); without it nobody
+    would receive it. An auto-disable's ``endpoint.disabled`` is not sent from here:
+    worker/autodisable.lua writes it with the disable itself, so that it is not lost."""
 
     def __init__(
         self, redis: RedisClient, keys: Keys, dispatcher: JobDispatcher, paused_max: int
@@ -97,22 +98,6 @@ class OperationalPauseEvents(LoggedPauseEvents):
         self._keys = keys
         self._dispatcher = dispatcher
         self._paused_max = paused_max
-
-    async def endpoint_disabled(self, endpoint_id: str, workspace_id: str, reason: str) -> None:
-        """Log it; queue ``endpoint.disabled``."""
-        await super().endpoint_disabled(endpoint_id, workspace_id, reason)
-        now_ms = int(time.time() * 1000)
-        # Told once per automatic disable (worker/autodisable.lua): its time names it.
-        await self._emit(
-            endpoint_disabled(
-                endpoint_id,
-                transition=f"a{now_ms}",
-                at_ms=now_ms,
-                reason="auto",
-                workspace_id=workspace_id,
-                last_error=reason,
-            )
-        )
 
     async def paused_backlog_full(self, endpoint_id: str, workspace_id: str, reason: str) -> None:
         """Log it; queue ``endpoint.paused_backlog_full``."""

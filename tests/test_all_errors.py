@@ -161,6 +161,21 @@ async def test_an_endpoint_with_several_bad_values_names_them_all(
         "owner_email",
         "max_in_flight",
     ]
+    # Custom headers and the timeout are named with the others, not after them.
+    options = {**bad, "headers": {"Host": "x"}, "timeout_s": 999}
+    response = await api.post("/v1/endpoints", json=options, headers=AUTH)
+    named = {e["field"]: e["message"] for e in (await response.json())["errors"]}
+    assert list(named) == [
+        "workspace_id",
+        "url",
+        "events",
+        "owner_email",
+        "max_in_flight",
+        "headers",
+        "timeout_s",
+    ]
+    assert named["headers"] == "Host is set by cliq-webhooks on every delivery"
+    assert named["timeout_s"].startswith("must be a number of seconds from 0 to ")
     assert await redis.dbsize() == before
     unknown = await api.post(
         "/v1/endpoints", json={**bad, "colour": "red", "size": 1}, headers=AUTH
@@ -229,6 +244,7 @@ def test_endpoint_add_names_every_bad_value(redis_url: str) -> None:
         redis_url,
         "endpoint", "add", "--workspace", "ws 1", "--url", "ftp://example.com/",
         "--events", "issue.nope", "--owner-email", "nobody",
+        "--header", "Host: x", "--timeout", "999",
     )  # fmt: skip
     assert result.returncode == 2
     for message in (
@@ -236,6 +252,8 @@ def test_endpoint_add_names_every_bad_value(redis_url: str) -> None:
         "--url: must use http or https",
         "--events: unknown event type 'issue.nope'",
         "--owner-email: 'nobody' is not an email address",
+        "--header: Host is set by cliq-webhooks on every delivery",
+        "--timeout: must be a number of seconds from 0 to ",
     ):
         assert message in result.stderr
 

@@ -18,6 +18,7 @@ from producer.deliveries import DeliveryState
 from producer.durations import parse_duration
 from producer.endpoint import Endpoint, EndpointStatus
 from producer.fields import ENDPOINT_PAUSE_FIELDS
+from producer.jobs import JobSpec
 from producer.pausing import AUTO_DISABLE_REASON
 from producer.settings import SettingsError
 from worker.autodisable import AutoDisabler, check_interval
@@ -195,3 +196,63 @@ async def test_auto_disable_waits_the_whole_duration_by_an_injected_clock(
     assert await disabler.run_once() == []
     assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
     assert events.disabled == [(ep.id, "ws_1", AUTO_DISABLE_REASON)]
+
+
+async def test_a_worker_dying_right_after_the_disable_loses_neither_email_nor_webhook(
+    producer: Producer,
+    receiver: Receiver,
+    recorded_worker: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await recorded_worker(RETRY_SCHEDULE="0")  # auto-disable off: this one never disables
+    ep = await _failing_endpoint(producer, receiver)
+    since = int(
+        await producer.redis.hget(
+            producer.keys.endpoint(ep.id), ENDPOINT_PAUSE_FIELDS.failing_since
+        )
+        or 0
+    )
+    await wait_until(
+        lambda: _outbox_empty(producer), 10, message="the failing email's job stayed in the outbox"
+    )
+
+    async def killed(_members: Any) -> None:
+        raise ConnectionError("the worker died before dispatching")
+
+    dispatcher = producer.dispatcher
+    disabler = AutoDisabler(
+        producer.redis,
+        producer.keys,
+        dispatcher,
+        1.0,
+        RecordedPauseEvents(),
+        Metrics(),
+        clock=lambda: since / 1000 + 2,
+        operations=True,
+    )
+    with monkeypatch.context() as dying:
+        dying.setattr(dispatcher, "dispatch", killed)
+        with pytest.raises(ConnectionError):
+            await disabler.run_once()
+    assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
+    # Both jobs were written with the disable: the next sweep of any worker sends them.
+    members = await producer.redis.zrange(producer.keys.outbox, 0, -1)
+    jobs = sorted(JobSpec.from_json(str(member)).job_id for member in members)
+    assert jobs == [f"n-{ep.id}-auto-{since}", f"o-endpoint-disabled-{ep.id}-a{since}"]
+    # Another worker looking again finds it disabled: nothing is written twice.
+    again = AutoDisabler(
+        producer.redis,
+        producer.keys,
+        dispatcher,
+        1.0,
+        RecordedPauseEvents(),
+        Metrics(),
+        clock=lambda: since / 1000 + 3,
+        operations=True,
+    )
+    assert await again.run_once() == []
+    assert await producer.redis.zcard(producer.keys.outbox) == 2
+
+
+async def _outbox_empty(producer: Producer) -> bool:
+    return await producer.redis.zcard(producer.keys.outbox) == 0

@@ -273,7 +273,11 @@ async def test_rotate_secret_says_exactly_when_the_seed_signature_switches(
     assert "X-Cliq-Signature-New" in rotated.stdout
 
 
-@pytest.mark.parametrize(("headers", "message"), HEADER_REFUSALS[::2])
+# Half of them (the API's test has all), none with a NUL: a command line cannot carry one.
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [case for case in HEADER_REFUSALS if "\0" not in "".join(case[0].values())][::2],
+)
 def test_endpoint_add_refuses_bad_headers_with_the_apis_message(
     redis_url: str, headers: dict[str, str], message: str
 ) -> None:
@@ -283,7 +287,7 @@ def test_endpoint_add_refuses_bad_headers_with_the_apis_message(
         "--events", "*", "--email", "o@example.com", *flags,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout
-    assert f"headers: {message}" in result.stderr
+    assert f"--header: {message}" in result.stderr
 
 
 def test_endpoint_add_refuses_a_header_without_a_colon_and_a_long_timeout(
@@ -295,10 +299,10 @@ def test_endpoint_add_refuses_a_header_without_a_colon_and_a_long_timeout(
     )  # fmt: skip
     no_colon = cli(redis_url, *base, "--header", "X-Team team-a")
     assert no_colon.returncode == 2
-    assert "headers: 'X-Team team-a' is not of the form 'Name: value'" in no_colon.stderr
+    assert "--header: 'X-Team team-a' is not of the form 'Name: value'" in no_colon.stderr
     too_long = cli(redis_url, *base, "--timeout", "3", DELIVERY_TIMEOUT="2")
     assert too_long.returncode == 2
-    assert "timeout_s: must be a number of seconds from 0 to 2" in too_long.stderr
+    assert "--timeout: must be a number of seconds from 0 to 2" in too_long.stderr
 
 
 async def test_endpoint_add_and_update_keep_headers_and_timeout(redis_url: str) -> None:

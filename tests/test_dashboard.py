@@ -327,6 +327,9 @@ async def test_disable_enable_edit_and_rotate_from_the_detail_page(
     await expect(page.locator(".banner.warn")).to_contain_text(
         "its deliveries are paused, nothing is lost. 1 paused delivery waits"
     )
+    await expect(page.locator(".banner.warn")).to_contain_text(
+        "At most 100,000 are kept (PAUSED_MAX_PER_ENDPOINT): past it the oldest end as failed"
+    )
     await page.get_by_role("button", name="Enable").click()
     await expect(page.locator(".heading .badge")).to_have_text("active")
 

@@ -128,6 +128,25 @@ def test_the_catalogue_of_the_configuration_is_in_the_document() -> None:
     assert "issue.created.*" not in patterns  # matches no type: the registry refuses it
 
 
+def test_the_document_says_what_each_state_does_to_the_deliveries() -> None:
+    spec = document()
+    status = spec["components"]["schemas"]["Endpoint"]["properties"]["status"]["description"]
+    for said in (
+        "`failing`: a delivery failed every attempt",
+        "deliveries go on as for `active`",
+        "its queued, retrying and new deliveries are kept as `paused`, spend no attempt and "
+        "resume in publish order",
+        "with `drop` they end dead instead",
+    ):
+        assert said in status, said
+    disable = spec["paths"]["/v1/endpoints/{id}/disable"]["post"]
+    assert "at most PAUSED_MAX_PER_ENDPOINT" in disable["description"]
+    drop = disable["requestBody"]["content"]["application/json"]["schema"]["properties"]["drop"]
+    assert "('endpoint disabled (drop)')" in drop["description"]
+    rotate = spec["paths"]["/v1/endpoints/{id}/rotate-secret"]["post"]
+    assert "`X-Cliq-Signature` is still made with the old secret" in rotate["description"]
+
+
 def test_paths_of_the_token_routes_are_merged(monkeypatch: pytest.MonkeyPatch) -> None:
     extra = {
         "/v1/tokens": {

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email
+import email.policy
 import os
 import subprocess
 import sys
@@ -244,6 +246,46 @@ async def test_disabling_by_api_cli_or_410_tells_once_per_transition(
     assert disabled[by_cli.id]["dashboard_url"] == f"{PUBLIC_URL}/ui/webhooks/{by_cli.id}"
     (death,) = (e["data"] for e in events if e["type"] == "delivery.dead")
     assert (death["endpoint_id"], death["reason"]) == (gone.id, "gone")
+
+
+async def test_an_auto_disable_is_told_once_beside_its_email_by_two_workers(
+    producer: Producer,
+    receiver_factory: ReceiverFactory,
+    worker_factory: StartWorker,
+    tmp_path: Path,
+) -> None:
+    ops = await receiver_factory()
+    user = await receiver_factory(default=ScriptedResponse(status=500, body="boom"))
+    ep = await subscriber(producer, user)
+    for _ in range(2):  # both look for endpoints failing too long: one disables it
+        await worker_factory(ops, RETRY_SCHEDULE="0", DISABLE_FAILING_AFTER="1s")
+
+    published = await producer.publisher.publish(make_event(producer))
+    await wait_until(
+        lambda: types_of(ops)["endpoint.disabled"] == 1, 20, message="no endpoint.disabled"
+    )
+    await wait_until(lambda: settled(producer), 10, message="operational events still moving")
+    outbox = tmp_path / "outbox"
+    await wait_until(lambda: len(list(outbox.glob("*.eml"))) == 2, 10, message="no 2nd email")
+
+    assert types_of(ops) == {"delivery.dead": 1, "endpoint.failing": 1, "endpoint.disabled": 1}
+    data = next(e for e in arrived(ops) if e["type"] == "endpoint.disabled")["data"]
+    assert (data["endpoint_id"], data["workspace_id"], data["reason"]) == (ep.id, "ws_1", "auto")
+    assert data["endpoint_url"] == user.url()
+    assert data["last_error"].startswith("no successful delivery since ")
+    assert data["dashboard_url"] == f"{PUBLIC_URL}/ui/webhooks/{ep.id}"
+    failing = next(e for e in arrived(ops) if e["type"] == "endpoint.failing")["data"]
+    assert failing["event_id"] == published.event_id
+    assert (await producer.endpoints.get(ep.id)).status == EndpointStatus.DISABLED
+    # Beside the email: one when it turned failing, one when it was disabled.
+    subjects = sorted(
+        str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["Subject"])
+        for path in outbox.glob("*.eml")
+    )
+    assert subjects == [
+        f"[cliq-webhooks] Webhook endpoint {ep.id} is failing",
+        f"[cliq-webhooks] Webhook endpoint {ep.id} was disabled after failing",
+    ]
 
 
 async def test_the_operations_endpoints_own_failures_report_nothing(

@@ -302,6 +302,17 @@ async def test_the_cli_pauses_drops_and_shows_the_paused_count(
     helped = await asyncio.to_thread(_cli, redis_url, "endpoint", "disable", "--help")
     assert "kept as paused and spend no attempt" in " ".join(helped.stdout.split())
     assert "--drop" in helped.stdout
+    # `endpoint --help` says what each state does to the deliveries.
+    states = await asyncio.to_thread(_cli, redis_url, "endpoint", "--help")
+    text = " ".join(states.stdout.split())
+    for said in (
+        "Deliveries go on as for active; the next success makes it active again",
+        "queued, retrying and new deliveries are kept as paused and spend no attempt",
+        "enable resumes them in publish order",
+        "its paused deliveries end dead at once ('endpoint disabled (drop)')",
+        "queued, retrying and paused deliveries end dead ('endpoint deleted')",
+    ):
+        assert said in text, said
     disabled = await asyncio.to_thread(_cli, redis_url, "endpoint", "disable", ep.id)
     assert disabled.returncode == 0, disabled.stderr
     assert "0 deliveries paused, nothing is lost" in disabled.stdout

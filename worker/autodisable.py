@@ -1,11 +1,13 @@
 """Auto-disable (``DISABLE_FAILING_AFTER``): an endpoint failing without a success for that
-long is disabled, its deliveries paused, with one email and one operational notice.
+long is disabled, its deliveries paused, with one email and one operational webhook.
 
 Off by default (0), as in the seed. An endpoint turns ``failing`` when a delivery fails
 every attempt (worker/record.lua notes the time); a success returns it to ``active``. So
 an endpoint still ``failing`` that long after it turned so has had no success since.
 Every worker looks every :func:`check_interval`; worker/autodisable.lua disables each
-endpoint once, whichever worker gets there first, and writes the email's job with it.
+endpoint once, whichever worker gets there first, and writes with it the email's job
+and (``OPERATIONS_WEBHOOK_URL``) the ``endpoint.disabled`` event's, so that a worker
+killed right after disabling it loses neither.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from producer.fields import ENDPOINT_PAUSE_FIELDS
 from producer.jobs import JobDispatcher, JobSpec
 from producer.keys import NOTIFICATION_QUEUE, Keys
 from producer.messages import NotificationJob
+from producer.operations import endpoint_disabled, is_operational
 from producer.pausing import AUTO_DISABLE_REASON, PauseEvents
 from producer.redis.clients import RedisClient
 from producer.scripts import load_script
@@ -36,6 +39,11 @@ def check_interval(after_s: float) -> float:
     return min(60.0, max(0.1, after_s / 10))
 
 
+def no_success_since(failing_since_ms: int) -> str:
+    """The last error the email and the operational event give an auto-disable."""
+    return f"no successful delivery since {iso_time(failing_since_ms)}"
+
+
 def notification_job(endpoint_id: str, failing_since_ms: int) -> JobSpec:
     """The owner's email for an endpoint disabled after failing since ``failing_since_ms``
     (its id makes a second copy of it the same job)."""
@@ -44,11 +52,27 @@ def notification_job(endpoint_id: str, failing_since_ms: int) -> JobSpec:
         delivery_id="",
         event_id="",
         attempts=0,
-        last_error=f"no successful delivery since {iso_time(failing_since_ms)}",
+        last_error=no_success_since(failing_since_ms),
         failed_at_ms=failing_since_ms,
         reason="auto_disabled",
     )
     return JobSpec(NOTIFICATION_QUEUE, f"n-{endpoint_id}-auto-{failing_since_ms}", job.to_dict())
+
+
+def operational_job(
+    endpoint_id: str, failing_since_ms: int, now_ms: int, workspace_id: str, url: str
+) -> JobSpec:
+    """``endpoint.disabled`` (reason ``auto``) for the same disable: the failing period it
+    ends names the transition, so a second copy of it is the same job and event."""
+    return endpoint_disabled(
+        endpoint_id,
+        transition=f"a{failing_since_ms}",
+        at_ms=now_ms,
+        reason="auto",
+        workspace_id=workspace_id,
+        endpoint_url=url,
+        last_error=no_success_since(failing_since_ms),
+    ).spec()
 
 
 class AutoDisabler:
@@ -63,8 +87,11 @@ class AutoDisabler:
         events: PauseEvents,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        operations: bool = False,
     ) -> None:
-        """``clock``: seconds since the epoch (tests inject one)."""
+        """``clock``: seconds since the epoch (tests inject one). ``operations``: each
+        disable also sends ``endpoint.disabled`` (``OPERATIONS_WEBHOOK_URL`` is set)."""
+        self._operations = operations
         self._redis = redis
         self._keys = keys
         self._dispatcher = dispatcher
@@ -82,17 +109,24 @@ class AutoDisabler:
         since_field = ENDPOINT_PAUSE_FIELDS.failing_since
         async with self._redis.pipeline(transaction=False) as pipe:
             for endpoint_id in ids:
-                pipe.hmget(self._keys.endpoint(endpoint_id), "status", since_field)
+                key = self._keys.endpoint(endpoint_id)
+                pipe.hmget(key, "status", since_field, "workspace", "url")
             rows: list[list[str | None]] = await pipe.execute()
         now_ms = int(self._clock() * 1000)
         args: list[str | int] = [now_ms]
-        for endpoint_id, (status, since) in zip(ids, rows, strict=True):
+        for endpoint_id, (status, since, workspace, url) in zip(ids, rows, strict=True):
             if status != "failing":
                 continue
             if since is None:  # failing since before this was noted: count from now
                 await self._redis.hsetnx(self._keys.endpoint(endpoint_id), since_field, now_ms)
             elif now_ms - int(since) >= self._after_ms:
-                args += [endpoint_id, since, notification_job(endpoint_id, int(since)).to_json()]
+                email = notification_job(endpoint_id, int(since))
+                told = (
+                    operational_job(endpoint_id, int(since), now_ms, workspace or "", url or "")
+                    if self._operations and not is_operational(endpoint_id)
+                    else None
+                )
+                args += [endpoint_id, since, email.to_json(), told.to_json() if told else ""]
         if len(args) == 1:
             return []
         disabled, members = await self._script(*args)

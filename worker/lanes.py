@@ -138,7 +138,13 @@ def build_lane(shared: Shared, index: int) -> Lane:
     disabler = None
     if s.disable_failing_after > 0:
         disabler = AutoDisabler(
-            redis, keys, dispatcher, s.disable_failing_after, shared.pause_events, metrics
+            redis,
+            keys,
+            dispatcher,
+            s.disable_failing_after,
+            shared.pause_events,
+            metrics,
+            operations=shared.operations,
         )
     return Lane(
         index=index,

@@ -168,6 +168,7 @@ async def _detail_page(
         window=RECENT_WINDOW,
         dead_total=dead_total,
         paused=paused,
+        paused_max=producer.settings.paused_max_per_endpoint,
         drop=drop,
         groups=event_groups(producer.catalogue),
         test=test or TestPanel(),

@@ -84,7 +84,8 @@ def _endpoint_fields(
     headers = checked.get("headers")
     if isinstance(headers, dict):
         checked["headers"] = list(headers.items())  # the registry checks the pairs
-    for error in invalid_fields(checked, producer_of(request).catalogue):
+    producer = producer_of(request)
+    for error in invalid_fields(checked, producer.catalogue, producer.endpoints.max_timeout_s):
         errors.add(API_FIELD_NAMES.get(error.field, error.field), error.message)
     errors.raise_any()
     return checked

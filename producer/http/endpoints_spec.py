@@ -162,7 +162,18 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "events": {"type": "array", "items": {"type": "string"}},
             "owner_email": {"type": "string"},
             "description": {"type": "string"},
-            "status": _ENDPOINT_STATUS,
+            "status": {
+                **_ENDPOINT_STATUS,
+                "description": "What happens to its deliveries (docs/endpoint-states.md). "
+                "`active`: delivered, a failed attempt retried on RETRY_SCHEDULE. `failing`: "
+                "a delivery failed every attempt and ended dead (replayable), its owner was "
+                "emailed once; deliveries go on as for `active`, and the next success makes "
+                "it `active` again (DISABLE_FAILING_AFTER, off by default, disables one "
+                "failing that long). `disabled` (by `disable`, a 410 Gone answer or "
+                "DISABLE_FAILING_AFTER): its queued, retrying and new deliveries are kept "
+                "as `paused`, spend no attempt and resume in publish order on `enable`; "
+                "with `drop` they end dead instead.",
+            },
             "max_in_flight": {"type": "integer"},
             "rate_limit": {"type": "number"},
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -385,8 +396,10 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "drop": {
                         "type": "boolean",
                         "default": False,
-                        "description": "End its paused and later deliveries dead with the "
-                        "reason 'endpoint disabled' instead of keeping them paused.",
+                        "description": "Instead of pausing them, end its paused "
+                        "deliveries dead at once ('endpoint disabled (drop)') and its queued, "
+                        "retrying and new ones when their attempt comes due ('endpoint "
+                        "disabled'); replayable once it is enabled.",
                     }
                 },
             },
@@ -399,6 +412,10 @@ OPENAPI_PATHS: dict[str, Any] = {
             "rotateEndpointSecret",
             "A new secret, shown this once; the old one signs too for a grace period",
             tag="endpoints",
+            description="Until the grace period ends (`signature_switches_at` in the "
+            "answer) `X-Cliq-Signature` is still made with the old secret, "
+            "`X-Cliq-Signature-New` with the new one, and `webhook-signature` carries "
+            "both; from then on only the new secret signs.",
             parameters=[_ENDPOINT_ID],
             body={
                 "type": "object",
@@ -408,8 +425,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                         "type": "integer",
                         "minimum": 0,
                         "maximum": MAX_ROTATION_GRACE_S,
-                        "description": f"Seconds the old secret keeps signing (default "
-                        f"{ROTATION_GRACE_S}).",
+                        "description": "Seconds until `X-Cliq-Signature` switches to the "
+                        f"new secret (default {ROTATION_GRACE_S}).",
                     }
                 },
             },
