@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    Dialog,
     Page,
     ViewportSize,
     async_playwright,
@@ -346,12 +347,22 @@ async def test_disable_enable_edit_and_rotate_from_the_detail_page(
     changed = await producer.endpoints.get(endpoint.id)
     assert (changed.url, changed.events) == (receiver.url("/v2"), ("*", "issue.created"))
 
-    page.once("dialog", lambda dialog: dialog.accept())
+    confirmations: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        confirmations.append(dialog.message)
+        await dialog.accept()
+
+    page.once("dialog", accept)
     await page.get_by_role("button", name="Rotate secret").click()
     await expect(page.get_by_role("heading", name="Secret rotated")).to_be_visible()
     rotated = await producer.endpoints.get(endpoint.id)
     assert await page.get_by_label("Signing secret").input_value() == rotated.secret
     assert rotated.previous_secret == endpoint.secret
+    # The confirmation names the grace the rotation gave.
+    grace_h = (rotated.previous_secret_until_ms - time.time() * 1000) / 3_600_000
+    assert 23.9 < grace_h <= 24
+    assert "For 24 hours X-Cliq-Signature is still made with the old one" in confirmations[0]
 
 
 async def test_the_webhook_form_sets_fifo_ordering_and_refuses_another(

@@ -30,6 +30,7 @@ from producer.dashboard.webhook_forms import (
     page_url,
 )
 from producer.deliveries import RECENT_WINDOW, AttemptOutcome, DeliveryNotFound, DeliveryState
+from producer.endpoint_rules import ROTATION_GRACE_S
 from producer.events import ID_PATTERN
 from producer.http.bodies import ENDPOINT_ATTEMPTS_CURSOR, decode_cursor, encode_cursor
 from producer.http.problems import redis_deadline, unknown_query_parameters
@@ -169,6 +170,8 @@ async def _detail_page(
         dead_total=dead_total,
         paused=paused,
         paused_max=producer.settings.paused_max_per_endpoint,
+        # The grace the dashboard's rotation gives (webhooks.rotate_secret: the default).
+        rotation_grace_hours=f"{ROTATION_GRACE_S / 3600:g}",
         drop=drop,
         groups=event_groups(producer.catalogue),
         test=test or TestPanel(),
