@@ -44,6 +44,19 @@ from support import (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Fails the teardown of a test that left a worker (or log-writer) process running,
+    after ending it: on the session's Redis it would take later tests' jobs."""
+    yield
+    left = [p for p in WorkerProcess.started if p.process.poll() is None]
+    for process in left:
+        process.kill()
+    WorkerProcess.started.clear()
+    if left:
+        pytest.fail(f"the test left {len(left)} process(es) running: {[p.pid for p in left]}")
+
+
 def _start_redis(
     extra_args: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory
 ) -> RedisServer:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -159,7 +159,14 @@ LOG_WRITER_COMMAND = ("-m", "cli", "log-writer")
 
 class WorkerProcess:
     """``python -m worker`` (or another of the service's commands, such as
-    :data:`LOG_WRITER_COMMAND`) in a subprocess, signalled by its own PID."""
+    :data:`LOG_WRITER_COMMAND`) in a subprocess, signalled by its own PID.
+
+    Every one started is kept in :attr:`started` until a test's teardown has seen it end
+    (conftest's ``no_process_left``): one left running on the session's Redis would take
+    the jobs of the tests after it.
+    """
+
+    started: ClassVar[list[WorkerProcess]] = []
 
     def __init__(
         self, env: Mapping[str, str], log_path: Path, command: Sequence[str] = ("-m", "worker")
@@ -176,6 +183,7 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        WorkerProcess.started.append(self)
 
     @property
     def pid(self) -> int:

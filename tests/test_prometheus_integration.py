@@ -27,11 +27,12 @@ from deploy_checks import PROMETHEUS, load_yaml
 from harness import ReceiverFactory, ScriptedResponse
 from harness.polling import wait_until
 from harness.prometheus import PrometheusServer, PrometheusUnavailable
-from support import WorkerProcess, worker_env
+from support import LOG_WRITER_COMMAND, WorkerProcess, worker_env
 
 EVENTS = 30
 API_JOB = "cliq-webhooks-api"
 WORKER_JOB = "cliq-webhooks-worker"
+LOG_WRITER_JOB = "cliq-webhooks-log-writer"
 
 
 def compressed_alerts(directory: Path) -> Path:
@@ -105,27 +106,35 @@ async def test_prometheus_counts_what_receivers_got_and_fires_the_failing_endpoi
         workspace_id="ws_1", url=bad.url(), events=["comment.created"], owner_email="o@example.com"
     )
     env = worker_env(redis_url, NOTIFY_OUTBOX=str(tmp_path / "outbox"))
-    workers = [WorkerProcess(env, tmp_path / f"worker{n}.log") for n in (1, 2)]
-    server = PrometheusServer(
-        scrape_config(
-            {
-                API_JOB: [f"127.0.0.1:{api_port}"],
-                WORKER_JOB: [f"127.0.0.1:{w.metrics_port}" for w in workers],
-            },
-            compressed_alerts(prometheus_dir),
-        ),
-        prometheus_dir,
-    )
+    workers: list[WorkerProcess] = []
+    server: PrometheusServer | None = None
     try:
+        workers += [WorkerProcess(env, tmp_path / f"worker{n}.log") for n in (1, 2)]
+        # Without DATABASE_URL a log-writer has nothing to write, but it serves its metrics.
+        writer = WorkerProcess(env, tmp_path / "log-writer.log", LOG_WRITER_COMMAND)
+        workers.append(writer)
+        server = PrometheusServer(
+            scrape_config(
+                {
+                    API_JOB: [f"127.0.0.1:{api_port}"],
+                    WORKER_JOB: [f"127.0.0.1:{w.metrics_port}" for w in workers[:2]],
+                    LOG_WRITER_JOB: [f"127.0.0.1:{writer.metrics_port}"],
+                },
+                compressed_alerts(prometheus_dir),
+            ),
+            prometheus_dir,
+        )
         try:
             await server.start()
         except PrometheusUnavailable as exc:
             pytest.fail(str(exc), pytrace=False)
 
         async def all_targets_up() -> bool:
-            return await server.scalar(f'sum(up{{job="{WORKER_JOB}"}})') == 2 and (
-                await server.scalar(f'sum(up{{job="{API_JOB}"}})') == 1
-            )
+            up = {
+                job: await server.scalar(f'sum(up{{job="{job}"}})')
+                for job in (WORKER_JOB, API_JOB, LOG_WRITER_JOB)
+            }
+            return up == {WORKER_JOB: 2, API_JOB: 1, LOG_WRITER_JOB: 1}
 
         await wait_until(all_targets_up, 30, interval=0.2, message="targets not scraped")
         assert not await failing_alerts(server)
@@ -188,6 +197,7 @@ async def test_prometheus_counts_what_receivers_got_and_fires_the_failing_endpoi
         assert await server.scalar('sum(cliq_deliveries_total{outcome="dead"})') == 1
         assert await server.scalar('sum(cliq_deliveries_total{outcome="delivered"})') == EVENTS
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         for worker in workers:
             worker.kill()
