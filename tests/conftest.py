@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from producer.context import Producer
 from producer.store.migrate import migrate
+from producer.store.postgres import PostgresLogStore
 
 from harness import (
     NodeReceiver,
@@ -243,6 +244,17 @@ async def postgres_url(
         yield postgres_server.url(name)
     finally:
         await postgres_server.drop_database(name)
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[PostgresLogStore]:
+    """The PostgreSQL log store on :func:`postgres_url`'s database (a module may define
+    its own, with partitions)."""
+    opened = await PostgresLogStore.open(postgres_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

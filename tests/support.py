@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
+import redis.asyncio as aioredis
 
 from producer.context import Producer
 from producer.events import Event, parse_event
@@ -29,6 +30,7 @@ from worker.metrics import Metrics
 from worker.service import WorkerService
 from worker.settings import WorkerSettings
 
+from harness import Receiver
 from harness.polling import wait_until
 
 # Compressed schedule for tests: 5 attempts, like the seed's, in a few seconds.
@@ -82,6 +84,26 @@ async def delivery_job_counts(producer: Producer, *states: str) -> dict[str, int
         for state, value in counts.items():
             totals[state] += int(value)
     return totals
+
+
+async def endpoint_for(producer: Producer, receiver: Receiver) -> str:
+    """An endpoint of ``ws_1`` on ``receiver`` for every event type; its id."""
+    created = await producer.endpoints.create(
+        workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"
+    )
+    return created.id
+
+
+async def publish_numbered(producer: Producer, count: int) -> list[str]:
+    """``count`` ``issue.created`` events of ``ws_1`` numbered in ``data.n``; their ids."""
+    events = [make_event(producer, "issue.created", {"n": n}) for n in range(count)]
+    await producer.publisher.publish_many(events)
+    return [e.id for e in events]
+
+
+async def outbox_empty(redis: aioredis.Redis, producer: Producer) -> bool:
+    """Whether the log outbox (of the delivery log's database) holds no entry."""
+    return int(await redis.xlen(producer.keys.log_outbox)) == 0
 
 
 async def marker_size(producer: Producer, event_id: str, window_s: int) -> int | None:

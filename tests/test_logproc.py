@@ -6,7 +6,7 @@ again loses nothing, and without any log-writer the workers stop at ``LOG_OUTBOX
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -24,36 +24,20 @@ from worker.logwatch import LIVE_S
 from worker.logwriter import GROUP
 from worker.settings import WorkerSettings
 
-from harness import Receiver, ReceiverFactory, ScriptedResponse
+from harness import ReceiverFactory, ScriptedResponse
 from harness.logbatches import assert_each_attempt_once, logged
 from harness.polling import wait_until
 from harness.postgres import PostgresServer
-from support import LOG_WRITER_COMMAND, WorkerProcess, make_event
+from support import (
+    LOG_WRITER_COMMAND,
+    WorkerProcess,
+    endpoint_for,
+    outbox_empty,
+    publish_numbered,
+)
 
 FIVE_ATTEMPTS = 5  # support.TEST_SCHEDULE
 Spawn = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresLogStore]:
-    opened = await PostgresLogStore.open(postgres_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-async def endpoint_for(producer: Producer, receiver: Receiver) -> str:
-    created = await producer.endpoints.create(
-        workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"
-    )
-    return created.id
-
-
-async def publish(producer: Producer, count: int) -> list[str]:
-    events = [make_event(producer, "issue.created", {"n": n}) for n in range(count)]
-    await producer.publisher.publish_many(events)
-    return [e.id for e in events]
 
 
 async def probe(process: WorkerProcess, path: str) -> tuple[int, dict[str, Any]]:
@@ -105,10 +89,6 @@ async def metric(process: WorkerProcess, name: str) -> float:
     raise AssertionError(f"{name} is not exported")
 
 
-async def outbox_empty(redis: aioredis.Redis, producer: Producer) -> bool:
-    return int(await redis.xlen(producer.keys.log_outbox)) == 0
-
-
 async def pending(redis: aioredis.Redis, producer: Producer) -> int:
     return int((await redis.xpending(producer.keys.log_outbox, GROUP))["pending"])
 
@@ -144,7 +124,7 @@ async def test_a_separate_log_writer_logs_every_attempt_once_and_the_worker_writ
     await healthy(worker)
     await healthy(writer)
 
-    await publish(producer, 6)
+    await publish_numbered(producer, 6)
     await wait_until(lambda: logged(store, 6, 6), 40, message="not all in the log")
     await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
     total = 6 * 1 + 6 * FIVE_ATTEMPTS
@@ -184,7 +164,7 @@ async def test_a_log_writer_killed_and_started_again_loses_nothing(
     first = spawn_worker(LOG_WRITER_COMMAND, DATABASE_URL=url)
     await healthy(worker)
     await healthy(first)
-    await publish(producer, 5)
+    await publish_numbered(producer, 5)
     # Written to the log, not only received (an outbox still empty then may fill later).
     store = await PostgresLogStore.open(url)
     try:
@@ -196,7 +176,7 @@ async def test_a_log_writer_killed_and_started_again_loses_nothing(
     # The database goes away: the log-writer reads the next outcomes and cannot write
     # them, so they are pending under it when it is killed.
     own_postgres.stop()
-    await publish(producer, 5)
+    await publish_numbered(producer, 5)
     await good.wait_for(10, 15)
 
     async def read_not_written() -> bool:
@@ -212,7 +192,7 @@ async def test_a_log_writer_killed_and_started_again_loses_nothing(
 
     own_postgres.restart()
     second = spawn_worker(LOG_WRITER_COMMAND, DATABASE_URL=url)
-    await publish(producer, 5)
+    await publish_numbered(producer, 5)
     await good.wait_for(15, 15)
     # The new one takes over what the dead one held (idle past JOB_LOCK_TIMEOUT).
     await wait_until(lambda: outbox_empty(redis, producer), 30, message="not drained")
@@ -242,14 +222,14 @@ async def test_without_a_log_writer_a_separate_worker_stops_at_log_outbox_max(
     await endpoint_for(producer, good)
     worker = spawn_worker(DATABASE_URL=postgres_url, LOG_WRITER="separate", LOG_OUTBOX_MAX="3")
     await healthy(worker)
-    await publish(producer, 3)
+    await publish_numbered(producer, 3)
     await good.wait_for(3, 15)
     await wait_until(lambda: "intake_stopped" in worker.log_events(), 15, message="went on")
     status, body = await probe(worker, "/readyz")
     assert status == 503
     assert (body["log_store"], body["log_outbox"], body["log_writers"]) == ("no_writer", 3, 0)
     # A full batch is a queue job, which a worker that stopped its intake leaves alone.
-    later = await publish(producer, producer.settings.batch_size)
+    later = await publish_numbered(producer, producer.settings.batch_size)
     total = 3 + len(later)
     with pytest.raises(AssertionError):
         await good.wait_for(4, 5)  # two housekeeping rounds and more

@@ -4,7 +4,6 @@ is final and written leaves Redis; the delivery log is then read from the databa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,15 +23,18 @@ from worker.localredis import free_port
 from worker.logwriter import GROUP, LogWriter, upkeep_partitions
 from worker.metrics import Metrics
 
-from harness import Receiver, ReceiverFactory, ScriptedResponse
+from harness import ReceiverFactory, ScriptedResponse
 from harness.logbatches import assert_each_attempt_once, logged
 from harness.polling import wait_until
 from harness.postgres import PostgresServer
 from support import (
     RunningWorker,
+    endpoint_for,
     make_event,
     marker_size,
     markers_counted,
+    outbox_empty,
+    publish_numbered,
     start_worker,
     worker_env,
 )
@@ -40,37 +42,11 @@ from support import (
 FIVE_ATTEMPTS = 5  # support.TEST_SCHEDULE
 
 
-@pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresLogStore]:
-    opened = await PostgresLogStore.open(postgres_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-async def endpoint_for(producer: Producer, receiver: Receiver) -> str:
-    created = await producer.endpoints.create(
-        workspace_id="ws_1", url=receiver.url(), events=["*"], owner_email="o@example.com"
-    )
-    return created.id
-
-
-async def publish(producer: Producer, count: int) -> list[str]:
-    events = [make_event(producer, "issue.created", {"n": n}) for n in range(count)]
-    await producer.publisher.publish_many(events)
-    return [e.id for e in events]
-
-
 async def redis_deliveries(producer: Producer, event_ids: list[str]) -> list[Delivery]:
     found: list[Delivery] = []
     for event_id in event_ids:
         found += await producer.deliveries.for_event(event_id)
     return found
-
-
-async def outbox_empty(redis: aioredis.Redis, producer: Producer) -> bool:
-    return int(await redis.xlen(producer.keys.log_outbox)) == 0
 
 
 async def keys_of(redis: aioredis.Redis, producer: Producer, pattern: str) -> list[str]:
@@ -102,7 +78,7 @@ async def test_every_outcome_reaches_the_log_once_and_the_outbox_drains(
     bad_id = await endpoint_for(producer, bad)
     worker = await start_logging_worker(producer, tmp_path, postgres_url)
     try:
-        event_ids = await publish(producer, 6)
+        event_ids = await publish_numbered(producer, 6)
         await wait_until(lambda: logged(store, 6, 6), 30, message="not all in the log")
         await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
         total = 6 * 1 + 6 * FIVE_ATTEMPTS
@@ -190,7 +166,7 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
         producer, tmp_path, url, METRICS_PORT=str(port), METRICS_HOST="127.0.0.1"
     )
     try:
-        before = await publish(producer, 5)
+        before = await publish_numbered(producer, 5)
         # Written to the log, not only received: the worker records after the receiver
         # answers, so an outbox still empty then may fill after the database stops.
         store = await PostgresLogStore.open(url)
@@ -201,7 +177,7 @@ async def test_the_database_stopping_mid_run_loses_nothing_and_blocks_nothing(
         await wait_until(lambda: outbox_empty(redis, producer), 15, message="not drained")
 
         own_postgres.stop()
-        during = await publish(producer, 5)
+        during = await publish_numbered(producer, 5)
         # Delivering goes on without the database; the outcomes wait in Redis.
         await good.wait_for(10, 15)
 
@@ -266,7 +242,7 @@ async def test_with_a_database_the_delivery_log_reads_it_and_shows_what_redis_sh
     try:
         await stored.open_log_store()
         assert isinstance(stored.deliveries, StoredDeliveryLog)
-        event_ids = await publish(producer, 4)
+        event_ids = await publish_numbered(producer, 4)
         await wait_until(lambda: logged(store, 4, 4), 30, message="not all in the log")
         await wait_until(lambda: outbox_empty(redis, producer), 20, message="not drained")
 
@@ -328,7 +304,7 @@ async def test_a_delivery_not_written_yet_is_read_from_redis_by_id_and_by_event(
     )
     try:
         await stored.open_log_store()
-        (event_id,) = await publish(producer, 1)  # no worker: it stays queued
+        (event_id,) = await publish_numbered(producer, 1)  # no worker: it stays queued
         (queued,) = await stored.deliveries.for_event(event_id)
         assert (queued.endpoint_id, queued.state, queued.attempts) == (
             endpoint_id,
@@ -405,7 +381,7 @@ async def test_a_full_log_outbox_stops_new_work_until_the_database_is_back(
     )  # fmt: skip
     try:
         own_postgres.stop()
-        await publish(producer, 3)
+        await publish_numbered(producer, 3)
         await good.wait_for(3, 15)
         await wait_until(lambda: worker.service._intake_stopped, 15, message="intake went on")
         async with (
@@ -415,7 +391,7 @@ async def test_a_full_log_outbox_stops_new_work_until_the_database_is_back(
             assert response.status == 503
         # A full batch is a queue job, which a worker that stopped its intake leaves
         # alone (a claim of the ready list already waiting may still take single ones).
-        later = await publish(producer, producer.settings.batch_size)
+        later = await publish_numbered(producer, producer.settings.batch_size)
         total = 3 + len(later)
         with pytest.raises(AssertionError):
             await good.wait_for(4, 5)  # two housekeeping rounds and more
