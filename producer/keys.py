@@ -28,11 +28,12 @@ OPERATIONS_QUEUE = "operations"
 # name -> key after "{prefix}:"; "{}" is the id. The comments are the reference.
 LAYOUT: dict[str, str] = {
     # Hash: the delivered body (b, stored once), type (t), workspace (w), created ms (c),
-    # deliveries still open (o), and for an event of one delivery its id (s).
+    # deliveries still open (o), and for an event of one delivery its id (s) and
+    # endpoint (p) (producer/fields.py EventFields).
     "event": "evt:{}",
     # List: the delivery ids an event of more than one delivery fanned out to (one of a
     # single delivery, most events, keeps it in its hash instead: a key fewer to write,
-    # read and expire; forget.lua's fan_out reads either).
+    # read and expire; forget.lua's fan_out_of reads either).
     "event_deliveries": "evt:{}:dlv",
     # Hash (TTL): idempotency markers of events whose records left Redis (for the delivery
     # log's database, worker/logdone.lua, or past LOG_KEEP_PER_ENDPOINT, record.lua): field
