@@ -36,7 +36,15 @@ from prometheus_client import CollectorRegistry
 from producer.context import Producer
 from producer.redis.clients import ping
 from worker import __version__
-from worker.logwatch import BEAT_S, beat, leave
+from worker.logwatch import (
+    BEAT_S,
+    NO_STORE,
+    STORE_FAILING,
+    STORE_OK,
+    beat,
+    leave,
+    writers_state,
+)
 from worker.logwriter import LogWriter, keep_partitions
 from worker.loops import cancel_until_done
 from worker.metrics import LogMetrics, bad_jobs_counter
@@ -108,7 +116,7 @@ class LogWriterService:
                 details: dict[str, object] = {"redis": redis_ok, "log_store": self._state()}
                 if self.writers:
                     details["log_outbox"] = self.metrics.waiting
-                ok = redis_ok and self._healthy() and self._state() == "ok"
+                ok = redis_ok and self._healthy() and self._state() == STORE_OK
                 return ok, details
 
             runner = await serve_probes(
@@ -152,9 +160,7 @@ class LogWriterService:
 
     def _state(self) -> str:
         """``/readyz``'s ``log_store``: ``ok``, ``failing`` or ``none`` (no DATABASE_URL)."""
-        if not self.writers:
-            return "none"
-        return "failing" if any(w.failing_since is not None for w in self.writers) else "ok"
+        return writers_state(self.writers) if self.writers else NO_STORE
 
     async def _watch(self, producer: Producer) -> None:
         """Until stopped: tell the workers every :data:`BEAT_S` that this process writes
@@ -168,7 +174,7 @@ class LogWriterService:
                 return
             if self.writers:
                 try:
-                    failing = self._state() == "failing"
+                    failing = self._state() == STORE_FAILING
                     await beat(producer.redis, producer.partitions.home, self.writer_id, failing)
                     beat_failed = False
                 except Exception as exc:  # Redis down: said once, the writers say more

@@ -35,6 +35,13 @@ MISSING_LOG_INTERVAL_S = 60.0
 STORE_OK = "ok"
 STORE_FAILING = "failing"
 NO_WRITER = "no_writer"
+# A log-writer process without DATABASE_URL: nothing to write.
+NO_STORE = "none"
+
+
+def writers_state(writers: Sequence[LogWriter]) -> str:
+    """``failing`` when one of these writers' writes fail, else ``ok``."""
+    return STORE_FAILING if any(w.failing_since is not None for w in writers) else STORE_OK
 
 
 async def beat(redis: RedisClient, keys: Keys, writer_id: str, failing: bool) -> None:
@@ -151,8 +158,4 @@ class LogWatch:
                 "log_outbox": self._metrics.waiting,
                 "log_writers": self._seen.live,
             }
-        failing = any(w.failing_since is not None for w in self._writers)
-        return {
-            "log_store": STORE_FAILING if failing else STORE_OK,
-            "log_outbox": self._metrics.waiting,
-        }
+        return {"log_store": writers_state(self._writers), "log_outbox": self._metrics.waiting}
